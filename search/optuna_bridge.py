@@ -1,0 +1,235 @@
+"""Optuna inside Ray Tune, with Optuna's own semantics kept.
+
+Ray's stock ``OptunaSearch`` never asks an Optuna pruner, and when a Ray scheduler stops a trial it tells
+the study COMPLETE with the partial value, so TPE learns from half-trained trials and the dashboard shows
+no pruned trial. Here one ``OptunaBridge`` owns the study and the Ray-trial -> Optuna-trial map:
+
+* ``OptunaSearcher`` (a Ray ``Searcher``) asks the study for each new trial and tells it the outcome.
+* ``PruningScheduler`` (a Ray ``FIFOScheduler``) records every reported step on the Optuna trial, so the
+  dashboard shows intermediate values live, and stops the trial when the study's pruner says so.
+* ``ReportingASHA`` does the same recording under Ray's ASHA and marks the trials ASHA stops as pruned.
+
+Stopped-by-pruning trials end PRUNED in the study, never COMPLETE. Only the driver writes the study.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import TrialState
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrialRecord:
+    """What the driver knows of one trial: its Optuna handle and how it has ended, if it has."""
+
+    optuna_trial: optuna.Trial
+    best: float | None = None
+    last_step: int | None = None
+    pruned_at: int | None = None
+    failure: str | None = None
+    state: TrialState | None = None  # set once told to the study
+
+
+class OptunaBridge:
+    def __init__(
+        self,
+        study: optuna.Study,
+        distributions: dict[str, BaseDistribution],
+        fixed_config: dict[str, Any],
+        metric: str,
+        mode: str,
+        n_trials: int,
+    ) -> None:
+        self.study = study
+        self.distributions = distributions
+        self.fixed_config = fixed_config
+        self.metric = metric
+        self.mode = mode
+        self.n_trials = n_trials
+        self.records: dict[str, TrialRecord] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles its search algorithm and scheduler with the experiment; the study lives in its own
+        # storage, so only the settings travel (the driver's live objects never leave the driver).
+        return {k: v for k, v in self.__dict__.items() if k not in ("study", "records")}
+
+    # -- asking ---------------------------------------------------------------------------------------
+
+    def ask(self, ray_trial_id: str) -> dict[str, Any] | None:
+        if len(self.records) >= self.n_trials:
+            return None
+        trial = self.study.ask(self.distributions)
+        trial.set_user_attr("ray_trial_id", ray_trial_id)
+        self.records[ray_trial_id] = TrialRecord(trial)
+        return {**self.fixed_config, **trial.params}
+
+    def number(self, ray_trial_id: str) -> int | None:
+        rec = self.records.get(ray_trial_id)
+        return rec.optuna_trial.number if rec else None
+
+    def set_attr(self, ray_trial_id: str, key: str, value: Any) -> None:
+        if (rec := self.records.get(ray_trial_id)) is not None:
+            rec.optuna_trial.set_user_attr(key, value)
+
+    # -- reporting ------------------------------------------------------------------------------------
+
+    def report(self, ray_trial_id: str, result: dict[str, Any]) -> bool:
+        """Record one step on the Optuna trial. Returns False if the trial must stop (no usable metric)."""
+        rec = self.records.get(ray_trial_id)
+        if rec is None or rec.state is not None:
+            return True
+        value = result.get(self.metric)
+        if value is None:
+            reported = ", ".join(sorted(k for k in result if not k.startswith(("time_", "timestamp"))))
+            rec.failure = f"metric {self.metric!r} was not reported (reported: {reported})"
+            return False
+        step = int(result.get("step", result.get("training_iteration", 0)))
+        if rec.last_step is not None and step <= rec.last_step:
+            return True
+        value = float(value)
+        rec.last_step = step
+        if math.isfinite(value):
+            rec.optuna_trial.report(value, step)
+            if rec.best is None or (value > rec.best if self.mode == "max" else value < rec.best):
+                rec.best = value
+        return True
+
+    def should_prune(self, ray_trial_id: str) -> bool:
+        rec = self.records.get(ray_trial_id)
+        if rec is None or rec.state is not None or rec.last_step is None:
+            return False
+        if rec.optuna_trial.should_prune():
+            self.mark_pruned(ray_trial_id)
+            return True
+        return False
+
+    def record_error(self, trial: Trial) -> None:
+        """Keep the last line of a trial's exception; Ray tells schedulers of errors before searchers."""
+        if (rec := self.records.get(trial.trial_id)) is not None:
+            rec.failure = error_line(trial)
+
+    def mark_pruned(self, ray_trial_id: str) -> None:
+        rec = self.records.get(ray_trial_id)
+        if rec is not None and rec.pruned_at is None:
+            rec.pruned_at = rec.last_step
+
+    # -- telling --------------------------------------------------------------------------------------
+
+    def complete(self, ray_trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
+        rec = self.records.get(ray_trial_id)
+        if rec is None or rec.state is not None:
+            return
+        if result and not error:
+            self.report(ray_trial_id, result)
+        if error or rec.failure:
+            self._tell(rec, TrialState.FAIL, reason=rec.failure or "the trial raised an error")
+        elif rec.pruned_at is not None:
+            rec.optuna_trial.set_user_attr("pruned_at_step", rec.pruned_at)
+            self._tell(rec, TrialState.PRUNED)
+        elif rec.best is None:
+            self._tell(rec, TrialState.FAIL, reason=f"no finite value of {self.metric!r} was reported")
+        else:
+            self._tell(rec, TrialState.COMPLETE, value=rec.best)
+
+    def finish_open(self, reason: str, as_pruned: bool) -> list[str]:
+        """End every trial Ray stopped without telling us (sweep budget, Ctrl-C): PRUNED or FAIL."""
+        ended = []
+        for ray_id, rec in self.records.items():
+            if rec.state is None:
+                rec.optuna_trial.set_user_attr("stopped", reason)
+                keep = as_pruned and rec.last_step is not None
+                self._tell(rec, TrialState.PRUNED if keep else TrialState.FAIL, reason=reason)
+                ended.append(ray_id)
+        return ended
+
+    def _tell(self, rec: TrialRecord, state: TrialState, value: float | None = None, reason: str = "") -> None:
+        if reason:
+            rec.optuna_trial.set_user_attr("fail_reason" if state == TrialState.FAIL else "reason", reason)
+        self.study.tell(rec.optuna_trial, value if state == TrialState.COMPLETE else None, state=state)
+        rec.state = state
+
+
+class OptunaSearcher(Searcher):
+    def __init__(self, bridge: OptunaBridge) -> None:
+        super().__init__(metric=bridge.metric, mode=bridge.mode)
+        self.bridge = bridge
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        config = self.bridge.ask(trial_id)
+        return Searcher.FINISHED if config is None else config
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.bridge.complete(trial_id, result, error)
+
+    # The search state is the Optuna study in its RDB storage; Ray's own searcher checkpoint is not needed.
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+
+class PruningScheduler(FIFOScheduler):
+    """Records each step on the study and stops the trial when the study's pruner says so."""
+
+    def __init__(self, bridge: OptunaBridge) -> None:
+        super().__init__()
+        self.bridge = bridge
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self.bridge.record_error(trial)
+        super().on_trial_error(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        if not self.bridge.report(trial.trial_id, result):
+            return TrialScheduler.STOP
+        return TrialScheduler.STOP if self.bridge.should_prune(trial.trial_id) else TrialScheduler.CONTINUE
+
+
+class ReportingASHA(AsyncHyperBandScheduler):
+    """Ray's ASHA deciding, the study recording: trials ASHA stops end PRUNED, not COMPLETE."""
+
+    def __init__(self, bridge: OptunaBridge, **options: Any) -> None:
+        super().__init__(metric=bridge.metric, mode=bridge.mode, **options)
+        self.bridge = bridge
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self.bridge.record_error(trial)
+        super().on_trial_error(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        if not self.bridge.report(trial.trial_id, result):
+            return TrialScheduler.STOP
+        decision = super().on_trial_result(tune_controller, trial, result)
+        # ASHA also says STOP when a trial reaches max_t: that one finished, it was not pruned.
+        if decision == TrialScheduler.STOP and result[self._time_attr] < self._max_t:
+            self.bridge.mark_pruned(trial.trial_id)
+        return decision
+
+
+def error_line(trial: Trial) -> str:
+    """The last line of a failed trial's traceback: the exception and its message."""
+    # Ray writes the trace to the trial's local directory first and syncs it to storage later.
+    local = Path(trial.error_file) if trial.error_file else None
+    if local is not None and local.is_file():
+        text = local.read_text()
+    else:
+        error = trial.get_error()
+        text = str(error) if error is not None else "the trial raised an error"
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else text

@@ -1,0 +1,103 @@
+"""What the terminal shows: one line per finished trial, a status line now and then, and the final table."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from optuna.trial import TrialState
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+from rich.console import Console
+from rich.table import Table
+
+from search.optuna_bridge import OptunaBridge
+
+STATUS_EVERY_S = 10.0
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+class ProgressCallback(Callback):
+    def __init__(self, bridge: OptunaBridge, console: Console) -> None:
+        self.bridge = bridge
+        self.console = console
+        self.start = time.monotonic()
+        self._last_status = self.start
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "console"}
+
+    def counts(self) -> dict[str, int]:
+        states = [r.state for r in self.bridge.records.values()]
+        return {
+            "done": sum(s == TrialState.COMPLETE for s in states),
+            "pruned": sum(s == TrialState.PRUNED for s in states),
+            "failed": sum(s == TrialState.FAIL for s in states),
+            "running": sum(s is None for s in states),
+        }
+
+    def best(self) -> float | None:
+        values = [r.best for r in self.bridge.records.values() if r.state == TrialState.COMPLETE]
+        if not values:
+            return None
+        return max(values) if self.bridge.mode == "max" else min(values)
+
+    def status_line(self) -> str:
+        c = self.counts()
+        best = self.best()
+        return (
+            f"[{time.monotonic() - self.start:6.0f}s] {c['done']} done, {c['pruned']} pruned, "
+            f"{c['failed']} failed, {c['running']} running of {self.bridge.n_trials}"
+            f"  best {self.bridge.metric}={fmt(best) if best is not None else '-'}"
+        )
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_status >= STATUS_EVERY_S:
+            self._last_status = now
+            self.console.print(self.status_line(), style="dim", highlight=False)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._announce(trial)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._announce(trial)
+
+    def _announce(self, trial: Trial) -> None:
+        rec = self.bridge.records.get(trial.trial_id)
+        if rec is None:
+            return
+        state = rec.state.name if rec.state else "STOPPED"
+        params = " ".join(f"{k}={fmt(v)}" for k, v in rec.optuna_trial.params.items())
+        value = f"{self.bridge.metric}={fmt(rec.best)}" if rec.best is not None else ""
+        where = f" at step {rec.pruned_at}" if rec.state == TrialState.PRUNED and rec.pruned_at is not None else ""
+        self.console.print(
+            f"trial {rec.optuna_trial.number:>4} {state:<8}{where} {value}  {params}", highlight=False
+        )
+
+
+def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
+    """This run's trials, best first."""
+    sign = -1 if bridge.mode == "max" else 1
+    records = sorted(
+        bridge.records.values(),
+        key=lambda r: (r.state != TrialState.COMPLETE, sign * r.best if r.best is not None else float("inf")),
+    )
+    names = list(bridge.distributions)
+    table = Table(title=f"best trials of {bridge.study.study_name} ({bridge.metric}, {bridge.mode})")
+    for col in ["trial", "state", bridge.metric, "last step", *names]:
+        table.add_column(col, justify="right" if col not in ("state",) else "left")
+    for r in records[:limit]:
+        table.add_row(
+            str(r.optuna_trial.number),
+            r.state.name if r.state else "-",
+            fmt(r.best) if r.best is not None else "-",
+            str(r.last_step) if r.last_step is not None else "-",
+            *[fmt(r.optuna_trial.params.get(n, "")) for n in names],
+        )
+    return table

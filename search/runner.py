@@ -1,0 +1,284 @@
+"""One sweep, start to end: validate, open the stores, run Ray Tune with the Optuna bridge, reconcile.
+
+``prepare`` does every check and touches no store, so a bad input leaves nothing behind. ``run`` creates
+the store, the study and the parent run, drives ``ray.tune.Tuner``, and afterwards ends anything Ray
+stopped without telling its callbacks (Ctrl-C, SIGTERM), so no trial is left RUNNING in either store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# A trial that does not report the metric fails alone, with the reason (OptunaBridge.report), instead of
+# Ray's strict check ending the whole sweep.
+os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+# Checkpoints are small and frequent here; Ray's advice about snapshot frequency is noise to a user.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+import optuna
+import ray
+from contextlib import contextmanager
+from optuna.trial import TrialState
+from ray import tune
+from rich.console import Console
+
+from search import samplers
+from search.errors import SpecError
+from search.optuna_bridge import OptunaBridge, OptunaSearcher, PruningScheduler
+from search.progress import ProgressCallback, fmt, results_table
+from search.spec import SweepSpec, load, metric_and_mode
+from search.store import Store
+from search.tracking import MlflowTrialCallback, Tracking
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sweep:
+    """A validated sweep: everything needed to run it, nothing written anywhere yet."""
+
+    spec: SweepSpec
+    source: str
+    metric: str
+    mode: str
+    n_trials: int
+    sampler: optuna.samplers.BaseSampler
+    pruner: optuna.pruners.BasePruner
+    enqueued: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class SweepOutcome:
+    study_name: str
+    parent_run_id: str
+    counts: dict[str, int]
+    best_value: float | None
+    best_params: dict[str, Any] | None
+    interrupted: bool
+
+
+def prepare(name_or_path: str, overrides: list[tuple[str, Any]] = (), trials: int | None = None) -> Sweep:
+    if trials is not None:
+        overrides = [*overrides, ("trials", trials)]
+    spec, path = load(name_or_path, overrides)
+    source = str(path)
+    metric, mode = metric_and_mode(spec)
+    sweep = Sweep(
+        spec=spec,
+        source=source,
+        metric=metric,
+        mode=mode,
+        n_trials=samplers.trial_count(spec, source),
+        sampler=samplers.build_sampler(spec, source),
+        pruner=samplers.build_pruner(spec, source),
+    )
+    if spec.sampler.name == "ofat":
+        sweep.enqueued = samplers.ofat_points(spec, source)
+    return sweep
+
+
+def check_store(sweep: Sweep, store: Store, new: bool) -> None:
+    """Refuse to continue a study that was made for another direction; reads only."""
+    if new or not store.exists():
+        return
+    storage = optuna.storages.RDBStorage(store.optuna_url)
+    try:
+        study = optuna.load_study(study_name=sweep.spec.name, storage=storage)
+    except KeyError:
+        return
+    finally:
+        storage.engine.dispose()
+    wanted = optuna.study.StudyDirection.MAXIMIZE if sweep.mode == "max" else optuna.study.StudyDirection.MINIMIZE
+    if study.direction != wanted:
+        raise SpecError(
+            f"the study {sweep.spec.name!r} in {store.root} was made to {study.direction.name.lower()}; "
+            f"this file asks to {wanted.name.lower()} (pass --new to start a fresh study)",
+            sweep.source,
+            "mode",
+        )
+
+
+def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optuna.Study:
+    storage = optuna.storages.RDBStorage(store.optuna_url, engine_kwargs={"connect_args": {"timeout": 30}})
+    name = sweep.spec.name
+    if new and name in {s.study_name for s in storage.get_all_studies()}:
+        archived = f"{name}@{datetime.now():%Y%m%d-%H%M%S}"
+        optuna.copy_study(from_study_name=name, from_storage=storage, to_storage=storage, to_study_name=archived)
+        optuna.delete_study(study_name=name, storage=storage)
+        console.print(f"previous study {name!r} kept as {archived!r}; starting a fresh one")
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize" if sweep.mode == "max" else "minimize",
+        sampler=sweep.sampler,
+        pruner=sweep.pruner,
+        load_if_exists=True,
+    )
+    study.set_metric_names([sweep.metric])
+    study.set_user_attr("trainable", sweep.spec.trainable)
+    study.set_user_attr("space_file", sweep.source)
+    if sweep.enqueued:
+        seen = [t.params for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        for point in sweep.enqueued:
+            if point not in seen:
+                study.enqueue_trial(point, skip_if_exists=True)
+    return study
+
+
+def ensure_ray(address: str | None = None) -> None:
+    # Results live in the study and MLflow, so Ray's per-trial result files (and its warning that it
+    # cannot read them back) are not needed.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return
+    ray.init(
+        address=address,
+        num_cpus=None if address else os.cpu_count(),
+        include_dashboard=False,
+        log_to_driver=os.environ.get("HPSEARCH_RAY_LOGS", "0") == "1",
+        logging_level=logging.WARNING,
+        configure_logging=True,
+    )
+
+
+@contextmanager
+def sigterm_stops_tune() -> Iterator[None]:
+    """Ray Tune stops gracefully on SIGINT/SIGUSR1; make SIGTERM do the same while the sweep runs."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(
+    sweep: Sweep,
+    store: Store,
+    *,
+    new: bool = False,
+    address: str | None = None,
+    console: Console | None = None,
+) -> SweepOutcome:
+    console = console or Console(stderr=True)
+    spec = sweep.spec
+    check_store(sweep, store, new)
+    store.create()
+
+    study = open_study(sweep, store, new, console)
+    tracking = Tracking(store.mlflow_url, store.artifacts)
+    experiment_id = tracking.experiment_id(spec.name)
+    run_name = f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    parent_run_id = tracking.start_parent(experiment_id, spec.model_dump(mode="json"), study.study_name, run_name)
+
+    bridge = OptunaBridge(
+        study, samplers.distributions(spec), spec.config, sweep.metric, sweep.mode, sweep.n_trials
+    )
+    mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge)
+    progress = ProgressCallback(bridge, console)
+
+    ensure_ray(address)
+    from search.ray_session import trial_function
+
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    tuner = tune.Tuner(
+        tune.with_resources(
+            trial_function(spec.trainable, spec.resources.cpu, spec.resources.gpu, None), resources
+        ),
+        tune_config=tune.TuneConfig(
+            search_alg=OptunaSearcher(bridge),
+            scheduler=PruningScheduler(bridge),
+            num_samples=sweep.n_trials,
+            max_concurrent_trials=spec.concurrency,
+            reuse_actors=True,
+            trial_dirname_creator=lambda t: f"trial-{bridge.number(t.trial_id)}-{t.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=run_name,
+            storage_path=str(store.ray_results),
+            verbose=0,
+            callbacks=[mlflow_cb, progress],
+            failure_config=tune.FailureConfig(max_failures=0),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    console.print(
+        f"sweep {spec.name}: {sweep.n_trials} trials of {spec.trainable}, {spec.concurrency} at a time, "
+        f"sampler {spec.sampler.name}, pruner {spec.pruner.name}; store {store.root}",
+        highlight=False,
+    )
+    status = "FINISHED"
+    try:
+        with sigterm_stops_tune():
+            tuner.fit()
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        stopped = bridge.finish_open("interrupted", as_pruned=False)
+        mlflow_cb.finish_open("interrupted")
+        interrupted = bool(stopped) or len(bridge.records) < sweep.n_trials
+        if interrupted and status == "FINISHED":
+            status = "KILLED"
+        outcome = _summarize(bridge, parent_run_id, interrupted)
+        tracking.end_parent(parent_run_id, status, _parent_metrics(outcome), _parent_tags(bridge, outcome))
+    console.print(progress.status_line(), highlight=False)
+    print_summary(sweep, store, outcome, bridge, console)
+    return outcome
+
+
+def _summarize(bridge: OptunaBridge, parent_run_id: str, interrupted: bool) -> SweepOutcome:
+    states = [r.state for r in bridge.records.values()]
+    counts = {s.name.lower(): sum(x == s for x in states) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    done = [r for r in bridge.records.values() if r.state == TrialState.COMPLETE and r.best is not None]
+    best = (max if bridge.mode == "max" else min)(done, key=lambda r: r.best) if done else None
+    return SweepOutcome(
+        study_name=bridge.study.study_name,
+        parent_run_id=parent_run_id,
+        counts=counts,
+        best_value=best.best if best else None,
+        best_params=dict(best.optuna_trial.params) if best else None,
+        interrupted=interrupted,
+    )
+
+
+def _parent_metrics(outcome: SweepOutcome) -> dict[str, float]:
+    metrics = {f"trials_{k}": float(v) for k, v in outcome.counts.items()}
+    if outcome.best_value is not None:
+        metrics["best_value"] = outcome.best_value
+    return metrics
+
+
+def _parent_tags(bridge: OptunaBridge, outcome: SweepOutcome) -> dict[str, str]:
+    done = [r for r in bridge.records.values() if r.state == TrialState.COMPLETE and r.best == outcome.best_value]
+    if not done:
+        return {}
+    best = done[0].optuna_trial
+    return {"best_trial_number": str(best.number), "best_mlflow_run_id": best.user_attrs.get("mlflow_run_id", "")}
+
+
+def print_summary(sweep: Sweep, store: Store, outcome: SweepOutcome, bridge: OptunaBridge, console: Console) -> None:
+    console.print(results_table(bridge))
+    if outcome.best_params is not None:
+        shown = ", ".join(f"{k}={fmt(v)}" for k, v in outcome.best_params.items())
+        console.print(f"best {sweep.metric} = {fmt(outcome.best_value)} with {shown}", highlight=False)
+    console.print("watch and compare:", highlight=False)
+    console.print(f"  optuna-dashboard {store.optuna_url}", highlight=False, soft_wrap=True)
+    console.print(
+        f"  mlflow ui --backend-store-uri {store.mlflow_url} --default-artifact-root {store.artifacts.as_uri()}",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -1,0 +1,158 @@
+"""Optuna samplers and pruners by name, with their options checked before anything runs.
+
+Ray Tune's own searchers drop misspelled keyword options silently; here an option the Optuna class does
+not take is an error naming the key, and a value it rejects is an error naming the value.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import warnings
+from typing import Any, Callable
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from search.errors import SpecError
+from search.spec import CategoricalParam, FloatParam, IntParam, SweepSpec
+from trainables import registry
+
+DEFAULT_TRIALS = 20
+
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """GridSampler whose ``after_trial`` does not call ``study.stop()``.
+
+    That call only works inside ``study.optimize``; under ask/tell it raises. The sweep's trial count
+    (the grid size by default) is what ends a grid sweep here.
+    """
+
+    def after_trial(self, study: optuna.Study, trial: Any, state: Any, values: Any) -> None:
+        pass
+
+
+SAMPLER_CLASSES: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "grid": AskTellGridSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "gp": optuna.samplers.GPSampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "ofat": optuna.samplers.RandomSampler,  # the points are enqueued; see ofat_points
+}
+
+PRUNER_CLASSES: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
+    "none": optuna.pruners.NopPruner,
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "threshold": optuna.pruners.ThresholdPruner,
+    "patient": optuna.pruners.PatientPruner,
+}
+
+
+def distributions(spec: SweepSpec) -> dict[str, BaseDistribution]:
+    out: dict[str, BaseDistribution] = {}
+    for name, p in spec.space.items():
+        if isinstance(p, FloatParam):
+            out[name] = FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+        elif isinstance(p, IntParam):
+            out[name] = IntDistribution(p.low, p.high, log=p.log, step=p.step)
+        else:
+            out[name] = CategoricalDistribution(p.choices)
+    return out
+
+
+def _grid_values(spec: SweepSpec, source: str, sampler: str) -> dict[str, list[Any]]:
+    grid = {}
+    for name, p in spec.space.items():
+        values = p.values()
+        if values is None:
+            raise SpecError(
+                f"the {sampler} sampler needs a finite set of values: give this float a step, or use choices",
+                source,
+                f"space.{name}",
+            )
+        grid[name] = values
+    return grid
+
+
+def baseline(spec: SweepSpec) -> dict[str, Any]:
+    """The point an OFAT sweep varies around: the space file's config, else the trainable's default."""
+    defaults = registry.get(spec.trainable).defaults()
+    return {name: spec.config.get(name, defaults[name]) for name in spec.space}
+
+
+def ofat_points(spec: SweepSpec, source: str) -> list[dict[str, Any]]:
+    """One-factor-at-a-time: the baseline, then each searched value with the others at baseline."""
+    grid = _grid_values(spec, source, "ofat")
+    base = baseline(spec)
+    points = [base]
+    for name, values in grid.items():
+        points += [{**base, name: v} for v in values if v != base[name]]
+    return points
+
+
+def trial_count(spec: SweepSpec, source: str) -> int:
+    if spec.trials is not None:
+        return spec.trials
+    if spec.sampler.name == "grid":
+        return len(list(itertools.product(*_grid_values(spec, source, "grid").values())))
+    if spec.sampler.name == "ofat":
+        return len(ofat_points(spec, source))
+    return DEFAULT_TRIALS
+
+
+def _construct(kind: str, name: str, cls: Callable[..., Any], options: dict[str, Any], source: str) -> Any:
+    params = inspect.signature(cls).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    for key in options:
+        if key not in params and not takes_any:
+            accepted = ", ".join(k for k in params if k not in ("self", "search_space", "wrapped_pruner"))
+            raise SpecError(f"unknown option for the {name} {kind} (it takes: {accepted})", source, f"{kind}.{key}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return cls(**options)
+    except (TypeError, ValueError) as e:
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        raise SpecError(f"the {name} {kind} rejects {shown or 'its defaults'}: {e}", source, kind) from None
+
+
+def build_sampler(spec: SweepSpec, source: str) -> optuna.samplers.BaseSampler:
+    name = spec.sampler.name
+    options = spec.sampler.options
+    if spec.sampler.seed is not None:
+        options["seed"] = spec.sampler.seed
+    if name == "grid":
+        options["search_space"] = _grid_values(spec, source, "grid")
+    if name == "ofat":
+        ofat_points(spec, source)  # validates that every parameter has finite values
+    if name == "cmaes" and any(isinstance(p, CategoricalParam) for p in spec.space.values()):
+        options.setdefault("warn_independent_sampling", False)
+    return _construct("sampler", name, SAMPLER_CLASSES[name], options, source)
+
+
+def build_pruner(spec: SweepSpec, source: str) -> optuna.pruners.BasePruner:
+    name = spec.pruner.name
+    options = spec.pruner.options
+    if name == "patient":
+        inner = options.pop("wrapped", {"name": "none"})
+        if not isinstance(inner, dict) or inner.get("name") not in PRUNER_CLASSES:
+            raise SpecError(
+                f"patient needs 'wrapped: {{name: <pruner>, ...}}' naming one of {', '.join(PRUNER_CLASSES)}"
+                f" (got {inner!r})",
+                source,
+                "pruner.wrapped",
+            )
+        inner_options = {k: v for k, v in inner.items() if k != "name"}
+        options["wrapped_pruner"] = _construct(
+            "pruner", inner["name"], PRUNER_CLASSES[inner["name"]], inner_options, source
+        )
+    return _construct("pruner", name, PRUNER_CLASSES[name], options, source)

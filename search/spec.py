@@ -1,0 +1,284 @@
+"""The space file: its schema (pydantic), loading, ``--set`` overrides, and checks against the trainable.
+
+Everything a sweep needs is validated here, before anything is written to a store, so a bad file costs
+one clear line and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from search.errors import SpecError
+from trainables import registry
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc", "ofat")
+PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "threshold", "patient")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _divides(low: float, high: float, step: float) -> bool:
+    n = (high - low) / step
+    return math.isclose(n, round(n), rel_tol=0, abs_tol=1e-9 * max(1.0, abs(n)))
+
+
+class FloatParam(_Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "FloatParam":
+        _check_range(self.low, self.high, self.log, self.step)
+        return self
+
+    def values(self) -> list[float] | None:
+        if self.step is None:
+            return None
+        n = round((self.high - self.low) / self.step)
+        return [round(self.low + i * self.step, 12) for i in range(n + 1)]
+
+
+class IntParam(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "IntParam":
+        _check_range(self.low, self.high, self.log, None if self.step == 1 else self.step)
+        return self
+
+    def values(self) -> list[int]:
+        return list(range(self.low, self.high + 1, self.step))
+
+
+class CategoricalParam(_Strict):
+    type: Literal["categorical"]
+    choices: list[Union[bool, int, float, str, None]]
+
+    @model_validator(mode="after")
+    def _check(self) -> "CategoricalParam":
+        if not self.choices:
+            raise ValueError("choices must not be empty")
+        if len(set(map(repr, self.choices))) != len(self.choices):
+            raise ValueError(f"choices repeat a value: {self.choices}")
+        return self
+
+    def values(self) -> list[Any]:
+        return list(self.choices)
+
+
+def _check_range(low: float, high: float, log: bool, step: float | None) -> None:
+    if low >= high:
+        raise ValueError(f"low ({low}) must be below high ({high})")
+    if log and low <= 0:
+        raise ValueError(f"log scale needs low > 0 (got low={low})")
+    if log and step is not None:
+        raise ValueError("log and step cannot be combined")
+    if step is not None and not _divides(low, high, step):
+        raise ValueError(f"step {step} does not divide the range {low}..{high}")
+
+
+Param = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+
+
+class SamplerSpec(BaseModel):
+    """``name`` and ``seed``; every other key is passed to the Optuna sampler and checked against it."""
+
+    model_config = ConfigDict(extra="allow")
+    name: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
+    seed: int | None = None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class PrunerSpec(BaseModel):
+    """``name``; every other key is passed to the Optuna pruner and checked against it."""
+
+    model_config = ConfigDict(extra="allow")
+    name: Literal[PRUNERS] = "none"  # type: ignore[valid-type]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Resources(_Strict):
+    cpu: float = Field(1, gt=0)
+    gpu: float = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _whole_or_fraction(self) -> "Resources":
+        if self.gpu > 1 and self.gpu != int(self.gpu):
+            raise ValueError(f"gpu above 1 must be a whole number (got {self.gpu})")
+        return self
+
+
+class SweepSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    trainable: str
+    description: str = ""
+    metric: str | None = None
+    mode: Literal["min", "max"] | None = None
+    config: dict[str, Any] = {}
+    space: dict[str, Param] = {}
+    sampler: SamplerSpec = SamplerSpec()
+    pruner: PrunerSpec = PrunerSpec()
+    trials: int | None = Field(None, ge=1)
+    concurrency: int = Field(1, ge=1)
+    resources: Resources = Resources()
+
+    @model_validator(mode="after")
+    def _needs_something_to_search(self) -> "SweepSpec":
+        if not self.space:
+            raise ValueError("space is empty: name at least one hyperparameter to search")
+        return self
+
+
+def resolve_path(name_or_path: str) -> Path:
+    """A path to a YAML file, or the name of one under spaces/."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise SpecError("no such space file", str(path))
+        return path
+    for base in (Path.cwd() / "spaces", SPACES_DIR):
+        for suffix in (".yaml", ".yml"):
+            if (candidate := base / f"{name_or_path}{suffix}").is_file():
+                return candidate
+    known = ", ".join(space_names()) or "none"
+    raise SpecError(f"no space file named {name_or_path!r} under spaces/ (known: {known})", name_or_path)
+
+
+def space_names() -> list[str]:
+    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``a.b.c=VALUE`` -> ("a.b.c", VALUE parsed as a YAML scalar)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", key.strip()):
+        raise SpecError(f"expected KEY=VALUE with a dotted KEY, got {text!r}", "--set")
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise SpecError(f"value {raw!r} is not a YAML scalar", "--set", key) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
+    for key, value in overrides:
+        node = raw
+        *parents, leaf = key.split(".")
+        for i, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SpecError(f"{'.'.join(parents[: i + 1])} is not a mapping", "--set", key)
+            node = child
+        node[leaf] = value
+    return raw
+
+
+def load(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> tuple[SweepSpec, Path]:
+    """Read, override, validate. Raises SpecError with a one-line message on any problem."""
+    path = resolve_path(name_or_path)
+    source = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"{where}not valid YAML ({problem})", source) from None
+    except OSError as e:
+        raise SpecError(f"cannot read: {e.strerror}", source) from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"expected a mapping of keys at the top, got {type(raw).__name__}", source)
+    raw = apply_overrides(raw, list(overrides))
+    return validate(raw, source), path
+
+
+def validate(raw: dict[str, Any], source: str) -> SweepSpec:
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as e:
+        message, key = _first_error(e)
+        raise SpecError(message, source, key) from None
+    check_against_trainable(spec, source)
+    return spec
+
+
+def _first_error(e: ValidationError) -> tuple[str, str]:
+    # A misspelled key usually explains the "missing" error beside it, so it is reported first.
+    err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
+    loc = [str(p) for p in err["loc"]]
+    if len(loc) >= 3 and loc[0] == "space" and loc[2] in ("float", "int", "categorical"):
+        del loc[2]  # the union tag pydantic puts in the path
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "union_tag_invalid":
+        msg = f"type must be one of float, int, categorical (got {err['input'].get('type')!r})"
+        loc.append("type")
+    elif err["type"] == "literal_error" and loc and loc[-1] == "name":
+        msg = f"{msg} (got {err['input']!r})"
+    elif err["type"] not in ("value_error", "missing") and "input" in err:
+        msg = f"{msg} (got {err['input']!r})"
+    return msg, ".".join(loc) or "(top)"
+
+
+def check_against_trainable(spec: SweepSpec, source: str) -> None:
+    """Every configured or searched name must be a hyperparameter of the trainable, of the right type."""
+    try:
+        trainable = registry.get(spec.trainable)
+    except KeyError as e:
+        raise SpecError(str(e.args[0]), source, "trainable") from None
+    fields = trainable.params.model_fields
+    for section, names in (("config", spec.config), ("space", spec.space)):
+        for name in names:
+            if name not in fields:
+                raise SpecError(
+                    f"{spec.trainable} has no hyperparameter {name!r} (it takes: {', '.join(fields)})",
+                    source,
+                    f"{section}.{name}",
+                )
+    # One representative trial: catches wrong types and out-of-range values in config and space bounds.
+    for name, param in spec.space.items():
+        for value in _extremes(param):
+            try:
+                trainable.params.model_validate({**spec.config, name: value})
+            except ValidationError as e:
+                err = e.errors()[0]
+                key = ".".join(map(str, err["loc"])) or name
+                section = "space" if key == name else "config"
+                raise SpecError(
+                    f"{err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})",
+                    source,
+                    f"{section}.{key}" if section == "config" or not err["loc"] else f"space.{name}",
+                ) from None
+
+
+def _extremes(param: FloatParam | IntParam | CategoricalParam) -> list[Any]:
+    if isinstance(param, CategoricalParam):
+        return param.values()
+    return [param.low, param.high]
+
+
+def metric_and_mode(spec: SweepSpec) -> tuple[str, str]:
+    trainable = registry.get(spec.trainable)
+    return spec.metric or trainable.metric, spec.mode or trainable.mode

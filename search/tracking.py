@@ -1,0 +1,168 @@
+"""MLflow: one experiment per sweep name, one parent run per ``hpsearch run``, one child run per trial.
+
+All writes happen in the driver (a Ray Tune callback on results), so a SQLite store has one writer.
+Each child run carries the Optuna trial number and the Ray trial id as tags, and the Optuna trial gets the
+run id as a user attribute: a user can go from a dashboard trial to its MLflow run and back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+from ray.tune.result import AUTO_RESULT_KEYS
+
+from search.optuna_bridge import OptunaBridge, error_line
+
+PARENT_RUN_TAG = "hpsearch.role"
+_RAY_KEYS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "step"}
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out |= flatten(v, f"{key}.")
+        else:
+            out[key] = v
+    return out
+
+
+class Tracking:
+    """The sweep's MLflow handle: experiment and parent run, created once in the driver."""
+
+    def __init__(self, tracking_uri: str, artifact_root: Path) -> None:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self.client = MlflowClient(tracking_uri)
+        self.artifact_root = artifact_root
+
+    def experiment_id(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        return self.client.create_experiment(name, artifact_location=(self.artifact_root / name).as_uri())
+
+    def start_parent(self, experiment_id: str, spec: dict[str, Any], study_name: str, run_name: str) -> str:
+        run = self.client.create_run(
+            experiment_id,
+            run_name=run_name,
+            tags={PARENT_RUN_TAG: "sweep", "optuna.study": study_name, "hpsearch.trainable": spec["trainable"]},
+        )
+        run_id = run.info.run_id
+        params = [Param(k, str(v)[:6000]) for k, v in flatten(spec).items()]
+        for i in range(0, len(params), 100):
+            self.client.log_batch(run_id, params=params[i : i + 100])
+        self.client.log_text(run_id, yaml.safe_dump(spec, sort_keys=False), "space.yaml")
+        return run_id
+
+    def end_parent(self, run_id: str, status: str, summary: dict[str, float], tags: dict[str, str]) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in summary.items()],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+        self.client.set_terminated(run_id, status)
+
+
+class MlflowTrialCallback(Callback):
+    """Creates a child run when a trial starts, logs every reported step, and ends it the way the study did."""
+
+    def __init__(self, tracking: Tracking, experiment_id: str, parent_run_id: str, bridge: OptunaBridge) -> None:
+        self.client = tracking.client
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.bridge = bridge
+        self.runs: dict[str, str] = {}  # ray trial id -> mlflow run id
+        self.open: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles callbacks with the experiment; the MLflow client stays in the driver.
+        return {k: v for k, v in self.__dict__.items() if k != "client"}
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if trial.trial_id in self.runs:
+            return
+        number = self.bridge.number(trial.trial_id)
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"trial-{number:04d}" if number is not None else trial.trial_id,
+            tags={
+                "mlflow.parentRunId": self.parent_run_id,
+                "optuna.study": self.bridge.study.study_name,
+                "optuna.trial_number": str(number),
+                "ray.trial_id": trial.trial_id,
+            },
+        )
+        run_id = run.info.run_id
+        self.runs[trial.trial_id] = run_id
+        self.open.add(trial.trial_id)
+        params = [Param(k, str(v)[:6000]) for k, v in flatten(trial.config).items()]
+        if params:
+            self.client.log_batch(run_id, params=params)
+        self.bridge.set_attr(trial.trial_id, "mlflow_run_id", run_id)
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is None:
+            return
+        step = int(result.get("step", result.get("training_iteration", 0)))
+        ts = int(result.get("timestamp", time.time()) * 1000)
+        metrics = [
+            Metric(k, float(v), ts, step)
+            for k, v in result.items()
+            if k not in _RAY_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        record = self.bridge.records.get(trial.trial_id)
+        tags = {}
+        status = RunStatus.FINISHED
+        if record is not None and record.state == TrialState.PRUNED:
+            status = RunStatus.KILLED
+            tags = {"pruned": "true", "pruned_at_step": str(record.pruned_at)}
+        elif record is not None and record.state == TrialState.FAIL:
+            status = RunStatus.FAILED
+            tags = {"error": record.failure or "failed"}
+        self._end(trial, status, tags)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        record = self.bridge.records.get(trial.trial_id)
+        self._end(trial, RunStatus.FAILED, {"error": record.failure if record and record.failure else error_line(trial)})
+
+    def finish_open(self, reason: str) -> None:
+        """Runs Ray stopped without a callback (sweep budget, Ctrl-C) end KILLED with the reason."""
+        for trial_id in list(self.open):
+            self._close(trial_id, RunStatus.KILLED, {"stopped": reason})
+
+    def _end(self, trial: Trial, status: int, tags: dict[str, str]) -> None:
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is None or trial.trial_id not in self.open:
+            return
+        if trial.checkpoint is not None and status == RunStatus.FINISHED:
+            path = Path(trial.checkpoint.path)
+            if path.is_dir():
+                self.client.log_artifacts(run_id, str(path), "checkpoint")
+        self._close(trial.trial_id, status, tags)
+
+    def _close(self, trial_id: str, status: int, tags: dict[str, str]) -> None:
+        run_id = self.runs[trial_id]
+        record = self.bridge.records.get(trial_id)
+        if record is not None and record.state is not None:
+            tags = {**tags, "optuna.state": record.state.name}
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
+        self.client.set_terminated(run_id, RunStatus.to_string(status))
+        self.open.discard(trial_id)
+

@@ -1,0 +1,40 @@
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+os.environ["HPSEARCH_TRAINABLES"] = str(HERE / "plugins" / "flaky.py")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the whole test session (starting Ray costs seconds)."""
+    import ray
+
+    from search.runner import ensure_ray
+
+    ensure_ray()
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def quiet_console():
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), width=200)
+
+
+@pytest.fixture
+def write_space(tmp_path):
+    """Write a space file from a dict and return its path."""
+    import yaml
+
+    def write(data: dict, name: str = "space.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return write

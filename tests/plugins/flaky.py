@@ -1,0 +1,19 @@
+"""A trainable for tests: raises on purpose when asked to, reports a wrong metric when asked to."""
+
+from trainables.registry import Hyperparameters, trainable
+
+
+class FlakyParams(Hyperparameters):
+    x: float = 0.5
+    steps: int = 3
+    fail_above: float = 2.0  # x above this raises at step 1
+    metric_name: str = "score"
+
+
+@trainable("flaky", params=FlakyParams, metric="score", mode="max")
+def flaky(p: FlakyParams, session) -> None:
+    """Scores -(x - 0.3)^2 per step; raises when x > fail_above."""
+    for step in range(p.steps):
+        if step == 1 and p.x > p.fail_above:
+            raise RuntimeError(f"flaky trial failed on purpose at x={p.x}")
+        session.report(step, {p.metric_name: -((p.x - 0.3) ** 2) * (p.steps - step)})

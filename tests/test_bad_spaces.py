@@ -1,0 +1,67 @@
+"""The bad-input catalogue: each file in bad_spaces/ names the message it must produce on its first line.
+
+Every one must give exit code 2, a single line naming the file and the key, and create nothing in the store.
+"""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from search.cli import app
+
+CATALOGUE = sorted((Path(__file__).parent / "bad_spaces").glob("*.yaml"))
+
+
+def expected_message(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} must start with '# expect: <message>'"
+    return first.removeprefix("# expect: ")
+
+
+@pytest.mark.parametrize("path", CATALOGUE, ids=[p.stem for p in CATALOGUE])
+def test_bad_space_is_one_clear_line_and_writes_nothing(path, tmp_path):
+    store = tmp_path / "store"
+    result = CliRunner().invoke(app, ["run", str(path), "--store", str(store)])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {path}: ")
+    assert expected_message(path) in lines[0]
+    assert not store.exists()
+
+
+def test_catalogue_is_not_empty():
+    assert len(CATALOGUE) >= 25
+
+
+def test_missing_file(tmp_path):
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "nope.yaml"), "--store", str(tmp_path / "s")])
+    assert result.exit_code == 2
+    assert "nope.yaml: no such space file" in result.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_unknown_space_name_lists_known(tmp_path):
+    result = CliRunner().invoke(app, ["run", "addition-lrr", "--store", str(tmp_path / "s")])
+    assert result.exit_code == 2
+    assert "no space file named 'addition-lrr'" in result.stderr and "addition-lr," in result.stderr
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("config.epochs", "expected KEY=VALUE"),
+        ("config.epochs=[1", "is not a YAML scalar"),
+        ("space.lr.low=0.5", "space.lr: low (0.5) must be below high (0.1)"),
+        ("config.epochs=zero", "config.epochs: Input should be a valid integer"),
+        ("name.sub=1", "--set: name.sub: name is not a mapping"),
+    ],
+)
+def test_bad_override(override, message, tmp_path):
+    result = CliRunner().invoke(
+        app, ["run", "addition-lr", "--set", override, "--store", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert not (tmp_path / "s").exists()

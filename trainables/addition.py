@@ -1,0 +1,262 @@
+"""Two-digit addition (seed experiment A): a CNN over a 2x2 digit grid and a small Transformer.
+
+Every pair 00+00 .. 99+99 is a case (10,000). The model reads the four digits and predicts the three
+digits of the sum, so its mistakes look like the seed's: off by 10 or 90 when a carry goes wrong.
+
+Split: a fixed 10% of the pairs (chosen with a constant seed, the same for every trial) is held out from
+training. ``exact_match`` is scored on all 10,000 pairs, as the seed reports it; ``train_exact_match`` and
+``heldout_exact_match`` say how much of it is memory and how much is addition.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections import Counter
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+
+from trainables.registry import Hyperparameters, trainable
+from trainables.session import Session
+
+SPLIT_SEED = 1234
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def addition_pairs() -> tuple[torch.Tensor, torch.Tensor]:
+    """All 10,000 cases: digits (N, 4) = [a tens, a ones, b tens, b ones] and sums (N,)."""
+    a, b = torch.meshgrid(torch.arange(100), torch.arange(100), indexing="ij")
+    a, b = a.flatten(), b.flatten()
+    digits = torch.stack([a // 10, a % 10, b // 10, b % 10], dim=1)
+    return digits, a + b
+
+
+def sum_digits(total: torch.Tensor) -> torch.Tensor:
+    """(N,) sums -> (N, 3) digits [hundreds, tens, ones]."""
+    return torch.stack([total // 100, (total // 10) % 10, total % 10], dim=1)
+
+
+def holdout_mask(n: int, fraction: float) -> torch.Tensor:
+    """True for the held-out cases: the same for every trial, whatever its own seed."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[order[: round(n * fraction)]] = True
+    return mask
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class AdditionCNN(nn.Module):
+    """Digits embedded, laid out as a 2x2 grid [[a tens, a ones], [b tens, b ones]], then 3x3 convs."""
+
+    def __init__(self, embed_dim: int, conv_layers: int, channels: int, dropout: float) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, embed_dim)
+        layers: list[nn.Module] = []
+        in_ch = embed_dim
+        for _ in range(conv_layers):
+            layers += [nn.Conv2d(in_ch, channels, kernel_size=3, padding=1), nn.ReLU()]
+            in_ch = channels
+        self.convs = nn.Sequential(*layers)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(in_ch * 4, 3 * 10)
+
+    def forward(self, digits: torch.Tensor) -> torch.Tensor:
+        x = self.embed(digits)  # (B, 4, E)
+        x = x.transpose(1, 2).reshape(x.size(0), -1, 2, 2)  # (B, E, 2, 2)
+        x = self.convs(x).flatten(1)
+        return self.head(self.drop(x)).view(-1, 3, 10)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm Transformer block; ``layer_norm=False`` drops the norms (the seed's unstable variant)."""
+
+    def __init__(self, dim: int, heads: int, hidden_dim: int, dropout: float, layer_norm: bool) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim) if layer_norm else nn.Identity()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim) if layer_norm else nn.Identity()
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, dim), nn.Dropout(dropout)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class AdditionTransformer(nn.Module):
+    """The four digits as a 4-token sequence through a small encoder; the head reads all four tokens."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        encoder_layers: int,
+        hidden_dim: int,
+        heads: int,
+        dropout: float,
+        positional_encoding: bool,
+        layer_norm: bool,
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, embed_dim)
+        self.pos = nn.Parameter(torch.randn(4, embed_dim) * 0.02) if positional_encoding else None
+        self.blocks = nn.Sequential(
+            *[EncoderBlock(embed_dim, heads, hidden_dim, dropout, layer_norm) for _ in range(encoder_layers)]
+        )
+        self.norm = nn.LayerNorm(embed_dim) if layer_norm else nn.Identity()
+        self.head = nn.Linear(4 * embed_dim, 3 * 10)
+
+    def forward(self, digits: torch.Tensor) -> torch.Tensor:
+        x = self.embed(digits)
+        if self.pos is not None:
+            x = x + self.pos
+        x = self.norm(self.blocks(x))
+        return self.head(x.flatten(1)).view(-1, 3, 10)
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+
+
+class AdditionParams(Hyperparameters):
+    lr: float = Field(5e-3, gt=0)
+    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(100, ge=1)
+    embed_dim: int = Field(16, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 turns clipping off")
+    holdout: float = Field(0.1, ge=0, lt=1, description="fraction of the 10,000 pairs never trained on")
+    stop_at_exact_match: float | None = Field(
+        None, gt=0, le=1, description="end the trial once exact_match reaches this"
+    )
+
+
+class AdditionCNNParams(AdditionParams):
+    conv_layers: int = Field(2, ge=1)
+    channels: int = Field(32, ge=1)
+
+
+class AdditionTransformerParams(AdditionParams):
+    embed_dim: int = Field(32, ge=1)
+    encoder_layers: int = Field(2, ge=1)
+    hidden_dim: int = Field(64, ge=1)
+    heads: int = Field(2, ge=1)
+    positional_encoding: bool = True
+    layer_norm: bool = True
+
+    @model_validator(mode="after")
+    def _heads_divide_embed_dim(self) -> "AdditionTransformerParams":
+        if self.embed_dim % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide embed_dim ({self.embed_dim})")
+        return self
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@trainable("addition-cnn", params=AdditionCNNParams, metric="exact_match", mode="max")
+def addition_cnn(p: AdditionCNNParams, session: Session) -> None:
+    """CNN over the 2x2 digit grid learning two-digit addition (seed A)."""
+    torch.manual_seed(p.seed)
+    model = AdditionCNN(p.embed_dim, p.conv_layers, p.channels, p.dropout)
+    train_addition(model, p, session)
+
+
+@trainable("addition-transformer", params=AdditionTransformerParams, metric="exact_match", mode="max")
+def addition_transformer(p: AdditionTransformerParams, session: Session) -> None:
+    """Transformer encoder over the 4 digit tokens learning two-digit addition (seed A)."""
+    torch.manual_seed(p.seed)
+    model = AdditionTransformer(
+        p.embed_dim, p.encoder_layers, p.hidden_dim, p.heads, p.dropout, p.positional_encoding, p.layer_norm
+    )
+    train_addition(model, p, session)
+
+
+def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> None:
+    device = session.device
+    model.to(device)
+    digits, totals = addition_pairs()
+    digits, totals = digits.to(device), totals.to(device)
+    targets = sum_digits(totals)
+    held = holdout_mask(len(digits), p.holdout).to(device)
+    train_x, train_y = digits[~held], targets[~held]
+
+    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    gen = torch.Generator(device="cpu").manual_seed(p.seed)
+    start_epoch = 0
+    if (state := session.restore()) is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch = state["epoch"] + 1
+
+    train_seconds = 0.0
+    for epoch in range(start_epoch, p.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train_x), generator=gen).to(device)
+        total_loss = 0.0
+        for i in range(0, len(order), p.batch_size):
+            idx = order[i : i + p.batch_size]
+            logits = model(train_x[idx])
+            loss = F.cross_entropy(logits.reshape(-1, 10), train_y[idx].reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if p.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
+            opt.step()
+            total_loss += loss.item() * len(idx)
+        train_seconds += time.perf_counter() - t0
+
+        correct = predict(model, digits) == totals
+        metrics = {
+            "loss": total_loss / len(train_x) if math.isfinite(total_loss) else float("nan"),
+            "exact_match": correct.float().mean().item(),
+            "train_exact_match": correct[~held].float().mean().item(),
+            "heldout_exact_match": correct[held].float().mean().item() if held.any() else float("nan"),
+        }
+        done = epoch == p.epochs - 1 or (
+            p.stop_at_exact_match is not None and metrics["exact_match"] >= p.stop_at_exact_match
+        )
+        if done:
+            metrics |= final_summary(model, digits, totals, train_seconds / (epoch + 1 - start_epoch))
+        checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch} if done else None
+        session.report(epoch, metrics, checkpoint=checkpoint)
+        if done:
+            break
+
+
+@torch.no_grad()
+def predict(model: nn.Module, digits: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    d = model(digits).argmax(-1)
+    return d[:, 0] * 100 + d[:, 1] * 10 + d[:, 2]
+
+
+def final_summary(model: nn.Module, digits: torch.Tensor, totals: torch.Tensor, sec_per_epoch: float) -> dict[str, float]:
+    """The seed's end-of-run figures: deviation statistics, size and speed."""
+    deviation = (predict(model, digits) - totals).float().cpu()
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    out: dict[str, Any] = {
+        "deviation_mean": deviation.mean().item(),
+        "deviation_std": deviation.std().item(),
+        "zero_deviation": (deviation == 0).float().mean().item(),
+        "param_count": float(sum(t.numel() for t in model.parameters())),
+        "checkpoint_bytes": float(buf.getbuffer().nbytes),
+        "seconds_per_epoch": sec_per_epoch,
+    }
+    nonzero = Counter(int(d) for d in deviation[deviation != 0].tolist())
+    for rank, (dev, count) in enumerate(nonzero.most_common(5), start=1):
+        out[f"deviation_top{rank}"] = float(dev)
+        out[f"deviation_top{rank}_count"] = float(count)
+    return out
