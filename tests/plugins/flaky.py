@@ -1,5 +1,7 @@
 """A trainable for tests: raises on purpose when asked to, reports a wrong metric when asked to."""
 
+import time
+
 from trainables.registry import Hyperparameters, trainable
 
 
@@ -8,6 +10,7 @@ class FlakyParams(Hyperparameters):
     steps: int = 3
     fail_above: float = 2.0  # x above this raises at step 1
     metric_name: str = "score"
+    sleep: float = 0.0  # seconds per step, to keep a trial running while a test acts on it
 
 
 @trainable("flaky", params=FlakyParams, metric="score", mode="max")
@@ -16,4 +19,5 @@ def flaky(p: FlakyParams, session) -> None:
     for step in range(p.steps):
         if step == 1 and p.x > p.fail_above:
             raise RuntimeError(f"flaky trial failed on purpose at x={p.x}")
+        time.sleep(p.sleep)
         session.report(step, {p.metric_name: -((p.x - 0.3) ** 2) * (p.steps - step)})

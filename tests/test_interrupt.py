@@ -1,0 +1,75 @@
+"""SIGTERM (and Ctrl-C, the same path in Ray Tune) stops a sweep cleanly: nothing left RUNNING anywhere."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from search.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(predicate, timeout: float, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+def running_trials(store: Store, name: str) -> int:
+    try:
+        study = optuna.load_study(study_name=name, storage=store.optuna_url)
+    except Exception:
+        return 0
+    return sum(t.state == TrialState.RUNNING and len(t.intermediate_values) > 0 for t in study.trials)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_the_sweep_and_closes_every_trial(sig, write_space, tmp_path):
+    store = Store.at(tmp_path / "store")
+    space = write_space(
+        {
+            "name": "slow",
+            "trainable": "flaky",
+            "config": {"steps": 200, "sleep": 0.1},
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "trials": 6,
+            "concurrency": 2,
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=os.environ.copy(),
+    )
+    try:
+        assert wait_for(lambda: running_trials(store, "slow") == 2, timeout=90), "no trial started"
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out.decode()[-2000:]
+
+    study = optuna.load_study(study_name="slow", storage=store.optuna_url)
+    states = [t.state for t in study.trials]
+    assert TrialState.RUNNING not in states and states.count(TrialState.FAIL) == 2
+    assert all(t.user_attrs.get("stopped") == "interrupted" for t in study.trials)
+
+    client = MlflowClient(store.mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name("slow").experiment_id])
+    assert "RUNNING" not in {r.info.status for r in runs}
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 2 and all(r.info.status == "KILLED" for r in children)
+    assert all(r.data.tags["stopped"] == "interrupted" for r in children)
+    parent = next(r for r in runs if r.data.tags.get("hpsearch.role") == "sweep")
+    assert parent.info.status == "KILLED"
