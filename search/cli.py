@@ -43,6 +43,8 @@ def run(
         outcome = runner.run(sweep, Store.at(store), new=new, address=address, console=err)
     except SpecError as e:
         fail(str(e))
+    if outcome.stopped_by_budget:
+        err.print(f"sweep budget reached after {outcome.wall_s:.0f}s; trials still running were stopped", highlight=False)
     if outcome.interrupted:
         raise typer.Exit(130)
 

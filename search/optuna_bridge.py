@@ -144,13 +144,13 @@ class OptunaBridge:
             self._tell(rec, TrialState.COMPLETE, value=rec.best)
 
     def finish_open(self, reason: str, as_pruned: bool) -> list[str]:
-        """End every trial Ray stopped without telling us (sweep budget, Ctrl-C): PRUNED or FAIL."""
+        """End every trial Ray stopped without telling us: PRUNED at the sweep budget (stopped early, not
+        failed, intermediate values kept), FAIL when interrupted (it may be run again)."""
         ended = []
         for ray_id, rec in self.records.items():
             if rec.state is None:
                 rec.optuna_trial.set_user_attr("stopped", reason)
-                keep = as_pruned and rec.last_step is not None
-                self._tell(rec, TrialState.PRUNED if keep else TrialState.FAIL, reason=reason)
+                self._tell(rec, TrialState.PRUNED if as_pruned else TrialState.FAIL, reason=reason)
                 ended.append(ray_id)
         return ended
 

@@ -16,9 +16,11 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 
 class RaySession:
-    def __init__(self, device: torch.device, budget_s: float | None) -> None:
+    def __init__(self, device: torch.device, budget_s: float | None, report_interval_s: float | None) -> None:
         self.device = device
-        self._deadline = None if budget_s is None else time.monotonic() + budget_s
+        self.report_interval_s = report_interval_s
+        self.started = time.monotonic()
+        self._deadline = None if budget_s is None else self.started + budget_s
 
     def report(self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None) -> None:
         payload = {**metrics, "step": step}
@@ -40,7 +42,9 @@ class RaySession:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
 
-def trial_function(trainable_name: str, cpus: float, gpus: float, budget_s: float | None) -> Callable[[dict], None]:
+def trial_function(
+    trainable_name: str, cpus: float, gpus: float, budget_s: float | None, report_interval_s: float | None
+) -> Callable[[dict], None]:
     """The Ray Tune function trainable for one registered trainable.
 
     The driver's plugin modules travel with the function, so a worker on any node registers the same
@@ -52,7 +56,7 @@ def trial_function(trainable_name: str, cpus: float, gpus: float, budget_s: floa
         registry.load_plugins(plugins)
         torch.set_num_threads(max(1, int(cpus)))
         device = torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
-        registry.get(trainable_name).run(config, RaySession(device, budget_s))
+        registry.get(trainable_name).run(config, RaySession(device, budget_s, report_interval_s))
 
     run_trial.__name__ = trainable_name.replace("-", "_")
     return run_trial

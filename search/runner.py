@@ -33,7 +33,7 @@ from rich.console import Console
 
 from search import samplers
 from search.errors import SpecError
-from search.optuna_bridge import OptunaBridge, OptunaSearcher, PruningScheduler
+from search.optuna_bridge import OptunaBridge, OptunaSearcher, PruningScheduler, ReportingASHA
 from search.progress import ProgressCallback, fmt, results_table
 from search.spec import SweepSpec, load, metric_and_mode
 from search.store import Store
@@ -64,6 +64,26 @@ class SweepOutcome:
     best_value: float | None
     best_params: dict[str, Any] | None
     interrupted: bool
+    stopped_by_budget: bool = False
+    wall_s: float = 0.0
+
+
+class TrialBudgetStopper(tune.Stopper):
+    """The trial budget for every trainable: a trial is stopped at its first report past the budget.
+
+    A trainable that watches ``session.time_left()`` makes that report itself, with its end-of-run
+    summary; one that does not is stopped all the same, within one report of its limit. Either way the
+    trial ends COMPLETE with the best value it reached within its time.
+    """
+
+    def __init__(self, budget_s: float) -> None:
+        self.budget_s = budget_s
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return result.get("time_total_s", 0.0) >= self.budget_s
+
+    def stop_all(self) -> bool:
+        return False
 
 
 def prepare(name_or_path: str, overrides: list[tuple[str, Any]] = (), trials: int | None = None) -> Sweep:
@@ -81,6 +101,7 @@ def prepare(name_or_path: str, overrides: list[tuple[str, Any]] = (), trials: in
         sampler=samplers.build_sampler(spec, source),
         pruner=samplers.build_pruner(spec, source),
     )
+    samplers.check_scheduler(spec, source, metric, mode)
     if spec.sampler.name == "ofat":
         sweep.enqueued = samplers.ofat_points(spec, source)
     return sweep
@@ -172,6 +193,7 @@ def run(
     new: bool = False,
     address: str | None = None,
     console: Console | None = None,
+    callbacks: list[tune.Callback] = (),
 ) -> SweepOutcome:
     console = console or Console(stderr=True)
     spec = sweep.spec
@@ -194,33 +216,49 @@ def run(
     from search.ray_session import trial_function
 
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    interval = spec.report_interval_s
+    budget = spec.budget
+    if spec.scheduler.name == "asha":
+        scheduler = ReportingASHA(bridge, **spec.scheduler.options)
+    else:
+        scheduler = PruningScheduler(bridge)
+    stopper = TrialBudgetStopper(budget.trial) if budget.trial else None
     tuner = tune.Tuner(
         tune.with_resources(
-            trial_function(spec.trainable, spec.resources.cpu, spec.resources.gpu, None), resources
+            trial_function(spec.trainable, spec.resources.cpu, spec.resources.gpu, budget.trial, interval),
+            resources,
         ),
         tune_config=tune.TuneConfig(
             search_alg=OptunaSearcher(bridge),
-            scheduler=PruningScheduler(bridge),
+            scheduler=scheduler,
             num_samples=sweep.n_trials,
             max_concurrent_trials=spec.concurrency,
             reuse_actors=True,
+            time_budget_s=budget.sweep,
             trial_dirname_creator=lambda t: f"trial-{bridge.number(t.trial_id)}-{t.trial_id}",
         ),
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=str(store.ray_results),
             verbose=0,
-            callbacks=[mlflow_cb, progress],
+            stop=stopper,
+            callbacks=[mlflow_cb, progress, *callbacks],
             failure_config=tune.FailureConfig(max_failures=0),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
+    stops = spec.pruner.name if spec.scheduler.name == "fifo" else "asha"
     console.print(
         f"sweep {spec.name}: {sweep.n_trials} trials of {spec.trainable}, {spec.concurrency} at a time, "
-        f"sampler {spec.sampler.name}, pruner {spec.pruner.name}; store {store.root}",
+        f"sampler {spec.sampler.name}, pruning {stops}"
+        + (f", sweep budget {budget.sweep:g}s" if budget.sweep else "")
+        + (f", trial budget {budget.trial:g}s" if budget.trial else "")
+        + (f", reporting every {interval:g}s" if interval else "")
+        + f"; store {store.root}",
         highlight=False,
     )
     status = "FINISHED"
+    started = time.monotonic()
     try:
         with sigterm_stops_tune():
             tuner.fit()
@@ -228,12 +266,17 @@ def run(
         status = "FAILED"
         raise
     finally:
-        stopped = bridge.finish_open("interrupted", as_pruned=False)
-        mlflow_cb.finish_open("interrupted")
-        interrupted = bool(stopped) or len(bridge.records) < sweep.n_trials
+        wall = time.monotonic() - started
+        # Ray ends trials at the sweep budget (or on a signal) without telling searcher or callbacks.
+        by_budget = budget.sweep is not None and wall >= budget.sweep - 1.0
+        reason = "sweep budget" if by_budget else "interrupted"
+        stopped = bridge.finish_open(reason, as_pruned=by_budget)
+        mlflow_cb.finish_open(reason)
+        interrupted = not by_budget and (bool(stopped) or len(bridge.records) < sweep.n_trials)
         if interrupted and status == "FINISHED":
             status = "KILLED"
         outcome = _summarize(bridge, parent_run_id, interrupted)
+        outcome.stopped_by_budget, outcome.wall_s = by_budget, wall
         tracking.end_parent(parent_run_id, status, _parent_metrics(outcome), _parent_tags(bridge, outcome))
     console.print(progress.status_line(), highlight=False)
     print_summary(sweep, store, outcome, bridge, console)

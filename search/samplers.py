@@ -120,7 +120,7 @@ def _construct(kind: str, name: str, cls: Callable[..., Any], options: dict[str,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return cls(**options)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, AssertionError) as e:  # Ray's schedulers check options with assert
         shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
         raise SpecError(f"the {name} {kind} rejects {shown or 'its defaults'}: {e}", source, kind) from None
 
@@ -156,3 +156,18 @@ def build_pruner(spec: SweepSpec, source: str) -> optuna.pruners.BasePruner:
             "pruner", inner["name"], PRUNER_CLASSES[inner["name"]], inner_options, source
         )
     return _construct("pruner", name, PRUNER_CLASSES[name], options, source)
+
+
+def check_scheduler(spec: SweepSpec, source: str, metric: str, mode: str) -> None:
+    """Ray's ASHA takes its own options; check them here, before anything runs."""
+    if spec.scheduler.name != "asha":
+        if spec.scheduler.options:
+            key = next(iter(spec.scheduler.options))
+            raise SpecError("the fifo scheduler takes no options", source, f"scheduler.{key}")
+        return
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    for reserved in ("metric", "mode"):
+        if reserved in spec.scheduler.options:
+            raise SpecError("set by the sweep's metric and mode, not here", source, f"scheduler.{reserved}")
+    _construct("scheduler", "asha", AsyncHyperBandScheduler, {**spec.scheduler.options, "metric": metric, "mode": mode}, source)

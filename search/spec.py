@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from search.errors import SpecError
 from trainables import registry
@@ -119,6 +119,41 @@ class PrunerSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string like ``90s``, ``20m``, ``1.5h``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh])\s*", str(value))
+        if not m:
+            raise ValueError(f"cannot parse {value!r} as a duration (a number with s, m or h: 90s, 20m, 1h)")
+        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive (got {value!r})")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Budget(_Strict):
+    """``sweep``: the whole sweep stops at this time. ``trial``: each trial trains until this time is up."""
+
+    sweep: Duration | None = None
+    trial: Duration | None = None
+
+
+class SchedulerSpec(BaseModel):
+    """``fifo`` (trials run to the end unless the Optuna pruner stops them) or Ray's ``asha``."""
+
+    model_config = ConfigDict(extra="allow")
+    name: Literal["fifo", "asha"] = "fifo"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 class Resources(_Strict):
     cpu: float = Field(1, gt=0)
     gpu: float = Field(0, ge=0)
@@ -143,12 +178,32 @@ class SweepSpec(_Strict):
     trials: int | None = Field(None, ge=1)
     concurrency: int = Field(1, ge=1)
     resources: Resources = Resources()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    budget: Budget = Budget()
+    report: Literal["epoch", "time"] | None = None  # default: time when a trial budget is set
+    report_interval: Duration | None = None  # under report: time; default trial budget / 20, at least 1s
 
     @model_validator(mode="after")
-    def _needs_something_to_search(self) -> "SweepSpec":
+    def _consistent(self) -> "SweepSpec":
         if not self.space:
             raise ValueError("space is empty: name at least one hyperparameter to search")
+        if self.scheduler.name == "asha" and self.pruner.name != "none":
+            raise ValueError(
+                f"scheduler asha and pruner {self.pruner.name} both stop trials: choose one (pruner: {{name: none}})"
+            )
         return self
+
+    @property
+    def reports_by_time(self) -> bool:
+        return self.report == "time" or (self.report is None and self.budget.trial is not None)
+
+    @property
+    def report_interval_s(self) -> float | None:
+        if not self.reports_by_time:
+            return None
+        if self.report_interval is not None:
+            return self.report_interval
+        return max(1.0, self.budget.trial / 20) if self.budget.trial else 10.0
 
 
 def resolve_path(name_or_path: str) -> Path:
@@ -248,6 +303,14 @@ def check_against_trainable(spec: SweepSpec, source: str) -> None:
         trainable = registry.get(spec.trainable)
     except KeyError as e:
         raise SpecError(str(e.args[0]), source, "trainable") from None
+    if spec.reports_by_time and not trainable.reports_by_time:
+        why = "report: time" if spec.report == "time" else "a trial budget reports by time by default"
+        raise SpecError(
+            f"{spec.trainable} cannot report by wall-clock time ({why}); set report: epoch to compare trials"
+            " at equal epochs instead",
+            source,
+            "report",
+        )
     fields = trainable.params.model_fields
     for section, names in (("config", spec.config), ("space", spec.space)):
         for name in names:

@@ -11,7 +11,6 @@ training. ``exact_match`` is scored on all 10,000 pairs, as the seed reports it;
 from __future__ import annotations
 
 import io
-import math
 import time
 from collections import Counter
 from typing import Any
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from trainables.registry import Hyperparameters, trainable
-from trainables.session import Session
+from trainables.session import ReportClock, Session
 
 SPLIT_SEED = 1234
 
@@ -164,7 +163,7 @@ class AdditionTransformerParams(AdditionParams):
 # ----------------------------------------------------------------------------- training
 
 
-@trainable("addition-cnn", params=AdditionCNNParams, metric="exact_match", mode="max")
+@trainable("addition-cnn", params=AdditionCNNParams, metric="exact_match", mode="max", reports_by_time=True)
 def addition_cnn(p: AdditionCNNParams, session: Session) -> None:
     """CNN over the 2x2 digit grid learning two-digit addition (seed A)."""
     torch.manual_seed(p.seed)
@@ -172,7 +171,9 @@ def addition_cnn(p: AdditionCNNParams, session: Session) -> None:
     train_addition(model, p, session)
 
 
-@trainable("addition-transformer", params=AdditionTransformerParams, metric="exact_match", mode="max")
+@trainable(
+    "addition-transformer", params=AdditionTransformerParams, metric="exact_match", mode="max", reports_by_time=True
+)
 def addition_transformer(p: AdditionTransformerParams, session: Session) -> None:
     """Transformer encoder over the 4 digit tokens learning two-digit addition (seed A)."""
     torch.manual_seed(p.seed)
@@ -199,12 +200,36 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
         opt.load_state_dict(state["optimizer"])
         start_epoch = state["epoch"] + 1
 
-    train_seconds = 0.0
-    for epoch in range(start_epoch, p.epochs):
-        t0 = time.perf_counter()
+    clock = ReportClock(session)
+    seen = 0  # training examples since this run started, for seconds per epoch
+    running_loss, running_n = 0.0, 0
+
+    def evaluate_and_report(step: int, epoch: int, last_epoch: bool) -> bool:
+        """Report one step; returns True when the trial is over (target, budget or last epoch)."""
+        nonlocal running_loss, running_n
+        correct = predict(model, digits) == totals
+        metrics = {
+            "loss": running_loss / max(running_n, 1),
+            "exact_match": correct.float().mean().item(),
+            "train_exact_match": correct[~held].float().mean().item(),
+            "heldout_exact_match": correct[held].float().mean().item() if held.any() else float("nan"),
+            "epoch": float(epoch),
+        }
+        running_loss, running_n = 0.0, 0
+        reached = p.stop_at_exact_match is not None and metrics["exact_match"] >= p.stop_at_exact_match
+        done = last_epoch or reached or clock.out_of_time()
+        checkpoint = None
+        if done:
+            epochs_run = max(seen / len(train_x), 1e-9)
+            metrics |= final_summary(model, digits, totals, (time.monotonic() - clock.start) / epochs_run)
+            checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}
+        session.report(step, metrics, checkpoint=checkpoint)
         model.train()
+        return done
+
+    model.train()
+    for epoch in range(start_epoch, p.epochs):
         order = torch.randperm(len(train_x), generator=gen).to(device)
-        total_loss = 0.0
         for i in range(0, len(order), p.batch_size):
             idx = order[i : i + p.batch_size]
             logits = model(train_x[idx])
@@ -214,25 +239,17 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
             if p.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
             opt.step()
-            total_loss += loss.item() * len(idx)
-        train_seconds += time.perf_counter() - t0
-
-        correct = predict(model, digits) == totals
-        metrics = {
-            "loss": total_loss / len(train_x) if math.isfinite(total_loss) else float("nan"),
-            "exact_match": correct.float().mean().item(),
-            "train_exact_match": correct[~held].float().mean().item(),
-            "heldout_exact_match": correct[held].float().mean().item() if held.any() else float("nan"),
-        }
-        done = epoch == p.epochs - 1 or (
-            p.stop_at_exact_match is not None and metrics["exact_match"] >= p.stop_at_exact_match
-        )
-        if done:
-            metrics |= final_summary(model, digits, totals, train_seconds / (epoch + 1 - start_epoch))
-        checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch} if done else None
-        session.report(epoch, metrics, checkpoint=checkpoint)
-        if done:
-            break
+            running_loss += loss.item() * len(idx)
+            running_n += len(idx)
+            seen += len(idx)
+            if (step := clock.due()) is not None and evaluate_and_report(step, epoch, False):
+                return
+        last = epoch == p.epochs - 1
+        if not clock.by_time and evaluate_and_report(epoch, epoch, last):
+            return
+        if clock.by_time and (last or clock.out_of_time()):
+            evaluate_and_report(clock.elapsed_step(), epoch, True)
+            return
 
 
 @torch.no_grad()

@@ -14,6 +14,9 @@ import torch
 
 class Session(Protocol):
     device: torch.device
+    # Set under ``report: time``: evaluate every this many seconds of training, with step = elapsed seconds.
+    report_interval_s: float | None
+    started: float  # time.monotonic() when the trial started: budgets and time steps count from here
 
     def report(self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None) -> None:
         """Publish the metrics of one step (an epoch, or elapsed seconds under a time budget)."""
@@ -33,11 +36,14 @@ class LocalSession:
         device: str | torch.device = "cpu",
         budget_s: float | None = None,
         echo: Callable[[str], None] | None = None,
+        report_interval_s: float | None = None,
     ) -> None:
         self.device = torch.device(device)
+        self.report_interval_s = report_interval_s
+        self.started = time.monotonic()
         self.history: list[tuple[int, dict[str, float]]] = []
         self.last_checkpoint: dict[str, Any] | None = None
-        self._deadline = None if budget_s is None else time.monotonic() + budget_s
+        self._deadline = None if budget_s is None else self.started + budget_s
         self._echo = echo
 
     def report(self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None) -> None:
@@ -61,3 +67,41 @@ class LocalSession:
 
 def _fmt(v: float) -> str:
     return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+class ReportClock:
+    """When a trainable evaluates: at each epoch's end, or every ``report_interval_s`` of wall-clock time.
+
+    Under a trial budget, trials with different batch sizes run different numbers of epochs in the same
+    time, so comparing them at equal epochs is unfair. By time, every trial reports the same steps, the
+    nominal elapsed seconds k * interval, and a pruner compares trials at equal training time.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.interval = getattr(session, "report_interval_s", None)
+        self.start = session.started
+        self._next = self.interval
+
+    @property
+    def by_time(self) -> bool:
+        return self.interval is not None
+
+    def due(self) -> int | None:
+        """Under time reporting: the step to report now, if a report time has passed; skips missed ones."""
+        if self.interval is None:
+            return None
+        elapsed = time.monotonic() - self.start
+        if elapsed < self._next:
+            return None
+        slot = int(elapsed // self.interval) * self.interval
+        self._next = slot + self.interval
+        return int(round(slot))
+
+    def elapsed_step(self) -> int:
+        """The step for a report made off the clock (the final one): whole elapsed seconds."""
+        return int(time.monotonic() - self.start)
+
+    def out_of_time(self) -> bool:
+        left = self.session.time_left()
+        return left is not None and left <= 0
