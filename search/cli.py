@@ -34,7 +34,8 @@ def run(
     address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="an existing Ray cluster"),
 ) -> None:
     """Run a sweep: Ray Tune runs the trials, Optuna samples them, MLflow records them."""
-    from search import runner, spec as spec_mod
+    from search import runner
+    from search import spec as spec_mod
     from search.store import Store
 
     try:
@@ -44,7 +45,9 @@ def run(
     except SpecError as e:
         fail(str(e))
     if outcome.stopped_by_budget:
-        err.print(f"sweep budget reached after {outcome.wall_s:.0f}s; trials still running were stopped", highlight=False)
+        err.print(
+            f"sweep budget reached after {outcome.wall_s:.0f}s; trials still running were stopped", highlight=False
+        )
     if outcome.interrupted:
         raise typer.Exit(130)
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -32,14 +33,20 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrialRecord:
-    """What the driver knows of one trial: its Optuna handle and how it has ended, if it has."""
+    """What the driver knows of one Ray trial: its Optuna trial, its repeat, and how it ended, if it has.
+
+    With ``repeats: N`` one Optuna trial (a configuration) runs as N Ray trials with seeds seed+0..N-1;
+    they share ``optuna_trial`` and ``group``, and the study is told once, when the last one ends.
+    """
 
     optuna_trial: optuna.Trial
+    repeat: int = 0
+    group: list["TrialRecord"] = field(default_factory=list)
     best: float | None = None
     last_step: int | None = None
     pruned_at: int | None = None
     failure: str | None = None
-    state: TrialState | None = None  # set once told to the study
+    state: TrialState | None = None  # how this Ray trial ended
 
 
 class OptunaBridge:
@@ -51,8 +58,11 @@ class OptunaBridge:
         metric: str,
         mode: str,
         n_trials: int,
+        repeats: int = 1,
     ) -> None:
         self.study = study
+        self.repeats = repeats
+        self._open_group: list[TrialRecord] = []
         self.distributions = distributions
         self.fixed_config = fixed_config
         self.metric = metric
@@ -68,16 +78,33 @@ class OptunaBridge:
     # -- asking ---------------------------------------------------------------------------------------
 
     def ask(self, ray_trial_id: str) -> dict[str, Any] | None:
-        if len(self.records) >= self.n_trials:
-            return None
-        trial = self.study.ask(self.distributions)
-        trial.set_user_attr("ray_trial_id", ray_trial_id)
-        self.records[ray_trial_id] = TrialRecord(trial)
-        return {**self.fixed_config, **trial.params}
+        """A Ray trial's config: a new Optuna trial, or the next seed of the configuration being repeated."""
+        group = self._open_group
+        if not group or len(group) >= self.repeats:
+            if len(self.records) >= self.n_trials * self.repeats:
+                return None
+            group = self._open_group = []
+            trial = self.study.ask(self.distributions)
+        else:
+            trial = group[0].optuna_trial
+        rec = TrialRecord(trial, repeat=len(group), group=group)
+        group.append(rec)
+        self.records[ray_trial_id] = rec
+        ids = [rid for rid, r in self.records.items() if r.optuna_trial is trial]
+        trial.set_user_attr("ray_trial_id", ids[0] if self.repeats == 1 else ids)
+        config = {**self.fixed_config, **trial.params}
+        if self.repeats > 1:
+            config["seed"] = config.get("seed", 0) + rec.repeat
+        return config
 
     def number(self, ray_trial_id: str) -> int | None:
         rec = self.records.get(ray_trial_id)
         return rec.optuna_trial.number if rec else None
+
+    def finished_trials(self) -> list[optuna.trial.FrozenTrial]:
+        """This run's Optuna trials (one per configuration) as the study recorded them."""
+        numbers = {r.optuna_trial.number for r in self.records.values()}
+        return [t for t in self.study.get_trials(deepcopy=False) if t.number in numbers]
 
     def set_attr(self, ray_trial_id: str, key: str, value: Any) -> None:
         if (rec := self.records.get(ray_trial_id)) is not None:
@@ -101,7 +128,8 @@ class OptunaBridge:
         value = float(value)
         rec.last_step = step
         if math.isfinite(value):
-            rec.optuna_trial.report(value, step)
+            if rec.repeat == 0:  # the study's curve of a repeated configuration is its first seed's
+                rec.optuna_trial.report(value, step)
             if rec.best is None or (value > rec.best if self.mode == "max" else value < rec.best):
                 rec.best = value
         return True
@@ -141,7 +169,7 @@ class OptunaBridge:
         elif rec.best is None:
             self._tell(rec, TrialState.FAIL, reason=f"no finite value of {self.metric!r} was reported")
         else:
-            self._tell(rec, TrialState.COMPLETE, value=rec.best)
+            self._tell(rec, TrialState.COMPLETE)
 
     def finish_open(self, reason: str, as_pruned: bool) -> list[str]:
         """End every trial Ray stopped without telling us: PRUNED at the sweep budget (stopped early, not
@@ -154,11 +182,31 @@ class OptunaBridge:
                 ended.append(ray_id)
         return ended
 
-    def _tell(self, rec: TrialRecord, state: TrialState, value: float | None = None, reason: str = "") -> None:
-        if reason:
-            rec.optuna_trial.set_user_attr("fail_reason" if state == TrialState.FAIL else "reason", reason)
-        self.study.tell(rec.optuna_trial, value if state == TrialState.COMPLETE else None, state=state)
+    def _tell(self, rec: TrialRecord, state: TrialState, reason: str = "") -> None:
+        """End one Ray trial; tell the study once its whole group (its repeats) has ended."""
         rec.state = state
+        if reason and rec.failure is None and state == TrialState.FAIL:
+            rec.failure = reason
+        group = rec.group or [rec]
+        if any(r.state is None for r in group):
+            return
+        trial = rec.optuna_trial
+        states = {r.state for r in group}
+        if TrialState.FAIL in states:
+            final, values = TrialState.FAIL, None
+            reason = next(r.failure for r in group if r.state == TrialState.FAIL) or reason
+        elif TrialState.PRUNED in states:
+            final, values = TrialState.PRUNED, None
+        else:
+            final, values = TrialState.COMPLETE, [r.best for r in group]
+        if reason:
+            trial.set_user_attr("fail_reason" if final == TrialState.FAIL else "reason", reason)
+        if len(group) > 1:
+            trial.set_user_attr("repeat_values", [r.best for r in group])
+            if values is not None:
+                trial.set_user_attr("value_std", statistics.stdev(values))
+        value = statistics.fmean(values) if values is not None else None
+        self.study.tell(trial, value, state=final)
 
 
 class OptunaSearcher(Searcher):

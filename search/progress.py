@@ -52,7 +52,7 @@ class ProgressCallback(Callback):
         best = self.best()
         return (
             f"[{time.monotonic() - self.start:6.0f}s] {c['done']} done, {c['pruned']} pruned, "
-            f"{c['failed']} failed, {c['running']} running of {self.bridge.n_trials}"
+            f"{c['failed']} failed, {c['running']} running of {self.bridge.n_trials * self.bridge.repeats}"
             f"  best {self.bridge.metric}={fmt(best) if best is not None else '-'}"
         )
 
@@ -76,28 +76,30 @@ class ProgressCallback(Callback):
         params = " ".join(f"{k}={fmt(v)}" for k, v in rec.optuna_trial.params.items())
         value = f"{self.bridge.metric}={fmt(rec.best)}" if rec.best is not None else ""
         where = f" at step {rec.pruned_at}" if rec.state == TrialState.PRUNED and rec.pruned_at is not None else ""
-        self.console.print(
-            f"trial {rec.optuna_trial.number:>4} {state:<8}{where} {value}  {params}", highlight=False
-        )
+        self.console.print(f"trial {rec.optuna_trial.number:>4} {state:<8}{where} {value}  {params}", highlight=False)
 
 
 def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
-    """This run's trials, best first."""
+    """This run's configurations, best first; with repeats, each seed's value and mean ± std."""
     sign = -1 if bridge.mode == "max" else 1
-    records = sorted(
-        bridge.records.values(),
-        key=lambda r: (r.state != TrialState.COMPLETE, sign * r.best if r.best is not None else float("inf")),
+    trials = sorted(
+        bridge.finished_trials(),
+        key=lambda t: (t.state != TrialState.COMPLETE, sign * t.value if t.value is not None else 0.0),
     )
     names = list(bridge.distributions)
+    value_col = f"{bridge.metric} (mean ± std)" if bridge.repeats > 1 else bridge.metric
     table = Table(title=f"best trials of {bridge.study.study_name} ({bridge.metric}, {bridge.mode})")
-    for col in ["trial", "state", bridge.metric, "last step", *names]:
-        table.add_column(col, justify="right" if col not in ("state",) else "left")
-    for r in records[:limit]:
-        table.add_row(
-            str(r.optuna_trial.number),
-            r.state.name if r.state else "-",
-            fmt(r.best) if r.best is not None else "-",
-            str(r.last_step) if r.last_step is not None else "-",
-            *[fmt(r.optuna_trial.params.get(n, "")) for n in names],
-        )
+    columns = ["trial", "state", value_col, *(["seeds"] if bridge.repeats > 1 else ["last step"]), *names]
+    for col in columns:
+        table.add_column(col, justify="left" if col == "state" else "right")
+    for t in trials[:limit]:
+        value = fmt(t.value) if t.value is not None else "-"
+        if bridge.repeats > 1:
+            if t.value is not None:
+                value = f"{t.value:.4f} ± {t.user_attrs.get('value_std', 0.0):.4f}"
+            seeds = t.user_attrs.get("repeat_values", [])
+            extra = " ".join(fmt(v) if v is not None else "-" for v in seeds)
+        else:
+            extra = str(max(t.intermediate_values)) if t.intermediate_values else "-"
+        table.add_row(str(t.number), t.state.name, value, extra, *[fmt(t.params.get(n, "")) for n in names])
     return table

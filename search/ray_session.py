@@ -23,7 +23,9 @@ class RaySession:
         self._deadline = None if budget_s is None else self.started + budget_s
 
     def report(self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None) -> None:
-        payload = {**metrics, "step": step}
+        # elapsed_s is the trial's own clock (from the session's start, after imports and data setup):
+        # the trial budget is enforced on it.
+        payload = {**metrics, "step": step, "elapsed_s": time.monotonic() - self.started}
         if checkpoint is None:
             tune.report(payload)
             return

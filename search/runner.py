@@ -11,9 +11,9 @@ import logging
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Iterator
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -23,23 +23,34 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 # Checkpoints are small and frequent here; Ray's advice about snapshot frequency is noise to a user.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# hpsearch prints its own progress; Ray's experiment banner and its token notice are noise here.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+from contextlib import contextmanager
 
 import optuna
 import ray
-from contextlib import contextmanager
 from optuna.trial import TrialState
 from ray import tune
 from rich.console import Console
 
 from search import samplers
 from search.errors import SpecError
-from search.optuna_bridge import OptunaBridge, OptunaSearcher, PruningScheduler, ReportingASHA
+from search.optuna_bridge import (
+    OptunaBridge,
+    OptunaSearcher,
+    PruningScheduler,
+    ReportingASHA,
+)
 from search.progress import ProgressCallback, fmt, results_table
 from search.spec import SweepSpec, load, metric_and_mode
 from search.store import Store
 from search.tracking import MlflowTrialCallback, Tracking
 
 log = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 @dataclass
@@ -66,21 +77,24 @@ class SweepOutcome:
     interrupted: bool
     stopped_by_budget: bool = False
     wall_s: float = 0.0
+    best_trial: optuna.trial.FrozenTrial | None = None
 
 
 class TrialBudgetStopper(tune.Stopper):
     """The trial budget for every trainable: a trial is stopped at its first report past the budget.
 
-    A trainable that watches ``session.time_left()`` makes that report itself, with its end-of-run
-    summary; one that does not is stopped all the same, within one report of its limit. Either way the
-    trial ends COMPLETE with the best value it reached within its time.
+    A trainable that watches ``session.time_left()`` makes its last report itself, with its end-of-run
+    summary, within one report interval of the limit; one that does not is stopped here all the same,
+    at its first report past the limit plus that interval. Either way the trial ends COMPLETE with the
+    best value it reached within its time. Time is the trial's own clock (``elapsed_s``), not Ray's,
+    which also counts the worker's start-up.
     """
 
-    def __init__(self, budget_s: float) -> None:
-        self.budget_s = budget_s
+    def __init__(self, budget_s: float, grace_s: float) -> None:
+        self.limit_s = budget_s + grace_s
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        return result.get("time_total_s", 0.0) >= self.budget_s
+        return result.get("elapsed_s", 0.0) >= self.limit_s
 
     def stop_all(self) -> bool:
         return False
@@ -207,7 +221,7 @@ def run(
     parent_run_id = tracking.start_parent(experiment_id, spec.model_dump(mode="json"), study.study_name, run_name)
 
     bridge = OptunaBridge(
-        study, samplers.distributions(spec), spec.config, sweep.metric, sweep.mode, sweep.n_trials
+        study, samplers.distributions(spec), spec.config, sweep.metric, sweep.mode, sweep.n_trials, spec.repeats
     )
     mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge)
     progress = ProgressCallback(bridge, console)
@@ -222,7 +236,7 @@ def run(
         scheduler = ReportingASHA(bridge, **spec.scheduler.options)
     else:
         scheduler = PruningScheduler(bridge)
-    stopper = TrialBudgetStopper(budget.trial) if budget.trial else None
+    stopper = TrialBudgetStopper(budget.trial, interval or 0.0) if budget.trial else None
     tuner = tune.Tuner(
         tune.with_resources(
             trial_function(spec.trainable, spec.resources.cpu, spec.resources.gpu, budget.trial, interval),
@@ -231,7 +245,7 @@ def run(
         tune_config=tune.TuneConfig(
             search_alg=OptunaSearcher(bridge),
             scheduler=scheduler,
-            num_samples=sweep.n_trials,
+            num_samples=sweep.n_trials * spec.repeats,
             max_concurrent_trials=spec.concurrency,
             reuse_actors=True,
             time_budget_s=budget.sweep,
@@ -272,29 +286,33 @@ def run(
         reason = "sweep budget" if by_budget else "interrupted"
         stopped = bridge.finish_open(reason, as_pruned=by_budget)
         mlflow_cb.finish_open(reason)
-        interrupted = not by_budget and (bool(stopped) or len(bridge.records) < sweep.n_trials)
+        interrupted = not by_budget and (bool(stopped) or len(bridge.records) < sweep.n_trials * spec.repeats)
         if interrupted and status == "FINISHED":
             status = "KILLED"
         outcome = _summarize(bridge, parent_run_id, interrupted)
         outcome.stopped_by_budget, outcome.wall_s = by_budget, wall
-        tracking.end_parent(parent_run_id, status, _parent_metrics(outcome), _parent_tags(bridge, outcome))
+        tracking.end_parent(parent_run_id, status, _parent_metrics(outcome), _parent_tags(outcome))
     console.print(progress.status_line(), highlight=False)
     print_summary(sweep, store, outcome, bridge, console)
     return outcome
 
 
 def _summarize(bridge: OptunaBridge, parent_run_id: str, interrupted: bool) -> SweepOutcome:
-    states = [r.state for r in bridge.records.values()]
-    counts = {s.name.lower(): sum(x == s for x in states) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    done = [r for r in bridge.records.values() if r.state == TrialState.COMPLETE and r.best is not None]
-    best = (max if bridge.mode == "max" else min)(done, key=lambda r: r.best) if done else None
+    trials = bridge.finished_trials()
+    counts = {
+        s.name.lower(): sum(t.state == s for t in trials)
+        for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    best = (max if bridge.mode == "max" else min)(done, key=lambda t: t.value) if done else None
     return SweepOutcome(
         study_name=bridge.study.study_name,
         parent_run_id=parent_run_id,
         counts=counts,
-        best_value=best.best if best else None,
-        best_params=dict(best.optuna_trial.params) if best else None,
+        best_value=best.value if best else None,
+        best_params=dict(best.params) if best else None,
         interrupted=interrupted,
+        best_trial=best,
     )
 
 
@@ -305,12 +323,11 @@ def _parent_metrics(outcome: SweepOutcome) -> dict[str, float]:
     return metrics
 
 
-def _parent_tags(bridge: OptunaBridge, outcome: SweepOutcome) -> dict[str, str]:
-    done = [r for r in bridge.records.values() if r.state == TrialState.COMPLETE and r.best == outcome.best_value]
-    if not done:
+def _parent_tags(outcome: SweepOutcome) -> dict[str, str]:
+    best = outcome.best_trial
+    if best is None:
         return {}
-    best = done[0].optuna_trial
-    return {"best_trial_number": str(best.number), "best_mlflow_run_id": best.user_attrs.get("mlflow_run_id", "")}
+    return {"best_trial_number": str(best.number), "best_mlflow_run_id": str(best.user_attrs.get("mlflow_run_id", ""))}
 
 
 def print_summary(sweep: Sweep, store: Store, outcome: SweepOutcome, bridge: OptunaBridge, console: Console) -> None:

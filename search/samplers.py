@@ -25,6 +25,7 @@ from trainables import registry
 
 DEFAULT_TRIALS = 20
 
+
 class AskTellGridSampler(optuna.samplers.GridSampler):
     """GridSampler whose ``after_trial`` does not call ``study.stop()``.
 
@@ -170,4 +171,6 @@ def check_scheduler(spec: SweepSpec, source: str, metric: str, mode: str) -> Non
     for reserved in ("metric", "mode"):
         if reserved in spec.scheduler.options:
             raise SpecError("set by the sweep's metric and mode, not here", source, f"scheduler.{reserved}")
-    _construct("scheduler", "asha", AsyncHyperBandScheduler, {**spec.scheduler.options, "metric": metric, "mode": mode}, source)
+    _construct(
+        "scheduler", "asha", AsyncHyperBandScheduler, {**spec.scheduler.options, "metric": metric, "mode": mode}, source
+    )

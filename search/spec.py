@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from search.errors import SpecError
 from trainables import registry
@@ -177,6 +184,7 @@ class SweepSpec(_Strict):
     pruner: PrunerSpec = PrunerSpec()
     trials: int | None = Field(None, ge=1)
     concurrency: int = Field(1, ge=1)
+    repeats: int = Field(1, ge=1, description="seeds per configuration; the study's value is their mean")
     resources: Resources = Resources()
     scheduler: SchedulerSpec = SchedulerSpec()
     budget: Budget = Budget()
@@ -191,6 +199,8 @@ class SweepSpec(_Strict):
             raise ValueError(
                 f"scheduler asha and pruner {self.pruner.name} both stop trials: choose one (pruner: {{name: none}})"
             )
+        if self.repeats > 1 and (self.pruner.name != "none" or self.scheduler.name == "asha"):
+            raise ValueError("repeats cannot be combined with pruning: a configuration is judged on all its seeds")
         return self
 
     @property

@@ -93,23 +93,28 @@ class MlflowTrialCallback(Callback):
         if trial.trial_id in self.runs:
             return
         number = self.bridge.number(trial.trial_id)
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"trial-{number:04d}" if number is not None else trial.trial_id,
-            tags={
-                "mlflow.parentRunId": self.parent_run_id,
-                "optuna.study": self.bridge.study.study_name,
-                "optuna.trial_number": str(number),
-                "ray.trial_id": trial.trial_id,
-            },
-        )
+        record = self.bridge.records.get(trial.trial_id)
+        repeat = record.repeat if record is not None and self.bridge.repeats > 1 else None
+        name = f"trial-{number:04d}" if number is not None else trial.trial_id
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id,
+            "optuna.study": self.bridge.study.study_name,
+            "optuna.trial_number": str(number),
+            "ray.trial_id": trial.trial_id,
+        }
+        if repeat is not None:
+            name, tags["repeat"] = f"{name}-seed{repeat}", str(repeat)
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
         self.runs[trial.trial_id] = run_id
         self.open.add(trial.trial_id)
         params = [Param(k, str(v)[:6000]) for k, v in flatten(trial.config).items()]
         if params:
             self.client.log_batch(run_id, params=params)
-        self.bridge.set_attr(trial.trial_id, "mlflow_run_id", run_id)
+        if repeat is None:
+            self.bridge.set_attr(trial.trial_id, "mlflow_run_id", run_id)
+        else:
+            record.optuna_trial.set_user_attr(f"mlflow_run_id.seed{repeat}", run_id)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         run_id = self.runs.get(trial.trial_id)
@@ -139,7 +144,9 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         record = self.bridge.records.get(trial.trial_id)
-        self._end(trial, RunStatus.FAILED, {"error": record.failure if record and record.failure else error_line(trial)})
+        self._end(
+            trial, RunStatus.FAILED, {"error": record.failure if record and record.failure else error_line(trial)}
+        )
 
     def finish_open(self, reason: str) -> None:
         """Runs Ray stopped without a callback (sweep budget, Ctrl-C) end KILLED with the reason."""
@@ -165,4 +172,3 @@ class MlflowTrialCallback(Callback):
             self.client.log_batch(run_id, tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
         self.client.set_terminated(run_id, RunStatus.to_string(status))
         self.open.discard(trial_id)
-

@@ -59,9 +59,7 @@ def test_unknown_space_name_lists_known(tmp_path):
     ],
 )
 def test_bad_override(override, message, tmp_path):
-    result = CliRunner().invoke(
-        app, ["run", "addition-lr", "--set", override, "--store", str(tmp_path / "s")]
-    )
+    result = CliRunner().invoke(app, ["run", "addition-lr", "--set", override, "--store", str(tmp_path / "s")])
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert not (tmp_path / "s").exists()

@@ -32,7 +32,9 @@ def flaky_ofat(name: str, xs: list[float], **extra) -> dict:
 def test_median_pruner_prunes_through_the_bridge(ray_local, write_space, tmp_path, quiet_console):
     store = Store.at(tmp_path / "store")
     space = flaky_ofat(
-        "median", [0.3, 0.31, 0.32, 0.9, 0.29, 1.0], pruner={"name": "median", "n_startup_trials": 3, "n_warmup_steps": 2}
+        "median",
+        [0.3, 0.31, 0.32, 0.9, 0.29, 1.0],
+        pruner={"name": "median", "n_startup_trials": 3, "n_warmup_steps": 2},
     )
     outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
     assert outcome.counts == {"complete": 4, "pruned": 2, "fail": 0}
@@ -100,17 +102,17 @@ def test_sweep_budget_ends_the_sweep_on_time_and_closes_everything(ray_local, wr
         "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
         "trials": 10,
         "concurrency": 2,
-        "budget": {"sweep": "8s"},
+        "budget": {"sweep": "12s"},
     }
     outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
     assert outcome.stopped_by_budget and not outcome.interrupted
-    assert 8 <= outcome.wall_s < 8 + 5
+    assert 12 <= outcome.wall_s < 12 + 5
 
     study = optuna.load_study(study_name="budget", storage=store.optuna_url)
     assert TrialState.RUNNING not in {t.state for t in study.trials}
     stopped = [t for t in study.trials if t.user_attrs.get("stopped") == "sweep budget"]
-    assert len(stopped) == 2 and all(t.state == TrialState.PRUNED for t in stopped)  # not failed
-    assert all(len(t.intermediate_values) > 10 for t in stopped)
+    assert [t.state for t in stopped] == [TrialState.PRUNED] * 2  # stopped, not failed
+    assert all(len(t.intermediate_values) >= 3 for t in stopped)  # they keep what they reported
 
     _, runs = children(store, "budget")
     assert {r.info.status for r in runs} == {"KILLED"}

@@ -140,3 +140,43 @@ def test_ofat_runs_each_factor_around_the_baseline(ray_local, write_space, tmp_p
     study = optuna.load_study(study_name="ofat", storage=store.optuna_url)
     points = sorted((t.params["x"], t.params["steps"]) for t in study.trials)
     assert points == [(0.1, 1), (0.5, 1), (0.5, 2), (0.9, 1)]
+
+
+def test_repeats_run_each_configuration_with_several_seeds(ray_local, write_space, tmp_path):
+    import io
+    import statistics
+
+    from rich.console import Console
+
+    store = Store.at(tmp_path / "store")
+    space = addition_space(
+        name="repeats",
+        config={"epochs": 2, "embed_dim": 4, "channels": 4, "seed": 10},
+        space={"lr": {"type": "categorical", "choices": [1e-3, 5e-3]}},
+        sampler={"name": "grid"},
+        trials=None,
+        repeats=3,
+    )
+    del space["trials"]
+    out = io.StringIO()
+    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=Console(file=out, width=200))
+    assert outcome.counts["complete"] == 2
+
+    study = optuna.load_study(study_name="repeats", storage=store.optuna_url)
+    assert len(study.trials) == 2
+    for t in study.trials:
+        values = t.user_attrs["repeat_values"]
+        assert len(values) == 3 and len(set(values)) > 1  # three different seeds
+        assert t.value == pytest.approx(statistics.fmean(values))
+        assert t.user_attrs["value_std"] == pytest.approx(statistics.stdev(values))
+
+    _, _, runs = child_runs(store, "repeats")
+    assert len(runs) == 6
+    by_trial: dict[str, set] = {}
+    for r in runs:
+        by_trial.setdefault(r.data.tags["optuna.trial_number"], set()).add(
+            (r.data.tags["repeat"], r.data.params["seed"])
+        )
+    assert all(seeds == {("0", "10"), ("1", "11"), ("2", "12")} for seeds in by_trial.values())
+    table = out.getvalue()
+    assert "mean ± std" in table and table.count(" ± ") >= 2

@@ -83,9 +83,7 @@ class EncoderBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim) if layer_norm else nn.Identity()
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.norm2 = nn.LayerNorm(dim) if layer_norm else nn.Identity()
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, dim), nn.Dropout(dropout)
-        )
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, dim), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm1(x)
@@ -259,7 +257,9 @@ def predict(model: nn.Module, digits: torch.Tensor) -> torch.Tensor:
     return d[:, 0] * 100 + d[:, 1] * 10 + d[:, 2]
 
 
-def final_summary(model: nn.Module, digits: torch.Tensor, totals: torch.Tensor, sec_per_epoch: float) -> dict[str, float]:
+def final_summary(
+    model: nn.Module, digits: torch.Tensor, totals: torch.Tensor, sec_per_epoch: float
+) -> dict[str, float]:
     """The seed's end-of-run figures: deviation statistics, size and speed."""
     deviation = (predict(model, digits) - totals).float().cpu()
     buf = io.BytesIO()

@@ -65,9 +65,7 @@ def trainable(
         if name in _REGISTRY:
             raise ValueError(f"trainable {name!r} is registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = TrainableSpec(
-            name, fn, params, metric, mode, doc[0] if doc else "", reports_by_time
-        )
+        _REGISTRY[name] = TrainableSpec(name, fn, params, metric, mode, doc[0] if doc else "", reports_by_time)
         return fn
 
     return register
@@ -101,15 +99,28 @@ def load_plugins(modules: list[str]) -> None:
             importlib.import_module(ref)
 
 
-def _load_builtin() -> None:
-    # Importing the model modules runs their @trainable decorators.
-    from trainables import addition  # noqa: F401
+# Where each built-in trainable lives, so a trial imports only its own module (a worker that runs the
+# addition task need not import torchvision). Importing a module runs its @trainable decorators.
+BUILTIN = {
+    "addition-cnn": "trainables.addition",
+    "addition-transformer": "trainables.addition",
+    "image-classifier": "trainables.image_classify",
+}
 
+
+def _load(name: str | None = None) -> None:
+    """Import what registers ``name`` (a built-in's own module, else the plugins); everything if None."""
+    if name in BUILTIN:
+        importlib.import_module(BUILTIN[name])
+        return
     load_plugins(plugin_modules())
+    if name is None or name not in _REGISTRY:
+        for module in sorted(set(BUILTIN.values())):
+            importlib.import_module(module)
 
 
 def get(name: str) -> TrainableSpec:
-    _load_builtin()
+    _load(name)
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -117,5 +128,5 @@ def get(name: str) -> TrainableSpec:
 
 
 def all_trainables() -> list[TrainableSpec]:
-    _load_builtin()
+    _load()
     return [_REGISTRY[n] for n in sorted(_REGISTRY)]

@@ -1,0 +1,41 @@
+"""The CLI's cheap commands: list and train (one trial in-process, no Ray)."""
+
+from typer.testing import CliRunner
+
+from search.cli import app
+from search.spec import space_names
+
+
+def test_list_shows_trainables_with_defaults_and_every_space():
+    result = CliRunner().invoke(app, ["list"], terminal_width=400)
+    assert result.exit_code == 0
+    assert "addition-cnn" in result.stdout and "addition-transformer" in result.stdout
+    assert "conv_layers=2" in result.stdout  # hyperparameters with their defaults
+    for name in space_names():
+        assert name in result.stdout
+
+
+def test_every_shipped_space_file_is_valid():
+    from search import runner
+
+    for name in space_names():
+        sweep = runner.prepare(name)
+        assert sweep.n_trials >= 1
+
+
+def test_train_runs_one_trial_in_process():
+    result = CliRunner().invoke(app, ["train", "addition-cnn", "--set", "lr=5e-3", "--set", "epochs=2"])
+    assert result.exit_code == 0, result.output
+    assert "step     0" in result.stdout and "step     1" in result.stdout
+    assert "exact_match=" in result.stdout and "param_count=" in result.stdout
+
+
+def test_train_rejects_an_unknown_hyperparameter():
+    result = CliRunner().invoke(app, ["train", "addition-cnn", "--set", "heads=4"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --set heads: unknown hyperparameter (got 4)"
+
+
+def test_train_rejects_an_unknown_trainable():
+    result = CliRunner().invoke(app, ["train", "addition-rnn"])
+    assert result.exit_code == 2 and "unknown trainable 'addition-rnn'" in result.stderr

@@ -1,0 +1,189 @@
+"""One image-classification loop for every model of seed experiments B, C and E.
+
+Data are tensors on the trial's device (or a DataLoader when the space asks for workers); augmentation
+is batched on the device; mixed precision and channels-last switch on with CUDA. Reports per step: train
+loss, validation loss and accuracy (and per-layer gradient norms with ``grad_norms``); at the end: test
+accuracy, seconds per epoch and the parameter count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch.utils.data import DataLoader, TensorDataset
+
+from trainables import image_data, image_models
+from trainables.augment import PRESETS, augment
+from trainables.registry import Hyperparameters, trainable
+from trainables.session import ReportClock, Session
+
+ARCH_OPTIONS = ("depth", "kernel_size", "batch_norm", "reduce_1x1", "blocks", "width", "extra_channels")
+
+
+class ImageParams(Hyperparameters):
+    dataset: Literal["cifar10", "mnist", "digits", "glyphs"] = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    verify_checksums: bool = True
+    glyph_size: int = Field(90, ge=16)
+    glyph_train_per_class: int = Field(110, ge=11)
+    train_subset: int | None = Field(None, ge=1, description="train on the first N training images only")
+
+    model: str = "mnist2"
+    depth: int | None = None
+    kernel_size: int | None = None
+    batch_norm: bool | None = None
+    reduce_1x1: bool | None = None
+    blocks: list[int] | None = None
+    width: float | None = Field(None, gt=0)
+    extra_channels: int | None = None
+
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(10, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    augment: Literal[PRESETS] = "none"  # type: ignore[valid-type]
+    num_workers: int = Field(0, ge=0)
+    pin_memory: bool = False
+    grad_norms: bool = False
+    amp: bool = True  # mixed precision, on CUDA only
+    channels_last: bool = True  # on CUDA only
+
+    @model_validator(mode="after")
+    def _model_takes_its_options(self) -> "ImageParams":
+        image_models.check_options(self.model, self.arch_options())
+        return self
+
+    def arch_options(self) -> dict:
+        return {k: getattr(self, k) for k in ARCH_OPTIONS if getattr(self, k) is not None}
+
+
+@trainable("image-classifier", params=ImageParams, metric="valid_accuracy", mode="max", reports_by_time=True)
+def image_classifier(p: ImageParams, session: Session) -> None:
+    """CNN zoo on CIFAR-10, MNIST, digits or glyphs (seeds B, C, E): one loop, many architectures."""
+    torch.manual_seed(p.seed)
+    device = session.device
+    cuda = device.type == "cuda"
+    data = image_data.load(p.dataset, p.data_dir, p.download, p.verify_checksums, p.glyph_size, p.glyph_train_per_class)
+    train_x, train_y = data.train
+    if p.train_subset:
+        train_x, train_y = train_x[: p.train_subset], train_y[: p.train_subset]
+    channels, size = data.shape[0], data.shape[-1]
+    mean = train_x.float().mean(dim=(0, 2, 3), keepdim=True) / 255
+    std = train_x.float().std(dim=(0, 2, 3), keepdim=True) / 255 + 1e-6
+
+    model = image_models.build(p.model, channels, data.num_classes, p.dropout, size, **p.arch_options()).to(device)
+    memory_format = torch.channels_last if cuda and p.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    params = image_models.param_count(model)
+    if p.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    use_amp = cuda and p.amp
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    gen = torch.Generator().manual_seed(p.seed)
+    mean, std = mean.to(device), std.to(device)
+
+    def prepare(x: torch.Tensor, train: bool) -> torch.Tensor:
+        x = x.to(device, non_blocking=True).float() / 255
+        if train:
+            x = augment(x, p.augment, gen)
+        return ((x - mean) / std).contiguous(memory_format=memory_format)
+
+    def batches():
+        if p.num_workers or p.pin_memory:  # the seed's data-loader settings, swept in experiment C
+            loader = DataLoader(
+                TensorDataset(train_x, train_y), batch_size=p.batch_size, shuffle=True,
+                num_workers=p.num_workers, pin_memory=p.pin_memory and cuda, generator=gen,
+                persistent_workers=False,
+            )  # fmt: skip
+            yield from loader
+        else:
+            order = torch.randperm(len(train_x), generator=gen)
+            for i in range(0, len(order), p.batch_size):
+                idx = order[i : i + p.batch_size]
+                yield on_device_x[idx], on_device_y[idx]
+
+    use_loader = bool(p.num_workers or p.pin_memory)
+    on_device_x = train_x if use_loader else train_x.to(device)
+    on_device_y = train_y if use_loader else train_y.to(device)
+
+    @torch.no_grad()
+    def evaluate(split: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
+        model.eval()
+        x_all, y_all = split
+        loss, correct = 0.0, 0
+        for i in range(0, len(x_all), 1024):
+            x, y = prepare(x_all[i : i + 1024], False), y_all[i : i + 1024].to(device)
+            with torch.autocast(device.type, enabled=use_amp):
+                out = model(x)
+            loss += F.cross_entropy(out.float(), y, reduction="sum").item()
+            correct += (out.argmax(1) == y).sum().item()
+        model.train()
+        return loss / len(x_all), correct / len(x_all)
+
+    clock = ReportClock(session)
+    running = {"loss": 0.0, "n": 0}
+    norms: dict[str, float] = defaultdict(float)
+    norm_steps = 0
+    seen = 0
+
+    def report(step: int, epoch: int, last: bool) -> bool:
+        nonlocal norm_steps
+        valid_loss, valid_acc = evaluate(data.valid)
+        metrics = {
+            "train_loss": running["loss"] / max(running["n"], 1),
+            "valid_loss": valid_loss,
+            "valid_accuracy": valid_acc,
+            "epoch": float(epoch),
+        }
+        if p.grad_norms and norm_steps:
+            metrics |= {f"grad_norm.{k}": v / norm_steps for k, v in norms.items()}
+            norms.clear()
+            norm_steps = 0
+        running.update(loss=0.0, n=0)
+        done = last or clock.out_of_time()
+        if done:
+            metrics["test_accuracy"] = evaluate(data.test)[1]
+            metrics["seconds_per_epoch"] = (time.monotonic() - clock.start) / max(seen / len(train_x), 1e-9)
+            metrics["param_count"] = float(params)
+        session.report(step, metrics)
+        return done
+
+    model.train()
+    for epoch in range(p.epochs):
+        for x, y in batches():
+            x, y = prepare(x, True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, enabled=use_amp):
+                loss = F.cross_entropy(model(x), y, label_smoothing=p.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if p.grad_norms:
+                scaler.unscale_(opt)
+                for name, prm in model.named_parameters():
+                    if prm.grad is not None and prm.dim() > 1:  # weights of conv and linear layers
+                        norms[name.removesuffix(".weight")] += prm.grad.norm().item()
+                norm_steps += 1
+            scaler.step(opt)
+            scaler.update()
+            running["loss"] += loss.item() * len(y)
+            running["n"] += len(y)
+            seen += len(y)
+            if (step := clock.due()) is not None and report(step, epoch, False):
+                return
+        last = epoch == p.epochs - 1
+        if not clock.by_time and report(epoch, epoch, last):
+            return
+        if clock.by_time and (last or clock.out_of_time()):
+            report(clock.elapsed_step(), epoch, True)
+            return
