@@ -63,6 +63,7 @@ class OptunaBridge:
         self.study = study
         self.repeats = repeats
         self._open_group: list[TrialRecord] = []
+        self._told: set[int] = set()  # Optuna trial numbers already told
         self.distributions = distributions
         self.fixed_config = fixed_config
         self.metric = metric
@@ -180,6 +181,10 @@ class OptunaBridge:
                 rec.optuna_trial.set_user_attr("stopped", reason)
                 self._tell(rec, TrialState.PRUNED if as_pruned else TrialState.FAIL, reason=reason)
                 ended.append(ray_id)
+        for rec in self.records.values():  # configurations whose later seeds never started
+            if rec.optuna_trial.number not in self._told:
+                rec.optuna_trial.set_user_attr("stopped", reason)
+                self._tell_group(rec.group, TrialState.PRUNED if as_pruned else TrialState.FAIL, reason)
         return ended
 
     def _tell(self, rec: TrialRecord, state: TrialState, reason: str = "") -> None:
@@ -187,14 +192,20 @@ class OptunaBridge:
         rec.state = state
         if reason and rec.failure is None and state == TrialState.FAIL:
             rec.failure = reason
-        group = rec.group or [rec]
-        if any(r.state is None for r in group):
+        if len(rec.group) == self.repeats and all(r.state is not None for r in rec.group):
+            self._tell_group(rec.group, None, reason)
+
+    def _tell_group(self, group: list[TrialRecord], missing: TrialState | None, reason: str) -> None:
+        """Tell the study how a configuration ended: FAIL if a seed failed (or, for seeds that never ran,
+        ``missing``), PRUNED if one was pruned, else COMPLETE with the mean of its seeds' values."""
+        trial = group[0].optuna_trial
+        if trial.number in self._told:
             return
-        trial = rec.optuna_trial
-        states = {r.state for r in group}
+        self._told.add(trial.number)
+        states = {r.state for r in group} | ({missing} if missing and len(group) < self.repeats else set())
         if TrialState.FAIL in states:
             final, values = TrialState.FAIL, None
-            reason = next(r.failure for r in group if r.state == TrialState.FAIL) or reason
+            reason = next((r.failure for r in group if r.state == TrialState.FAIL), None) or reason
         elif TrialState.PRUNED in states:
             final, values = TrialState.PRUNED, None
         else:

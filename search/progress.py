@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 from rich.console import Console
@@ -76,16 +76,22 @@ class ProgressCallback(Callback):
         params = " ".join(f"{k}={fmt(v)}" for k, v in rec.optuna_trial.params.items())
         value = f"{self.bridge.metric}={fmt(rec.best)}" if rec.best is not None else ""
         where = f" at step {rec.pruned_at}" if rec.state == TrialState.PRUNED and rec.pruned_at is not None else ""
-        self.console.print(f"trial {rec.optuna_trial.number:>4} {state:<8}{where} {value}  {params}", highlight=False)
+        seed = f" seed {rec.repeat}" if self.bridge.repeats > 1 else ""
+        line = f"trial {rec.optuna_trial.number:>4}{seed} {state:<8}{where} {value}  {params}"
+        self.console.print(line, highlight=False)
+
+
+def rank(trial: FrozenTrial, mode: str) -> tuple[bool, float, int]:
+    """Sort key, best first: complete before the rest, then by value; equal values go to the trial that
+    got there in fewer steps (the one that reached 100% soonest)."""
+    sign = -1 if mode == "max" else 1
+    value = sign * trial.value if trial.value is not None else 0.0
+    return trial.state != TrialState.COMPLETE, value, len(trial.intermediate_values)
 
 
 def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
     """This run's configurations, best first; with repeats, each seed's value and mean ± std."""
-    sign = -1 if bridge.mode == "max" else 1
-    trials = sorted(
-        bridge.finished_trials(),
-        key=lambda t: (t.state != TrialState.COMPLETE, sign * t.value if t.value is not None else 0.0),
-    )
+    trials = sorted(bridge.finished_trials(), key=lambda t: rank(t, bridge.mode))
     names = list(bridge.distributions)
     value_col = f"{bridge.metric} (mean ± std)" if bridge.repeats > 1 else bridge.metric
     table = Table(title=f"best trials of {bridge.study.study_name} ({bridge.metric}, {bridge.mode})")

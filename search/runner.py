@@ -42,7 +42,7 @@ from search.optuna_bridge import (
     PruningScheduler,
     ReportingASHA,
 )
-from search.progress import ProgressCallback, fmt, results_table
+from search.progress import ProgressCallback, fmt, rank, results_table
 from search.spec import SweepSpec, load, metric_and_mode
 from search.store import Store
 from search.tracking import MlflowTrialCallback, Tracking
@@ -304,7 +304,7 @@ def _summarize(bridge: OptunaBridge, parent_run_id: str, interrupted: bool) -> S
         for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     }
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    best = (max if bridge.mode == "max" else min)(done, key=lambda t: t.value) if done else None
+    best = min(done, key=lambda t: rank(t, bridge.mode)) if done else None
     return SweepOutcome(
         study_name=bridge.study.study_name,
         parent_run_id=parent_run_id,

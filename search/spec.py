@@ -344,6 +344,15 @@ def check_against_trainable(spec: SweepSpec, source: str) -> None:
                     source,
                     f"{section}.{key}" if section == "config" or not err["loc"] else f"space.{name}",
                 ) from None
+    if trainable.preflight is not None:
+        try:
+            trainable.preflight(trainable.params.model_validate({**spec.config, **_first_values(spec)}))
+        except (ValueError, OSError) as e:
+            raise SpecError(str(e).splitlines()[0], source, "config") from None
+
+
+def _first_values(spec: SweepSpec) -> dict[str, Any]:
+    return {name: _extremes(param)[0] for name, param in spec.space.items()}
 
 
 def _extremes(param: FloatParam | IntParam | CategoricalParam) -> list[Any]:

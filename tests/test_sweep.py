@@ -180,3 +180,22 @@ def test_repeats_run_each_configuration_with_several_seeds(ray_local, write_spac
     assert all(seeds == {("0", "10"), ("1", "11"), ("2", "12")} for seeds in by_trial.values())
     table = out.getvalue()
     assert "mean ± std" in table and table.count(" ± ") >= 2
+
+
+def test_repeats_wait_for_every_seed_before_telling_the_study(ray_local, write_space, tmp_path, quiet_console):
+    """Seeds 0 and 1 end before seed 2 is even started (one trial at a time): the study must wait."""
+    store = Store.at(tmp_path / "store")
+    space = {
+        "name": "repeats-serial",
+        "trainable": "flaky",
+        "config": {"steps": 1},
+        "space": {"x": {"type": "categorical", "choices": [0.1, 0.3]}},
+        "sampler": {"name": "grid"},
+        "repeats": 3,
+        "concurrency": 1,
+    }
+    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    assert outcome.counts == {"complete": 2, "pruned": 0, "fail": 0}
+    study = optuna.load_study(study_name="repeats-serial", storage=store.optuna_url)
+    assert [len(t.user_attrs["repeat_values"]) for t in study.trials] == [3, 3]
+    assert all(f"mlflow_run_id.seed{k}" in t.user_attrs for t in study.trials for k in range(3))

@@ -100,7 +100,7 @@ def glyph_splits(
         "test": make_split(TEST_FONTS, per_eval_font, size, seed + 2),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # trials rendering at once each write their own file
     torch.save(splits, tmp)
     tmp.replace(path)
     return splits

@@ -67,7 +67,18 @@ class ImageParams(Hyperparameters):
         return {k: getattr(self, k) for k in ARCH_OPTIONS if getattr(self, k) is not None}
 
 
-@trainable("image-classifier", params=ImageParams, metric="valid_accuracy", mode="max", reports_by_time=True)
+def preflight(p: ImageParams) -> None:
+    image_data.check_available(p.dataset, p.data_dir, p.download)
+
+
+@trainable(
+    "image-classifier",
+    params=ImageParams,
+    metric="valid_accuracy",
+    mode="max",
+    reports_by_time=True,
+    preflight=preflight,
+)
 def image_classifier(p: ImageParams, session: Session) -> None:
     """CNN zoo on CIFAR-10, MNIST, digits or glyphs (seeds B, C, E): one loop, many architectures."""
     torch.manual_seed(p.seed)

@@ -139,6 +139,23 @@ def load(
     raise ValueError(f"unknown dataset {name!r}")
 
 
+def check_available(name: str, data_dir: str | None, download: bool) -> None:
+    """Fail early, before any trial starts, when a dataset that will not be downloaded is not on disk."""
+    root = Path(data_dir) if data_dir else default_data_dir()
+    if download:
+        return
+    if name == "cifar10" and not (root / datasets.CIFAR10.base_folder / "batches.meta").is_file():
+        raise DatasetMissing(
+            f"CIFAR-10 not found in {root / datasets.CIFAR10.base_folder}: set data_dir to the folder that holds "
+            "cifar-10-batches-py, or download: true where there is network"
+        )
+    if name == "mnist" and not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        raise DatasetMissing(
+            f"MNIST not found in {root / 'MNIST' / 'raw'}: set data_dir to the folder that holds MNIST/raw, "
+            "or download: true where there is network"
+        )
+
+
 # ----------------------------------------------------------------------------- stand-ins, same on-disk formats
 
 

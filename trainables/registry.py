@@ -40,6 +40,9 @@ class TrainableSpec:
     mode: Literal["min", "max"]
     description: str
     reports_by_time: bool = False  # can evaluate at wall-clock intervals (budget-fair pruning)
+    # A cheap check of fixed settings, run before any trial starts (e.g. that a dataset is on disk);
+    # it raises ValueError or FileNotFoundError with a message for the user.
+    preflight: Callable[[Any], None] | None = None
 
     def defaults(self) -> dict[str, Any]:
         return self.params().model_dump()
@@ -58,6 +61,7 @@ def trainable(
     metric: str,
     mode: Literal["min", "max"],
     reports_by_time: bool = False,
+    preflight: Callable[[Any], None] | None = None,
 ) -> Callable[[TrainFn], TrainFn]:
     """Register ``fn`` under ``name``; its docstring's first line becomes the description."""
 
@@ -65,7 +69,9 @@ def trainable(
         if name in _REGISTRY:
             raise ValueError(f"trainable {name!r} is registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = TrainableSpec(name, fn, params, metric, mode, doc[0] if doc else "", reports_by_time)
+        _REGISTRY[name] = TrainableSpec(
+            name, fn, params, metric, mode, doc[0] if doc else "", reports_by_time, preflight
+        )
         return fn
 
     return register
