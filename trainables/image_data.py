@@ -40,6 +40,21 @@ class ImageData:
         return tuple(self.train[0].shape[1:])  # type: ignore[return-value]
 
 
+# Where torchvision keeps each downloadable dataset under data_dir, and a file that proves it is there.
+DOWNLOADABLE = {
+    "cifar10": ("CIFAR-10", Path(datasets.CIFAR10.base_folder), "batches.meta", "cifar-10-batches-py"),
+    "mnist": ("MNIST", Path("MNIST") / "raw", "train-images-idx3-ubyte", "MNIST/raw with the four *-ubyte files"),
+}
+
+
+def missing(name: str, root: Path) -> DatasetMissing:
+    title, folder, _, holds = DOWNLOADABLE[name]
+    return DatasetMissing(
+        f"{title} not found in {root / folder}: set data_dir to the folder that holds {holds}, "
+        "or download: true where there is network"
+    )
+
+
 def default_data_dir() -> Path:
     return Path(os.environ.get("HPSEARCH_DATA", Path.home() / ".cache" / "hpsearch"))
 
@@ -77,10 +92,7 @@ def load_cifar10(data_dir: Path, download: bool, verify: bool = True, valid_frac
     except RuntimeError as e:
         if "not found" not in str(e).lower():
             raise
-        raise DatasetMissing(
-            f"CIFAR-10 not found in {data_dir / datasets.CIFAR10.base_folder}: set data_dir to the folder that holds "
-            "cifar-10-batches-py (the python version from the CIFAR site), or download: true where there is network"
-        ) from None
+        raise missing("cifar10", data_dir) from None
     x = torch.from_numpy(train.data).permute(0, 3, 1, 2).contiguous()
     (tx, ty), valid = _split_off(x, torch.tensor(train.targets), valid_fraction, seed=0)
     test_x = torch.from_numpy(test.data).permute(0, 3, 1, 2).contiguous()
@@ -94,10 +106,7 @@ def load_mnist(data_dir: Path, download: bool, valid_fraction: float = 1 / 12) -
     except RuntimeError as e:
         if "not found" not in str(e).lower():
             raise
-        raise DatasetMissing(
-            f"MNIST not found in {data_dir / 'MNIST' / 'raw'}: set data_dir to the folder that holds MNIST/raw with "
-            "the four *-ubyte files, or download: true where there is network"
-        ) from None
+        raise missing("mnist", data_dir) from None
     (tx, ty), valid = _split_off(train.data.unsqueeze(1), train.targets, valid_fraction, seed=0)
     return ImageData((tx, ty), valid, (test.data.unsqueeze(1), test.targets), 10)
 
@@ -142,18 +151,10 @@ def load(
 def check_available(name: str, data_dir: str | None, download: bool) -> None:
     """Fail early, before any trial starts, when a dataset that will not be downloaded is not on disk."""
     root = Path(data_dir) if data_dir else default_data_dir()
-    if download:
-        return
-    if name == "cifar10" and not (root / datasets.CIFAR10.base_folder / "batches.meta").is_file():
-        raise DatasetMissing(
-            f"CIFAR-10 not found in {root / datasets.CIFAR10.base_folder}: set data_dir to the folder that holds "
-            "cifar-10-batches-py, or download: true where there is network"
-        )
-    if name == "mnist" and not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        raise DatasetMissing(
-            f"MNIST not found in {root / 'MNIST' / 'raw'}: set data_dir to the folder that holds MNIST/raw, "
-            "or download: true where there is network"
-        )
+    if name in DOWNLOADABLE and not download:
+        _, folder, marker, _ = DOWNLOADABLE[name]
+        if not (root / folder / marker).is_file():
+            raise missing(name, root)
 
 
 # ----------------------------------------------------------------------------- stand-ins, same on-disk formats
