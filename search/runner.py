@@ -43,6 +43,7 @@ from search.optuna_bridge import (
     ReportingASHA,
 )
 from search.progress import ProgressCallback, fmt, rank, results_table
+from search.ray_session import trial_function
 from search.spec import SweepSpec, load, metric_and_mode
 from search.store import Store
 from search.tracking import MlflowTrialCallback, Tracking
@@ -200,6 +201,41 @@ def sigterm_stops_tune() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def build_tuner(
+    sweep: Sweep, store: Store, bridge: OptunaBridge, run_name: str, callbacks: list[tune.Callback]
+) -> tune.Tuner:
+    """Ray Tune wired to the bridge: Optuna asks, the pruner (or ASHA) stops, budgets bound time."""
+    spec = sweep.spec
+    interval = spec.report_interval_s
+    budget = spec.budget
+    if spec.scheduler.name == "asha":
+        scheduler = ReportingASHA(bridge, **spec.scheduler.options)
+    else:
+        scheduler = PruningScheduler(bridge)
+    trainable = trial_function(spec.trainable, spec.resources.cpu, spec.resources.gpu, budget.trial, interval)
+    return tune.Tuner(
+        tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}),
+        tune_config=tune.TuneConfig(
+            search_alg=OptunaSearcher(bridge),
+            scheduler=scheduler,
+            num_samples=sweep.n_trials * spec.repeats,
+            max_concurrent_trials=spec.concurrency,
+            reuse_actors=True,
+            time_budget_s=budget.sweep,
+            trial_dirname_creator=lambda t: f"trial-{bridge.number(t.trial_id)}-{t.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=run_name,
+            storage_path=str(store.ray_results),
+            verbose=0,
+            stop=TrialBudgetStopper(budget.trial, interval or 0.0) if budget.trial else None,
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=0),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+
+
 def run(
     sweep: Sweep,
     store: Store,
@@ -227,40 +263,8 @@ def run(
     progress = ProgressCallback(bridge, console)
 
     ensure_ray(address)
-    from search.ray_session import trial_function
-
-    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    interval = spec.report_interval_s
-    budget = spec.budget
-    if spec.scheduler.name == "asha":
-        scheduler = ReportingASHA(bridge, **spec.scheduler.options)
-    else:
-        scheduler = PruningScheduler(bridge)
-    stopper = TrialBudgetStopper(budget.trial, interval or 0.0) if budget.trial else None
-    tuner = tune.Tuner(
-        tune.with_resources(
-            trial_function(spec.trainable, spec.resources.cpu, spec.resources.gpu, budget.trial, interval),
-            resources,
-        ),
-        tune_config=tune.TuneConfig(
-            search_alg=OptunaSearcher(bridge),
-            scheduler=scheduler,
-            num_samples=sweep.n_trials * spec.repeats,
-            max_concurrent_trials=spec.concurrency,
-            reuse_actors=True,
-            time_budget_s=budget.sweep,
-            trial_dirname_creator=lambda t: f"trial-{bridge.number(t.trial_id)}-{t.trial_id}",
-        ),
-        run_config=tune.RunConfig(
-            name=run_name,
-            storage_path=str(store.ray_results),
-            verbose=0,
-            stop=stopper,
-            callbacks=[mlflow_cb, progress, *callbacks],
-            failure_config=tune.FailureConfig(max_failures=0),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        ),
-    )
+    tuner = build_tuner(sweep, store, bridge, run_name, [mlflow_cb, progress, *callbacks])
+    budget, interval = spec.budget, spec.report_interval_s
     stops = spec.pruner.name if spec.scheduler.name == "fifo" else "asha"
     console.print(
         f"sweep {spec.name}: {sweep.n_trials} trials of {spec.trainable}, {spec.concurrency} at a time, "
