@@ -32,24 +32,116 @@ def run(
     store: str = StoreOpt,
     new: bool = typer.Option(False, "--new", help="archive the existing study of this name and start afresh"),
     address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="an existing Ray cluster"),
+    with_dashboard: bool = typer.Option(False, "--dashboard", help="run optuna-dashboard beside the sweep"),
+    dashboard_port: int = typer.Option(8080, "--dashboard-port", min=1, max=65535),
+    keep_dashboard: bool = typer.Option(False, "--keep-dashboard", help="leave the dashboard up after the sweep"),
 ) -> None:
     """Run a sweep: Ray Tune runs the trials, Optuna samples them, MLflow records them."""
     from search import runner
     from search import spec as spec_mod
+    from search.servers import check_port_free, start_dashboard
     from search.store import Store
 
+    server = None
     try:
         overrides = [spec_mod.parse_override(s) for s in set_ or []]
         sweep = runner.prepare(space, overrides, trials)
-        outcome = runner.run(sweep, Store.at(store), new=new, address=address, console=err)
+        s = Store.at(store)
+        if with_dashboard:
+            check_port_free("127.0.0.1", dashboard_port)
+            runner.create_store(sweep, s, new)
+            server = start_dashboard(s.optuna_url, "127.0.0.1", dashboard_port)
+            err.print(f"optuna-dashboard on {server.url}", highlight=False)
+        outcome = runner.run(sweep, s, new=new, address=address, console=err)
     except SpecError as e:
+        if server:
+            server.stop()
         fail(str(e))
+    finally:
+        if server and not keep_dashboard:
+            server.stop()
+    if server and keep_dashboard:
+        serve_until_interrupted(server)
     if outcome.stopped_by_budget:
         err.print(
             f"sweep budget reached after {outcome.wall_s:.0f}s; trials still running were stopped", highlight=False
         )
     if outcome.interrupted:
         raise typer.Exit(130)
+
+
+HostOpt = typer.Option("127.0.0.1", "--host", help="address to bind; 127.0.0.1 keeps it on this machine")
+
+
+def serve_until_interrupted(server) -> None:
+    out.print(f"{server.name} on {server.url}  (Ctrl-C stops it)", highlight=False)
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@app.command()
+def dashboard(
+    store: str = StoreOpt,
+    port: int = typer.Option(8080, "--port", min=1, max=65535),
+    host: str = HostOpt,
+) -> None:
+    """optuna-dashboard on the store's studies: trials, intermediate values and plots, live."""
+    from search.servers import start_dashboard
+    from search.store import Store
+    from search.sweeps import require_store
+
+    try:
+        s = Store.at(store)
+        require_store(s)
+        serve_until_interrupted(start_dashboard(s.optuna_url, host, port))
+    except SpecError as e:
+        fail(str(e))
+
+
+@app.command()
+def ui(
+    store: str = StoreOpt,
+    port: int = typer.Option(5000, "--port", min=1, max=65535),
+    host: str = HostOpt,
+) -> None:
+    """The MLflow UI on the store's runs: one experiment per sweep, a child run per trial."""
+    from search.servers import start_mlflow_ui
+    from search.store import Store
+    from search.sweeps import require_store
+
+    try:
+        s = Store.at(store)
+        require_store(s)
+        serve_until_interrupted(start_mlflow_ui(s, host, port))
+    except SpecError as e:
+        fail(str(e))
+
+
+@app.command()
+def sweeps(store: str = StoreOpt) -> None:
+    """Every sweep in the store: trials by state, best value, when it last ran."""
+    from search.progress import fmt
+    from search.store import Store
+    from search.sweeps import list_sweeps
+
+    try:
+        rows = list_sweeps(Store.at(store))
+    except SpecError as e:
+        fail(str(e))
+    table = Table(title=f"sweeps in {Store.at(store).root}")
+    for col in ("sweep", "direction", "complete", "pruned", "failed", "running", "best", "last ran"):
+        table.add_column(col, justify="left" if col in ("sweep", "direction") else "right")
+    for r in rows:
+        c = r.counts
+        table.add_row(
+            r.name, r.direction, str(c["complete"]), str(c["pruned"]), str(c["fail"]), str(c["running"]),
+            fmt(r.best) if r.best is not None else "-", f"{r.last_ran:%Y-%m-%d %H:%M}" if r.last_ran else "-",
+        )  # fmt: skip
+    out.print(table)
 
 
 @app.command("list")

@@ -143,6 +143,13 @@ def check_store(sweep: Sweep, store: Store, new: bool) -> None:
         )
 
 
+def create_store(sweep: Sweep, store: Store, new: bool = False) -> None:
+    """The store's directories and an empty study database, so a dashboard can watch from the start."""
+    check_store(sweep, store, new)
+    store.create()
+    optuna.storages.RDBStorage(store.optuna_url).engine.dispose()
+
+
 def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optuna.Study:
     storage = optuna.storages.RDBStorage(store.optuna_url, engine_kwargs={"connect_args": {"timeout": 30}})
     name = sweep.spec.name

@@ -1,0 +1,85 @@
+"""The two watch servers on a store: optuna-dashboard (the study, live) and the MLflow UI (the runs).
+
+Both bind 127.0.0.1 unless told otherwise. They run as child processes of the real command-line tools,
+so what a user gets is exactly what those projects ship.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+
+from search.errors import SpecError
+from search.store import Store
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise SpecError(f"port {port} on {host} is in use (pick another with --port)", "--port") from None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _tool(name: str) -> str:
+    """The console script beside this Python (the venv's), else on PATH."""
+    here = shutil.which(name, path=str(__import__("pathlib").Path(sys.executable).parent))
+    return here or shutil.which(name) or name
+
+
+def _start(name: str, cmd: list[str], url: str, probe: str, timeout_s: float) -> Server:
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            err = (process.stderr.read() if process.stderr else "").strip().splitlines()
+            raise SpecError(f"{name} exited at start: {err[-1] if err else process.returncode}")
+        try:
+            with urllib.request.urlopen(url + probe, timeout=2) as r:
+                if r.status == 200:
+                    return Server(name, url, process)
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise SpecError(f"{name} did not answer on {url} within {timeout_s:.0f}s")
+
+
+def start_dashboard(storage_url: str, host: str, port: int, timeout_s: float = 60) -> Server:
+    check_port_free(host, port)
+    cmd = [_tool("optuna-dashboard"), storage_url, "--host", host, "--port", str(port), "--quiet"]
+    return _start("optuna-dashboard", cmd, f"http://{host}:{port}", "/api/studies", timeout_s)
+
+
+def start_mlflow_ui(store: Store, host: str, port: int, timeout_s: float = 90) -> Server:
+    check_port_free(host, port)
+    cmd = [
+        _tool("mlflow"), "ui", "--backend-store-uri", store.mlflow_url,
+        "--default-artifact-root", store.artifacts.as_uri(), "--host", host, "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    return _start("mlflow ui", cmd, f"http://{host}:{port}", "/health", timeout_s)

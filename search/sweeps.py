@@ -1,0 +1,44 @@
+"""What a store holds: every sweep (Optuna study) with its trial counts, best value and last activity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import optuna
+from optuna.trial import TrialState
+
+from search.errors import SpecError
+from search.store import Store
+
+
+@dataclass
+class SweepRow:
+    name: str
+    direction: str
+    counts: dict[str, int]
+    best: float | None
+    last_ran: datetime | None
+
+
+def require_store(store: Store) -> None:
+    if not store.exists():
+        raise SpecError(f"no sweeps in {store.root}: run `hpsearch run SPACE --store {store.root}` first", "--store")
+
+
+def list_sweeps(store: Store) -> list[SweepRow]:
+    require_store(store)
+    storage = optuna.storages.RDBStorage(store.optuna_url)
+    rows = []
+    try:
+        for summary in storage.get_all_studies():
+            trials = storage.get_all_trials(summary._study_id, deepcopy=False)
+            counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+            complete = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+            direction = summary.directions[0].name.lower()
+            best = (max if direction == "maximize" else min)(complete) if complete else None
+            times = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_start]
+            rows.append(SweepRow(summary.study_name, direction, counts, best, max(times) if times else None))
+    finally:
+        storage.engine.dispose()
+    return sorted(rows, key=lambda r: r.last_ran or datetime.min, reverse=True)

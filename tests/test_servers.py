@@ -1,0 +1,167 @@
+"""The watch commands against real servers on free loopback ports: optuna-dashboard, the MLflow UI, sweeps."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from typer.testing import CliRunner
+
+from search import runner
+from search.cli import app
+from search.servers import free_port, start_dashboard, start_mlflow_ui
+from search.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def swept_store(tmp_path_factory, ray_local):
+    """A store with one small finished sweep in it."""
+    import io
+
+    import yaml
+    from rich.console import Console
+
+    root = tmp_path_factory.mktemp("watch")
+    path = root / "space.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "watched",
+                "trainable": "flaky",
+                "config": {"steps": 3},
+                "space": {"x": {"type": "categorical", "choices": [0.1, 0.3, 0.9]}},
+                "sampler": {"name": "grid"},
+                "pruner": {"name": "threshold", "lower": -0.5, "n_warmup_steps": 1},
+            }
+        )
+    )
+    store = Store.at(root / "store")
+    runner.run(runner.prepare(str(path)), store, console=Console(file=io.StringIO()))
+    return store
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_dashboard_api_lists_the_study_and_its_trials(swept_store):
+    server = start_dashboard(swept_store.optuna_url, "127.0.0.1", free_port())
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        studies = get_json(f"{server.url}/api/studies")["study_summaries"]
+        study = next(s for s in studies if s["study_name"] == "watched")
+        detail = get_json(f"{server.url}/api/studies/{study['study_id']}?after=0")
+        states = sorted(t["state"] for t in detail["trials"])
+        assert states == ["Complete", "Complete", "Pruned"]
+        pruned = next(t for t in detail["trials"] if t["state"] == "Pruned")
+        assert len(pruned["intermediate_values"]) == 2  # the curve up to where it was pruned
+    finally:
+        server.stop()
+    assert server.process.poll() is not None
+
+
+def test_mlflow_ui_serves_the_experiment(swept_store):
+    server = start_mlflow_ui(swept_store, "127.0.0.1", free_port())
+    try:
+        req = urllib.request.Request(
+            f"{server.url}/ajax-api/2.0/mlflow/experiments/search",
+            data=json.dumps({"max_results": 10}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            names = [e["name"] for e in json.loads(r.read())["experiments"]]
+        assert "watched" in names
+    finally:
+        server.stop()
+
+
+def test_sweeps_lists_counts_and_best(swept_store):
+    result = CliRunner().invoke(app, ["sweeps", "--store", str(swept_store.root)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "watched" in line)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells[:6] == ["watched", "maximize", "2", "1", "0", "0"]
+    assert float(cells[6]) == pytest.approx(0.0)  # x = 0.3 scores 0
+
+
+def test_empty_store_and_port_in_use_are_clear_errors(swept_store, tmp_path):
+    for command in (["sweeps"], ["dashboard"], ["ui"]):
+        result = CliRunner().invoke(app, [*command, "--store", str(tmp_path / "empty")])
+        assert result.exit_code == 2 and "no sweeps in" in result.stderr
+        assert not (tmp_path / "empty").exists()
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = CliRunner().invoke(app, ["dashboard", "--store", str(swept_store.root), "--port", str(port)])
+    assert result.exit_code == 2 and f"port {port} on 127.0.0.1 is in use" in result.stderr
+
+
+def test_dashboard_command_prints_the_url_and_stops_on_ctrl_c(swept_store):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "dashboard", "--store", str(swept_store.root), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
+    try:
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in line
+        assert get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    finally:
+        proc.kill()
+    time.sleep(0.5)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
+
+
+def test_run_with_dashboard_shows_the_sweep_live_and_stops_it_after(write_space, tmp_path):
+    store = Store.at(tmp_path / "store")
+    space = write_space(
+        {
+            "name": "live",
+            "trainable": "flaky",
+            "config": {"steps": 40, "sleep": 0.25},
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "trials": 2,
+            "concurrency": 2,
+        }
+    )
+    port = free_port()
+    cmd = [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root), "--dashboard"]
+    proc = subprocess.Popen(
+        [*cmd, "--dashboard-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        seen_running = False
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not seen_running:
+            try:
+                studies = get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
+                if studies:
+                    detail = get_json(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}?after=0")
+                    seen_running = any(t["state"] == "Running" and t["intermediate_values"] for t in detail["trials"])
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert seen_running, "the dashboard never showed a running trial with intermediate values"
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-2000:]
+    assert f"optuna-dashboard on http://127.0.0.1:{port}" in out
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
