@@ -144,6 +144,34 @@ def sweeps(store: str = StoreOpt) -> None:
     out.print(table)
 
 
+@app.command()
+def compare(
+    sweep_names: list[str] = typer.Argument(..., metavar="SWEEP...", help="one or more sweep names"),
+    store: str = StoreOpt,
+    format_: str = typer.Option("table", "--format", help="table | markdown | csv"),
+) -> None:
+    """Trials (or configurations with their seeds, mean ± std) of one or more sweeps, best first."""
+    from search.compare import collect, columns, render
+    from search.store import Store
+
+    if format_ not in ("table", "markdown", "csv"):
+        fail(f"--format: expected table, markdown or csv (got {format_!r})")
+    try:
+        rows, metric, direction = collect(Store.at(store), sweep_names)
+    except SpecError as e:
+        fail(str(e))
+    if format_ != "table":
+        sys.stdout.write(render(rows, metric, format_))
+        return
+    header, body = columns(rows, metric)
+    table = Table(title=f"{' vs '.join(sweep_names)}: {metric} ({direction}), best first")
+    for col in header:
+        table.add_column(col, justify="left" if col in ("sweep", "state", "seeds") else "right")
+    for row in body:
+        table.add_row(*row)
+    out.print(table)
+
+
 @app.command("list")
 def list_() -> None:
     """Registered trainables with their hyperparameters, and the space files under spaces/."""

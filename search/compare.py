@@ -1,0 +1,108 @@
+"""``hpsearch compare``: trials (or, with repeats, configurations) of one or more sweeps in one table.
+
+Values come from the study (the mean over seeds for a repeated configuration, with each seed's value);
+parameter counts and seconds per epoch from the trials' MLflow runs, where the trainable reported them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from search.errors import SpecError
+from search.store import Store
+from search.sweeps import require_store
+
+EXTRA_METRICS = ("param_count", "seconds_per_epoch")
+
+
+@dataclass
+class Row:
+    sweep: str
+    trial: int
+    state: str
+    value: float | None
+    std: float | None
+    seeds: list[float]
+    params: dict[str, Any]
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def collect(store: Store, names: list[str]) -> tuple[list[Row], str, str]:
+    """Rows of every named sweep, best first; also the metric name and direction of the first sweep."""
+    require_store(store)
+    known = [s.study_name for s in optuna.get_all_study_summaries(store.optuna_url)]
+    client = MlflowClient(store.mlflow_url)
+    rows: list[Row] = []
+    metric, direction = "", "maximize"
+    for i, name in enumerate(names):
+        if name not in known:
+            raise SpecError(f"unknown sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})", name)
+        study = optuna.load_study(study_name=name, storage=store.optuna_url)
+        if i == 0:
+            metric = (study.metric_names or ["value"])[0]
+            direction = study.direction.name.lower()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+            seeds = [v for v in t.user_attrs.get("repeat_values", []) if v is not None]
+            std = t.user_attrs.get("value_std") if seeds else None
+            run_ids = [v for k, v in t.user_attrs.items() if k.startswith("mlflow_run_id")]
+            rows.append(Row(name, t.number, t.state.name, t.value, std, seeds, dict(t.params), _extra(client, run_ids)))
+    sign = -1 if direction == "maximize" else 1
+    rows.sort(key=lambda r: (r.value is None, sign * r.value if r.value is not None else 0.0))
+    return rows, metric, direction
+
+
+def _extra(client: MlflowClient, run_ids: list[str]) -> dict[str, float]:
+    """Mean over the configuration's runs of the figures a trainable reports at the end."""
+    values: dict[str, list[float]] = {}
+    for run_id in run_ids:
+        metrics = client.get_run(run_id).data.metrics
+        for key in EXTRA_METRICS:
+            if key in metrics:
+                values.setdefault(key, []).append(metrics[key])
+    return {k: statistics.fmean(v) for k, v in values.items()}
+
+
+def columns(rows: list[Row], metric: str) -> tuple[list[str], list[list[str]]]:
+    params = sorted({p for r in rows for p in r.params})
+    extras = [k for k in EXTRA_METRICS if any(k in r.extra for r in rows)]
+    repeated = any(r.seeds for r in rows)
+    header = ["sweep", "trial", "state", metric, *(["± std", "n", "seeds"] if repeated else []), *params, *extras]
+    body = []
+    for r in rows:
+        cells = [r.sweep, str(r.trial), r.state, _fmt(r.value)]
+        if repeated:
+            cells += [_fmt(r.std), str(len(r.seeds) or 1), " ".join(_fmt(v) for v in r.seeds)]
+        cells += [_fmt(r.params.get(p, "")) for p in params]
+        cells += [_fmt(r.extra.get(k)) for k in extras]
+        body.append(cells)
+    return header, body
+
+
+def render(rows: list[Row], metric: str, fmt: str) -> str:
+    header, body = columns(rows, metric)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(header)
+        writer.writerows(body)
+        return buf.getvalue()
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
+    raise ValueError(fmt)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.6g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    return str(v)
