@@ -172,6 +172,28 @@ def compare(
     out.print(table)
 
 
+@app.command()
+def report(sweep: str = typer.Argument(..., help="a sweep name"), store: str = StoreOpt) -> None:
+    """Hyperparameter importances and plots (PNG + interactive HTML), logged on the sweep's parent run."""
+    from search.report import make_report
+    from search.store import Store
+
+    try:
+        result = make_report(Store.at(store), sweep)
+    except SpecError as e:
+        fail(str(e))
+    table = Table(title=f"hyperparameter importances of {sweep} (Optuna, fANOVA)")
+    table.add_column("hyperparameter")
+    table.add_column("importance", justify="right")
+    for name, value in result.importances.items():
+        table.add_row(name, f"{value:.3f}")
+    out.print(table)
+    for path in result.files:
+        out.print(f"  {path}", highlight=False, soft_wrap=True)
+    if result.parent_run_id:
+        out.print(f"logged as artifacts under report/ of MLflow run {result.parent_run_id}", highlight=False)
+
+
 @app.command("list")
 def list_() -> None:
     """Registered trainables with their hyperparameters, and the space files under spaces/."""

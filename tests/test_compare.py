@@ -32,6 +32,21 @@ def store(tmp_path_factory, ray_local):
         }
         path.write_text(yaml.safe_dump(space))
         runner.run(runner.prepare(str(path)), store, console=Console(file=io.StringIO()))
+    # two hyperparameters, only x matters (fail_above is never reached)
+    path = root / "two.yaml"
+    space = {
+        "name": "two",
+        "trainable": "flaky",
+        "config": {"steps": 1},
+        "space": {
+            "x": {"type": "categorical", "choices": [0.1, 0.3, 0.6, 0.9]},
+            "fail_above": {"type": "categorical", "choices": [2.0, 3.0]},
+        },
+        "sampler": {"name": "grid"},
+        "concurrency": 2,
+    }
+    path.write_text(yaml.safe_dump(space))
+    runner.run(runner.prepare(str(path)), store, console=Console(file=io.StringIO()))
     return store
 
 
@@ -62,3 +77,28 @@ def test_compare_unknown_sweep_and_bad_format_are_clear(store, tmp_path):
     assert result.exit_code == 2 and "--format" in result.stderr
     result = CliRunner().invoke(app, ["compare", "near", "--store", str(tmp_path / "none")])
     assert result.exit_code == 2 and "no sweeps in" in result.stderr
+
+
+def test_report_writes_plots_and_logs_them_on_the_parent_run(store):
+    from mlflow.tracking import MlflowClient
+
+    result = CliRunner().invoke(app, ["report", "two", "--store", str(store.root)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    out_dir = store.root / "reports" / "two"
+    names = sorted(p.name for p in out_dir.iterdir())
+    for plot in ("optimization_history", "slice", "parallel_coordinate", "intermediate_values", "contour"):
+        assert f"{plot}.png" in names and f"{plot}.html" in names
+        assert (out_dir / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+    importances = dict(line.split("\t") for line in (out_dir / "importances.txt").read_text().splitlines())
+    assert float(importances["x"]) > 0.9  # the parameter that matters dominates
+    client = MlflowClient(store.mlflow_url)
+    exp = client.get_experiment_by_name("two")
+    parent = client.search_runs([exp.experiment_id], "tags.`hpsearch.role` = 'sweep'")[0]
+    logged = [a.path for a in client.list_artifacts(parent.info.run_id, "report")]
+    assert "report/contour.html" in logged and "report/slice.png" in logged
+    assert parent.data.metrics["importance.x"] > 0.9
+
+
+def test_report_on_an_unknown_sweep_is_clear(store):
+    result = CliRunner().invoke(app, ["report", "nope", "--store", str(store.root)])
+    assert result.exit_code == 2 and "unknown sweep 'nope'" in result.stderr

@@ -1,0 +1,94 @@
+"""``hpsearch report``: hyperparameter importances and the standard Optuna plots for one sweep.
+
+Each plot is written twice into ``<store>/reports/<sweep>/``: a PNG (matplotlib) and an interactive
+HTML (plotly); both are logged as artifacts of the sweep's latest parent run in MLflow.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from optuna import visualization as vis  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+from optuna.visualization import matplotlib as vis_mpl  # noqa: E402
+
+from search.errors import SpecError  # noqa: E402
+from search.store import Store  # noqa: E402
+from search.sweeps import require_store  # noqa: E402
+
+
+@dataclass
+class Report:
+    importances: dict[str, float]
+    files: list[Path]
+    parent_run_id: str | None
+
+
+def _plots(study: optuna.Study, top: list[str]) -> dict[str, tuple[Callable, Callable, dict]]:
+    plots = {
+        "optimization_history": (vis.plot_optimization_history, vis_mpl.plot_optimization_history, {}),
+        "slice": (vis.plot_slice, vis_mpl.plot_slice, {}),
+        "parallel_coordinate": (vis.plot_parallel_coordinate, vis_mpl.plot_parallel_coordinate, {}),
+        "intermediate_values": (vis.plot_intermediate_values, vis_mpl.plot_intermediate_values, {}),
+    }
+    if len(top) >= 2:
+        plots["contour"] = (vis.plot_contour, vis_mpl.plot_contour, {"params": top[:2]})
+    return plots
+
+
+def make_report(store: Store, name: str) -> Report:
+    require_store(store)
+    known = [s.study_name for s in optuna.get_all_study_summaries(store.optuna_url)]
+    if name not in known:
+        raise SpecError(f"unknown sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})", name)
+    study = optuna.load_study(study_name=name, storage=store.optuna_url)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 2:
+        raise SpecError(f"sweep {name!r} has {len(complete)} complete trial(s); a report needs at least 2", name)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        importances = optuna.importance.get_param_importances(study)
+        out_dir = store.root / "reports" / name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files: list[Path] = []
+        for plot_name, (plotly_fn, mpl_fn, kwargs) in _plots(study, list(importances)).items():
+            html = out_dir / f"{plot_name}.html"
+            plotly_fn(study, **kwargs).write_html(str(html), include_plotlyjs="cdn")
+            ax = mpl_fn(study, **kwargs)
+            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
+            png = out_dir / f"{plot_name}.png"
+            fig.savefig(png, dpi=100, bbox_inches="tight")
+            plt.close(fig)
+            files += [png, html]
+        text = out_dir / "importances.txt"
+        text.write_text("".join(f"{k}\t{v:.4f}\n" for k, v in importances.items()))
+        files.append(text)
+
+    parent = _latest_parent_run(store, name)
+    if parent is not None:
+        client = MlflowClient(store.mlflow_url)
+        client.log_artifacts(parent, str(out_dir), "report")
+        for k, v in importances.items():
+            client.log_metric(parent, f"importance.{k}", v)
+    return Report(importances, files, parent)
+
+
+def _latest_parent_run(store: Store, name: str) -> str | None:
+    client = MlflowClient(store.mlflow_url)
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        return None
+    runs = client.search_runs(
+        [exp.experiment_id], "tags.`hpsearch.role` = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    return runs[0].info.run_id if runs else None
