@@ -194,6 +194,20 @@ def report(sweep: str = typer.Argument(..., help="a sweep name"), store: str = S
         out.print(f"logged as artifacts under report/ of MLflow run {result.parent_run_id}", highlight=False)
 
 
+@app.command()
+def resume(sweep: str = typer.Argument(..., help="a sweep name"), store: str = StoreOpt) -> None:
+    """Finish a sweep whose driver died: reconcile the study and MLflow, re-run what was running, go on."""
+    from search.resume import resume as resume_sweep
+    from search.store import Store
+
+    try:
+        outcome = resume_sweep(Store.at(store), sweep, console=err)
+    except SpecError as e:
+        fail(str(e))
+    if outcome is not None and outcome.interrupted:
+        raise typer.Exit(130)
+
+
 @app.command("list")
 def list_() -> None:
     """Registered trainables with their hyperparameters, and the space files under spaces/."""

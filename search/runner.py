@@ -105,7 +105,10 @@ def prepare(name_or_path: str, overrides: list[tuple[str, Any]] = (), trials: in
     if trials is not None:
         overrides = [*overrides, ("trials", trials)]
     spec, path = load(name_or_path, overrides)
-    source = str(path)
+    return prepare_spec(spec, str(path))
+
+
+def prepare_spec(spec: SweepSpec, source: str) -> Sweep:
     metric, mode = metric_and_mode(spec)
     sweep = Sweep(
         spec=spec,
@@ -173,7 +176,7 @@ def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optun
         seen = [t.params for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         for point in sweep.enqueued:
             if point not in seen:
-                study.enqueue_trial(point, skip_if_exists=True)
+                study.enqueue_trial(point, skip_if_exists=sweep.spec.sampler.name == "ofat")
     return study
 
 
@@ -251,7 +254,9 @@ def run(
     address: str | None = None,
     console: Console | None = None,
     callbacks: list[tune.Callback] = (),
+    parent_run_id: str | None = None,
 ) -> SweepOutcome:
+    """Run the sweep; with ``parent_run_id`` (hpsearch resume) its trials join that MLflow parent run."""
     console = console or Console(stderr=True)
     spec = sweep.spec
     check_store(sweep, store, new)
@@ -261,7 +266,10 @@ def run(
     tracking = Tracking(store.mlflow_url, store.artifacts)
     experiment_id = tracking.experiment_id(spec.name)
     run_name = f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    parent_run_id = tracking.start_parent(experiment_id, spec.model_dump(mode="json"), study.study_name, run_name)
+    if parent_run_id is None:
+        parent_run_id = tracking.start_parent(experiment_id, spec.model_dump(mode="json"), study.study_name, run_name)
+    else:
+        tracking.client.update_run(parent_run_id, status="RUNNING")
 
     bridge = OptunaBridge(
         study, samplers.distributions(spec), spec.config, sweep.metric, sweep.mode, sweep.n_trials, spec.repeats

@@ -73,3 +73,70 @@ def test_signal_stops_the_sweep_and_closes_every_trial(sig, write_space, tmp_pat
     assert all(r.data.tags["stopped"] == "interrupted" for r in children)
     parent = next(r for r in runs if r.data.tags.get("hpsearch.role") == "sweep")
     assert parent.info.status == "KILLED"
+
+
+def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_trials(write_space, tmp_path):
+    store = Store.at(tmp_path / "store")
+    space = write_space(
+        {
+            "name": "killed",
+            "trainable": "flaky",
+            "config": {"steps": 12, "sleep": 0.25},
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "sampler": {"name": "random", "seed": 3},
+            "trials": 5,
+            "concurrency": 2,
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its Ray processes share the group and die with it
+    )
+
+    def finished_and_running() -> bool:
+        try:
+            study = optuna.load_study(study_name="killed", storage=store.optuna_url)
+        except Exception:
+            return False
+        states = [t.state for t in study.trials]
+        return states.count(TrialState.COMPLETE) >= 2 and running_trials(store, "killed") >= 1
+
+    try:
+        assert wait_for(finished_and_running, timeout=120), "the sweep never had finished and running trials"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    time.sleep(2)
+    before = optuna.load_study(study_name="killed", storage=store.optuna_url)
+    done_before = {t.number: t.user_attrs["mlflow_run_id"] for t in before.trials if t.state == TrialState.COMPLETE}
+    lost = [t for t in before.trials if t.state == TrialState.RUNNING]
+    assert done_before and lost
+
+    from typer.testing import CliRunner
+
+    from search.cli import app
+
+    result = CliRunner().invoke(app, ["resume", "killed", "--store", str(store.root)])
+    assert result.exit_code == 0, result.output
+
+    study = optuna.load_study(study_name="killed", storage=store.optuna_url)
+    states = [t.state for t in study.trials]
+    assert TrialState.RUNNING not in states
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 5
+    assert all(study.trials[n].user_attrs["mlflow_run_id"] == run for n, run in done_before.items())
+    lost_params = [t.params["x"] for t in lost]
+    rerun = [
+        t.params["x"] for t in study.trials if t.number > max(t.number for t in lost) and t.params["x"] in lost_params
+    ]
+    assert sorted(rerun) == sorted(lost_params)  # what was running ran again
+
+    client = MlflowClient(store.mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
+    assert "RUNNING" not in {r.info.status for r in runs}
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    numbers = [r.data.tags["optuna.trial_number"] for r in children]
+    assert len(numbers) == len(set(numbers))  # one MLflow run per trial, never a duplicate
+    parents = [r for r in runs if r.data.tags.get("hpsearch.role") == "sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
