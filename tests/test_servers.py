@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -165,3 +166,39 @@ def test_run_with_dashboard_shows_the_sweep_live_and_stops_it_after(write_space,
     assert f"optuna-dashboard on http://127.0.0.1:{port}" in out
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
+
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--virtual-time-budget=8000", "--window-size=1400,900",
+]  # fmt: skip
+
+
+def test_dashboard_page_renders_the_trial_table_in_chromium(swept_store, tmp_path):
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed here (.ci/run installs it)")
+    server = start_dashboard(swept_store.optuna_url, "127.0.0.1", free_port())
+    try:
+        study_id = next(
+            s["study_id"]
+            for s in get_json(f"{server.url}/api/studies")["study_summaries"]
+            if s["study_name"] == "watched"
+        )
+        page = f"{server.url}/dashboard/studies/{study_id}/trials"
+
+        def chrome(*args: str, profile: str) -> subprocess.CompletedProcess:
+            cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / profile}", *args, page]
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+
+        dom = chrome("--dump-dom", profile="dom").stdout
+        assert dom.count("Complete") >= 2 and "Pruned" in dom  # the trial list, with each trial's state
+        shot = Path(os.environ.get("HPSEARCH_SCREENSHOT_DIR", tmp_path)) / "dashboard-trials.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        chrome(f"--screenshot={shot}", profile="shot")
+        assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 10_000
+    finally:
+        server.stop()
