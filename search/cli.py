@@ -83,6 +83,19 @@ def serve_until_interrupted(server) -> None:
         server.stop()
 
 
+def serve_store(store: str, start) -> None:
+    """Start a watch server on an existing store and keep it up until Ctrl-C."""
+    from search.store import Store
+    from search.sweeps import require_store
+
+    try:
+        s = Store.at(store)
+        require_store(s)
+        serve_until_interrupted(start(s))
+    except SpecError as e:
+        fail(str(e))
+
+
 @app.command()
 def dashboard(
     store: str = StoreOpt,
@@ -91,15 +104,8 @@ def dashboard(
 ) -> None:
     """optuna-dashboard on the store's studies: trials, intermediate values and plots, live."""
     from search.servers import start_dashboard
-    from search.store import Store
-    from search.sweeps import require_store
 
-    try:
-        s = Store.at(store)
-        require_store(s)
-        serve_until_interrupted(start_dashboard(s.optuna_url, host, port))
-    except SpecError as e:
-        fail(str(e))
+    serve_store(store, lambda s: start_dashboard(s.optuna_url, host, port))
 
 
 @app.command()
@@ -110,15 +116,8 @@ def ui(
 ) -> None:
     """The MLflow UI on the store's runs: one experiment per sweep, a child run per trial."""
     from search.servers import start_mlflow_ui
-    from search.store import Store
-    from search.sweeps import require_store
 
-    try:
-        s = Store.at(store)
-        require_store(s)
-        serve_until_interrupted(start_mlflow_ui(s, host, port))
-    except SpecError as e:
-        fail(str(e))
+    serve_store(store, lambda s: start_mlflow_ui(s, host, port))
 
 
 @app.command()
