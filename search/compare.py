@@ -16,9 +16,8 @@ import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from search.errors import SpecError
 from search.store import Store
-from search.sweeps import require_store
+from search.sweeps import require_sweeps
 
 EXTRA_METRICS = ("param_count", "seconds_per_epoch")
 
@@ -37,14 +36,11 @@ class Row:
 
 def collect(store: Store, names: list[str]) -> tuple[list[Row], str, str]:
     """Rows of every named sweep, best first; also the metric name and direction of the first sweep."""
-    require_store(store)
-    known = [s.study_name for s in optuna.get_all_study_summaries(store.optuna_url)]
+    require_sweeps(store, names)
     client = MlflowClient(store.mlflow_url)
     rows: list[Row] = []
     metric, direction = "", "maximize"
     for i, name in enumerate(names):
-        if name not in known:
-            raise SpecError(f"unknown sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})", name)
         study = optuna.load_study(study_name=name, storage=store.optuna_url)
         if i == 0:
             metric = (study.metric_names or ["value"])[0]

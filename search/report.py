@@ -23,7 +23,8 @@ from optuna.visualization import matplotlib as vis_mpl  # noqa: E402
 
 from search.errors import SpecError  # noqa: E402
 from search.store import Store  # noqa: E402
-from search.sweeps import require_store  # noqa: E402
+from search.sweeps import require_sweeps  # noqa: E402
+from search.tracking import latest_parent_run  # noqa: E402
 
 
 @dataclass
@@ -46,10 +47,7 @@ def _plots(study: optuna.Study, top: list[str]) -> dict[str, tuple[Callable, Cal
 
 
 def make_report(store: Store, name: str) -> Report:
-    require_store(store)
-    known = [s.study_name for s in optuna.get_all_study_summaries(store.optuna_url)]
-    if name not in known:
-        raise SpecError(f"unknown sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})", name)
+    require_sweeps(store, [name])
     study = optuna.load_study(study_name=name, storage=store.optuna_url)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2:
@@ -74,21 +72,10 @@ def make_report(store: Store, name: str) -> Report:
         text.write_text("".join(f"{k}\t{v:.4f}\n" for k, v in importances.items()))
         files.append(text)
 
-    parent = _latest_parent_run(store, name)
-    if parent is not None:
-        client = MlflowClient(store.mlflow_url)
-        client.log_artifacts(parent, str(out_dir), "report")
-        for k, v in importances.items():
-            client.log_metric(parent, f"importance.{k}", v)
-    return Report(importances, files, parent)
-
-
-def _latest_parent_run(store: Store, name: str) -> str | None:
     client = MlflowClient(store.mlflow_url)
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        return None
-    runs = client.search_runs(
-        [exp.experiment_id], "tags.`hpsearch.role` = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1
-    )
-    return runs[0].info.run_id if runs else None
+    parent = latest_parent_run(client, name)
+    if parent is not None:
+        client.log_artifacts(parent.info.run_id, str(out_dir), "report")
+        for k, v in importances.items():
+            client.log_metric(parent.info.run_id, f"importance.{k}", v)
+    return Report(importances, files, parent.info.run_id if parent else None)

@@ -25,25 +25,19 @@ from search import runner
 from search.errors import SpecError
 from search.spec import validate
 from search.store import Store
-from search.sweeps import require_store
+from search.sweeps import require_sweeps
+from search.tracking import latest_parent_run
 
 LOST = "driver lost"
 
 
 def resume(store: Store, name: str, console: Console | None = None) -> runner.SweepOutcome | None:
-    require_store(store)
-
-    known = [s.study_name for s in optuna.get_all_study_summaries(store.optuna_url)]
-    if name not in known:
-        raise SpecError(f"unknown sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})", name)
+    require_sweeps(store, [name])
     client = MlflowClient(store.mlflow_url)
-    exp = client.get_experiment_by_name(name)
-    parents = client.search_runs(
-        [exp.experiment_id], "tags.`hpsearch.role` = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1
-    )
-    if not parents:
+    parent = latest_parent_run(client, name)
+    if parent is None:
         raise SpecError(f"sweep {name!r} has no parent run in MLflow to resume", name)
-    parent = parents[0]
+    exp_id = parent.info.experiment_id
     if parent.info.status == "FINISHED":
         raise SpecError(f"sweep {name!r} finished; `hpsearch run` it again to add trials", name)
     source = f"{name} (MLflow run {parent.info.run_id})"
@@ -58,7 +52,7 @@ def resume(store: Store, name: str, console: Console | None = None) -> runner.Sw
         study._storage.set_trial_user_attr(t._trial_id, "stopped", LOST)
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     # 2. MLflow: the parent's children left RUNNING end FAILED.
-    children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     for run in children:
         if run.info.status == "RUNNING":
             client.set_tag(run.info.run_id, "stopped", LOST)

@@ -26,6 +26,15 @@ def require_store(store: Store) -> None:
         raise SpecError(f"no sweeps in {store.root}: run `hpsearch run SPACE --store {store.root}` first", "--store")
 
 
+def require_sweeps(store: Store, names: list[str]) -> None:
+    """Every name must be a study in the store; an unknown one is an error listing the known ones."""
+    require_store(store)
+    known = [s.study_name for s in optuna.get_all_study_summaries(store.optuna_url)]
+    for name in names:
+        if name not in known:
+            raise SpecError(f"unknown sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})", name)
+
+
 def list_sweeps(store: Store) -> list[SweepRow]:
     require_store(store)
     storage = optuna.storages.RDBStorage(store.optuna_url)
