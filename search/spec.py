@@ -322,6 +322,7 @@ def check_against_trainable(spec: SweepSpec, source: str) -> None:
             "report",
         )
     fields = trainable.params.model_fields
+    _absolute_paths(spec, fields)
     for section, names in (("config", spec.config), ("space", spec.space)):
         for name in names:
             if name not in fields:
@@ -345,10 +346,33 @@ def check_against_trainable(spec: SweepSpec, source: str) -> None:
                     f"{section}.{key}" if section == "config" or not err["loc"] else f"space.{name}",
                 ) from None
     if trainable.preflight is not None:
-        try:
-            trainable.preflight(trainable.params.model_validate({**spec.config, **_first_values(spec)}))
-        except (ValueError, OSError) as e:
-            raise SpecError(str(e).splitlines()[0], source, "config") from None
+        # The fixed settings, then each categorical choice (a model name, a dataset) once.
+        base = {**spec.config, **_first_values(spec)}
+        variants = [("config", base)] + [
+            (f"space.{name}", {**base, name: value})
+            for name, param in spec.space.items()
+            if isinstance(param, CategoricalParam)
+            for value in param.values()[1:]
+        ]
+        for key, values in variants:
+            try:
+                params = trainable.params.model_validate(values)
+            except ValidationError:
+                continue  # a combination of choices: each value alone was checked above
+            try:
+                trainable.preflight(params)
+            except (ValueError, OSError) as e:
+                raise SpecError(str(e).splitlines()[0], source, key) from None
+
+
+def _absolute_paths(spec: SweepSpec, fields: dict[str, Any]) -> None:
+    """Make local paths in config absolute: Ray runs each trial in its own directory, not here."""
+    for name, value in spec.config.items():
+        extra = getattr(fields.get(name), "json_schema_extra", None) or {}
+        if isinstance(value, str) and extra.get("local_path"):
+            path = Path(value).expanduser()
+            if value.startswith((".", "~")) or path.exists():
+                spec.config[name] = str(path.resolve())
 
 
 def _first_values(spec: SweepSpec) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
+from trainables.blocks import EncoderBlock
 from trainables.registry import Hyperparameters, trainable
 from trainables.session import ReportClock, Session
 
@@ -73,22 +74,6 @@ class AdditionCNN(nn.Module):
         x = x.transpose(1, 2).reshape(x.size(0), -1, 2, 2)  # (B, E, 2, 2)
         x = self.convs(x).flatten(1)
         return self.head(self.drop(x)).view(-1, 3, 10)
-
-
-class EncoderBlock(nn.Module):
-    """Pre-norm Transformer block; ``layer_norm=False`` drops the norms (the seed's unstable variant)."""
-
-    def __init__(self, dim: int, heads: int, hidden_dim: int, dropout: float, layer_norm: bool) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim) if layer_norm else nn.Identity()
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.norm2 = nn.LayerNorm(dim) if layer_norm else nn.Identity()
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, dim), nn.Dropout(dropout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.norm1(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
-        return x + self.mlp(self.norm2(x))
 
 
 class AdditionTransformer(nn.Module):

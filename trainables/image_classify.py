@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from trainables import image_data, image_models
 from trainables.augment import PRESETS, augment
-from trainables.registry import Hyperparameters, trainable
+from trainables.registry import LOCAL_PATH, Hyperparameters, trainable
 from trainables.session import ReportClock, Session
 
 ARCH_OPTIONS = ("depth", "kernel_size", "batch_norm", "reduce_1x1", "blocks", "width", "extra_channels")
@@ -27,7 +27,7 @@ ARCH_OPTIONS = ("depth", "kernel_size", "batch_norm", "reduce_1x1", "blocks", "w
 
 class ImageParams(Hyperparameters):
     dataset: Literal["cifar10", "mnist", "digits", "glyphs"] = "digits"
-    data_dir: str | None = None
+    data_dir: str | None = Field(None, json_schema_extra=LOCAL_PATH)
     download: bool = False
     verify_checksums: bool = True
     glyph_size: int = Field(90, ge=16)

@@ -28,6 +28,10 @@ class Hyperparameters(BaseModel):
     seed: int = 0
 
 
+# Marks a hyperparameter that may name a local file or folder: the space loader makes it absolute, since
+# Ray runs each trial in a directory of its own.
+LOCAL_PATH = {"local_path": True}
+
 TrainFn = Callable[[Any, Session], None]
 
 
@@ -111,6 +115,8 @@ BUILTIN = {
     "addition-cnn": "trainables.addition",
     "addition-transformer": "trainables.addition",
     "image-classifier": "trainables.image_classify",
+    "text-finetune": "trainables.text_finetune",
+    "seq-transformer": "trainables.seq_transformer",
 }
 
 

@@ -1,0 +1,22 @@
+"""Model pieces shared by more than one trainable."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm Transformer block; ``layer_norm=False`` drops the norms (the seed's unstable variant)."""
+
+    def __init__(self, dim: int, heads: int, hidden_dim: int, dropout: float, layer_norm: bool) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim) if layer_norm else nn.Identity()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim) if layer_norm else nn.Identity()
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
