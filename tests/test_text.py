@@ -105,14 +105,17 @@ def test_relative_data_paths_are_made_absolute_for_the_trials(tmp_path, write_sp
 # ----------------------------------------------------------------------------- models
 
 
-def test_hub_name_out_of_reach_says_how_to_point_at_a_local_copy(monkeypatch):
+def test_hub_name_out_of_reach_says_how_to_point_at_a_local_copy(monkeypatch, tmp_path):
     import socket
+
+    import huggingface_hub.constants
 
     def no_dns(*args, **kwargs):
         raise socket.gaierror(-2, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
-    monkeypatch.setenv("HF_HOME", "/nonexistent/hf-home")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # an empty hub cache
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(ValueError) as e:
         text_finetune.check_model_name("someone/not-cached-model")
     msg = str(e.value)
