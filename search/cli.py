@@ -16,12 +16,39 @@ out = Console()
 err = Console(stderr=True)
 
 StoreOpt = typer.Option("./mlruns", "--store", help="directory holding optuna.db, mlflow.db, artifacts, Ray results")
+# Scale-out: each part of the store can live on a team's own service instead (see docs/scale-out.md).
+StorageOpt = typer.Option(
+    None, "--storage", envvar="HPSEARCH_STORAGE", help="Optuna RDB URL, e.g. postgresql://user@db/hpsearch"
+)
+TrackingOpt = typer.Option(
+    None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking server, e.g. http://mlflow:5000"
+)
+StoragePathOpt = typer.Option(
+    None, "--storage-path", envvar="HPSEARCH_STORAGE_PATH", help="Ray results: a shared directory or s3://... URL"
+)
+AddressOpt = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="an existing Ray cluster (host:port, ray://)")
 SetOpt = typer.Option(None, "--set", help="override a key by dotted path, e.g. config.epochs=50 (repeatable)")
 
 
 def fail(message: str, code: int = 2) -> None:
     err.print(f"error: {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def open_store(
+    store: str, storage: str | None = None, tracking_uri: str | None = None, storage_path: str | None = None
+):
+    """The store named by --store, with the parts that live on services (--storage, ...) moved there."""
+    from search.infra import check_storage, check_tracking
+    from search.store import Store
+
+    s = Store.at(store, storage, tracking_uri, storage_path)
+    try:
+        check_storage(s.optuna_url)
+        check_tracking(s.mlflow_url)
+    except SpecError as e:
+        fail(str(e))
+    return s
 
 
 @app.command()
@@ -31,7 +58,10 @@ def run(
     set_: Optional[list[str]] = SetOpt,
     store: str = StoreOpt,
     new: bool = typer.Option(False, "--new", help="archive the existing study of this name and start afresh"),
-    address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="an existing Ray cluster"),
+    address: Optional[str] = AddressOpt,
+    storage: Optional[str] = StorageOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+    storage_path: Optional[str] = StoragePathOpt,
     with_dashboard: bool = typer.Option(False, "--dashboard", help="run optuna-dashboard beside the sweep"),
     dashboard_port: int = typer.Option(8080, "--dashboard-port", min=1, max=65535),
     keep_dashboard: bool = typer.Option(False, "--keep-dashboard", help="leave the dashboard up after the sweep"),
@@ -46,10 +76,12 @@ def run(
     try:
         overrides = [spec_mod.parse_override(s) for s in set_ or []]
         sweep = runner.prepare(space, overrides, trials)
-        s = Store.at(store)
+        c = sweep.spec.cluster  # flags and environment first, then the space file
+        s = Store.at(store, storage or c.storage, tracking_uri or c.tracking_uri, storage_path or c.storage_path)
+        address = address or c.address
         if with_dashboard:
             check_port_free("127.0.0.1", dashboard_port)
-            runner.create_store(sweep, s, new)
+            runner.create_store(sweep, s, new, address)
             server = start_dashboard(s.optuna_url, "127.0.0.1", dashboard_port)
             err.print(f"optuna-dashboard on {server.url}", highlight=False)
         outcome = runner.run(sweep, s, new=new, address=address, console=err)
@@ -83,13 +115,11 @@ def serve_until_interrupted(server) -> None:
         server.stop()
 
 
-def serve_store(store: str, start) -> None:
+def serve_store(s, start) -> None:
     """Start a watch server on an existing store and keep it up until Ctrl-C."""
-    from search.store import Store
     from search.sweeps import require_store
 
     try:
-        s = Store.at(store)
         require_store(s)
         serve_until_interrupted(start(s))
     except SpecError as e:
@@ -99,13 +129,14 @@ def serve_store(store: str, start) -> None:
 @app.command()
 def dashboard(
     store: str = StoreOpt,
+    storage: Optional[str] = StorageOpt,
     port: int = typer.Option(8080, "--port", min=1, max=65535),
     host: str = HostOpt,
 ) -> None:
-    """optuna-dashboard on the store's studies: trials, intermediate values and plots, live."""
+    """optuna-dashboard on the store's studies (or --storage's): trials, intermediate values and plots, live."""
     from search.servers import start_dashboard
 
-    serve_store(store, lambda s: start_dashboard(s.optuna_url, host, port))
+    serve_store(open_store(store, storage), lambda s: start_dashboard(s.optuna_url, host, port))
 
 
 @app.command()
@@ -117,21 +148,21 @@ def ui(
     """The MLflow UI on the store's runs: one experiment per sweep, a child run per trial."""
     from search.servers import start_mlflow_ui
 
-    serve_store(store, lambda s: start_mlflow_ui(s, host, port))
+    serve_store(open_store(store), lambda s: start_mlflow_ui(s, host, port))
 
 
 @app.command()
-def sweeps(store: str = StoreOpt) -> None:
+def sweeps(store: str = StoreOpt, storage: Optional[str] = StorageOpt) -> None:
     """Every sweep in the store: trials by state, best value, when it last ran."""
     from search.progress import fmt
-    from search.store import Store
     from search.sweeps import list_sweeps
 
+    s = open_store(store, storage)
     try:
-        rows = list_sweeps(Store.at(store))
+        rows = list_sweeps(s)
     except SpecError as e:
         fail(str(e))
-    table = Table(title=f"sweeps in {Store.at(store).root}")
+    table = Table(title=f"sweeps in {s.shown_storage if s.storage else s.root}")
     for col in ("sweep", "direction", "complete", "pruned", "failed", "running", "best", "last ran"):
         table.add_column(col, justify="left" if col in ("sweep", "direction") else "right")
     for r in rows:
@@ -147,16 +178,17 @@ def sweeps(store: str = StoreOpt) -> None:
 def compare(
     sweep_names: list[str] = typer.Argument(..., metavar="SWEEP...", help="one or more sweep names"),
     store: str = StoreOpt,
+    storage: Optional[str] = StorageOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
     format_: str = typer.Option("table", "--format", help="table | markdown | csv"),
 ) -> None:
     """Trials (or configurations with their seeds, mean ± std) of one or more sweeps, best first."""
     from search.compare import collect, columns, render
-    from search.store import Store
 
     if format_ not in ("table", "markdown", "csv"):
         fail(f"--format: expected table, markdown or csv (got {format_!r})")
     try:
-        rows, metric, direction = collect(Store.at(store), sweep_names)
+        rows, metric, direction = collect(open_store(store, storage, tracking_uri), sweep_names)
     except SpecError as e:
         fail(str(e))
     if format_ != "table":
@@ -172,13 +204,17 @@ def compare(
 
 
 @app.command()
-def report(sweep: str = typer.Argument(..., help="a sweep name"), store: str = StoreOpt) -> None:
+def report(
+    sweep: str = typer.Argument(..., help="a sweep name"),
+    store: str = StoreOpt,
+    storage: Optional[str] = StorageOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+) -> None:
     """Hyperparameter importances and plots (PNG + interactive HTML), logged on the sweep's parent run."""
     from search.report import make_report
-    from search.store import Store
 
     try:
-        result = make_report(Store.at(store), sweep)
+        result = make_report(open_store(store, storage, tracking_uri), sweep)
     except SpecError as e:
         fail(str(e))
     table = Table(title=f"hyperparameter importances of {sweep} (Optuna, fANOVA)")
@@ -194,13 +230,19 @@ def report(sweep: str = typer.Argument(..., help="a sweep name"), store: str = S
 
 
 @app.command()
-def resume(sweep: str = typer.Argument(..., help="a sweep name"), store: str = StoreOpt) -> None:
+def resume(
+    sweep: str = typer.Argument(..., help="a sweep name"),
+    store: str = StoreOpt,
+    address: Optional[str] = AddressOpt,
+    storage: Optional[str] = StorageOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+    storage_path: Optional[str] = StoragePathOpt,
+) -> None:
     """Finish a sweep whose driver died: reconcile the study and MLflow, re-run what was running, go on."""
     from search.resume import resume as resume_sweep
-    from search.store import Store
 
     try:
-        outcome = resume_sweep(Store.at(store), sweep, console=err)
+        outcome = resume_sweep(open_store(store, storage, tracking_uri, storage_path), sweep, err, address)
     except SpecError as e:
         fail(str(e))
     if outcome is not None and outcome.interrupted:

@@ -7,3 +7,8 @@ class SpecError(Exception):
     def __init__(self, message: str, source: str | None = None, key: str | None = None) -> None:
         where = ": ".join(p for p in (source, key) if p)
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class UnreachableError(SpecError):
+    """A service the sweep needs (Ray cluster, database, tracking server) cannot be reached; ``source`` is the
+    option that named it."""

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import ray
 import torch
 from ray import tune
 
@@ -21,11 +22,12 @@ class RaySession:
         self.report_interval_s = report_interval_s
         self.started = time.monotonic()
         self._deadline = None if budget_s is None else self.started + budget_s
+        self.node_id = ray.get_runtime_context().get_node_id()
 
     def report(self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None) -> None:
         # elapsed_s is the trial's own clock (from the session's start, after imports and data setup):
         # the trial budget is enforced on it.
-        payload = {**metrics, "step": step, "elapsed_s": time.monotonic() - self.started}
+        payload = {**metrics, "step": step, "elapsed_s": time.monotonic() - self.started, "node_id": self.node_id}
         if checkpoint is None:
             tune.report(payload)
             return

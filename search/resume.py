@@ -31,7 +31,9 @@ from search.tracking import latest_parent_run
 LOST = "driver lost"
 
 
-def resume(store: Store, name: str, console: Console | None = None) -> runner.SweepOutcome | None:
+def resume(
+    store: Store, name: str, console: Console | None = None, address: str | None = None
+) -> runner.SweepOutcome | None:
     require_sweeps(store, [name])
     client = MlflowClient(store.mlflow_url)
     parent = latest_parent_run(client, name)
@@ -74,4 +76,4 @@ def resume(store: Store, name: str, console: Console | None = None) -> runner.Sw
         return None
     sweep.n_trials = remaining
     sweep.enqueued = [dict(t.params) for t in lost][:remaining] + sweep.enqueued
-    return runner.run(sweep, store, console=console, parent_run_id=parent.info.run_id)
+    return runner.run(sweep, store, address=address, console=console, parent_run_id=parent.info.run_id)

@@ -35,7 +35,8 @@ from ray import tune
 from rich.console import Console
 
 from search import samplers
-from search.errors import SpecError
+from search.errors import SpecError, UnreachableError
+from search.infra import check_reachable, rdb_storage
 from search.optuna_bridge import (
     OptunaBridge,
     OptunaSearcher,
@@ -129,7 +130,7 @@ def check_store(sweep: Sweep, store: Store, new: bool) -> None:
     """Refuse to continue a study that was made for another direction; reads only."""
     if new or not store.exists():
         return
-    storage = optuna.storages.RDBStorage(store.optuna_url)
+    storage = rdb_storage(store.optuna_url)
     try:
         study = optuna.load_study(study_name=sweep.spec.name, storage=storage)
     except KeyError:
@@ -139,22 +140,23 @@ def check_store(sweep: Sweep, store: Store, new: bool) -> None:
     wanted = optuna.study.StudyDirection.MAXIMIZE if sweep.mode == "max" else optuna.study.StudyDirection.MINIMIZE
     if study.direction != wanted:
         raise SpecError(
-            f"the study {sweep.spec.name!r} in {store.root} was made to {study.direction.name.lower()}; "
+            f"the study {sweep.spec.name!r} in {store.shown_storage} was made to {study.direction.name.lower()}; "
             f"this file asks to {wanted.name.lower()} (pass --new to start a fresh study)",
             sweep.source,
             "mode",
         )
 
 
-def create_store(sweep: Sweep, store: Store, new: bool = False) -> None:
+def create_store(sweep: Sweep, store: Store, new: bool = False, address: str | None = None) -> None:
     """The store's directories and an empty study database, so a dashboard can watch from the start."""
+    check_reachable(store, address)
     check_store(sweep, store, new)
     store.create()
-    optuna.storages.RDBStorage(store.optuna_url).engine.dispose()
+    rdb_storage(store.optuna_url).engine.dispose()
 
 
 def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optuna.Study:
-    storage = optuna.storages.RDBStorage(store.optuna_url, engine_kwargs={"connect_args": {"timeout": 30}})
+    storage = rdb_storage(store.optuna_url)
     name = sweep.spec.name
     if new and name in {s.study_name for s in storage.get_all_studies()}:
         archived = f"{name}@{datetime.now():%Y%m%d-%H%M%S}"
@@ -186,14 +188,39 @@ def ensure_ray(address: str | None = None) -> None:
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
-    ray.init(
-        address=address,
-        num_cpus=None if address else os.cpu_count(),
-        include_dashboard=False,
-        log_to_driver=os.environ.get("HPSEARCH_RAY_LOGS", "0") == "1",
-        logging_level=logging.WARNING,
-        configure_logging=True,
-    )
+    try:
+        ray.init(
+            address=address,
+            num_cpus=None if address else os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=os.environ.get("HPSEARCH_RAY_LOGS", "0") == "1",
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        if not address:
+            raise
+        text = "\n".join(str(c) for c in (e, e.__cause__, getattr(e.__cause__, "__cause__", None)) if c)
+        if "InvalidAuthToken" in text:  # Ray wraps the reason twice, as text
+            message = "its authentication token is missing or wrong here (set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)"
+        else:
+            message = (text.strip() or type(e).__name__).splitlines()[0]
+        raise UnreachableError(f"cannot join the Ray cluster at {address}: {message}", "--address") from None
+
+
+def check_resources(spec: SweepSpec, source: str, console: Console, cluster: bool) -> None:
+    """A trial's resources must fit on one node; locally that is an error, on a cluster a warning
+    (an autoscaler may still add such a node)."""
+    want = {k.upper() if k in ("cpu", "gpu") else k: v for k, v in spec.resources.ray().items() if v}
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if any(all(node.get(k, 0) >= v for k, v in want.items()) for node in nodes):
+        return
+    asked = ", ".join(f"{k} {v:g}" for k, v in want.items())
+    largest = ", ".join(f"{k} {max((n.get(k, 0) for n in nodes), default=0):g}" for k in want)
+    message = f"a trial asks for {asked}, but no Ray node has that much (largest: {largest})"
+    if not cluster:
+        raise SpecError(message, source, "resources")
+    console.print(f"warning: {message}; trials wait until the cluster has such a node", highlight=False)
 
 
 @contextmanager
@@ -224,7 +251,7 @@ def build_tuner(
         scheduler = PruningScheduler(bridge)
     trainable = trial_function(spec.trainable, spec.resources.cpu, spec.resources.gpu, budget.trial, interval)
     return tune.Tuner(
-        tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}),
+        tune.with_resources(trainable, spec.resources.ray()),
         tune_config=tune.TuneConfig(
             search_alg=OptunaSearcher(bridge),
             scheduler=scheduler,
@@ -236,7 +263,7 @@ def build_tuner(
         ),
         run_config=tune.RunConfig(
             name=run_name,
-            storage_path=str(store.ray_results),
+            storage_path=store.ray_results,
             verbose=0,
             stop=TrialBudgetStopper(budget.trial, interval or 0.0) if budget.trial else None,
             callbacks=callbacks,
@@ -259,6 +286,9 @@ def run(
     """Run the sweep; with ``parent_run_id`` (hpsearch resume) its trials join that MLflow parent run."""
     console = console or Console(stderr=True)
     spec = sweep.spec
+    check_reachable(store, address)
+    ensure_ray(address)
+    check_resources(spec, sweep.source, console, cluster=bool(address))
     check_store(sweep, store, new)
     store.create()
 
@@ -267,7 +297,9 @@ def run(
     experiment_id = tracking.experiment_id(spec.name)
     run_name = f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
     if parent_run_id is None:
-        parent_run_id = tracking.start_parent(experiment_id, spec.model_dump(mode="json"), study.study_name, run_name)
+        # Without cluster: its storage URL may hold a password, and where a sweep ran is not a hyperparameter.
+        recorded = spec.model_dump(mode="json", exclude={"cluster"})
+        parent_run_id = tracking.start_parent(experiment_id, recorded, study.study_name, run_name)
     else:
         tracking.client.update_run(parent_run_id, status="RUNNING")
 
@@ -277,7 +309,6 @@ def run(
     mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge)
     progress = ProgressCallback(bridge, console)
 
-    ensure_ray(address)
     tuner = build_tuner(sweep, store, bridge, run_name, [mlflow_cb, progress, *callbacks])
     budget, interval = spec.budget, spec.report_interval_s
     stops = spec.pruner.name if spec.scheduler.name == "fifo" else "asha"
@@ -287,7 +318,7 @@ def run(
         + (f", sweep budget {budget.sweep:g}s" if budget.sweep else "")
         + (f", trial budget {budget.trial:g}s" if budget.trial else "")
         + (f", reporting every {interval:g}s" if interval else "")
-        + f"; store {store.root}",
+        + f"; store {store.describe()}",
         highlight=False,
     )
     status = "FINISHED"
@@ -355,9 +386,12 @@ def print_summary(sweep: Sweep, store: Store, outcome: SweepOutcome, bridge: Opt
         shown = ", ".join(f"{k}={fmt(v)}" for k, v in outcome.best_params.items())
         console.print(f"best {sweep.metric} = {fmt(outcome.best_value)} with {shown}", highlight=False)
     console.print("watch and compare:", highlight=False)
-    console.print(f"  optuna-dashboard {store.optuna_url}", highlight=False, soft_wrap=True)
-    console.print(
-        f"  mlflow ui --backend-store-uri {store.mlflow_url} --default-artifact-root {store.artifacts.as_uri()}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    console.print(f"  optuna-dashboard {store.shown_storage}", highlight=False, soft_wrap=True)
+    if store.artifacts is None:
+        console.print(f"  MLflow runs on {store.mlflow_url}", highlight=False, soft_wrap=True)
+    else:
+        console.print(
+            f"  mlflow ui --backend-store-uri {store.mlflow_url} --default-artifact-root {store.artifacts.as_uri()}",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -164,12 +164,27 @@ class SchedulerSpec(BaseModel):
 class Resources(_Strict):
     cpu: float = Field(1, gt=0)
     gpu: float = Field(0, ge=0)
+    # Ray custom resources a trial needs, e.g. {a100: 1} on a cluster whose nodes declare them.
+    custom: dict[str, float] = Field(default_factory=dict)
+
+    def ray(self) -> dict[str, float]:
+        return {"cpu": self.cpu, "gpu": self.gpu, **self.custom}
 
     @model_validator(mode="after")
     def _whole_or_fraction(self) -> "Resources":
         if self.gpu > 1 and self.gpu != int(self.gpu):
             raise ValueError(f"gpu above 1 must be a whole number (got {self.gpu})")
         return self
+
+
+class Cluster(_Strict):
+    """Where a sweep runs and writes when one machine is not enough (docs/scale-out.md). The flags
+    --address, --storage, --tracking-uri, --storage-path and their environment variables win over these."""
+
+    address: str | None = None  # Ray: host:port of the head, or ray://host:10001
+    storage: str | None = None  # Optuna RDB URL, e.g. postgresql://user@db/hpsearch
+    tracking_uri: str | None = None  # MLflow tracking server, e.g. http://mlflow:5000
+    storage_path: str | None = None  # Ray Tune results and checkpoints: a shared path or s3://...
 
 
 class SweepSpec(_Strict):
@@ -186,6 +201,7 @@ class SweepSpec(_Strict):
     concurrency: int = Field(1, ge=1)
     repeats: int = Field(1, ge=1, description="seeds per configuration; the study's value is their mean")
     resources: Resources = Resources()
+    cluster: Cluster = Cluster()
     scheduler: SchedulerSpec = SchedulerSpec()
     budget: Budget = Budget()
     report: Literal["epoch", "time"] | None = None  # default: time when a trial budget is set

@@ -1,38 +1,72 @@
-"""The local store: one directory holding the Optuna study, the MLflow runs and artifacts, Ray's results."""
+"""Where a sweep's records live: one local directory by default, or a team's own services.
+
+By default ``--store DIR`` holds everything: the Optuna study (optuna.db), the MLflow runs (mlflow.db)
+and artifacts, Ray's results. Each part can be moved out on its own: ``storage`` an Optuna RDB URL
+(postgresql://...), ``tracking_uri`` an MLflow tracking server (http://...), ``storage_path`` a directory
+every Ray node can reach or an object-store URL (s3://...).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 
 @dataclass(frozen=True)
 class Store:
     root: Path
+    storage: str | None = None
+    tracking_uri: str | None = None
+    storage_path: str | None = None
 
     @classmethod
-    def at(cls, path: str | Path) -> "Store":
-        return cls(Path(path).expanduser().resolve())
+    def at(
+        cls,
+        path: str | Path,
+        storage: str | None = None,
+        tracking_uri: str | None = None,
+        storage_path: str | None = None,
+    ) -> "Store":
+        if storage_path and "://" not in storage_path:
+            storage_path = str(Path(storage_path).expanduser().resolve())
+        return cls(Path(path).expanduser().resolve(), storage or None, tracking_uri or None, storage_path or None)
 
     @property
     def optuna_url(self) -> str:
-        return f"sqlite:///{self.root / 'optuna.db'}"
+        return self.storage or f"sqlite:///{self.root / 'optuna.db'}"
 
     @property
     def mlflow_url(self) -> str:
-        return f"sqlite:///{self.root / 'mlflow.db'}"
+        return self.tracking_uri or f"sqlite:///{self.root / 'mlflow.db'}"
 
     @property
-    def artifacts(self) -> Path:
-        return self.root / "artifacts"
+    def artifacts(self) -> Path | None:
+        """The local artifact root; None with a tracking server, which keeps (or proxies) artifacts itself."""
+        return None if self.tracking_uri else self.root / "artifacts"
 
     @property
-    def ray_results(self) -> Path:
-        return self.root / "ray"
+    def ray_results(self) -> str:
+        return self.storage_path or str(self.root / "ray")
+
+    @property
+    def shown_storage(self) -> str:
+        """The Optuna URL with any password hidden, for messages and logs."""
+        return make_url(self.optuna_url).render_as_string(hide_password=True)
+
+    def describe(self) -> str:
+        if not (self.storage or self.tracking_uri or self.storage_path):
+            return str(self.root)
+        return f"study {self.shown_storage}, runs {self.mlflow_url}, Ray results {self.ray_results}"
 
     def exists(self) -> bool:
-        return (self.root / "optuna.db").is_file()
+        """Whether there may be studies to read (a database server always may)."""
+        return self.storage is not None or (self.root / "optuna.db").is_file()
 
     def create(self) -> None:
-        for d in (self.root, self.artifacts, self.ray_results):
+        local = [self.root] + ([self.artifacts] if self.artifacts else [])
+        if "://" not in self.ray_results:
+            local.append(Path(self.ray_results))
+        for d in local:
             d.mkdir(parents=True, exist_ok=True)

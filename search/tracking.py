@@ -23,7 +23,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 from search.optuna_bridge import OptunaBridge, error_line
 
 PARENT_RUN_TAG = "hpsearch.role"
-_RAY_KEYS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "step"}
+_RAY_KEYS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "step", "node_id"}
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -54,7 +54,7 @@ def latest_parent_run(client: MlflowClient, sweep: str) -> Run | None:
 class Tracking:
     """The sweep's MLflow handle: experiment and parent run, created once in the driver."""
 
-    def __init__(self, tracking_uri: str, artifact_root: Path) -> None:
+    def __init__(self, tracking_uri: str, artifact_root: Path | None) -> None:
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self.client = MlflowClient(tracking_uri)
         self.artifact_root = artifact_root
@@ -63,7 +63,9 @@ class Tracking:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
-        return self.client.create_experiment(name, artifact_location=(self.artifact_root / name).as_uri())
+        # A tracking server chooses (or proxies) the artifact location itself.
+        location = None if self.artifact_root is None else (self.artifact_root / name).as_uri()
+        return self.client.create_experiment(name, artifact_location=location)
 
     def start_parent(self, experiment_id: str, spec: dict[str, Any], study_name: str, run_name: str) -> str:
         run = self.client.create_run(
@@ -98,6 +100,7 @@ class MlflowTrialCallback(Callback):
         self.bridge = bridge
         self.runs: dict[str, str] = {}  # ray trial id -> mlflow run id
         self.open: set[str] = set()
+        self.placed: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles callbacks with the experiment; the MLflow client stays in the driver.
@@ -134,6 +137,12 @@ class MlflowTrialCallback(Callback):
         run_id = self.runs.get(trial.trial_id)
         if run_id is None:
             return
+        if trial.trial_id not in self.placed and result.get("node_id"):
+            # Where Ray placed the trial: on a cluster, the node (and host) that ran it.
+            self.placed.add(trial.trial_id)
+            placement = {"ray.node_id": str(result["node_id"]), "ray.hostname": str(result.get("hostname", ""))}
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in placement.items()])
+            self.bridge.set_attr(trial.trial_id, "ray_node_id", placement["ray.node_id"])
         step = int(result.get("step", result.get("training_iteration", 0)))
         ts = int(result.get("timestamp", time.time()) * 1000)
         metrics = [
@@ -172,9 +181,9 @@ class MlflowTrialCallback(Callback):
         if run_id is None or trial.trial_id not in self.open:
             return
         if trial.checkpoint is not None and status == RunStatus.FINISHED:
-            path = Path(trial.checkpoint.path)
-            if path.is_dir():
-                self.client.log_artifacts(run_id, str(path), "checkpoint")
+            # A local directory as it is; on an object store (--storage-path s3://...) a downloaded copy.
+            with trial.checkpoint.as_directory() as path:
+                self.client.log_artifacts(run_id, path, "checkpoint")
         self._close(trial.trial_id, status, tags)
 
     def _close(self, trial_id: str, status: int, tags: dict[str, str]) -> None:

@@ -1,0 +1,115 @@
+"""Reaching the services a sweep writes to, and failing fast when one is out of reach.
+
+Every check here runs before anything is written: a wrong ``--address``, ``--storage`` or ``--tracking-uri``
+is one line and exit 2, not a sweep that dies after creating half its records (and not the minutes of
+retries Ray, SQLAlchemy and MLflow would each spend on their own).
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlparse
+
+import optuna
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from search.errors import UnreachableError
+from search.store import Store
+
+CONNECT_TIMEOUT_S = 5
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLite waits for the driver's lock; a database server gets a short connect timeout."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    if url.startswith(("postgresql", "mysql")):
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
+    return {}
+
+
+def rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+
+
+def check_storage(url: str) -> None:
+    """The Optuna storage URL parses, its driver is installed, and the database answers."""
+    if url.startswith("sqlite"):
+        return
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise UnreachableError(f"not a database URL: {url!r}", "--storage") from None
+    try:
+        engine = create_engine(url, **engine_kwargs(url))
+    except ModuleNotFoundError as e:
+        hint = " (pip install 'psycopg[binary]')" if e.name and e.name.startswith("psycopg") else ""
+        raise UnreachableError(f"{shown}: its database driver {e.name} is not installed{hint}", "--storage") from None
+    except ArgumentError:
+        raise UnreachableError(
+            f"not a database URL Optuna can use: {shown} (postgresql://, mysql://, sqlite:///)", "--storage"
+        ) from None
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as e:
+        reason = (str(getattr(e, "orig", None) or e).strip() or type(e).__name__).splitlines()[0]
+        raise UnreachableError(f"cannot reach the Optuna storage {shown}: {reason}", "--storage") from None
+    finally:
+        engine.dispose()
+
+
+def check_tracking(uri: str) -> None:
+    """An http(s) tracking URI must be a live MLflow server (its /health answers OK)."""
+    if urlparse(uri).scheme not in ("http", "https"):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=CONNECT_TIMEOUT_S) as response:
+            body = response.read(100).decode(errors="replace").strip()
+    except urllib.error.HTTPError as e:
+        raise UnreachableError(f"{uri} answered {e.code} to /health: not an MLflow server?", "--tracking-uri") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise UnreachableError(f"cannot reach the MLflow tracking server {uri}: {reason}", "--tracking-uri") from None
+    if body != "OK":
+        raise UnreachableError(f"{uri}/health answered {body!r}, not OK: not an MLflow server?", "--tracking-uri")
+
+
+def check_ray_address(address: str | None) -> None:
+    """``host:port`` (the head's GCS) or ``ray://host:port`` (Ray Client) must accept a connection."""
+    if address in (None, "", "auto", "local"):
+        return
+    target = address.removeprefix("ray://").removeprefix("http://").removeprefix("https://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise UnreachableError(f"a Ray address is host:port or ray://host:port (got {address!r})", "--address")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise UnreachableError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}", "--address") from None
+
+
+def check_storage_path(path: str) -> None:
+    """An object-store URL must name a filesystem pyarrow (Ray Tune's storage layer) can open."""
+    if "://" not in path:
+        return
+    import pyarrow.fs
+
+    try:
+        pyarrow.fs.FileSystem.from_uri(path)
+    except Exception as e:  # pyarrow raises several types for bad schemes, credentials, buckets
+        reason = str(e).splitlines()[0]
+        raise UnreachableError(f"cannot use {path} for Ray results: {reason}", "--storage-path") from None
+
+
+def check_reachable(store: Store, address: str | None) -> None:
+    """All of a sweep's services, before the first write."""
+    check_ray_address(address)
+    check_storage(store.optuna_url)
+    check_tracking(store.mlflow_url)
+    check_storage_path(store.ray_results)
