@@ -106,13 +106,21 @@ HostOpt = typer.Option("127.0.0.1", "--host", help="address to bind; 127.0.0.1 k
 
 
 def serve_until_interrupted(server) -> None:
+    """Serve until Ctrl-C or SIGTERM (a service manager's stop); either way the server goes down with us."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
     out.print(f"{server.name} on {server.url}  (Ctrl-C stops it)", highlight=False)
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         server.process.wait()
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def serve_store(s, start) -> None:

@@ -275,6 +275,7 @@ def test_sweep_with_postgres_study_and_mlflow_server(
         assert "team-sweep" in [s["study_name"] for s in studies]
     finally:
         stop(dashboard)
+    assert dashboard.returncode == 0 and not _port_open(port)  # SIGTERM took optuna-dashboard down with it
 
     # hpsearch sweeps reads the same database.
     listed = CliRunner().invoke(app, ["sweeps", "--storage", postgres])
