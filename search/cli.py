@@ -106,32 +106,36 @@ HostOpt = typer.Option("127.0.0.1", "--host", help="address to bind; 127.0.0.1 k
 
 
 def serve_until_interrupted(server) -> None:
-    """Serve until Ctrl-C or SIGTERM (a service manager's stop); either way the server goes down with us."""
-    import signal
+    from search.servers import sigterm_interrupts
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    out.print(f"{server.name} on {server.url}  (Ctrl-C stops it)", highlight=False)
-    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        server.process.wait()
+        with sigterm_interrupts():
+            out.print(f"{server.name} on {server.url}  (Ctrl-C stops it)", highlight=False)
+            server.process.wait()
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
-        signal.signal(signal.SIGTERM, previous)
 
 
 def serve_store(s, start) -> None:
-    """Start a watch server on an existing store and keep it up until Ctrl-C."""
+    """Start a watch server on an existing store and keep it up until Ctrl-C or SIGTERM."""
+    from search.servers import sigterm_interrupts
     from search.sweeps import require_store
 
+    server = None
     try:
-        require_store(s)
-        serve_until_interrupted(start(s))
+        with sigterm_interrupts():  # also while the server starts: it must not outlive us
+            require_store(s)
+            server = start(s)
+            serve_until_interrupted(server)
     except SpecError as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server is not None:
+            server.stop()
 
 
 @app.command()

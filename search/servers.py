@@ -7,12 +7,15 @@ so what a user gets is exactly what those projects ship.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Iterator
 
 from search.errors import SpecError
 from search.store import Store
@@ -53,21 +56,61 @@ def _tool(name: str) -> str:
     return here or shutil.which(name) or name
 
 
+class _Signals:
+    """Whether SIGTERM should interrupt now, or wait until a child process has a handle we can stop."""
+
+    deferred = False
+    pending = False
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a service manager's stop) acts as Ctrl-C, so the servers we started go down with us."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        if _Signals.deferred:
+            _Signals.pending = True
+            return
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _spawn(cmd: list[str]) -> subprocess.Popen:
+    """Popen, with a SIGTERM that lands while it forks held back until the child can be stopped."""
+    _Signals.deferred, _Signals.pending = True, False
+    try:
+        process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    finally:
+        _Signals.deferred = False
+    if _Signals.pending:
+        Server("", "", process).stop()
+        raise KeyboardInterrupt
+    return process
+
+
 def _start(name: str, cmd: list[str], url: str, probe: str, timeout_s: float) -> Server:
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = _spawn(cmd)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            err = (process.stderr.read() if process.stderr else "").strip().splitlines()
-            raise SpecError(f"{name} exited at start: {err[-1] if err else process.returncode}")
-        try:
-            with urllib.request.urlopen(url + probe, timeout=2) as r:
-                if r.status == 200:
-                    return Server(name, url, process)
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    raise SpecError(f"{name} did not answer on {url} within {timeout_s:.0f}s")
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                err = (process.stderr.read() if process.stderr else "").strip().splitlines()
+                raise SpecError(f"{name} exited at start: {err[-1] if err else process.returncode}")
+            try:
+                with urllib.request.urlopen(url + probe, timeout=2) as r:
+                    if r.status == 200:
+                        return Server(name, url, process)
+            except OSError:
+                time.sleep(0.3)
+        raise SpecError(f"{name} did not answer on {url} within {timeout_s:.0f}s")
+    except BaseException:  # timed out, or interrupted while waiting: the server must not outlive us
+        Server(name, url, process).stop()
+        raise
 
 
 def start_dashboard(storage_url: str, host: str, port: int, timeout_s: float = 60) -> Server:

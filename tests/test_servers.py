@@ -129,6 +129,33 @@ def test_dashboard_command_prints_the_url_and_stops_on_ctrl_c(swept_store):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
 
 
+@pytest.mark.parametrize("when", ["while starting", "while serving"])
+def test_dashboard_command_stopped_by_sigterm_leaves_no_server(swept_store, when):
+    """A service manager stops with SIGTERM: optuna-dashboard must not outlive the command, even mid-start."""
+    import psutil
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "dashboard", "--store", str(swept_store.root), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        me = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 60
+        while not me.children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        children = me.children(recursive=True)
+        assert children, "hpsearch dashboard never started optuna-dashboard"
+        if when == "while serving":
+            assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+
+
 def test_run_with_dashboard_shows_the_sweep_live_and_stops_it_after(write_space, tmp_path):
     store = Store.at(tmp_path / "store")
     space = write_space(
