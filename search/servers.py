@@ -28,12 +28,16 @@ class Server:
     process: subprocess.Popen
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        _terminate(self.process)
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -88,7 +92,7 @@ def _spawn(cmd: list[str]) -> subprocess.Popen:
     finally:
         _Signals.deferred = False
     if _Signals.pending:
-        Server("", "", process).stop()
+        _terminate(process)
         raise KeyboardInterrupt
     return process
 
@@ -109,7 +113,7 @@ def _start(name: str, cmd: list[str], url: str, probe: str, timeout_s: float) ->
                 time.sleep(0.3)
         raise SpecError(f"{name} did not answer on {url} within {timeout_s:.0f}s")
     except BaseException:  # timed out, or interrupted while waiting: the server must not outlive us
-        Server(name, url, process).stop()
+        _terminate(process)
         raise
 
 

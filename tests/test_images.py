@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from trainables import augment, glyphs, image_data, image_models
+from trainables.blocks import param_count
 from trainables.image_classify import ImageParams
 from trainables.registry import get
 from trainables.session import LocalSession
@@ -39,14 +40,11 @@ def test_model_forward_backward_and_params(name, options, channels, size, params
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     if params is not None:
-        assert image_models.param_count(model) == params
+        assert param_count(model) == params
 
 
 def test_inception_without_reductions_has_about_twice_the_parameters():
-    count = {
-        r: image_models.param_count(image_models.build("inception-v1", 3, 10, 0, 32, reduce_1x1=r))
-        for r in (True, False)
-    }
+    count = {r: param_count(image_models.build("inception-v1", 3, 10, 0, 32, reduce_1x1=r)) for r in (True, False)}
     assert 1.8 < count[False] / count[True] < 3  # the seed's 320k vs 661k
 
 

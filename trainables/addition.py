@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from trainables.blocks import EncoderBlock
+from trainables.blocks import EncoderBlock, param_count
 from trainables.registry import Hyperparameters, trainable
 from trainables.session import ReportClock, Session
 
@@ -253,7 +253,7 @@ def final_summary(
         "deviation_mean": deviation.mean().item(),
         "deviation_std": deviation.std().item(),
         "zero_deviation": (deviation == 0).float().mean().item(),
-        "param_count": float(sum(t.numel() for t in model.parameters())),
+        "param_count": float(param_count(model)),
         "checkpoint_bytes": float(buf.getbuffer().nbytes),
         "seconds_per_epoch": sec_per_epoch,
     }

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn as nn
+
+
+def param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def run_figures(model: nn.Module, epochs_run: int, started: float) -> dict[str, float]:
+    """What a trial reports once at its end, beside its metrics: epochs, speed and size."""
+    return {
+        "epochs_run": float(epochs_run),
+        "seconds_per_epoch": (time.monotonic() - started) / epochs_run,
+        "param_count": float(param_count(model)),
+    }
 
 
 class EncoderBlock(nn.Module):

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from trainables import image_data, image_models
 from trainables.augment import PRESETS, augment
+from trainables.blocks import param_count
 from trainables.registry import LOCAL_PATH, Hyperparameters, trainable
 from trainables.session import ReportClock, Session
 
@@ -95,7 +96,7 @@ def image_classifier(p: ImageParams, session: Session) -> None:
     model = image_models.build(p.model, channels, data.num_classes, p.dropout, size, **p.arch_options()).to(device)
     memory_format = torch.channels_last if cuda and p.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    params = image_models.param_count(model)
+    params = param_count(model)
     if p.optimizer == "adam":
         opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     else:

@@ -319,7 +319,3 @@ def build(model: str, in_ch: int, num_classes: int, dropout: float, size: int, *
     check_options(model, options)
     model, options = resolve(model, options)
     return ARCHITECTURES[model][0](in_ch, num_classes, dropout, size, **options)
-
-
-def param_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

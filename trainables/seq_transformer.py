@@ -15,9 +15,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from trainables.blocks import EncoderBlock
+from trainables.blocks import EncoderBlock, run_figures
 from trainables.registry import Hyperparameters, trainable
-from trainables.session import Session
+from trainables.session import Session, out_of_time
 
 DATA_SEED = 4321  # the same examples for every trial, whatever its own seed
 FILLERS = 6  # tokens that are never a class
@@ -126,14 +126,11 @@ def seq_transformer(p: SeqParams, session: Session) -> None:
         valid_loss, valid_accuracy = evaluate(valid)
         metrics = {"train_loss": total / n, "valid_loss": valid_loss, "valid_accuracy": valid_accuracy}
         metrics["epoch"] = float(epoch)
-        left = session.time_left()
         reached = p.stop_at_accuracy is not None and valid_accuracy >= p.stop_at_accuracy
-        done = epoch == p.epochs - 1 or reached or (left is not None and left <= 0)
+        done = epoch == p.epochs - 1 or reached or out_of_time(session)
         if done:
             metrics["test_loss"], metrics["test_accuracy"] = evaluate(test)
-            metrics["epochs_run"] = float(epoch + 1)
-            metrics["seconds_per_epoch"] = (time.monotonic() - start) / (epoch + 1)
-            metrics["param_count"] = float(sum(t.numel() for t in model.parameters()))
+            metrics |= run_figures(model, epoch + 1, start)
         session.report(epoch, metrics, checkpoint={"model": model.state_dict(), "epoch": epoch} if done else None)
         if done:
             return

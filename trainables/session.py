@@ -103,5 +103,10 @@ class ReportClock:
         return int(time.monotonic() - self.start)
 
     def out_of_time(self) -> bool:
-        left = self.session.time_left()
-        return left is not None and left <= 0
+        return out_of_time(self.session)
+
+
+def out_of_time(session: Session) -> bool:
+    """Whether the trial's budget (if it has one) is spent."""
+    left = session.time_left()
+    return left is not None and left <= 0

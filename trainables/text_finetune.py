@@ -27,8 +27,9 @@ import torch
 from pydantic import Field, model_validator
 
 from trainables import text_data
+from trainables.blocks import run_figures
 from trainables.registry import LOCAL_PATH, Hyperparameters, trainable
-from trainables.session import Session
+from trainables.session import Session, out_of_time
 
 SCRATCH = "scratch"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -318,16 +319,13 @@ def text_finetune(p: TextParams, session: Session) -> None:
             "best_epoch": float(best["epoch"]),
             "valid_loss_min_epoch": float(lowest_loss[1]),  # validation loss turned after this epoch
         }
-        left = session.time_left()
         stalled = p.patience is not None and epoch - best["epoch"] >= p.patience
-        done = epoch == p.epochs - 1 or stalled or (left is not None and left <= 0)
+        done = epoch == p.epochs - 1 or stalled or out_of_time(session)
         checkpoint = None
         if done:
             model.load_state_dict(best["state"])
             metrics["test_loss"], metrics["test_accuracy"] = evaluate(data["test"])
-            metrics["epochs_run"] = float(epoch + 1)
-            metrics["seconds_per_epoch"] = (time.monotonic() - start) / (epoch + 1)
-            metrics["param_count"] = float(sum(t.numel() for t in model.parameters()))
+            metrics |= run_figures(model, epoch + 1, start)
             if p.save_model:
                 checkpoint = {
                     "model": best["state"],
