@@ -27,8 +27,13 @@ ARCH_OPTIONS = ("depth", "kernel_size", "batch_norm", "reduce_1x1", "blocks", "w
 
 
 class ImageParams(Hyperparameters):
-    dataset: Literal["cifar10", "mnist", "digits", "glyphs"] = "digits"
+    dataset: Literal["cifar10", "mnist", "digits", "glyphs", "folder"] = "digits"
     data_dir: str | None = Field(None, json_schema_extra=LOCAL_PATH)
+    # dataset: folder (DIR/train/<class>/*.png, ...): images resized to image_size x image_size
+    image_size: int = Field(32, ge=8)
+    color: Literal["auto", "gray", "rgb"] = "auto"
+    valid_ratio: float = Field(0.1, gt=0, lt=0.5)
+    test_ratio: float = Field(0.1, gt=0, lt=0.5)
     download: bool = False
     verify_checksums: bool = True
     glyph_size: int = Field(90, ge=16)
@@ -57,6 +62,7 @@ class ImageParams(Hyperparameters):
     pin_memory: bool = False
     grad_norms: bool = False
     amp: bool = True  # mixed precision, on CUDA only
+    save_model: bool = Field(True, description="the final weights become the trial's checkpoint")
     channels_last: bool = True  # on CUDA only
 
     @model_validator(mode="after")
@@ -81,11 +87,14 @@ def preflight(p: ImageParams) -> None:
     preflight=preflight,
 )
 def image_classifier(p: ImageParams, session: Session) -> None:
-    """CNN zoo on CIFAR-10, MNIST, digits or glyphs (seeds B, C, E): one loop, many architectures."""
+    """CNN zoo on CIFAR-10, MNIST, digits, glyphs or your own image folder (seeds B, C, E)."""
     torch.manual_seed(p.seed)
     device = session.device
     cuda = device.type == "cuda"
-    data = image_data.load(p.dataset, p.data_dir, p.download, p.verify_checksums, p.glyph_size, p.glyph_train_per_class)
+    data = image_data.load(
+        p.dataset, p.data_dir, p.download, p.verify_checksums, p.glyph_size, p.glyph_train_per_class,
+        p.image_size, p.color, p.valid_ratio, p.test_ratio,
+    )  # fmt: skip
     train_x, train_y = data.train
     if p.train_subset:
         train_x, train_y = train_x[: p.train_subset], train_y[: p.train_subset]
@@ -157,7 +166,7 @@ def image_classifier(p: ImageParams, session: Session) -> None:
             "train_loss": running["loss"] / max(running["n"], 1),
             "valid_loss": valid_loss,
             "valid_accuracy": valid_acc,
-            "epoch": float(epoch),
+            "epoch": float(epoch + 1),
         }
         if p.grad_norms and norm_steps:
             metrics |= {f"grad_norm.{k}": v / norm_steps for k, v in norms.items()}
@@ -169,7 +178,8 @@ def image_classifier(p: ImageParams, session: Session) -> None:
             metrics["test_accuracy"] = evaluate(data.test)[1]
             metrics["seconds_per_epoch"] = (time.monotonic() - clock.start) / max(seen / len(train_x), 1e-9)
             metrics["param_count"] = float(params)
-        session.report(step, metrics)
+        checkpoint = {"model": model.state_dict(), "epoch": epoch + 1} if done and p.save_model else None
+        session.report(step, metrics, checkpoint=checkpoint, final=done)
         return done
 
     model.train()
@@ -194,7 +204,7 @@ def image_classifier(p: ImageParams, session: Session) -> None:
             if (step := clock.due()) is not None and report(step, epoch, False):
                 return
         last = epoch == p.epochs - 1
-        if not clock.by_time and report(epoch, epoch, last):
+        if not clock.by_time and report(epoch + 1, epoch, last):
             return
         if clock.by_time and (last or clock.out_of_time()):
             report(clock.elapsed_step(), epoch, True)

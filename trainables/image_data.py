@@ -1,4 +1,5 @@
-"""Image datasets as in-memory tensors: CIFAR-10 and MNIST (torchvision), digits (scikit-learn), glyphs.
+"""Image datasets as in-memory tensors: CIFAR-10 and MNIST (torchvision), digits (scikit-learn), glyphs,
+and a user's own folder of images (``image_folder``).
 
 Each loader returns uint8 images (N, C, H, W) and int64 labels for train / valid / test. They fit in
 memory, so training keeps them as tensors on the trial's device and needs no per-batch worker; a space
@@ -12,14 +13,16 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
 from torchvision import datasets
 
-from trainables import glyphs
+from trainables import glyphs, image_folder
 
 Split = tuple[torch.Tensor, torch.Tensor]
 
@@ -128,6 +131,11 @@ def load_glyphs(data_dir: Path, size: int, train_per_class: int, seed: int = 0) 
     return ImageData(s["train"], s["valid"], s["test"], len(glyphs.CLASSES))
 
 
+def load_folder(root: Path, size: int, color: image_folder.Color, valid_ratio: float, test_ratio: float) -> ImageData:
+    splits, classes = image_folder.load(root, size, color, valid_ratio, test_ratio)
+    return ImageData(splits["train"], splits["valid"], splits["test"], len(classes))
+
+
 def load(
     name: str,
     data_dir: str | None = None,
@@ -135,7 +143,13 @@ def load(
     verify: bool = True,
     glyph_size: int = 90,
     glyph_train_per_class: int = 110,
+    image_size: int = 32,
+    color: image_folder.Color = "auto",
+    valid_ratio: float = 0.1,
+    test_ratio: float = 0.1,
 ) -> ImageData:
+    if name == "folder":
+        return load_folder(Path(data_dir or "."), image_size, color, valid_ratio, test_ratio)
     root = Path(data_dir) if data_dir else default_data_dir()
     if name == "cifar10":
         return load_cifar10(root, download, verify)
@@ -148,13 +162,45 @@ def load(
     raise ValueError(f"unknown dataset {name!r}")
 
 
+def download_hosts(name: str) -> list[str]:
+    """The URLs torchvision downloads a dataset from."""
+    if name == "cifar10":
+        return [datasets.CIFAR10.url]
+    return list(datasets.MNIST.mirrors)
+
+
+def reachable(url: str, timeout: float = 5.0) -> bool:
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def check_available(name: str, data_dir: str | None, download: bool) -> None:
-    """Fail early, before any trial starts, when a dataset that will not be downloaded is not on disk."""
+    """Fail early, before any trial starts, when a dataset is not on disk and cannot be downloaded."""
+    if name == "folder":
+        if not data_dir:
+            raise FileNotFoundError("dataset: folder needs data_dir (a folder of class folders of images)")
+        image_folder.check(Path(data_dir))
+        return
     root = Path(data_dir) if data_dir else default_data_dir()
-    if name in DOWNLOADABLE and not download:
-        _, folder, marker, _ = DOWNLOADABLE[name]
-        if not (root / folder / marker).is_file():
-            raise missing(name, root)
+    if name not in DOWNLOADABLE:
+        return
+    _, folder, marker, _ = DOWNLOADABLE[name]
+    if (root / folder / marker).is_file():
+        return
+    if not download:
+        raise missing(name, root)
+    urls = download_hosts(name)
+    if not any(reachable(url) for url in urls):
+        hosts = ", ".join(sorted({urlparse(u).hostname or u for u in urls}))
+        raise DatasetMissing(
+            f"download: true, but {hosts} cannot be reached from here (no network?) and {root / folder} is empty: "
+            "put the dataset there, or run where there is network"
+        )
 
 
 # ----------------------------------------------------------------------------- stand-ins, same on-disk formats
