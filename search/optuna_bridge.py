@@ -28,6 +28,8 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from search.ray_session import FINAL_KEY
+
 log = logging.getLogger(__name__)
 
 
@@ -47,6 +49,9 @@ class TrialRecord:
     pruned_at: int | None = None
     failure: str | None = None
     state: TrialState | None = None  # how this Ray trial ended
+    final: bool = False  # the trainable said its last report came: it trained fully, never pruned now
+    log_dir: str | None = None  # where its stdout, stderr and traceback were put
+    latest: dict[str, float] = field(default_factory=dict)  # every number of its latest report
 
 
 class OptunaBridge:
@@ -107,6 +112,10 @@ class OptunaBridge:
         numbers = {r.optuna_trial.number for r in self.records.values()}
         return [t for t in self.study.get_trials(deepcopy=False) if t.number in numbers]
 
+    def set_log_dir(self, ray_trial_id: str, path: str) -> None:
+        if (rec := self.records.get(ray_trial_id)) is not None:
+            rec.log_dir = path
+
     def set_attr(self, ray_trial_id: str, key: str, value: Any) -> None:
         if (rec := self.records.get(ray_trial_id)) is not None:
             rec.optuna_trial.set_user_attr(key, value)
@@ -128,6 +137,10 @@ class OptunaBridge:
             return True
         value = float(value)
         rec.last_step = step
+        rec.final = bool(result.get(FINAL_KEY))
+        rec.latest.update(
+            {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        )
         if math.isfinite(value):
             if rec.repeat == 0:  # the study's curve of a repeated configuration is its first seed's
                 rec.optuna_trial.report(value, step)
@@ -137,7 +150,7 @@ class OptunaBridge:
 
     def should_prune(self, ray_trial_id: str) -> bool:
         rec = self.records.get(ray_trial_id)
-        if rec is None or rec.state is not None or rec.last_step is None:
+        if rec is None or rec.state is not None or rec.last_step is None or rec.final:
             return False
         if rec.optuna_trial.should_prune():
             self.mark_pruned(ray_trial_id)
@@ -276,7 +289,7 @@ class ReportingASHA(AsyncHyperBandScheduler):
             return TrialScheduler.STOP
         decision = super().on_trial_result(tune_controller, trial, result)
         # ASHA also says STOP when a trial reaches max_t: that one finished, it was not pruned.
-        if decision == TrialScheduler.STOP and result[self._time_attr] < self._max_t:
+        if decision == TrialScheduler.STOP and result[self._time_attr] < self._max_t and not result.get(FINAL_KEY):
             self.bridge.mark_pruned(trial.trial_id)
         return decision
 

@@ -78,7 +78,9 @@ class ProgressCallback(Callback):
         where = f" at step {rec.pruned_at}" if rec.state == TrialState.PRUNED and rec.pruned_at is not None else ""
         seed = f" seed {rec.repeat}" if self.bridge.repeats > 1 else ""
         line = f"trial {rec.optuna_trial.number:>4}{seed} {state:<8}{where} {value}  {params}"
-        self.console.print(line, highlight=False)
+        if rec.state == TrialState.FAIL:
+            line += f"\n      {rec.failure or 'failed'}" + (f"\n      logs: {rec.log_dir}" if rec.log_dir else "")
+        self.console.print(line, highlight=False, soft_wrap=True)
 
 
 def rank(trial: FrozenTrial, mode: str) -> tuple[bool, float, int]:
@@ -89,13 +91,22 @@ def rank(trial: FrozenTrial, mode: str) -> tuple[bool, float, int]:
     return trial.state != TrialState.COMPLETE, value, len(trial.intermediate_values)
 
 
+# Figures shown beside the metric when trials report them: a test score next to the validation score
+# it was chosen by, and the training loss, so a trial that learned nothing (loss flat at ln 2) shows.
+FIGURES = ("test_accuracy", "train_loss", "loss")
+
+
 def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
     """This run's configurations, best first; with repeats, each seed's value and mean ± std."""
     trials = sorted(bridge.finished_trials(), key=lambda t: rank(t, bridge.mode))
     names = list(bridge.distributions)
     value_col = f"{bridge.metric} (mean ± std)" if bridge.repeats > 1 else bridge.metric
     table = Table(title=f"best trials of {bridge.study.study_name} ({bridge.metric}, {bridge.mode})")
-    columns = ["trial", "state", value_col, *(["seeds"] if bridge.repeats > 1 else ["last step"]), *names]
+    first_seed = {r.optuna_trial.number: r.latest for r in bridge.records.values() if r.repeat == 0}
+    figures = [f for f in FIGURES if f != bridge.metric and any(f in latest for latest in first_seed.values())]
+    columns = [
+        "trial", "state", value_col, *figures, *(["seeds"] if bridge.repeats > 1 else ["last step"]), *names
+    ]  # fmt: skip
     for col in columns:
         table.add_column(col, justify="left" if col == "state" else "right")
     for t in trials[:limit]:
@@ -107,5 +118,7 @@ def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
             extra = " ".join(fmt(v) if v is not None else "-" for v in seeds)
         else:
             extra = str(max(t.intermediate_values)) if t.intermediate_values else "-"
-        table.add_row(str(t.number), t.state.name, value, extra, *[fmt(t.params.get(n, "")) for n in names])
+        latest = first_seed.get(t.number, {})
+        shown = [fmt(latest[f]) if f in latest else "-" for f in figures]
+        table.add_row(str(t.number), t.state.name, value, *shown, extra, *[fmt(t.params.get(n, "")) for n in names])
     return table

@@ -80,6 +80,13 @@ class SweepOutcome:
     stopped_by_budget: bool = False
     wall_s: float = 0.0
     best_trial: optuna.trial.FrozenTrial | None = None
+    # (trial number, last line of its error, where its logs are) of the failed trials, in order
+    failures: list[tuple[int, str, str | None]] = field(default_factory=list)
+
+    @property
+    def nothing_completed(self) -> bool:
+        """Every trial failed: the sweep produced no result, and the command exits non-zero."""
+        return not self.interrupted and not self.counts.get("complete") and bool(self.failures)
 
 
 class TrialBudgetStopper(tune.Stopper):
@@ -186,6 +193,10 @@ def ensure_ray(address: str | None = None) -> None:
     # Results live in the study and MLflow, so Ray's per-trial result files (and its warning that it
     # cannot read them back) are not needed.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # A failed trial is one line on the terminal (the progress callback) and a traceback in its logs;
+    # Ray's own full traceback in the driver's output would bury the sweep's progress.
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     if ray.is_initialized():
         return
     try:
@@ -249,7 +260,9 @@ def build_tuner(
         scheduler = ReportingASHA(bridge, **spec.scheduler.options)
     else:
         scheduler = PruningScheduler(bridge)
-    trainable = trial_function(spec.trainable, spec.resources.cpu, spec.resources.gpu, budget.trial, interval)
+    trainable = trial_function(
+        spec.trainable, sweep.metric, spec.resources.cpu, spec.resources.gpu, budget.trial, interval
+    )
     return tune.Tuner(
         tune.with_resources(trainable, spec.resources.ray()),
         tune_config=tune.TuneConfig(
@@ -269,6 +282,8 @@ def build_tuner(
             callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=0),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # A trial's print() and warnings land in its directory (stdout, stderr), then in its MLflow run.
+            log_to_file=True,
         ),
     )
 
@@ -363,6 +378,11 @@ def _summarize(bridge: OptunaBridge, parent_run_id: str, interrupted: bool) -> S
         best_params=dict(best.params) if best else None,
         interrupted=interrupted,
         best_trial=best,
+        failures=[
+            (r.optuna_trial.number, r.failure or "failed", r.log_dir)
+            for r in sorted(bridge.records.values(), key=lambda r: r.optuna_trial.number)
+            if r.state == TrialState.FAIL
+        ],
     )
 
 

@@ -85,9 +85,11 @@ def _grid_values(spec: SweepSpec, source: str, sampler: str) -> dict[str, list[A
 
 
 def baseline(spec: SweepSpec) -> dict[str, Any]:
-    """The point an OFAT sweep varies around: the space file's config, else the trainable's default."""
+    """The point an OFAT sweep varies around: the space file's config, else the trainable's default, else
+    (a plain function declares no defaults) the searched range's first value."""
     defaults = registry.get(spec.trainable).defaults()
-    return {name: spec.config.get(name, defaults[name]) for name in spec.space}
+    first = {name: param.values()[0] for name, param in spec.space.items() if param.values()}
+    return {name: spec.config.get(name, defaults.get(name, first.get(name))) for name in spec.space}
 
 
 def ofat_points(spec: SweepSpec, source: str) -> list[dict[str, Any]]:

@@ -291,7 +291,29 @@ def load(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> tuple[Swee
     if not isinstance(raw, dict):
         raise SpecError(f"expected a mapping of keys at the top, got {type(raw).__name__}", source)
     raw = apply_overrides(raw, list(overrides))
+    if isinstance(raw.get("trainable"), str) and registry.is_reference(raw["trainable"]):
+        raw["trainable"] = resolve_reference(raw["trainable"], path.parent, source)
     return validate(raw, source), path
+
+
+def resolve_reference(ref: str, space_dir: Path, source: str = "") -> str:
+    """``./train.py:fn`` relative to the space file's folder, else to the working directory, made absolute
+    (Ray runs trials elsewhere); for ``module:fn`` both folders go on the import path."""
+    try:
+        target, attr = registry.split_reference(ref)
+    except KeyError as e:
+        raise SpecError(str(e), source, "trainable") from None
+    if not target.endswith(".py"):
+        for folder in (Path.cwd(), space_dir):
+            registry.add_import_dir(folder)
+        return ref
+    path = Path(target).expanduser()
+    candidates = [path] if path.is_absolute() else [space_dir / path, Path.cwd() / path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return f"{candidate.resolve()}:{attr}"
+    looked = " or ".join(str(c.resolve().parent) for c in candidates)
+    raise SpecError(f"no such file {target!r} (looked in {looked})", source, "trainable")
 
 
 def validate(raw: dict[str, Any], source: str) -> SweepSpec:
@@ -337,6 +359,12 @@ def check_against_trainable(spec: SweepSpec, source: str) -> None:
             source,
             "report",
         )
+    if trainable.plain:
+        for key in ("metric", "mode"):
+            if getattr(spec, key) is None:
+                want = "the name of what it returns or reports" if key == "metric" else "max or min"
+                raise SpecError(f"a plain function declares no {key}: set {key}: to {want}", source, key)
+        return  # its hyperparameter types are the space file's own
     fields = trainable.params.model_fields
     _absolute_paths(spec, fields)
     for section, names in (("config", spec.config), ("space", spec.space)):

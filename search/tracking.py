@@ -20,9 +20,12 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS
 
+from search import trial_logs
 from search.optuna_bridge import OptunaBridge, error_line
 
 PARENT_RUN_TAG = "hpsearch.role"
+# MLflow 3's UI opens an experiment on its GenAI overview unless told it holds training runs.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _RAY_KEYS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "step", "node_id"}
 
 
@@ -62,10 +65,13 @@ class Tracking:
     def experiment_id(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
+            for key, value in EXPERIMENT_KIND.items():
+                if exp.tags.get(key) != value:  # made by an older hpsearch
+                    self.client.set_experiment_tag(exp.experiment_id, key, value)
             return exp.experiment_id
         # A tracking server chooses (or proxies) the artifact location itself.
         location = None if self.artifact_root is None else (self.artifact_root / name).as_uri()
-        return self.client.create_experiment(name, artifact_location=location)
+        return self.client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
     def start_parent(self, experiment_id: str, spec: dict[str, Any], study_name: str, run_name: str) -> str:
         run = self.client.create_run(
@@ -167,6 +173,7 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         record = self.bridge.records.get(trial.trial_id)
+        self._log_output(trial)
         self._end(
             trial, RunStatus.FAILED, {"error": record.failure if record and record.failure else error_line(trial)}
         )
@@ -180,11 +187,24 @@ class MlflowTrialCallback(Callback):
         run_id = self.runs.get(trial.trial_id)
         if run_id is None or trial.trial_id not in self.open:
             return
+        if status != RunStatus.FAILED:  # a failed trial's logs were taken in on_trial_error
+            self._log_output(trial)
         if trial.checkpoint is not None and status == RunStatus.FINISHED:
             # A local directory as it is; on an object store (--storage-path s3://...) a downloaded copy.
             with trial.checkpoint.as_directory() as path:
                 self.client.log_artifacts(run_id, path, "checkpoint")
         self._close(trial.trial_id, status, tags)
+
+    def _log_output(self, trial: Trial) -> None:
+        """The trial's stdout, stderr and traceback: beside its Ray directory and in its run's logs/."""
+        run_id = self.runs.get(trial.trial_id)
+        files = trial_logs.collect(trial)
+        if files:
+            self.bridge.set_log_dir(trial.trial_id, str(files[0].parent))
+        if run_id is None:
+            return
+        for path in files:
+            self.client.log_artifact(run_id, str(path), "logs")
 
     def _close(self, trial_id: str, status: int, tags: dict[str, str]) -> None:
         run_id = self.runs[trial_id]

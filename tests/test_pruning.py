@@ -44,7 +44,7 @@ def test_median_pruner_prunes_through_the_bridge(ray_local, write_space, tmp_pat
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert sorted(t.params["x"] for t in pruned) == [0.9, 1.0]
     for t in pruned:  # stopped at the first step the pruner may act on, with its intermediate values
-        assert sorted(t.intermediate_values) == [0, 1, 2]
+        assert sorted(t.intermediate_values) == [1, 2]
         assert t.user_attrs["pruned_at_step"] == 2
     assert all(len(t.intermediate_values) == 8 for t in complete)
 
@@ -54,7 +54,7 @@ def test_median_pruner_prunes_through_the_bridge(ray_local, write_space, tmp_pat
         run = by_x[x]
         assert run.info.status == "KILLED" and run.data.tags["pruned"] == "true"
         assert run.data.tags["pruned_at_step"] == "2"
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "score")] == [0, 1, 2]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "score")] == [1, 2]
     assert {by_x[x].info.status for x in ("0.3", "0.31", "0.32", "0.29")} == {"FINISHED"}
 
 
@@ -67,7 +67,7 @@ def test_median_pruner_on_addition_prunes_slow_learning_rates(ray_local, write_s
         "space": {"lr": {"type": "categorical", "choices": [5e-3, 3e-3, 1e-5, 2e-5]}},
         "sampler": {"name": "ofat"},
         "concurrency": 1,
-        "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+        "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 2},  # epochs count from 1
     }
     runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
     study = optuna.load_study(study_name="addition-median", storage=store.optuna_url)

@@ -253,7 +253,7 @@ def test_sweep_with_postgres_study_and_mlflow_server(
     assert len(children) == 4 and {r.info.status for r in children} == {"FINISHED"}
     for t in study.trials:
         run = client.get_run(t.user_attrs["mlflow_run_id"])
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "exact_match")] == [0, 1, 2]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "exact_match")] == [1, 2, 3]
     # Artifacts went through the server, into its artifacts destination.
     assert "checkpoint" in [a.path for a in client.list_artifacts(children[0].info.run_id)]
     assert list((server_root / "artifacts").rglob("checkpoint.pt"))

@@ -56,7 +56,7 @@ def test_four_trial_sweep_fills_all_three_stores(ray_local, write_space, tmp_pat
         assert t.user_attrs["ray_trial_id"] == run.data.tags["ray.trial_id"]
         assert float(run.data.params["lr"]) == pytest.approx(t.params["lr"])
         history = client.get_metric_history(run.info.run_id, "exact_match")
-        assert [m.step for m in history] == [0, 1, 2]
+        assert [m.step for m in history] == [1, 2, 3]  # steps count from 1
         assert t.value == pytest.approx(max(m.value for m in history))
     # the space file is on the parent run
     assert "space.yaml" in [a.path for a in client.list_artifacts(parent_id)]

@@ -196,7 +196,7 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
             "exact_match": correct.float().mean().item(),
             "train_exact_match": correct[~held].float().mean().item(),
             "heldout_exact_match": correct[held].float().mean().item() if held.any() else float("nan"),
-            "epoch": float(epoch),
+            "epoch": float(epoch + 1),  # epochs trained (a report inside the first epoch says 1)
         }
         running_loss, running_n = 0.0, 0
         reached = p.stop_at_exact_match is not None and metrics["exact_match"] >= p.stop_at_exact_match
@@ -206,7 +206,7 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
             epochs_run = max(seen / len(train_x), 1e-9)
             metrics |= final_summary(model, digits, totals, (time.monotonic() - clock.start) / epochs_run)
             checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}
-        session.report(step, metrics, checkpoint=checkpoint)
+        session.report(step, metrics, checkpoint=checkpoint, final=done)
         model.train()
         return done
 
@@ -228,7 +228,7 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
             if (step := clock.due()) is not None and evaluate_and_report(step, epoch, False):
                 return
         last = epoch == p.epochs - 1
-        if not clock.by_time and evaluate_and_report(epoch, epoch, last):
+        if not clock.by_time and evaluate_and_report(epoch + 1, epoch, last):
             return
         if clock.by_time and (last or clock.out_of_time()):
             evaluate_and_report(clock.elapsed_step(), epoch, True)

@@ -1,14 +1,21 @@
 """The trainable registry: a name -> (function, hyperparameter model, default metric).
 
-A trainable is a plain function ``fn(params, session)``. Its hyperparameters are a pydantic model, so a
-space file can be checked against it before any trial starts (unknown names and wrong types are caught
-at the edge) and ``hpsearch list`` can show every knob with its default.
+A registered trainable is a function ``fn(params, session)`` whose hyperparameters are a pydantic model,
+so a space file can be checked against it before any trial starts (unknown names and wrong types are
+caught at the edge) and ``hpsearch list`` can show every knob with its default.
+
+A user's own code needs no registration: a *reference* ``./file.py:function`` or ``module:function``
+names it directly. Such a function may be decorated with ``@trainable`` (then it is checked like a
+built-in), or be a plain ``fn(config)`` / ``fn(config, session)`` that takes a dict, as Ray Tune's and
+Optuna's objectives do; what it returns (a number or a dict of metrics) is reported as its last step.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from dataclasses import dataclass
@@ -35,24 +42,78 @@ LOCAL_PATH = {"local_path": True}
 TrainFn = Callable[[Any, Session], None]
 
 
+class TrainableError(KeyError):
+    """A trainable that cannot be found or imported; ``args[0]`` is the one-line message for the user."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+HOW_TO_NAME = (
+    "name your own function as ./file.py:function or package.module:function, or list its module in HPSEARCH_TRAINABLES"
+)
+
+
 @dataclass(frozen=True)
 class TrainableSpec:
     name: str
     fn: TrainFn
-    params: type[Hyperparameters]
-    metric: str
-    mode: Literal["min", "max"]
+    # None for a plain function: it takes a dict, and the space file's types are the only ones.
+    params: type[Hyperparameters] | None
+    metric: str | None  # None for a plain function: the space file names it
+    mode: Literal["min", "max"] | None
     description: str
     reports_by_time: bool = False  # can evaluate at wall-clock intervals (budget-fair pruning)
     # A cheap check of fixed settings, run before any trial starts (e.g. that a dataset is on disk);
     # it raises ValueError or FileNotFoundError with a message for the user.
     preflight: Callable[[Any], None] | None = None
+    # Writes a trained checkpoint in a form that loads without hpsearch (hpsearch export); the default
+    # writes the state dict with its config (see search/export.py).
+    export: Callable[[dict[str, Any], Any, Path], list[Path]] | None = None
+
+    @property
+    def plain(self) -> bool:
+        return self.params is None
 
     def defaults(self) -> dict[str, Any]:
-        return self.params().model_dump()
+        return {} if self.params is None else self.params().model_dump()
 
-    def run(self, config: dict[str, Any], session: Session) -> None:
-        self.fn(self.params(**config), session)
+    def run(self, config: dict[str, Any], session: Session, metric: str | None = None) -> None:
+        """Train once; ``metric`` names a plain function's returned number (the space file's metric)."""
+        if self.params is not None:
+            self.fn(self.params(**config), session)
+            return
+        tracked = _StepTracking(session)
+        takes_session = len(inspect.signature(self.fn).parameters) >= 2
+        returned = self.fn(dict(config), tracked) if takes_session else self.fn(dict(config))
+        if returned is not None:
+            tracked.report(tracked.last_step + 1, _as_metrics(returned, metric or self.metric), final=True)
+
+
+class _StepTracking:
+    """The session a plain function sees: remembers its last step, so a returned value comes after it."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.last_step = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+    def report(self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None, **kw) -> None:
+        self.last_step = max(self.last_step, int(step))
+        self._session.report(step, metrics, checkpoint, **kw)
+
+
+def _as_metrics(returned: Any, metric: str | None) -> dict[str, float]:
+    if isinstance(returned, dict):
+        return dict(returned)
+    if isinstance(returned, (int, float)) and not isinstance(returned, bool) and metric is not None:
+        return {metric: float(returned)}
+    raise TypeError(
+        f"a trainable returns a number or a dict of metrics (got {type(returned).__name__}); "
+        "or it reports each step with session.report(step, metrics) and returns None"
+    )
 
 
 _REGISTRY: dict[str, TrainableSpec] = {}
@@ -66,19 +127,24 @@ def trainable(
     mode: Literal["min", "max"],
     reports_by_time: bool = False,
     preflight: Callable[[Any], None] | None = None,
+    export: Callable[[dict[str, Any], Any, Path], list[Path]] | None = None,
 ) -> Callable[[TrainFn], TrainFn]:
     """Register ``fn`` under ``name``; its docstring's first line becomes the description."""
 
     def register(fn: TrainFn) -> TrainFn:
         if name in _REGISTRY:
             raise ValueError(f"trainable {name!r} is registered twice")
-        doc = (fn.__doc__ or "").strip().splitlines()
         _REGISTRY[name] = TrainableSpec(
-            name, fn, params, metric, mode, doc[0] if doc else "", reports_by_time, preflight
+            name, fn, params, metric, mode, _first_line(fn), reports_by_time, preflight, export
         )
         return fn
 
     return register
+
+
+def _first_line(fn: Callable) -> str:
+    doc = (fn.__doc__ or "").strip().splitlines()
+    return doc[0] if doc else ""
 
 
 PLUGINS_ENV = "HPSEARCH_TRAINABLES"
@@ -98,15 +164,99 @@ def load_plugins(modules: list[str]) -> None:
             continue
         _loaded_plugins.add(ref)
         if ref.endswith(".py"):
-            path = Path(ref)
-            spec = importlib.util.spec_from_file_location(f"hpsearch_plugin_{path.stem}", path)
-            if spec is None or spec.loader is None or not path.is_file():
-                raise KeyError(f"{PLUGINS_ENV}: no such file {ref!r}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
+            if not Path(ref).is_file():
+                raise TrainableError(f"{PLUGINS_ENV}: no such file {ref!r}")
+            import_file(Path(ref))
         else:
             importlib.import_module(ref)
+
+
+_files: dict[Path, Any] = {}
+# Folders added to sys.path for a user's code: the search layer hands them to every trial's worker.
+user_import_dirs: list[str] = []
+
+
+def add_import_dir(folder: Path | str) -> None:
+    folder = str(Path(folder).resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    if folder not in user_import_dirs:
+        user_import_dirs.append(folder)
+
+
+def import_file(path: Path) -> Any:
+    """Import a user's .py file once (its folder on sys.path, so it can import its neighbours)."""
+    path = path.resolve()
+    if path in _files:
+        return _files[path]
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    spec = importlib.util.spec_from_file_location(f"hpsearch_user_{path.stem}_{digest}", path)
+    if spec is None or spec.loader is None:
+        raise TrainableError(f"cannot import {path}: not a Python file")
+    add_import_dir(path.parent)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[spec.name]
+        raise TrainableError(f"importing {path} failed: {_where(e, path)}{type(e).__name__}: {e}") from e
+    _files[path] = module
+    return module
+
+
+def _where(e: BaseException, path: Path) -> str:
+    if isinstance(e, SyntaxError) and e.lineno:
+        return f"line {e.lineno}: "
+    frames = [f for f in inspect.getinnerframes(e.__traceback__) if Path(f.filename).resolve() == path]
+    return f"line {frames[-1].lineno}: " if frames else ""
+
+
+def is_reference(name: str) -> bool:
+    """``./file.py:fn`` or ``package.module:fn``, as opposed to a registered name."""
+    return ":" in name
+
+
+def split_reference(ref: str) -> tuple[str, str]:
+    target, _, attr = ref.rpartition(":")
+    if not target or not attr.isidentifier():
+        raise TrainableError(f"{ref!r} is not FILE.py:FUNCTION or MODULE:FUNCTION")
+    return target, attr
+
+
+def short_name(name: str) -> str:
+    """A name fit for Ray's trainable and directory names: ``./nets/mnist.py:train`` -> ``mnist_train``."""
+    if is_reference(name):
+        target, attr = split_reference(name)
+        name = f"{Path(target).stem if target.endswith('.py') else target.rsplit('.', 1)[-1]}_{attr}"
+    return name.replace("-", "_")
+
+
+def from_reference(ref: str) -> TrainableSpec:
+    """The trainable a reference names. A file path must already be absolute or relative to the cwd."""
+    target, attr = split_reference(ref)
+    if target.endswith(".py"):
+        if not Path(target).is_file():
+            raise TrainableError(f"no such file {target!r} (from {ref!r})")
+        module = import_file(Path(target))
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise TrainableError(f"cannot import module {target!r} (from {ref!r}): {e}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        defined = sorted(
+            n for n, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == module.__name__
+        )
+        raise TrainableError(f"{target} has no function {attr!r} (it defines: {', '.join(defined) or 'none'})")
+    registered = next((s for s in _REGISTRY.values() if s.fn is fn), None)
+    if registered is not None:  # decorated with @trainable: checked like a built-in
+        return registered
+    n_args = len(inspect.signature(fn).parameters)
+    if n_args not in (1, 2):
+        raise TrainableError(f"{ref}: a plain trainable takes (config) or (config, session), not {n_args} arguments")
+    return TrainableSpec(ref, fn, None, None, None, _first_line(fn))
 
 
 # Where each built-in trainable lives, so a trial imports only its own module (a worker that runs the
@@ -132,11 +282,16 @@ def _load(name: str | None = None) -> None:
 
 
 def get(name: str) -> TrainableSpec:
+    """A registered name, or a reference to a user's function (``./file.py:fn``, ``module:fn``)."""
+    if is_reference(name):
+        return from_reference(name)
     _load(name)
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown trainable {name!r} (known: {', '.join(sorted(_REGISTRY))})") from None
+        raise TrainableError(
+            f"unknown trainable {name!r} (known: {', '.join(sorted(_REGISTRY))}); {HOW_TO_NAME}"
+        ) from None
 
 
 def all_trainables() -> list[TrainableSpec]:

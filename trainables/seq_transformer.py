@@ -125,12 +125,13 @@ def seq_transformer(p: SeqParams, session: Session) -> None:
             total += loss.item() * len(idx)
         valid_loss, valid_accuracy = evaluate(valid)
         metrics = {"train_loss": total / n, "valid_loss": valid_loss, "valid_accuracy": valid_accuracy}
-        metrics["epoch"] = float(epoch)
+        metrics["epoch"] = float(epoch + 1)
         reached = p.stop_at_accuracy is not None and valid_accuracy >= p.stop_at_accuracy
         done = epoch == p.epochs - 1 or reached or out_of_time(session)
         if done:
             metrics["test_loss"], metrics["test_accuracy"] = evaluate(test)
             metrics |= run_figures(model, epoch + 1, start)
-        session.report(epoch, metrics, checkpoint={"model": model.state_dict(), "epoch": epoch} if done else None)
+        checkpoint = {"model": model.state_dict(), "epoch": epoch + 1} if done else None
+        session.report(epoch + 1, metrics, checkpoint=checkpoint, final=done)
         if done:
             return

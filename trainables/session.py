@@ -18,8 +18,13 @@ class Session(Protocol):
     report_interval_s: float | None
     started: float  # time.monotonic() when the trial started: budgets and time steps count from here
 
-    def report(self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None) -> None:
-        """Publish the metrics of one step (an epoch, or elapsed seconds under a time budget)."""
+    def report(
+        self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None, final: bool = False
+    ) -> None:
+        """Publish the metrics of one step (epoch 1, 2, ..., or elapsed seconds under a time budget).
+
+        ``final=True`` on the last report says the trial has finished training: it is never pruned there
+        (there is nothing left to save), and it ends COMPLETE."""
 
     def restore(self) -> dict[str, Any] | None:
         """The last checkpoint this trial reported, if it is being resumed."""
@@ -46,7 +51,9 @@ class LocalSession:
         self._deadline = None if budget_s is None else self.started + budget_s
         self._echo = echo
 
-    def report(self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None) -> None:
+    def report(
+        self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None, final: bool = False
+    ) -> None:
         self.history.append((step, dict(metrics)))
         if checkpoint is not None:
             self.last_checkpoint = checkpoint

@@ -20,4 +20,5 @@ def flaky(p: FlakyParams, session) -> None:
         if step == 1 and p.x > p.fail_above:
             raise RuntimeError(f"flaky trial failed on purpose at x={p.x}")
         time.sleep(p.sleep)
-        session.report(step, {p.metric_name: -((p.x - 0.3) ** 2) * (p.steps - step)})
+        last = step == p.steps - 1
+        session.report(step + 1, {p.metric_name: -((p.x - 0.3) ** 2) * (p.steps - step)}, final=last)
