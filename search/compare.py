@@ -19,7 +19,8 @@ from optuna.trial import TrialState
 from search.store import Store
 from search.sweeps import require_sweeps
 
-EXTRA_METRICS = ("param_count", "seconds_per_epoch")
+# The seed reports' own figures beside the metric: test accuracy, final training loss, size and speed.
+EXTRA_METRICS = ("test_accuracy", "train_loss", "loss", "param_count", "seconds_per_epoch")
 
 
 @dataclass
@@ -66,9 +67,11 @@ def _extra(client: MlflowClient, run_ids: list[str]) -> dict[str, float]:
     return {k: statistics.fmean(v) for k, v in values.items()}
 
 
-def columns(rows: list[Row], metric: str) -> tuple[list[str], list[list[str]]]:
+def columns(rows: list[Row], metric: str, raw: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and cells; ``raw`` writes numbers as Python prints them (for CSV: no rounding or separators)."""
+    _fmt = _raw if raw else _pretty
     params = sorted({p for r in rows for p in r.params})
-    extras = [k for k in EXTRA_METRICS if any(k in r.extra for r in rows)]
+    extras = [k for k in EXTRA_METRICS if k != metric and any(k in r.extra for r in rows)]
     repeated = any(r.seeds for r in rows)
     header = ["sweep", "trial", "state", metric, *(["± std", "n", "seeds"] if repeated else []), *params, *extras]
     body = []
@@ -83,7 +86,7 @@ def columns(rows: list[Row], metric: str) -> tuple[list[str], list[list[str]]]:
 
 
 def render(rows: list[Row], metric: str, fmt: str) -> str:
-    header, body = columns(rows, metric)
+    header, body = columns(rows, metric, raw=fmt == "csv")
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -96,9 +99,17 @@ def render(rows: list[Row], metric: str, fmt: str) -> str:
     raise ValueError(fmt)
 
 
-def _fmt(v: Any) -> str:
+def _pretty(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
         return f"{v:.6g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    return str(v)
+
+
+def _raw(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
     return str(v)

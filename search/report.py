@@ -61,13 +61,15 @@ def make_report(store: Store, name: str) -> Report:
         files: list[Path] = []
         for plot_name, (plotly_fn, mpl_fn, kwargs) in _plots(study, list(importances)).items():
             html = out_dir / f"{plot_name}.html"
-            plotly_fn(study, **kwargs).write_html(str(html), include_plotlyjs="cdn")
+            # One local plotly.min.js beside the pages, so they show offline (a CDN link would not).
+            plotly_fn(study, **kwargs).write_html(str(html), include_plotlyjs="directory")
             ax = mpl_fn(study, **kwargs)
             fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
             png = out_dir / f"{plot_name}.png"
             fig.savefig(png, dpi=100, bbox_inches="tight")
             plt.close(fig)
             files += [png, html]
+        files.append(out_dir / "plotly.min.js")
         text = out_dir / "importances.txt"
         text.write_text("".join(f"{k}\t{v:.4f}\n" for k, v in importances.items()))
         files.append(text)
