@@ -12,8 +12,8 @@ from rich.table import Table
 from search.errors import SpecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter search for deep learning.")
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 StoreOpt = typer.Option("./mlruns", "--store", help="directory holding optuna.db, mlflow.db, artifacts, Ray results")
 # Scale-out: each part of the store can live on a team's own service instead (see docs/scale-out.md).
@@ -100,6 +100,17 @@ def run(
         )
     if outcome.interrupted:
         raise typer.Exit(130)
+    if outcome.nothing_completed:
+        report_failures(outcome.failures)
+        raise typer.Exit(1)
+
+
+def report_failures(failures: list[tuple[int, str, str | None]], shown: int = 3) -> None:
+    err.print(f"error: no trial completed; {len(failures)} failed. The first:", highlight=False)
+    for number, line, logs in failures[:shown]:
+        err.print(f"  trial {number}: {line}", highlight=False, soft_wrap=True)
+        if logs:
+            err.print(f"    logs: {logs}", highlight=False, soft_wrap=True)
 
 
 HostOpt = typer.Option("127.0.0.1", "--host", help="address to bind; 127.0.0.1 keeps it on this machine")
@@ -160,7 +171,16 @@ def ui(
     """The MLflow UI on the store's runs: one experiment per sweep, a child run per trial."""
     from search.servers import start_mlflow_ui
 
-    serve_store(open_store(store), lambda s: start_mlflow_ui(s, host, port))
+    def start(s):
+        server = start_mlflow_ui(s, host, port)
+        from mlflow.tracking import MlflowClient
+
+        for exp in MlflowClient(s.mlflow_url).search_experiments():
+            if exp.name != "Default":
+                out.print(f"  {exp.name}: {server.url}/#/experiments/{exp.experiment_id}/runs", highlight=False)
+        return server
+
+    serve_store(open_store(store), start)
 
 
 @app.command()
@@ -175,13 +195,14 @@ def sweeps(store: str = StoreOpt, storage: Optional[str] = StorageOpt) -> None:
     except SpecError as e:
         fail(str(e))
     table = Table(title=f"sweeps in {s.shown_storage if s.storage else s.root}")
-    for col in ("sweep", "direction", "complete", "pruned", "failed", "running", "best", "last ran"):
-        table.add_column(col, justify="left" if col in ("sweep", "direction") else "right")
+    for col in ("sweep", "done", "pruned", "failed", "running", "best", "last ran"):
+        table.add_column(col, justify="left" if col == "sweep" else "right", overflow="fold")
     for r in rows:
         c = r.counts
+        best = f"{fmt(r.best)} ({'max' if r.direction == 'maximize' else 'min'})" if r.best is not None else "-"
         table.add_row(
-            r.name, r.direction, str(c["complete"]), str(c["pruned"]), str(c["fail"]), str(c["running"]),
-            fmt(r.best) if r.best is not None else "-", f"{r.last_ran:%Y-%m-%d %H:%M}" if r.last_ran else "-",
+            r.name, str(c["complete"]), str(c["pruned"]), str(c["fail"]), str(c["running"]),
+            best, f"{r.last_ran:%m-%d %H:%M}" if r.last_ran else "-",
         )  # fmt: skip
     out.print(table)
 
@@ -259,39 +280,82 @@ def resume(
         fail(str(e))
     if outcome is not None and outcome.interrupted:
         raise typer.Exit(130)
+    if outcome is not None and outcome.nothing_completed:
+        report_failures(outcome.failures)
+        raise typer.Exit(1)
 
 
 @app.command("list")
 def list_() -> None:
     """Registered trainables with their hyperparameters, and the space files under spaces/."""
+    import yaml
+    from rich.padding import Padding
+
     from search.spec import SPACES_DIR, space_names
     from trainables.registry import all_trainables
 
-    table = Table(title="trainables")
-    for col in ("name", "metric", "hyperparameters (defaults)", "what"):
-        table.add_column(col)
+    # One block per trainable, not a table: its hyperparameters wrap at any width (80 columns included).
+    out.print("[bold]trainables[/bold]  (also your own: ./file.py:function, see docs/trainables.md)")
     for t in all_trainables():
+        out.print(f"\n[bold]{t.name}[/bold]  {t.metric} ({t.mode})", highlight=False)
         params = ", ".join(f"{k}={v}" for k, v in t.defaults().items())
-        table.add_row(t.name, f"{t.metric} ({t.mode})", params, t.description)
-    out.print(table)
-    spaces = Table(title=f"space files ({SPACES_DIR})")
+        out.print(Padding(f"{t.description}\n{params}", (0, 0, 0, 2)), highlight=False)
+    spaces = Table(title=f"\nspace files ({SPACES_DIR})", title_justify="left")
     for col in ("name", "trainable", "what"):
-        spaces.add_column(col)
-    import yaml
-
+        spaces.add_column(col, overflow="fold")
     for name in space_names():
         raw = yaml.safe_load((SPACES_DIR / f"{name}.yaml").read_text()) or {}
         spaces.add_row(name, str(raw.get("trainable", "?")), str(raw.get("description", "")))
     out.print(spaces)
 
 
+def _train_target(target: str | None, from_: str | None, store: str, trial: int | None) -> tuple[str, dict[str, Any]]:
+    """What ``train`` runs: (trainable reference, configuration) from a sweep's best, a saved best file,
+    a space file, or a trainable named alone (its defaults)."""
+    from pathlib import Path
+
+    import yaml
+
+    from search import spec as spec_mod
+    from trainables.registry import is_reference
+
+    if from_ is not None:
+        if Path(from_).suffix in (".yaml", ".yml", ".json") and Path(from_).is_file():
+            saved = yaml.safe_load(Path(from_).read_text()) or {}
+            if not isinstance(saved, dict) or "config" not in saved or "trainable" not in saved:
+                raise SpecError("expected a file written by `hpsearch best` (with trainable: and config:)", from_)
+            return target or saved["trainable"], dict(saved["config"])
+        from search.results import best
+
+        b = best(open_store(store), from_, trial)
+        return target or b.trainable, b.config
+    if target is None:
+        raise SpecError("name a trainable, a ./file.py:function, a space file, or --from SWEEP", "train")
+    if is_reference(target):
+        return spec_mod.resolve_reference(target, Path.cwd(), "train"), {}
+    if Path(target).suffix in (".yaml", ".yml"):
+        space, _ = spec_mod.load(target)
+        return space.trainable, dict(space.config)
+    return target, {}
+
+
 @app.command()
 def train(
-    trainable: str = typer.Argument(..., help="a registered trainable name"),
+    target: Optional[str] = typer.Argument(
+        None, help="a trainable name (hpsearch list), ./file.py:function, module:function, or a space file"
+    ),
     set_: Optional[list[str]] = SetOpt,
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda"),
+    from_: Optional[str] = typer.Option(
+        None, "--from", help="a sweep's best configuration (a sweep name in --store, or a file from `hpsearch best`)"
+    ),
+    trial: Optional[int] = typer.Option(None, "--trial", help="with --from SWEEP: this trial instead of the best"),
+    store: str = StoreOpt,
+    save: Optional[str] = typer.Option(None, "--save", help="write the trained model here (as `hpsearch export`)"),
 ) -> None:
-    """Run one trial in this process, no Ray: for debugging a model."""
+    """Run one trial in this process, no Ray: to try a trainable, or retrain a sweep's best (--from)."""
+    from pathlib import Path
+
     from pydantic import ValidationError
 
     from search.spec import parse_override
@@ -299,25 +363,114 @@ def train(
     from trainables.session import LocalSession
 
     try:
-        config: dict[str, Any] = dict(parse_override(s) for s in set_ or [])
+        trainable, config = _train_target(target, from_, store, trial)
+        config |= dict(parse_override(s) for s in set_ or [])
         spec = get(trainable)
     except SpecError as e:
         fail(str(e))
     except KeyError as e:
         fail(str(e.args[0]))
-    try:
-        params = spec.params(**config)
-    except ValidationError as e:
-        first = e.errors()[0]
-        key = ".".join(map(str, first["loc"]))
-        msg = "unknown hyperparameter" if first["type"] == "extra_forbidden" else first["msg"]
-        fail(f"--set {key}: {msg.removeprefix('Value error, ')} (got {first.get('input')!r})")
+    if spec.params is not None:
+        try:
+            shown = spec.params(**config).model_dump()
+        except ValidationError as e:
+            first = e.errors()[0]
+            key = ".".join(map(str, first["loc"]))
+            msg = "unknown hyperparameter" if first["type"] == "extra_forbidden" else first["msg"]
+            fail(f"--set {key}: {msg.removeprefix('Value error, ')} (got {first.get('input')!r})")
+    else:
+        shown = config
     session = LocalSession(device, echo=lambda line: out.print(line, highlight=False))
-    out.print(f"{trainable}: {params.model_dump()}", highlight=False)
-    spec.fn(params, session)
+    out.print(f"{trainable}: {shown}", highlight=False)
+    spec.run(config, session)
+    if save is not None:
+        from search.results import write_model
+
+        if session.last_checkpoint is None:
+            fail(f"--save: {trainable} reported no checkpoint (session.report(..., checkpoint={{...}}))")
+        for path in write_model(trainable, session.last_checkpoint, config, Path(save), {"source": "hpsearch train"}):
+            out.print(f"  wrote {path}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def best(
+    sweep: str = typer.Argument(..., help="a sweep name"),
+    store: str = StoreOpt,
+    storage: Optional[str] = StorageOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+    format_: str = typer.Option("yaml", "--format", help="yaml | json"),
+    trial: Optional[int] = typer.Option(None, "--trial", help="this trial instead of the best"),
+) -> None:
+    """The best configuration of a sweep, ready for `hpsearch train --from`, and where its checkpoint is."""
+    from search.results import best as best_of
+    from search.results import render
+
+    if format_ not in ("yaml", "json"):
+        fail(f"--format: expected yaml or json (got {format_!r})")
+    try:
+        result = best_of(open_store(store, storage, tracking_uri), sweep, trial)
+    except SpecError as e:
+        fail(str(e))
+    sys.stdout.write(render(result, format_))
+
+
+@app.command()
+def export(
+    sweep: str = typer.Argument(..., help="a sweep name"),
+    folder: str = typer.Argument(..., metavar="DIR", help="where to write the model"),
+    store: str = StoreOpt,
+    storage: Optional[str] = StorageOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+    trial: Optional[int] = typer.Option(None, "--trial", help="this trial instead of the best"),
+) -> None:
+    """Write the best trial's model where it loads without hpsearch: model.pt (+ save_pretrained for text)."""
+    from pathlib import Path
+
+    from search.results import best as best_of
+    from search.results import load_checkpoint, write_model
+
+    try:
+        s = open_store(store, storage, tracking_uri)
+        result = best_of(s, sweep, trial)
+        checkpoint = load_checkpoint(s, result)
+        about = {"sweep": sweep, "trial": result.trial, "metric": result.metric, "value": result.value}
+        files = write_model(result.trainable, checkpoint, result.config, Path(folder), about)
+    except SpecError as e:
+        fail(str(e))
+    except KeyError as e:
+        fail(str(e.args[0]))
+    out.print(f"trial {result.trial} of {sweep} ({result.metric} = {result.value:.6g}):", highlight=False)
+    for path in files:
+        out.print(f"  {path}", highlight=False, soft_wrap=True)
+    out.print('load it:  torch.load("model.pt")  ->  state_dict, config, trainable', highlight=False)
+
+
+@app.command()
+def init(
+    name: str = typer.Argument(..., help="a name for the trainable and its sweep (a Python identifier)"),
+    folder: str = typer.Option(".", "--dir", help="where to write NAME.py and NAME.yaml"),
+    force: bool = typer.Option(False, "--force", help="overwrite existing files"),
+) -> None:
+    """Write a trainable (NAME.py) and its space file (NAME.yaml) that run as they are: edit, then run."""
+    from pathlib import Path
+
+    from search.scaffold import write
+
+    try:
+        files = write(name, Path(folder), force)
+    except SpecError as e:
+        fail(str(e))
+    for path in files:
+        out.print(f"wrote {path}", highlight=False)
+    out.print(f"try one trial:  hpsearch train {files[1]}", highlight=False)
+    out.print(f"sweep it:       hpsearch run {files[1]}", highlight=False)
 
 
 def main() -> None:
+    import os
+
+    # Downloading a checkpoint (best, export) is one small file: MLflow's progress bar is noise there.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         app()
     except KeyboardInterrupt:

@@ -38,7 +38,7 @@ def swept_store(tmp_path_factory, ray_local):
                 "config": {"steps": 3},
                 "space": {"x": {"type": "categorical", "choices": [0.1, 0.3, 0.9]}},
                 "sampler": {"name": "grid"},
-                "pruner": {"name": "threshold", "lower": -0.5, "n_warmup_steps": 1},
+                "pruner": {"name": "threshold", "lower": -0.5, "n_warmup_steps": 2},
             }
         )
     )
@@ -84,12 +84,14 @@ def test_mlflow_ui_serves_the_experiment(swept_store):
 
 
 def test_sweeps_lists_counts_and_best(swept_store):
-    result = CliRunner().invoke(app, ["sweeps", "--store", str(swept_store.root)], terminal_width=200)
+    result = CliRunner().invoke(app, ["sweeps", "--store", str(swept_store.root)], terminal_width=80)
     assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
     row = next(line for line in result.stdout.splitlines() if "watched" in line)
     cells = [c.strip() for c in row.strip("│ ").split("│")]
-    assert cells[:6] == ["watched", "maximize", "2", "1", "0", "0"]
-    assert float(cells[6]) == pytest.approx(0.0)  # x = 0.3 scores 0
+    assert cells[:5] == ["watched", "2", "1", "0", "0"]
+    value, direction = cells[5].split()
+    assert float(value) == pytest.approx(0.0) and direction == "(max)"  # x = 0.3 scores 0
 
 
 def test_empty_store_and_port_in_use_are_clear_errors(swept_store, tmp_path):

@@ -170,12 +170,23 @@ def test_from_pretrained_on_a_tiny_model_saved_locally(tmp_path, monkeypatch):
     spec = registry.get("text-finetune")
     config = {"model_name": str(local), "generated_examples": 600, "label_noise": 0.0, "epochs": 3, "lr": 3e-3}
     spec.run(config, session)
-    assert [step for step, _ in session.history] == [0, 1, 2]
+    assert [step for step, _ in session.history] == [1, 2, 3]
     last = session.last
     assert {"train_loss", "valid_loss", "valid_accuracy", "best_epoch", "valid_loss_min_epoch"} <= set(last)
     assert last["best_valid_accuracy"] == max(m["valid_accuracy"] for _, m in session.history)
     assert 0.0 <= last["test_accuracy"] <= 1.0 and last["param_count"] == sum(t.numel() for t in loaded.parameters())
     assert session.last_checkpoint["label_names"] == ["negative", "positive"]
+
+    # export: a Hugging Face directory that from_pretrained loads, tokenizer included, without hpsearch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    text_finetune.export_pretrained(session.last_checkpoint, None, tmp_path / "exported")
+    exported = AutoModelForSequenceClassification.from_pretrained(tmp_path / "exported")
+    exported_tok = AutoTokenizer.from_pretrained(tmp_path / "exported")
+    assert exported.config.id2label == {0: "negative", 1: "positive"}
+    assert exported_tok("the plot was not good")["input_ids"] == loaded_tok("the plot was not good")["input_ids"]
+    best_state = session.last_checkpoint["model"]
+    assert all((exported.state_dict()[k] == v).all() for k, v in best_state.items())
 
 
 def test_scratch_bert_learns_word_order_and_lr_matters():
@@ -236,13 +247,13 @@ def test_two_trial_sweep_on_the_tiny_model_lands_in_optuna_and_mlflow(ray_local,
 
     study = optuna.load_study(study_name="tiny-text", storage=store.optuna_url)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
-    assert all(sorted(t.intermediate_values) == [0, 1] for t in study.trials)
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
 
     client = MlflowClient(store.mlflow_url)
     runs = client.search_runs([client.get_experiment_by_name("tiny-text").experiment_id])
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 2 and {r.info.status for r in children} == {"FINISHED"}
     for run in children:
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "valid_accuracy")] == [0, 1]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "valid_accuracy")] == [1, 2]
         assert "test_accuracy" in run.data.metrics and "best_epoch" in run.data.metrics
         assert "checkpoint" in [a.path for a in client.list_artifacts(run.info.run_id)]

@@ -18,6 +18,7 @@ import functools
 import importlib.util
 import math
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,30 @@ def build(p: TextParams, splits: text_data.TextSplits):
     return tokenizer, model
 
 
+def tokenizer_files(tokenizer) -> dict[str, bytes]:
+    """The tokenizer as the files ``save_pretrained`` writes, so a checkpoint carries it (a scratch
+    tokenizer is trained per trial and exists nowhere else)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return {f.name: f.read_bytes() for f in Path(tmp).iterdir() if f.is_file()}
+
+
+def export_pretrained(checkpoint: dict, params: "TextParams", out: Path) -> list[Path]:
+    """A trial's checkpoint as a Hugging Face model directory: ``from_pretrained(out)`` loads model and
+    tokenizer, with no hpsearch installed."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = dict(checkpoint["config"])
+    config = AutoConfig.for_model(config.pop("model_type"), **config)
+    model = AutoModelForSequenceClassification.from_config(config)
+    model.load_state_dict(checkpoint["model"])
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    for name, data in checkpoint.get("tokenizer", {}).items():
+        (out / name).write_bytes(data)
+    return sorted(out.iterdir())
+
+
 PACKAGE = "package:"
 
 
@@ -255,7 +280,14 @@ def batches(data: dict[str, torch.Tensor], size: int, order: torch.Tensor | None
         yield {k: (v[:, :width] if v.dim() == 2 else v) for k, v in batch.items()}
 
 
-@trainable("text-finetune", params=TextParams, metric="valid_accuracy", mode="max", preflight=preflight)
+@trainable(
+    "text-finetune",
+    params=TextParams,
+    metric="valid_accuracy",
+    mode="max",
+    preflight=preflight,
+    export=export_pretrained,
+)
 def text_finetune(p: TextParams, session: Session) -> None:
     """Fine-tune a BERT-family classifier on CSV/TSV/JSONL text, or a scratch BERT offline (seed D)."""
     from transformers import get_linear_schedule_with_warmup
@@ -314,10 +346,10 @@ def text_finetune(p: TextParams, session: Session) -> None:
             "train_loss": train_loss / n,
             "valid_loss": valid_loss,
             "valid_accuracy": valid_accuracy,
-            "epoch": float(epoch),
+            "epoch": float(epoch + 1),
             "best_valid_accuracy": best["accuracy"],
-            "best_epoch": float(best["epoch"]),
-            "valid_loss_min_epoch": float(lowest_loss[1]),  # validation loss turned after this epoch
+            "best_epoch": float(best["epoch"] + 1),
+            "valid_loss_min_epoch": float(lowest_loss[1] + 1),  # validation loss turned after this epoch
         }
         stalled = p.patience is not None and epoch - best["epoch"] >= p.patience
         done = epoch == p.epochs - 1 or stalled or out_of_time(session)
@@ -330,9 +362,10 @@ def text_finetune(p: TextParams, session: Session) -> None:
                 checkpoint = {
                     "model": best["state"],
                     "config": model.config.to_dict(),
+                    "tokenizer": tokenizer_files(tokenizer),
                     "label_names": splits.label_names,
-                    "epoch": best["epoch"],
+                    "epoch": best["epoch"] + 1,
                 }
-        session.report(epoch, metrics, checkpoint=checkpoint)
+        session.report(epoch + 1, metrics, checkpoint=checkpoint, final=done)
         if done:
             return

@@ -1,0 +1,183 @@
+"""A user's own code: `hpsearch init`, `file.py:function` and `module:function` trainables in Ray workers,
+relative paths, trial logs, an all-failed sweep, and the result taken out (best, train --from, export)."""
+
+import textwrap
+
+import optuna
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from search import runner
+from search.cli import app
+from search.store import Store
+from trainables.session import LocalSession
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(app, list(args), terminal_width=200)
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    """A user's project folder, and `hpsearch` started from it."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_init_writes_a_sweep_that_runs_as_written_and_its_best_comes_out(ray_local, user_dir):
+    result = run_cli("init", "digits_mlp")
+    assert result.exit_code == 0, result.output
+    assert (user_dir / "digits_mlp.py").is_file() and (user_dir / "digits_mlp.yaml").is_file()
+
+    # the files as written, made small: two trials of three epochs
+    result = run_cli("run", "digits_mlp.yaml", "--trials", "2", "--set", "config.epochs=3")
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="digits_mlp", storage=Store.at("mlruns").optuna_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in study.trials)
+    assert study.best_value > 0.3  # ten classes: chance is 0.1
+
+    # best -> a file -> train --from retrains exactly that configuration
+    result = run_cli("best", "digits_mlp")
+    assert result.exit_code == 0, result.output
+    best = yaml.safe_load(result.stdout)
+    assert best["trial"] == study.best_trial.number and best["value"] == pytest.approx(study.best_value)
+    assert best["config"] == {"epochs": 3, "batch_size": 64, **study.best_trial.params}
+    assert best["checkpoint"].endswith("checkpoint/checkpoint.pt")
+    (user_dir / "best.yaml").write_text(result.stdout)
+    result = run_cli("train", "--from", "best.yaml", "--save", "retrained")
+    assert result.exit_code == 0, result.output
+    assert "step     3" in result.stdout and "step     4" not in result.stdout
+
+    # export: a state dict and its config that plain torch loads into the same architecture
+    result = run_cli("export", "digits_mlp", "exported")
+    assert result.exit_code == 0, result.output
+    saved = torch.load(user_dir / "exported" / "model.pt", weights_only=True)
+    assert saved["config"] == best["config"] and saved["trial"] == best["trial"]
+    hidden = saved["config"]["hidden"]
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Dropout(0.0), torch.nn.Linear(hidden, 10)
+    )
+    model.load_state_dict(saved["state_dict"])
+    assert model(torch.zeros(1, 64)).shape == (1, 10)
+
+
+def test_init_refuses_to_overwrite(user_dir):
+    (user_dir / "mine.py").write_text("# a user's file\n")
+    result = run_cli("init", "mine")
+    assert result.exit_code == 2 and "already exist (pass --force to overwrite)" in result.stderr
+    assert (user_dir / "mine.py").read_text() == "# a user's file\n"
+
+
+OBJECTIVE = """
+from pathlib import Path
+
+def objective(config):
+    # a relative path, resolved against where `hpsearch run` was started
+    numbers = [float(v) for v in Path(config["data_file"]).read_text().split()]
+    print("read", len(numbers), "numbers")
+    return -abs(config["x"] - sum(numbers))
+"""
+
+
+def test_file_and_module_trainables_run_in_ray_workers_with_relative_paths(ray_local, user_dir, quiet_console):
+    (user_dir / "code").mkdir()
+    (user_dir / "code" / "objective.py").write_text(OBJECTIVE)
+    (user_dir / "inputs").mkdir()
+    (user_dir / "inputs" / "numbers.txt").write_text("0.25 0.5\n")
+    (user_dir / "spaces").mkdir()
+    space = {
+        "name": "own-file",
+        "trainable": "../code/objective.py:objective",  # relative to the space file
+        "metric": "score",
+        "mode": "max",
+        "config": {"data_file": "inputs/numbers.txt"},  # relative to the working directory
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        "sampler": {"name": "random", "seed": 0},
+        "trials": 3,
+        "concurrency": 2,
+    }
+    (user_dir / "spaces" / "own.yaml").write_text(yaml.safe_dump(space))
+    store = Store.at(user_dir / "store")
+    outcome = runner.run(runner.prepare("spaces/own.yaml"), store, console=quiet_console)
+    study = optuna.load_study(study_name="own-file", storage=store.optuna_url)
+    assert outcome.counts["complete"] == 3
+    for t in study.trials:  # the value the function computed from the file, as its last (and only) step
+        assert t.value == pytest.approx(-abs(t.params["x"] - 0.75))
+        assert list(t.intermediate_values) == [1]
+
+    # print() output lands beside the trial's Ray directory and in its MLflow run
+    client = MlflowClient(store.mlflow_url)
+    run_id = study.trials[0].user_attrs["mlflow_run_id"]
+    assert "logs/stdout.txt" in [a.path for a in client.list_artifacts(run_id, "logs")]
+    logged = (store.root / "ray").glob("own-file-*/trial-0-*/stdout.txt")
+    assert "read 2 numbers" in next(logged).read_text()
+
+    # module:function, found on the import path of the space file's folder
+    (user_dir / "spaces" / "my_objectives.py").write_text(OBJECTIVE)
+    space |= {"name": "own-module", "trainable": "my_objectives:objective", "trials": 1}
+    (user_dir / "spaces" / "own-module.yaml").write_text(yaml.safe_dump(space))
+    outcome = runner.run(runner.prepare("spaces/own-module.yaml"), store, console=quiet_console)
+    assert outcome.counts["complete"] == 1
+
+
+FAILING = """
+def train(config, session):
+    print("about to fail")
+    session.report(1, {"score": 0.0})
+    raise ValueError(f"bad x {config['x']:.2f}")
+"""
+
+
+def test_a_sweep_where_no_trial_completes_exits_non_zero_with_the_reasons(ray_local, user_dir):
+    (user_dir / "failing.py").write_text(FAILING)
+    space = {
+        "name": "all-fail",
+        "trainable": "./failing.py:train",
+        "metric": "score",
+        "mode": "max",
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        "trials": 2,
+    }
+    (user_dir / "all-fail.yaml").write_text(yaml.safe_dump(space))
+    result = run_cli("run", "all-fail.yaml")
+    assert result.exit_code == 1, result.output
+    assert "error: no trial completed; 2 failed" in result.stderr
+    assert result.stderr.count("ValueError: bad x") >= 2 and "logs: " in result.stderr
+    study = optuna.load_study(study_name="all-fail", storage=Store.at("mlruns").optuna_url)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
+    error = next(user_dir.glob("mlruns/ray/all-fail-*/trial-0-*/error.txt")).read_text()
+    assert 'failing.py", line 5, in train' in error and "ValueError: bad x" in error  # the trace, in the store
+
+
+def test_plain_function_runs_in_process_and_its_return_is_the_last_step(user_dir):
+    from trainables.registry import get
+
+    (user_dir / "steps.py").write_text(
+        textwrap.dedent(
+            """
+            def train(config, session):
+                for step in (1, 2):
+                    session.report(step, {"loss": 1.0 / step})
+                return {"loss": 0.25, "test_accuracy": 0.9}
+            """
+        )
+    )
+    session = LocalSession()
+    get(f"{user_dir / 'steps.py'}:train").run({}, session, metric="loss")
+    assert [s for s, _ in session.history] == [1, 2, 3] and session.last["test_accuracy"] == 0.9
+
+
+def test_unknown_trainable_says_how_to_name_your_own(tmp_path):
+    space = tmp_path / "s.yaml"
+    space.write_text("name: s\ntrainable: my-net\nspace: {x: {type: float, low: 0, high: 1}}\n")
+    result = run_cli("run", str(space), "--store", str(tmp_path / "store"))
+    assert result.exit_code == 2
+    assert "name your own function as ./file.py:function or package.module:function" in result.stderr
+    assert not (tmp_path / "store").exists()
