@@ -58,6 +58,21 @@ def test_median_pruner_prunes_through_the_bridge(ray_local, write_space, tmp_pat
     assert {by_x[x].info.status for x in ("0.3", "0.31", "0.32", "0.29")} == {"FINISHED"}
 
 
+def test_a_trial_is_never_pruned_at_its_final_report(ray_local, write_space, tmp_path, quiet_console):
+    # x = 0.9 is far below the median, but step 2, the first the pruner may act on, is its last: it trained
+    # fully, so it ends COMPLETE with its value (the trainable said final=True) instead of PRUNED.
+    store = Store.at(tmp_path / "store")
+    space = flaky_ofat(
+        "final", [0.3, 0.31, 0.32, 0.9], pruner={"name": "median", "n_startup_trials": 3, "n_warmup_steps": 2}
+    )
+    space["config"]["steps"] = 2
+    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    assert outcome.counts == {"complete": 4, "pruned": 0, "fail": 0}
+    study = optuna.load_study(study_name="final", storage=store.optuna_url)
+    worst = next(t for t in study.trials if t.params["x"] == 0.9)
+    assert sorted(worst.intermediate_values) == [1, 2] and worst.value == max(worst.intermediate_values.values())
+
+
 def test_median_pruner_on_addition_prunes_slow_learning_rates(ray_local, write_space, tmp_path, quiet_console):
     store = Store.at(tmp_path / "store")
     space = {
