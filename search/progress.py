@@ -105,10 +105,11 @@ def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
     first_seed = {r.optuna_trial.number: r.latest for r in bridge.records.values() if r.repeat == 0}
     figures = [f for f in FIGURES if f != bridge.metric and any(f in latest for latest in first_seed.values())]
     columns = [
-        "trial", "state", value_col, *figures, *(["seeds"] if bridge.repeats > 1 else ["last step"]), *names
+        "trial", "state", value_col, *figures, *(["seeds"] if bridge.repeats > 1 else ["steps"]), *names
     ]  # fmt: skip
     for col in columns:
-        table.add_column(col, justify="left" if col == "state" else "right")
+        # at 80 columns long names fold onto two lines rather than lose their ends
+        table.add_column(col, justify="left" if col == "state" else "right", overflow="fold", no_wrap=col == "state")
     for t in trials[:limit]:
         value = fmt(t.value) if t.value is not None else "-"
         if bridge.repeats > 1:

@@ -82,6 +82,7 @@ class SweepOutcome:
     best_trial: optuna.trial.FrozenTrial | None = None
     # (trial number, last line of its error, where its logs are) of the failed trials, in order
     failures: list[tuple[int, str, str | None]] = field(default_factory=list)
+    ray_dir: str | None = None  # Ray Tune's experiment directory in a local store: trial logs live there
 
     @property
     def nothing_completed(self) -> bool:
@@ -356,6 +357,8 @@ def run(
             status = "KILLED"
         outcome = _summarize(bridge, parent_run_id, interrupted)
         outcome.stopped_by_budget, outcome.wall_s = by_budget, wall
+        if "://" not in store.ray_results:
+            outcome.ray_dir = f"{store.ray_results}/{run_name}"
         tracking.end_parent(parent_run_id, status, _parent_metrics(outcome), _parent_tags(outcome))
     console.print(progress.status_line(), highlight=False)
     print_summary(sweep, store, outcome, bridge, console)
@@ -405,6 +408,9 @@ def print_summary(sweep: Sweep, store: Store, outcome: SweepOutcome, bridge: Opt
     if outcome.best_params is not None:
         shown = ", ".join(f"{k}={fmt(v)}" for k, v in outcome.best_params.items())
         console.print(f"best {sweep.metric} = {fmt(outcome.best_value)} with {shown}", highlight=False)
+    if outcome.ray_dir:
+        logs = f"{outcome.ray_dir}/trial-<number>-*/"
+        console.print(f"trial logs (stdout, stderr, error): {logs}", highlight=False, soft_wrap=True)
     console.print("watch and compare:", highlight=False)
     console.print(f"  optuna-dashboard {store.shown_storage}", highlight=False, soft_wrap=True)
     if store.artifacts is None:

@@ -89,13 +89,16 @@ def test_report_writes_plots_and_logs_them_on_the_parent_run(store):
     for plot in ("optimization_history", "slice", "parallel_coordinate", "intermediate_values", "contour"):
         assert f"{plot}.png" in names and f"{plot}.html" in names
         assert (out_dir / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+        html = (out_dir / f"{plot}.html").read_text()
+        assert 'src="plotly.min.js"' in html and "cdn.plot.ly" not in html  # shows offline
+    assert (out_dir / "plotly.min.js").stat().st_size > 1_000_000  # the one local copy the pages load
     importances = dict(line.split("\t") for line in (out_dir / "importances.txt").read_text().splitlines())
     assert float(importances["x"]) > 0.9  # the parameter that matters dominates
     client = MlflowClient(store.mlflow_url)
     exp = client.get_experiment_by_name("two")
     parent = client.search_runs([exp.experiment_id], "tags.`hpsearch.role` = 'sweep'")[0]
     logged = [a.path for a in client.list_artifacts(parent.info.run_id, "report")]
-    assert "report/contour.html" in logged and "report/slice.png" in logged
+    assert "report/contour.html" in logged and "report/slice.png" in logged and "report/plotly.min.js" in logged
     assert parent.data.metrics["importance.x"] > 0.9
 
 
