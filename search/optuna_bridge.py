@@ -79,7 +79,9 @@ class OptunaBridge:
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles its search algorithm and scheduler with the experiment; the study lives in its own
         # storage, so only the settings travel (the driver's live objects never leave the driver).
-        return {k: v for k, v in self.__dict__.items() if k not in ("study", "records")}
+        # The live objects (the study, the records and the configuration being repeated, which hold the
+        # study) stay here: pickled, they would carry the storage URL, password included, into Ray's files.
+        return {k: v for k, v in self.__dict__.items() if k not in ("study", "records", "_open_group")}
 
     # -- asking ---------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ HTML (plotly); both are logged as artifacts of the sweep's latest parent run in 
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +47,19 @@ def _plots(study: optuna.Study, top: list[str]) -> dict[str, tuple[Callable, Cal
     return plots
 
 
+def report_dir(store: Store, name: str) -> Path:
+    """``<store>/reports/<name>``; a study name that would lead elsewhere (``../x``, written into the store
+    by other tools) is refused before anything is written."""
+    reports = (store.root / "reports").resolve()
+    out_dir = (reports / name).resolve()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]*", name) or out_dir.parent != reports:
+        raise SpecError(f"a study named {name!r} cannot name a report folder (letters, digits, . _ - @)", name)
+    return out_dir
+
+
 def make_report(store: Store, name: str) -> Report:
     require_sweeps(store, [name])
+    out_dir = report_dir(store, name)
     study = optuna.load_study(study_name=name, storage=store.optuna_url)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2:
@@ -56,7 +68,6 @@ def make_report(store: Store, name: str) -> Report:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
         importances = optuna.importance.get_param_importances(study)
-        out_dir = store.root / "reports" / name
         out_dir.mkdir(parents=True, exist_ok=True)
         files: list[Path] = []
         for plot_name, (plotly_fn, mpl_fn, kwargs) in _plots(study, list(importances)).items():

@@ -7,7 +7,7 @@ not take is an error naming the key, and a value it rejects is an error naming t
 from __future__ import annotations
 
 import inspect
-import itertools
+import math
 import warnings
 from typing import Any, Callable
 
@@ -18,9 +18,10 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from pydantic import TypeAdapter, ValidationError
 
-from search.errors import SpecError
-from search.spec import CategoricalParam, FloatParam, IntParam, SweepSpec
+from search.errors import SpecError, shorten
+from search.spec import MAX_GRID, CategoricalParam, FloatParam, IntParam, SweepSpec
 from trainables import registry
 
 DEFAULT_TRIALS = 20
@@ -71,24 +72,32 @@ def distributions(spec: SweepSpec) -> dict[str, BaseDistribution]:
 
 
 def _grid_values(spec: SweepSpec, source: str, sampler: str) -> dict[str, list[Any]]:
-    grid = {}
+    sizes = {}
     for name, p in spec.space.items():
-        values = p.values()
-        if values is None:
+        sizes[name] = p.size()
+        if sizes[name] is None:
             raise SpecError(
                 f"the {sampler} sampler needs a finite set of values: give this float a step, or use choices",
                 source,
                 f"space.{name}",
             )
-        grid[name] = values
-    return grid
+    # Counted before anything is listed: a step of 1e-7 must not cost minutes and gigabytes to refuse.
+    total = math.prod(sizes.values()) if sampler == "grid" else 1 + sum(n - 1 for n in sizes.values())
+    if total > MAX_GRID:
+        raise SpecError(
+            f"the {sampler} sweep has {total:,} configurations (at most {MAX_GRID:,}): use a coarser step, "
+            "fewer choices or another sampler",
+            source,
+            "space",
+        )
+    return {name: p.values() for name, p in spec.space.items()}
 
 
 def baseline(spec: SweepSpec) -> dict[str, Any]:
     """The point an OFAT sweep varies around: the space file's config, else the trainable's default, else
     (a plain function declares no defaults) the searched range's first value."""
     defaults = registry.get(spec.trainable).defaults()
-    first = {name: param.values()[0] for name, param in spec.space.items() if param.values()}
+    first = {name: p.choices[0] if isinstance(p, CategoricalParam) else p.low for name, p in spec.space.items()}
     return {name: spec.config.get(name, defaults.get(name, first.get(name))) for name in spec.space}
 
 
@@ -106,7 +115,7 @@ def trial_count(spec: SweepSpec, source: str) -> int:
     if spec.trials is not None:
         return spec.trials
     if spec.sampler.name == "grid":
-        return len(list(itertools.product(*_grid_values(spec, source, "grid").values())))
+        return math.prod(len(values) for values in _grid_values(spec, source, "grid").values())
     if spec.sampler.name == "ofat":
         return len(ofat_points(spec, source))
     return DEFAULT_TRIALS
@@ -119,6 +128,7 @@ def _construct(kind: str, name: str, cls: Callable[..., Any], options: dict[str,
         if key not in params and not takes_any:
             accepted = ", ".join(k for k in params if k not in ("self", "search_space", "wrapped_pruner"))
             raise SpecError(f"unknown option for the {name} {kind} (it takes: {accepted})", source, f"{kind}.{key}")
+    _check_types(kind, name, cls, options, source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -126,6 +136,37 @@ def _construct(kind: str, name: str, cls: Callable[..., Any], options: dict[str,
     except (TypeError, ValueError, AssertionError) as e:  # Ray's schedulers check options with assert
         shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
         raise SpecError(f"the {name} {kind} rejects {shown or 'its defaults'}: {e}", source, kind) from None
+
+
+def _check_types(kind: str, name: str, cls: Callable[..., Any], options: dict[str, Any], source: str) -> None:
+    """Each option against the class's own annotation: Optuna checks few at construction, and a wrong type
+    (``n_startup_trials: ten``) would otherwise fail mid-sweep, in the first trial that uses it."""
+    init = getattr(cls, "__init__", cls)
+    params = inspect.signature(cls).parameters
+    hints = {}
+    for key in options:  # one at a time: a class may annotate some parameters with names only a type checker sees
+        annotation = params[key].annotation if key in params else inspect.Parameter.empty
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, getattr(init, "__globals__", {}))  # noqa: S307 (the library's own text)
+            except Exception:
+                continue
+        if annotation is not inspect.Parameter.empty:
+            hints[key] = annotation
+    for key, value in options.items():
+        if key not in hints:
+            continue
+        try:
+            adapter = TypeAdapter(hints[key])
+        except Exception:  # a type pydantic cannot check (a class of Optuna's own): left to the class
+            continue
+        try:
+            adapter.validate_python(value, strict=True)
+        except ValidationError:
+            wanted = str(hints[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            raise SpecError(
+                f"the {name} {kind} expects {wanted} (got {shorten(value)})", source, f"{kind}.{key}"
+            ) from None
 
 
 def build_sampler(spec: SweepSpec, source: str) -> optuna.samplers.BaseSampler:

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from search.errors import SpecError
+from search.errors import SpecError, shorten
 from trainables import registry
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
@@ -38,17 +38,24 @@ def _divides(low: float, high: float, step: float) -> bool:
     return math.isclose(n, round(n), rel_tol=0, abs_tol=1e-9 * max(1.0, abs(n)))
 
 
+Finite = Annotated[float, Field(allow_inf_nan=False)]  # a NaN or inf bound would only fail mid-sweep
+
+
 class FloatParam(_Strict):
     type: Literal["float"]
-    low: float
-    high: float
+    low: Finite
+    high: Finite
     log: bool = False
-    step: float | None = Field(None, gt=0)
+    step: Finite | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> "FloatParam":
         _check_range(self.low, self.high, self.log, self.step)
         return self
+
+    def size(self) -> int | None:
+        """How many values a grid takes (None: continuous), without listing them."""
+        return None if self.step is None else round((self.high - self.low) / self.step) + 1
 
     def values(self) -> list[float] | None:
         if self.step is None:
@@ -69,6 +76,9 @@ class IntParam(_Strict):
         _check_range(self.low, self.high, self.log, None if self.step == 1 else self.step)
         return self
 
+    def size(self) -> int:
+        return (self.high - self.low) // self.step + 1
+
     def values(self) -> list[int]:
         return list(range(self.low, self.high + 1, self.step))
 
@@ -81,9 +91,17 @@ class CategoricalParam(_Strict):
     def _check(self) -> "CategoricalParam":
         if not self.choices:
             raise ValueError("choices must not be empty")
-        if len(set(map(repr, self.choices))) != len(self.choices):
-            raise ValueError(f"choices repeat a value: {self.choices}")
+        for i, a in enumerate(self.choices):
+            for b in self.choices[:i]:
+                # 16 and 16.0 are one value to a sampler (and to Python); True and 1 are not meant as one
+                if a == b and isinstance(a, bool) == isinstance(b, bool):
+                    raise ValueError(f"choices repeat a value: {shorten(b)} and {shorten(a)}")
+            if isinstance(a, float) and not math.isfinite(a):
+                raise ValueError(f"choices must be finite numbers (got {a})")
         return self
+
+    def size(self) -> int:
+        return len(self.choices)
 
     def values(self) -> list[Any]:
         return list(self.choices)
@@ -133,10 +151,10 @@ def parse_duration(value: Any) -> float:
     else:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh])\s*", str(value))
         if not m:
-            raise ValueError(f"cannot parse {value!r} as a duration (a number with s, m or h: 90s, 20m, 1h)")
+            raise ValueError(f"cannot parse {shorten(value)} as a duration (a number with s, m or h: 90s, 20m, 1h)")
         seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
-    if seconds <= 0:
-        raise ValueError(f"a duration must be positive (got {value!r})")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"a duration must be positive and finite (got {shorten(value)})")
     return seconds
 
 
@@ -162,8 +180,8 @@ class SchedulerSpec(BaseModel):
 
 
 class Resources(_Strict):
-    cpu: float = Field(1, gt=0)
-    gpu: float = Field(0, ge=0)
+    cpu: float = Field(1, gt=0, le=1024, allow_inf_nan=False)
+    gpu: float = Field(0, ge=0, le=64, allow_inf_nan=False)
     # Ray custom resources a trial needs, e.g. {a100: 1} on a cluster whose nodes declare them.
     custom: dict[str, float] = Field(default_factory=dict)
 
@@ -187,8 +205,16 @@ class Cluster(_Strict):
     storage_path: str | None = None  # Ray Tune results and checkpoints: a shared path or s3://...
 
 
+# Upper bounds that no real sweep reaches and that keep a typo (1e21 trials, 1e9 at once) from flooding a machine.
+MAX_TRIALS = 100_000
+MAX_CONCURRENCY = 1_000
+MAX_REPEATS = 100
+MAX_GRID = 100_000  # configurations a grid or ofat sweep may enumerate
+
+
 class SweepSpec(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    # a file and directory name in the store and in Ray: letters, digits, . _ -, at most 100 characters
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     trainable: str
     description: str = ""
     metric: str | None = None
@@ -197,9 +223,9 @@ class SweepSpec(_Strict):
     space: dict[str, Param] = {}
     sampler: SamplerSpec = SamplerSpec()
     pruner: PrunerSpec = PrunerSpec()
-    trials: int | None = Field(None, ge=1)
-    concurrency: int = Field(1, ge=1)
-    repeats: int = Field(1, ge=1, description="seeds per configuration; the study's value is their mean")
+    trials: int | None = Field(None, ge=1, le=MAX_TRIALS)
+    concurrency: int = Field(1, ge=1, le=MAX_CONCURRENCY)
+    repeats: int = Field(1, ge=1, le=MAX_REPEATS)  # seeds per configuration; the study's value is their mean
     resources: Resources = Resources()
     cluster: Cluster = Cluster()
     scheduler: SchedulerSpec = SchedulerSpec()
@@ -275,19 +301,65 @@ def apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> di
     return raw
 
 
-def load(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> tuple[SweepSpec, Path]:
-    """Read, override, validate. Raises SpecError with a one-line message on any problem."""
-    path = resolve_path(name_or_path)
-    source = str(path)
+MAX_FILE_BYTES = 1_000_000  # a space file is a page of YAML; anything this large is a mistake
+MAX_ALIASES = 32  # enough to share a fragment; a YAML alias bomb needs more to blow up
+
+
+class SpaceLoader(yaml.SafeLoader):
+    """Safe YAML that refuses what a space file never needs and would only hide a mistake: a key given
+    twice in one mapping (YAML keeps the last silently), and many aliases (a few hundred bytes of
+    nested aliases expand to gigabytes)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise yaml.constructor.ConstructorError(None, None, f"more than {MAX_ALIASES} aliases", mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                message = f"key {shorten(key)} appears twice (first on line {seen[key]})"
+                raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path, source: str) -> Any:
+    """The file's YAML, or a SpecError naming the line (and nothing else read)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise SpecError(f"{path.stat().st_size:,} bytes; a space file is at most {MAX_FILE_BYTES:,}", source)
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=SpaceLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError(f"{where}not valid YAML ({problem})", source) from None
+    except UnicodeDecodeError as e:
+        raise SpecError(f"not UTF-8 text (byte {e.start}: {e.object[e.start : e.start + 1]!r})", source) from None
+    except RecursionError:
+        raise SpecError("nested too deeply to be a space file", source) from None
     except OSError as e:
         raise SpecError(f"cannot read: {e.strerror}", source) from None
+
+
+def load(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> tuple[SweepSpec, Path]:
+    """Read, override, validate. Raises SpecError with a one-line message on any problem."""
+    path = resolve_path(name_or_path)
+    source = str(path)
+    raw = read_yaml(path, source)
     if not isinstance(raw, dict):
         raise SpecError(f"expected a mapping of keys at the top, got {type(raw).__name__}", source)
     raw = apply_overrides(raw, list(overrides))
@@ -339,9 +411,9 @@ def _first_error(e: ValidationError) -> tuple[str, str]:
         msg = f"type must be one of float, int, categorical (got {err['input'].get('type')!r})"
         loc.append("type")
     elif err["type"] == "literal_error" and loc and loc[-1] == "name":
-        msg = f"{msg} (got {err['input']!r})"
+        msg = f"{msg} (got {shorten(err['input'])})"
     elif err["type"] not in ("value_error", "missing") and "input" in err:
-        msg = f"{msg} (got {err['input']!r})"
+        msg = f"{msg} (got {shorten(err['input'])})"
     return msg, ".".join(loc) or "(top)"
 
 
@@ -385,7 +457,7 @@ def check_against_trainable(spec: SweepSpec, source: str) -> None:
                 key = ".".join(map(str, err["loc"])) or name
                 section = "space" if key == name else "config"
                 raise SpecError(
-                    f"{err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})",
+                    f"{err['msg'].removeprefix('Value error, ')} (got {shorten(err.get('input'))})",
                     source,
                     f"{section}.{key}" if section == "config" or not err["loc"] else f"space.{name}",
                 ) from None

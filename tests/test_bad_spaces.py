@@ -63,3 +63,28 @@ def test_bad_override(override, message, tmp_path):
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_space_files_that_are_not_yaml_text_are_one_line(tmp_path):
+    """Non-UTF-8 bytes, nesting deep enough to exhaust the parser, and a file far too large to be a space."""
+    cases = {
+        "binary.yaml": (b"name: bad\ntrainable: flaky\n\xff\xfe\x00space: {}\n", "not UTF-8 text (byte 27"),
+        "deep.yaml": (b"name: bad\nconfig: " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested too deeply"),
+        "huge.yaml": (b"name: bad\n" + b"# padding\n" * 200_000, "2,000,010 bytes; a space file is at most"),
+    }
+    for name, (content, words) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        result = CliRunner().invoke(app, ["run", str(path), "--store", str(tmp_path / "store")])
+        lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, (name, result.output[-500:])
+        assert lines[0].startswith(f"error: {path}: ") and words in lines[0], lines[0]
+    assert not (tmp_path / "store").exists()
+
+
+def test_an_offending_value_is_shown_short(tmp_path):
+    path = tmp_path / "long.yaml"
+    path.write_text(f"name: bad\ntrainable: flaky\nspace: {{x: {{type: float, low: '{'9' * 100_000}', high: 1}}}}\n")
+    result = CliRunner().invoke(app, ["run", str(path), "--store", str(tmp_path / "store")])
+    assert result.exit_code == 2 and "space.x.low" in result.stderr
+    assert len(result.stderr) < 700  # the value is cut, not printed whole

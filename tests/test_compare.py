@@ -3,6 +3,7 @@
 import csv
 import io
 
+import optuna
 import pytest
 import yaml
 from rich.console import Console
@@ -105,3 +106,17 @@ def test_report_writes_plots_and_logs_them_on_the_parent_run(store):
 def test_report_on_an_unknown_sweep_is_clear(store):
     result = CliRunner().invoke(app, ["report", "nope", "--store", str(store.root)])
     assert result.exit_code == 2 and "unknown sweep 'nope'" in result.stderr
+
+
+def test_report_refuses_a_study_name_that_leads_out_of_the_store(tmp_path):
+    from search.store import Store
+
+    store = Store.at(tmp_path / "store")
+    store.create()
+    study = optuna.create_study(study_name="../../escaped", storage=store.optuna_url)
+    for x in (0.1, 0.2):  # enough trials for a report
+        study.enqueue_trial({"x": x})
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    result = CliRunner().invoke(app, ["report", "../../escaped", "--store", str(store.root)])
+    assert result.exit_code == 2 and "cannot name a report folder" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"] and not (store.root / "reports").exists()
