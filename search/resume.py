@@ -59,10 +59,15 @@ def resume(
         if run.info.status == "RUNNING":
             client.set_tag(run.info.run_id, "stopped", LOST)
             client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+    # A configuration finished when the study was told so: with repeats, one seed's FINISHED run is not
+    # enough (the configuration is told once all its seeds have ended). The trials of this run are the
+    # ones its parent's child runs name.
+    numbers = [r.data.tags.get("optuna.trial_number", "") for r in children]
+    of_this_run = {int(n) for n in numbers if n.isdigit()}
     finished = {
-        r.data.tags.get("optuna.trial_number")
-        for r in children
-        if r.info.status == "FINISHED" or r.data.tags.get("pruned") == "true"
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.number in of_this_run and t.state in (TrialState.COMPLETE, TrialState.PRUNED)
     }
     remaining = sweep.n_trials - len(finished)
     console = console or Console(stderr=True)

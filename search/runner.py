@@ -179,6 +179,11 @@ def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optun
         pruner=sweep.pruner,
         load_if_exists=True,
     )
+    if study.trials and sweep.spec.sampler.seed is not None:
+        # A study that goes on (run again, resumed): the same seed would draw the finished trials' points
+        # again. Offset it by the trials already there, so a rerun is still reproducible but new.
+        reseeded = sweep.spec.sampler.model_copy(update={"seed": sweep.spec.sampler.seed + len(study.trials)})
+        study.sampler = samplers.build_sampler(sweep.spec.model_copy(update={"sampler": reseeded}), sweep.source)
     study.set_metric_names([sweep.metric])
     study.set_user_attr("trainable", sweep.spec.trainable)
     study.set_user_attr("space_file", sweep.source)

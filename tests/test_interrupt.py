@@ -140,3 +140,57 @@ def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_tria
     assert len(numbers) == len(set(numbers))  # one MLflow run per trial, never a duplicate
     parents = [r for r in runs if r.data.tags.get("hpsearch.role") == "sweep"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+
+
+def test_resume_with_repeats_reruns_every_configuration_not_told_to_the_study(write_space, tmp_path):
+    """The kill lands while a configuration has a finished seed but is not yet told (RUNNING in the study):
+    resume must run that configuration again, all its seeds, not count it as done."""
+    store = Store.at(tmp_path / "store")
+    space = write_space(
+        {
+            "name": "killed-repeats",
+            "trainable": "flaky",
+            "config": {"steps": 6, "sleep": 0.3},
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "sampler": {"name": "random", "seed": 3},
+            "trials": 3,
+            "repeats": 2,
+            "concurrency": 1,
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    client = MlflowClient(store.mlflow_url)
+
+    def a_seed_finished_but_its_configuration_runs() -> bool:
+        try:
+            study = optuna.load_study(study_name="killed-repeats", storage=store.optuna_url)
+            exp = client.get_experiment_by_name("killed-repeats")
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+        except Exception:
+            return False
+        running = {str(t.number) for t in study.trials if t.state == TrialState.RUNNING}
+        return any(r.info.status == "FINISHED" and r.data.tags.get("optuna.trial_number") in running for r in runs)
+
+    try:
+        assert wait_for(a_seed_finished_but_its_configuration_runs, timeout=120, every=0.2), "no such moment"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    time.sleep(2)
+
+    from typer.testing import CliRunner
+
+    from search.cli import app
+
+    result = CliRunner().invoke(app, ["resume", "killed-repeats", "--store", str(store.root)])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="killed-repeats", storage=store.optuna_url)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3  # every configuration, each with both seeds
+    assert all(len(t.user_attrs["repeat_values"]) == 2 for t in complete)
+    assert TrialState.RUNNING not in {t.state for t in study.trials}
