@@ -5,9 +5,10 @@ re-suggests its parameters, and Ray's MLflow callback leaves runs RUNNING and lo
 that matters lives in the study and in MLflow, so resume reconciles those two first and then runs the
 rest of the sweep under the same parent run:
 
-1. the space as it ran is read back from the parent run's ``space.yaml`` artifact;
-2. Optuna trials still RUNNING are marked FAIL (``stopped: driver lost``), MLflow runs still RUNNING
-   FAILED with the same tag; nothing that finished is touched or run again;
+0. no other driver holds the sweep (``driver_lock``): a live driver's trials are not lost;
+1. the space as it ran is read back from the parent run's ``space.yaml`` artifact (or the study's copy);
+2. what the dead driver left RUNNING is closed (``reconcile``): study trials FAIL, each MLflow run the
+   way its study trial ended; nothing that finished is touched or run again;
 3. the lost trials' parameters are enqueued, so they run again first, each as a new trial with its own
    MLflow run; then the sweep goes on until its trial count is reached.
 """
@@ -16,49 +17,43 @@ from __future__ import annotations
 
 import optuna
 import yaml
-from mlflow.entities import RunStatus
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from rich.console import Console
 
 from search import runner
+from search.driver_lock import sole_driver
 from search.errors import SpecError
+from search.reconcile import close_lost
 from search.spec import validate
 from search.store import Store
 from search.sweeps import require_sweeps
 from search.tracking import latest_parent_run
-
-LOST = "driver lost"
 
 
 def resume(
     store: Store, name: str, console: Console | None = None, address: str | None = None
 ) -> runner.SweepOutcome | None:
     require_sweeps(store, [name])
+    with sole_driver(store, name):  # a live driver's trials are not lost: refuse while one holds the sweep
+        return _resume(store, name, console, address)
+
+
+def _resume(store: Store, name: str, console: Console | None, address: str | None) -> runner.SweepOutcome | None:
     client = MlflowClient(store.mlflow_url)
     parent = latest_parent_run(client, name)
     if parent is None:
         raise SpecError(f"sweep {name!r} has no parent run in MLflow to resume", name)
-    exp_id = parent.info.experiment_id
     if parent.info.status == "FINISHED":
         raise SpecError(f"sweep {name!r} finished; `hpsearch run` it again to add trials", name)
     source = f"{name} (MLflow run {parent.info.run_id})"
-    with open(client.download_artifacts(parent.info.run_id, "space.yaml")) as f:
-        raw = yaml.safe_load(f)
-    sweep = runner.prepare_spec(validate(raw, source), source)
-
-    # 1. the study: trials left RUNNING by the dead driver end FAIL; their parameters run again.
     study = optuna.load_study(study_name=name, storage=store.optuna_url)
-    lost = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
-    for t in lost:
-        study._storage.set_trial_user_attr(t._trial_id, "stopped", LOST)
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    # 2. MLflow: the parent's children left RUNNING end FAILED.
-    children = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    for run in children:
-        if run.info.status == "RUNNING":
-            client.set_tag(run.info.run_id, "stopped", LOST)
-            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+    sweep = runner.prepare_spec(validate(_space_as_run(client, parent, study, source), source), source)
+
+    # 1-2. the study's RUNNING trials end FAIL, their MLflow runs the way the study ended them
+    lost, children = close_lost(study, client, parent)
     # A configuration finished when the study was told so: with repeats, one seed's FINISHED run is not
     # enough (the configuration is told once all its seeds have ended). The trials of this run are the
     # ones its parent's child runs name.
@@ -82,3 +77,15 @@ def resume(
     sweep.n_trials = remaining
     sweep.enqueued = [dict(t.params) for t in lost][:remaining] + sweep.enqueued
     return runner.run(sweep, store, address=address, console=console, parent_run_id=parent.info.run_id)
+
+
+def _space_as_run(client: MlflowClient, parent: Run, study: optuna.Study, source: str) -> dict:
+    """The space as the sweep ran it: the parent run's space.yaml, else (a kill before that artifact was
+    written) the copy the study keeps."""
+    try:
+        with open(client.download_artifacts(parent.info.run_id, "space.yaml")) as f:
+            return yaml.safe_load(f)
+    except (OSError, MlflowException):
+        if "space" in study.user_attrs:
+            return study.user_attrs["space"]
+        raise SpecError("the space it ran is recorded neither in MLflow nor in the study", source) from None

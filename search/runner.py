@@ -30,11 +30,13 @@ from contextlib import contextmanager
 
 import optuna
 import ray
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from ray import tune
 from rich.console import Console
 
 from search import samplers
+from search.driver_lock import sole_driver
 from search.errors import SpecError, UnreachableError
 from search.infra import check_reachable, rdb_storage
 from search.optuna_bridge import (
@@ -45,9 +47,10 @@ from search.optuna_bridge import (
 )
 from search.progress import ProgressCallback, fmt, rank, results_table
 from search.ray_session import trial_function
+from search.reconcile import close_lost, close_parent
 from search.spec import SweepSpec, load, metric_and_mode
 from search.store import Store
-from search.tracking import MlflowTrialCallback, Tracking
+from search.tracking import MlflowTrialCallback, Tracking, latest_parent_run
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -306,20 +309,33 @@ def run(
 ) -> SweepOutcome:
     """Run the sweep; with ``parent_run_id`` (hpsearch resume) its trials join that MLflow parent run."""
     console = console or Console(stderr=True)
-    spec = sweep.spec
     check_reachable(store, address)
     ensure_ray(address)
-    check_resources(spec, sweep.source, console, cluster=bool(address))
+    check_resources(sweep.spec, sweep.source, console, cluster=bool(address))
     check_store(sweep, store, new)
     store.create()
+    with sole_driver(store, sweep.spec.name):  # the study and MLflow have one writer
+        return _drive(sweep, store, new, console, callbacks, parent_run_id)
 
+
+def _drive(
+    sweep: Sweep,
+    store: Store,
+    new: bool,
+    console: Console,
+    callbacks: list[tune.Callback],
+    parent_run_id: str | None,
+) -> SweepOutcome:
+    spec = sweep.spec
     study = open_study(sweep, store, new, console)
     tracking = Tracking(store.mlflow_url, store.artifacts)
     experiment_id = tracking.experiment_id(spec.name)
     run_name = f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
     if parent_run_id is None:
+        close_orphans(study, tracking.client, console)
         # Without cluster: its storage URL may hold a password, and where a sweep ran is not a hyperparameter.
         recorded = spec.model_dump(mode="json", exclude={"cluster"})
+        study.set_user_attr("space", recorded)  # for resume, should the driver die before space.yaml is logged
         parent_run_id = tracking.start_parent(experiment_id, recorded, study.study_name, run_name)
     else:
         tracking.client.update_run(parent_run_id, status="RUNNING")
@@ -368,6 +384,21 @@ def run(
     console.print(progress.status_line(), highlight=False)
     print_summary(sweep, store, outcome, bridge, console)
     return outcome
+
+
+def close_orphans(study: optuna.Study, client: MlflowClient, console: Console) -> None:
+    """A sweep run again after its driver was killed: close what that driver left RUNNING (this one holds
+    the driver lock, so that driver is dead), so nothing stays RUNNING for ever."""
+    parent = latest_parent_run(client, study.study_name)
+    if parent is None or parent.info.status != "RUNNING":
+        return
+    lost, _ = close_lost(study, client, parent)
+    close_parent(client, parent)
+    console.print(
+        f"the previous run of {study.study_name} lost its driver: {len(lost)} trial(s) it left running are "
+        "marked FAIL (hpsearch resume finishes such a run instead of starting a new one)",
+        highlight=False,
+    )
 
 
 def _summarize(bridge: OptunaBridge, parent_run_id: str, interrupted: bool) -> SweepOutcome:

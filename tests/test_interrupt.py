@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -183,6 +184,11 @@ def test_resume_with_repeats_reruns_every_configuration_not_told_to_the_study(wr
         proc.wait(timeout=30)
     time.sleep(2)
 
+    # the kill may also come before the parent run's space.yaml is written: resume reads the study's copy
+    parent = next(r for r in client.search_runs([client.get_experiment_by_name("killed-repeats").experiment_id])
+                  if r.data.tags.get("hpsearch.role") == "sweep")  # fmt: skip
+    (Path(parent.info.artifact_uri.removeprefix("file://")) / "space.yaml").unlink()
+
     from typer.testing import CliRunner
 
     from search.cli import app
@@ -194,3 +200,83 @@ def test_resume_with_repeats_reruns_every_configuration_not_told_to_the_study(wr
     assert len(complete) == 3  # every configuration, each with both seeds
     assert all(len(t.user_attrs["repeat_values"]) == 2 for t in complete)
     assert TrialState.RUNNING not in {t.state for t in study.trials}
+
+
+def test_a_live_driver_is_not_resumed_and_a_rerun_after_a_kill_closes_what_it_left(write_space, tmp_path):
+    from typer.testing import CliRunner
+
+    from search.cli import app
+
+    store = Store.at(tmp_path / "store")
+    space = write_space(
+        {
+            "name": "driven",
+            "trainable": "flaky",
+            "config": {"steps": 200, "sleep": 0.1},
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "trials": 2,
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for(lambda: running_trials(store, "driven") >= 1, timeout=120), "no trial ever ran"
+        # while its driver lives, neither resume nor a second run may touch the sweep
+        for command in (["resume", "driven"], ["run", str(space)]):
+            result = CliRunner().invoke(app, [*command, "--store", str(store.root)])
+            assert result.exit_code == 2, result.output
+            assert "sweep 'driven' is being driven by hpsearch pid" in result.stderr
+        assert running_trials(store, "driven") >= 1  # its trial is still RUNNING, not marked lost
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    # run (not resume) after the kill: what the dead driver left RUNNING is closed, then the new run goes on
+    result = CliRunner().invoke(app, ["run", str(space), "--store", str(store.root), "--set", "config.steps=1"])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="driven", storage=store.optuna_url)
+    assert TrialState.RUNNING not in {t.state for t in study.trials}
+    lost = [t for t in study.trials if t.user_attrs.get("stopped") == "driver lost"]
+    assert lost and all(t.state == TrialState.FAIL for t in lost)
+    client = MlflowClient(store.mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name("driven").experiment_id])
+    assert "RUNNING" not in {r.info.status for r in runs}
+    parents = sorted((r for r in runs if r.data.tags.get("hpsearch.role") == "sweep"), key=lambda r: r.info.start_time)
+    assert [p.info.status for p in parents] == ["FAILED", "FINISHED"]
+    assert parents[0].data.tags["stopped"] == "driver lost"
+
+
+def test_resume_after_a_kill_between_the_study_and_mlflow_agrees_with_the_study(
+    ray_local, write_space, tmp_path, quiet_console
+):
+    """The crash point chosen by store state: the study has told a trial COMPLETE, MLflow has not yet ended
+    its run, and the parent is still RUNNING. Resume must end that run FINISHED, as the study says, and
+    run nothing more: every trial of the sweep finished."""
+    from search import runner
+    from search.resume import resume
+
+    store = Store.at(tmp_path / "store")
+    space = {
+        "name": "between",
+        "trainable": "flaky",
+        "config": {"steps": 1},
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        "trials": 2,
+    }
+    runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    client = MlflowClient(store.mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name("between").experiment_id])
+    child = next(r for r in runs if "mlflow.parentRunId" in r.data.tags)
+    parent = next(r for r in runs if r.data.tags.get("hpsearch.role") == "sweep")
+    for run in (child, parent):  # as the kill left them
+        client.update_run(run.info.run_id, status="RUNNING")
+
+    assert resume(store, "between", quiet_console) is None  # nothing left to run
+    study = optuna.load_study(study_name="between", storage=store.optuna_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert client.get_run(child.info.run_id).info.status == "FINISHED"
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"

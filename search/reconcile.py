@@ -1,0 +1,54 @@
+"""Closing what a dead driver left open, so the study and MLflow agree again.
+
+A driver killed mid-sweep leaves Optuna trials RUNNING and MLflow runs RUNNING. Both ``hpsearch resume``
+and a later ``hpsearch run`` of the same sweep (the caller holds the sweep's driver lock, so the driver
+that left them is dead) close them the same way:
+
+* a study trial still RUNNING ends FAIL with ``stopped: driver lost`` (its parameters may run again);
+* each MLflow run still RUNNING ends the way its study trial ended: FINISHED if the study has it
+  COMPLETE (the kill came between the two writes), KILLED if PRUNED, else FAILED with the same tag;
+* the parent run, if it is the caller's to close, ends FAILED with ``stopped: driver lost``.
+"""
+
+from __future__ import annotations
+
+import optuna
+from mlflow.entities import Run, RunStatus
+from mlflow.tracking import MlflowClient
+from optuna.trial import FrozenTrial, TrialState
+
+LOST = "driver lost"
+_RUN_STATUS = {TrialState.COMPLETE: RunStatus.FINISHED, TrialState.PRUNED: RunStatus.KILLED}
+
+
+def children_of(client: MlflowClient, parent: Run) -> list[Run]:
+    return client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=50_000
+    )
+
+
+def close_lost(study: optuna.Study, client: MlflowClient, parent: Run) -> tuple[list[FrozenTrial], list[Run]]:
+    """End what the dead driver left RUNNING; return the lost study trials and the parent's child runs."""
+    lost = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    for t in lost:
+        # Optuna has no public way to set an attribute on another process's trial; its storage does it.
+        study._storage.set_trial_user_attr(t._trial_id, "stopped", LOST)
+        study.tell(t.number, state=TrialState.FAIL)
+    states = {str(t.number): t.state for t in study.get_trials(deepcopy=False)}
+    children = children_of(client, parent)
+    for run in children:
+        if run.info.status != "RUNNING":
+            continue
+        state = states.get(run.data.tags.get("optuna.trial_number", ""))
+        status = _RUN_STATUS.get(state, RunStatus.FAILED)
+        if status == RunStatus.FAILED:
+            client.set_tag(run.info.run_id, "stopped", LOST)
+        if state is not None:
+            client.set_tag(run.info.run_id, "optuna.state", state.name)
+        client.set_terminated(run.info.run_id, RunStatus.to_string(status))
+    return lost, children
+
+
+def close_parent(client: MlflowClient, parent: Run) -> None:
+    client.set_tag(parent.info.run_id, "stopped", LOST)
+    client.set_terminated(parent.info.run_id, RunStatus.to_string(RunStatus.FAILED))
