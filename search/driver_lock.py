@@ -25,6 +25,20 @@ from search.store import Store
 _held: dict[Path, int] = {}  # lock files this process holds, with their file descriptors
 
 
+@contextmanager
+def setting_up(store: Store) -> Iterator[None]:
+    """Wait for, then hold, the store's set-up lock: two drivers starting together on a new store would
+    otherwise both create the SQLite schemas (MLflow's migrations fail half-way, Optuna's tables clash)."""
+    path = store.root / "locks" / "store-setup.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def lock_path(store: Store, sweep: str) -> Path:
     return store.root / "locks" / f"{sweep}.lock"
 

@@ -36,7 +36,7 @@ from ray import tune
 from rich.console import Console
 
 from search import samplers
-from search.driver_lock import sole_driver
+from search.driver_lock import setting_up, sole_driver
 from search.errors import SpecError, UnreachableError
 from search.infra import check_reachable, rdb_storage
 from search.optuna_bridge import (
@@ -162,8 +162,15 @@ def create_store(sweep: Sweep, store: Store, new: bool = False, address: str | N
     """The store's directories and an empty study database, so a dashboard can watch from the start."""
     check_reachable(store, address)
     check_store(sweep, store, new)
+    init_store(store)
+
+
+def init_store(store: Store) -> None:
+    """Directories, the Optuna tables and MLflow's schema, created by one process at a time."""
     store.create()
-    rdb_storage(store.optuna_url).engine.dispose()
+    with setting_up(store):
+        rdb_storage(store.optuna_url).engine.dispose()
+        MlflowClient(store.mlflow_url).search_experiments(max_results=1)
 
 
 def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optuna.Study:
@@ -313,7 +320,7 @@ def run(
     ensure_ray(address)
     check_resources(sweep.spec, sweep.source, console, cluster=bool(address))
     check_store(sweep, store, new)
-    store.create()
+    init_store(store)
     with sole_driver(store, sweep.spec.name):  # the study and MLflow have one writer
         return _drive(sweep, store, new, console, callbacks, parent_run_id)
 

@@ -280,3 +280,34 @@ def test_resume_after_a_kill_between_the_study_and_mlflow_agrees_with_the_study(
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert client.get_run(child.info.run_id).info.status == "FINISHED"
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+def test_two_drivers_starting_together_on_a_new_store_both_finish(write_space, tmp_path):
+    store = Store.at(tmp_path / "store")
+    spaces = [
+        write_space(
+            {
+                "name": name,
+                "trainable": "flaky",
+                "config": {"steps": 1},
+                "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+                "trials": 1,
+            },
+            f"{name}.yaml",
+        )
+        for name in ("first", "second")
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for space in spaces
+    ]
+    errors = [p.communicate(timeout=240)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for e in errors]
+    for name in ("first", "second"):
+        study = optuna.load_study(study_name=name, storage=store.optuna_url)
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE]
