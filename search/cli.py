@@ -44,6 +44,7 @@ def open_store(
 
     s = Store.at(store, storage, tracking_uri, storage_path)
     try:
+        s.check()
         check_storage(s.optuna_url)
         check_tracking(s.mlflow_url)
     except SpecError as e:

@@ -7,6 +7,7 @@ retries Ray, SQLAlchemy and MLflow would each spend on their own).
 
 from __future__ import annotations
 
+import http.client
 import socket
 import urllib.error
 import urllib.request
@@ -18,8 +19,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from search.errors import UnreachableError
-from search.store import Store
+from search.errors import UnreachableError, shorten
+from search.store import Store, hide_password
 
 CONNECT_TIMEOUT_S = 5
 
@@ -44,7 +45,7 @@ def check_storage(url: str) -> None:
     try:
         shown = make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
-        raise UnreachableError(f"not a database URL: {url!r}", "--storage") from None
+        raise UnreachableError(f"not a database URL: {hide_password(url)!r}", "--storage") from None
     try:
         engine = create_engine(url, **engine_kwargs(url))
     except ModuleNotFoundError as e:
@@ -68,16 +69,23 @@ def check_tracking(uri: str) -> None:
     """An http(s) tracking URI must be a live MLflow server (its /health answers OK)."""
     if urlparse(uri).scheme not in ("http", "https"):
         return
+    shown = hide_password(uri)
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=CONNECT_TIMEOUT_S) as response:
             body = response.read(100).decode(errors="replace").strip()
     except urllib.error.HTTPError as e:
-        raise UnreachableError(f"{uri} answered {e.code} to /health: not an MLflow server?", "--tracking-uri") from None
+        raise UnreachableError(
+            f"{shown} answered {e.code} to /health: not an MLflow server?", "--tracking-uri"
+        ) from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise UnreachableError(f"cannot reach the MLflow tracking server {uri}: {reason}", "--tracking-uri") from None
+        raise UnreachableError(f"cannot reach the MLflow tracking server {shown}: {reason}", "--tracking-uri") from None
+    except (ValueError, http.client.InvalidURL) as e:  # a port that is not a number, ...
+        raise UnreachableError(f"not a usable URL: {shown} ({e})", "--tracking-uri") from None
     if body != "OK":
-        raise UnreachableError(f"{uri}/health answered {body!r}, not OK: not an MLflow server?", "--tracking-uri")
+        raise UnreachableError(
+            f"{shown}/health answered {shorten(body)}, not OK: not an MLflow server?", "--tracking-uri"
+        )
 
 
 def check_ray_address(address: str | None) -> None:

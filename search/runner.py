@@ -160,6 +160,7 @@ def check_store(sweep: Sweep, store: Store, new: bool) -> None:
 
 def create_store(sweep: Sweep, store: Store, new: bool = False, address: str | None = None) -> None:
     """The store's directories and an empty study database, so a dashboard can watch from the start."""
+    store.check()
     check_reachable(store, address)
     check_store(sweep, store, new)
     init_store(store)
@@ -316,6 +317,7 @@ def run(
 ) -> SweepOutcome:
     """Run the sweep; with ``parent_run_id`` (hpsearch resume) its trials join that MLflow parent run."""
     console = console or Console(stderr=True)
+    store.check()
     check_reachable(store, address)
     ensure_ray(address)
     check_resources(sweep.spec, sweep.source, console, cluster=bool(address))
@@ -457,7 +459,7 @@ def print_summary(sweep: Sweep, store: Store, outcome: SweepOutcome, bridge: Opt
     console.print("watch and compare:", highlight=False)
     console.print(f"  optuna-dashboard {store.shown_storage}", highlight=False, soft_wrap=True)
     if store.artifacts is None:
-        console.print(f"  MLflow runs on {store.mlflow_url}", highlight=False, soft_wrap=True)
+        console.print(f"  MLflow runs on {store.shown_tracking}", highlight=False, soft_wrap=True)
     else:
         console.print(
             f"  mlflow ui --backend-store-uri {store.mlflow_url} --default-artifact-root {store.artifacts.as_uri()}",

@@ -1,11 +1,13 @@
 """The two watch servers on a store: optuna-dashboard (the study, live) and the MLflow UI (the runs).
 
-Both bind 127.0.0.1 unless told otherwise. They run as child processes of the real command-line tools,
-so what a user gets is exactly what those projects ship.
+Both bind 127.0.0.1 unless told otherwise. They run as child processes: optuna-dashboard's own server
+(given the storage URL through the environment, not the command line) and the mlflow ui command, so
+what a user gets is exactly what those projects ship.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -84,11 +86,13 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _spawn(cmd: list[str]) -> subprocess.Popen:
+def _spawn(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     """Popen, with a SIGTERM that lands while it forks held back until the child can be stopped."""
     _Signals.deferred, _Signals.pending = True, False
     try:
-        process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+        )
     finally:
         _Signals.deferred = False
     if _Signals.pending:
@@ -97,8 +101,10 @@ def _spawn(cmd: list[str]) -> subprocess.Popen:
     return process
 
 
-def _start(name: str, cmd: list[str], url: str, probe: str, timeout_s: float) -> Server:
-    process = _spawn(cmd)
+def _start(
+    name: str, cmd: list[str], url: str, probe: str, timeout_s: float, env: dict[str, str] | None = None
+) -> Server:
+    process = _spawn(cmd, env)
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
@@ -117,10 +123,20 @@ def _start(name: str, cmd: list[str], url: str, probe: str, timeout_s: float) ->
         raise
 
 
+# optuna-dashboard's own command takes the storage URL as an argument, which every user of the machine can
+# read (ps, /proc/PID/cmdline); a URL may hold a database password. Its server function takes it from the
+# environment instead, which only the same user can read.
+_DASHBOARD = (
+    "import os, sys, optuna_dashboard; "
+    "optuna_dashboard.run_server(os.environ.pop('HPSEARCH_DASHBOARD_STORAGE'), sys.argv[1], int(sys.argv[2]))"
+)
+
+
 def start_dashboard(storage_url: str, host: str, port: int, timeout_s: float = 60) -> Server:
     check_port_free(host, port)
-    cmd = [_tool("optuna-dashboard"), storage_url, "--host", host, "--port", str(port), "--quiet"]
-    return _start("optuna-dashboard", cmd, f"http://{host}:{port}", "/api/studies", timeout_s)
+    cmd = [sys.executable, "-c", _DASHBOARD, host, str(port)]
+    env = {"HPSEARCH_DASHBOARD_STORAGE": storage_url}
+    return _start("optuna-dashboard", cmd, f"http://{host}:{port}", "/api/studies", timeout_s, env)
 
 
 def start_mlflow_ui(store: Store, host: str, port: int, timeout_s: float = 90) -> Server:

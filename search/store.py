@@ -8,10 +8,20 @@ every Ray node can reach or an object-store URL (s3://...).
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+
+from search.errors import SpecError
+
+
+def hide_password(url: str) -> str:
+    """``http://user:secret@host`` -> ``http://user:***@host``: for every message and log line."""
+    # By pattern, not by parsing: a URL too broken to parse must not have its password shown either.
+    return re.sub(r"(://[^/@:]*:)[^/]*@", r"\1***@", url)
 
 
 @dataclass(frozen=True)
@@ -55,14 +65,49 @@ class Store:
         """The Optuna URL with any password hidden, for messages and logs."""
         return make_url(self.optuna_url).render_as_string(hide_password=True)
 
+    @property
+    def shown_tracking(self) -> str:
+        """The MLflow URI with any password hidden."""
+        return hide_password(self.mlflow_url)
+
     def describe(self) -> str:
         if not (self.storage or self.tracking_uri or self.storage_path):
             return str(self.root)
-        return f"study {self.shown_storage}, runs {self.mlflow_url}, Ray results {self.ray_results}"
+        return f"study {self.shown_storage}, runs {self.shown_tracking}, Ray results {self.ray_results}"
 
     def exists(self) -> bool:
         """Whether there may be studies to read (a database server always may)."""
         return self.storage is not None or (self.root / "optuna.db").is_file()
+
+    def check(self) -> None:
+        """A damaged local store is one line before anything is written to it: a file where its folder
+        should be, or a database file SQLite cannot read (truncated, overwritten)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise SpecError(f"{self.root} is a file, not a folder: point --store at a folder", "--store")
+        databases = [
+            (self.root / name)
+            for name, url in (("optuna.db", self.storage), ("mlflow.db", self.tracking_uri))
+            if not url
+        ]
+        for path in databases:
+            if not path.exists():
+                continue
+            try:
+                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            except sqlite3.Error as e:
+                problem = str(e)
+            else:
+                try:
+                    problem = db.execute("PRAGMA quick_check").fetchone()[0]
+                except sqlite3.Error as e:
+                    problem = str(e)
+                finally:
+                    db.close()
+            if problem != "ok":
+                raise SpecError(
+                    f"{path} is damaged ({problem.splitlines()[0]}): move it aside to start afresh, or restore it",
+                    "--store",
+                )
 
     def create(self) -> None:
         local = [self.root] + ([self.artifacts] if self.artifacts else [])

@@ -56,6 +56,8 @@ def test_dashboard_api_lists_the_study_and_its_trials(swept_store):
     server = start_dashboard(swept_store.optuna_url, "127.0.0.1", free_port())
     try:
         assert server.url.startswith("http://127.0.0.1:")
+        # the storage URL (on a server it may hold a password) is not on the command line anyone can read
+        assert "optuna.db" not in Path(f"/proc/{server.process.pid}/cmdline").read_text()
         studies = get_json(f"{server.url}/api/studies")["study_summaries"]
         study = next(s for s in studies if s["study_name"] == "watched")
         detail = get_json(f"{server.url}/api/studies/{study['study_id']}?after=0")
