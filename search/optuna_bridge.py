@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,18 +259,66 @@ class OptunaSearcher(Searcher):
         pass
 
 
+class BudgetWatch:
+    """The trial budget without the trainable's help: a trial past it is stopped even if it stopped
+    reporting (hung in a data loader, a deadlock, a very long epoch).
+
+    A trainable's own clock starts after its imports and data set-up; the driver learns it from the first
+    report (now - elapsed_s). Ray asks the scheduler which trial to run on every step of its loop (about
+    ten times a second), so that is where the watch looks. A trial stopped here ends as a budget stop
+    does: COMPLETE with the best value it reported, or FAIL if it reported none.
+    """
+
+    STARTUP_ALLOWANCE_S = 60.0  # before a first report: worker start, imports, data loading
+    LATENESS_S = 5.0  # after the limit: a report due at the limit may be on its way
+
+    def __init__(self, limit_s: float | None) -> None:
+        self.limit_s = limit_s
+        self.zero: dict[str, float] = {}  # trial id -> driver time at which the trial's own clock read 0
+        self.measured: set[str] = set()  # trials whose zero came from a report, not from a first sighting
+
+    def saw_result(self, trial_id: str, result: dict) -> None:
+        if self.limit_s is not None and trial_id not in self.measured and "elapsed_s" in result:
+            self.zero[trial_id] = time.monotonic() - float(result["elapsed_s"])
+            self.measured.add(trial_id)
+
+    def overdue(self, trials: list[Trial]) -> list[Trial]:
+        if self.limit_s is None:
+            return []
+        now, late = time.monotonic(), []
+        for trial in trials:
+            if trial.status != Trial.RUNNING:
+                continue
+            zero = self.zero.setdefault(trial.trial_id, now + self.STARTUP_ALLOWANCE_S)  # first seen running
+            if now > zero + self.limit_s + self.LATENESS_S:
+                late.append(trial)
+        return late
+
+
+def stop_overdue(scheduler: Any, tune_controller: Any) -> None:
+    for trial in scheduler.watch.overdue(tune_controller.get_live_trials()):
+        scheduler.bridge.set_attr(trial.trial_id, "stopped", "trial budget (no report in time)")
+        tune_controller.stop_trial(trial)
+
+
 class PruningScheduler(FIFOScheduler):
     """Records each step on the study and stops the trial when the study's pruner says so."""
 
-    def __init__(self, bridge: OptunaBridge) -> None:
+    def __init__(self, bridge: OptunaBridge, trial_limit_s: float | None = None) -> None:
         super().__init__()
         self.bridge = bridge
+        self.watch = BudgetWatch(trial_limit_s)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        stop_overdue(self, tune_controller)
+        return super().choose_trial_to_run(tune_controller)
 
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
         self.bridge.record_error(trial)
         super().on_trial_error(tune_controller, trial)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        self.watch.saw_result(trial.trial_id, result)
         if not self.bridge.report(trial.trial_id, result):
             return TrialScheduler.STOP
         return TrialScheduler.STOP if self.bridge.should_prune(trial.trial_id) else TrialScheduler.CONTINUE
@@ -278,15 +327,21 @@ class PruningScheduler(FIFOScheduler):
 class ReportingASHA(AsyncHyperBandScheduler):
     """Ray's ASHA deciding, the study recording: trials ASHA stops end PRUNED, not COMPLETE."""
 
-    def __init__(self, bridge: OptunaBridge, **options: Any) -> None:
+    def __init__(self, bridge: OptunaBridge, trial_limit_s: float | None = None, **options: Any) -> None:
         super().__init__(metric=bridge.metric, mode=bridge.mode, **options)
         self.bridge = bridge
+        self.watch = BudgetWatch(trial_limit_s)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        stop_overdue(self, tune_controller)
+        return super().choose_trial_to_run(tune_controller)
 
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
         self.bridge.record_error(trial)
         super().on_trial_error(tune_controller, trial)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        self.watch.saw_result(trial.trial_id, result)
         if not self.bridge.report(trial.trial_id, result):
             return TrialScheduler.STOP
         decision = super().on_trial_result(tune_controller, trial, result)

@@ -273,10 +273,11 @@ def build_tuner(
     spec = sweep.spec
     interval = spec.report_interval_s
     budget = spec.budget
+    limit = budget.trial + (interval or 0.0) if budget.trial else None  # as TrialBudgetStopper's
     if spec.scheduler.name == "asha":
-        scheduler = ReportingASHA(bridge, **spec.scheduler.options)
+        scheduler = ReportingASHA(bridge, limit, **spec.scheduler.options)
     else:
-        scheduler = PruningScheduler(bridge)
+        scheduler = PruningScheduler(bridge, limit)
     trainable = trial_function(
         spec.trainable, sweep.metric, spec.resources.cpu, spec.resources.gpu, budget.trial, interval
     )

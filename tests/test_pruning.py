@@ -1,5 +1,7 @@
 """Optuna pruning inside Ray Tune, ASHA recorded as pruning, and the sweep and trial budgets."""
 
+import time
+
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
@@ -186,3 +188,23 @@ def test_trial_budget_stops_a_trainable_that_ignores_it(ray_local, write_space, 
     assert trial.state == TrialState.COMPLETE
     assert 6 <= len(trial.intermediate_values) <= 2 / 0.25 + 2  # one report past the limit at most
     assert trial.value == max(trial.intermediate_values.values())
+
+
+def test_the_trial_budget_holds_for_a_trial_that_stops_reporting(ray_local, write_space, tmp_path, quiet_console):
+    store = Store.at(tmp_path / "store")
+    space = {
+        "name": "hung",
+        "trainable": "flaky",
+        "config": {"x": 0.3, "steps": 5, "hang_after": 1},
+        "space": {"x": {"type": "categorical", "choices": [0.3]}},
+        "sampler": {"name": "grid"},
+        "budget": {"trial": "3s"},
+        "report": "epoch",
+    }
+    started = time.monotonic()
+    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    assert time.monotonic() - started < 60  # not the 90 s the trainable hangs for
+    assert outcome.counts == {"complete": 1, "pruned": 0, "fail": 0}
+    trial = optuna.load_study(study_name="hung", storage=store.optuna_url).trials[0]
+    assert list(trial.intermediate_values) == [1] and trial.value == trial.intermediate_values[1]
+    assert trial.user_attrs["stopped"] == "trial budget (no report in time)"

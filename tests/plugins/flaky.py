@@ -11,6 +11,7 @@ class FlakyParams(Hyperparameters):
     fail_above: float = 2.0  # x above this raises at step 1
     metric_name: str = "score"
     sleep: float = 0.0  # seconds per step, to keep a trial running while a test acts on it
+    hang_after: int | None = None  # stop reporting after this many steps and hang 90 s (a stuck data loader)
 
 
 @trainable("flaky", params=FlakyParams, metric="score", mode="max")
@@ -20,5 +21,7 @@ def flaky(p: FlakyParams, session) -> None:
         if step == 1 and p.x > p.fail_above:
             raise RuntimeError(f"flaky trial failed on purpose at x={p.x}")
         time.sleep(p.sleep)
+        if p.hang_after is not None and step == p.hang_after:
+            time.sleep(90)  # long enough to fail the test, short enough not to hang the suite
         last = step == p.steps - 1
         session.report(step + 1, {p.metric_name: -((p.x - 0.3) ** 2) * (p.steps - step)}, final=last)
