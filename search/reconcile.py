@@ -7,6 +7,7 @@ that left them is dead) close them the same way:
 * a study trial still RUNNING ends FAIL with ``stopped: driver lost`` (its parameters may run again);
 * each MLflow run still RUNNING ends the way its study trial ended: FINISHED if the study has it
   COMPLETE (the kill came between the two writes), KILLED if PRUNED, else FAILED with the same tag;
+  a seed's run that FINISHED while its configuration was lost ends FAILED too (its value counts nowhere);
 * the parent run, if it is the caller's to close, ends FAILED with ``stopped: driver lost``.
 """
 
@@ -35,8 +36,17 @@ def close_lost(study: optuna.Study, client: MlflowClient, parent: Run) -> tuple[
         study._storage.set_trial_user_attr(t._trial_id, "stopped", LOST)
         study.tell(t.number, state=TrialState.FAIL)
     states = {str(t.number): t.state for t in study.get_trials(deepcopy=False)}
+    lost_numbers = {str(t.number) for t in lost}
     children = children_of(client, parent)
     for run in children:
+        number = run.data.tags.get("optuna.trial_number", "")
+        if run.info.status == "FINISHED" and number in lost_numbers:
+            # With repeats: this seed finished, but its configuration was lost and runs again as a new trial;
+            # its value counts nowhere, so the run must not read FINISHED beside a FAIL trial.
+            client.set_tag(run.info.run_id, "stopped", f"{LOST} (this seed finished; its configuration did not)")
+            client.set_tag(run.info.run_id, "optuna.state", TrialState.FAIL.name)
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+            continue
         if run.info.status != "RUNNING":
             continue
         state = states.get(run.data.tags.get("optuna.trial_number", ""))

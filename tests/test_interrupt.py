@@ -200,6 +200,11 @@ def test_resume_with_repeats_reruns_every_configuration_not_told_to_the_study(wr
     assert len(complete) == 3  # every configuration, each with both seeds
     assert all(len(t.user_attrs["repeat_values"]) == 2 for t in complete)
     assert TrialState.RUNNING not in {t.state for t in study.trials}
+    # every MLflow run agrees with its study trial: the finished seed of the lost configuration included
+    agrees = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
+    states = {str(t.number): t.state for t in study.trials}
+    seeds = [r for r in client.search_runs([parent.info.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    assert all(r.info.status == agrees[states[r.data.tags["optuna.trial_number"]]] for r in seeds)
 
 
 def test_a_live_driver_is_not_resumed_and_a_rerun_after_a_kill_closes_what_it_left(write_space, tmp_path):

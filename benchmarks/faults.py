@@ -1,0 +1,182 @@
+"""The fault campaign: SIGKILL the driver at points chosen by the stores' state, resume, audit both stores.
+
+    python benchmarks/faults.py [--quick]
+
+Each kill point is a predicate on the study and the MLflow runs (not a sleep), so the same moment is hit
+on a fast or a slow machine. For each: a fresh store, `hpsearch run` in its own process group, SIGKILL
+of the whole group the moment the predicate holds, `hpsearch resume`, then an audit. Every loss column
+must read zero:
+
+- lost: trials finished before the kill that are not finished after it, or whose MLflow run changed
+- running: study trials or MLflow runs left RUNNING
+- duplicates: more than one MLflow run for one trial (and seed)
+- disagree: MLflow runs whose status is not the one their study trial's state maps to
+- short: configurations the sweep asked for that did not finish
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import optuna
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parent.parent
+AGREES = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
+
+
+@dataclass
+class Snapshot:
+    trials: list[optuna.trial.FrozenTrial]
+    runs: list  # MLflow runs of the sweep's experiment
+
+
+def snapshot(store: Path, name: str) -> Snapshot | None:
+    try:
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{store / 'optuna.db'}")
+        client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+        exp = client.get_experiment_by_name(name)
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        return Snapshot(study.get_trials(deepcopy=False), runs)
+    except Exception:  # the stores are still being created
+        return None
+
+
+def children(s: Snapshot) -> list:
+    return [r for r in s.runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def finished(s: Snapshot) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in s.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+# Kill points: (name, space overrides, predicate on a snapshot)
+KILL_POINTS: list[tuple[str, dict, Callable[[Snapshot], bool]]] = [
+    ("parent run created", {}, lambda s: any("mlflow.parentRunId" not in r.data.tags for r in s.runs)),
+    ("first report", {}, lambda s: any(t.intermediate_values for t in s.trials)),
+    ("1 trial finished", {}, lambda s: len(finished(s)) >= 1),
+    ("3 trials finished", {}, lambda s: len(finished(s)) >= 3),
+    (
+        "a seed finished, its configuration not told",
+        {"repeats": 2, "trials": 3},
+        lambda s: any(
+            r.info.status == "FINISHED"
+            and r.data.tags.get("optuna.trial_number")
+            in {str(t.number) for t in s.trials if t.state == TrialState.RUNNING}
+            for r in children(s)
+        ),
+    ),
+    (
+        "last trial running",
+        {},
+        lambda s: len(finished(s)) >= 4 and any(t.state == TrialState.RUNNING for t in s.trials),
+    ),
+]
+QUICK = {"first report", "1 trial finished", "a seed finished, its configuration not told"}
+
+
+def space(name: str, overrides: dict) -> dict:
+    return {
+        "name": name,
+        "trainable": "flaky",
+        "config": {"steps": 6, "sleep": 0.2},
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        "sampler": {"name": "random", "seed": 1},
+        "trials": 5,
+        "concurrency": 2,
+        **overrides,
+    }
+
+
+def campaign_point(work: Path, name: str, overrides: dict, predicate: Callable[[Snapshot], bool]) -> dict:
+    store, path = work / "store", work / "space.yaml"
+    spec = space("faults", overrides)
+    path.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "HPSEARCH_TRAINABLES": str(ROOT / "tests" / "plugins" / "flaky.py")}
+    cmd = [sys.executable, "-m", "search.cli"]
+    proc = subprocess.Popen(
+        [*cmd, "run", str(path), "--store", str(store)],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    hit = False
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        s = snapshot(store, "faults")
+        if s is not None and predicate(s):
+            hit = True
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = snapshot(store, "faults")
+    done_before = {t.number: t.user_attrs.get("mlflow_run_id") for t in finished(before)} if before else {}
+    resumed = subprocess.run([*cmd, "resume", "faults", "--store", str(store)], env=env, cwd=ROOT, capture_output=True)
+    after = snapshot(store, "faults")
+    states = {str(t.number): t.state for t in after.trials}
+    by_number = {t.number: t for t in after.trials}
+    lost = sum(
+        1
+        for n, run_id in done_before.items()
+        if by_number[n].state not in (TrialState.COMPLETE, TrialState.PRUNED)
+        or by_number[n].user_attrs.get("mlflow_run_id") != run_id
+    )
+    keys = collections.Counter(
+        (r.data.tags.get("optuna.trial_number"), r.data.tags.get("repeat")) for r in children(after)
+    )
+    disagree = sum(
+        1
+        for r in children(after)
+        if states.get(r.data.tags.get("optuna.trial_number")) in AGREES
+        and r.info.status != AGREES[states[r.data.tags["optuna.trial_number"]]]
+    )
+    return {
+        "kill point": name,
+        "hit": "yes" if hit else "no (run ended first)",
+        "resume rc": resumed.returncode,
+        "lost": lost,
+        "running": sum(t.state == TrialState.RUNNING for t in after.trials)
+        + sum(r.info.status == "RUNNING" for r in after.runs),
+        "duplicates": sum(n - 1 for n in keys.values()),
+        "disagree": disagree,
+        "short": max(0, spec["trials"] - len(finished(after))),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"only: {', '.join(sorted(QUICK))}")
+    args = parser.parse_args()
+    rows = []
+    for name, overrides, predicate in KILL_POINTS:
+        if args.quick and name not in QUICK:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.monotonic()
+            row = campaign_point(Path(tmp), name, overrides, predicate)
+            row["s"] = f"{time.monotonic() - started:.0f}"
+            rows.append(row)
+            print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    header = list(rows[0])
+    print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(row[k]) for k in header) + " |")
+    totals = {k: sum(r[k] for r in rows) for k in ("lost", "running", "duplicates", "disagree", "short")}
+    print(f"\nkill points tried: {len(rows)}, hit: {sum(r['hit'] == 'yes' for r in rows)}; totals: {totals}")
+    if any(totals.values()):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
