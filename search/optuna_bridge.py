@@ -93,7 +93,7 @@ class OptunaBridge:
             if len(self.records) >= self.n_trials * self.repeats:
                 return None
             group = self._open_group = []
-            trial = self.study.ask(self.distributions)
+            trial = self._ask()
         else:
             trial = group[0].optuna_trial
         rec = TrialRecord(trial, repeat=len(group), group=group)
@@ -105,6 +105,19 @@ class OptunaBridge:
         if self.repeats > 1:
             config["seed"] = config.get("seed", 0) + rec.repeat
         return config
+
+    def _ask(self) -> optuna.Trial:
+        """``study.ask``, closing the trial it may have created before it failed (a sampler that raises
+        while sampling leaves a RUNNING trial no record knows, which nothing would ever end)."""
+        known = max((r.optuna_trial.number for r in self.records.values()), default=-1)
+        try:
+            return self.study.ask(self.distributions)
+        except Exception as e:
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if t.number > known:
+                    self.study.tell(t.number, state=TrialState.FAIL)
+                    log.error("trial %d could not be sampled: %s", t.number, e)
+            raise
 
     def number(self, ray_trial_id: str) -> int | None:
         rec = self.records.get(ray_trial_id)
