@@ -25,13 +25,17 @@ from search.store import Store
 _held: dict[Path, int] = {}  # lock files this process holds, with their file descriptors
 
 
+def _open(path: Path) -> int:
+    """A lock file in ``<store>/locks/``, opened (created if need be) for flock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
 @contextmanager
 def setting_up(store: Store) -> Iterator[None]:
     """Wait for, then hold, the store's set-up lock: two drivers starting together on a new store would
     otherwise both create the SQLite schemas (MLflow's migrations fail half-way, Optuna's tables clash)."""
-    path = store.root / "locks" / "store-setup.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open(store.root / "locks" / "store-setup.lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -39,19 +43,14 @@ def setting_up(store: Store) -> Iterator[None]:
         os.close(fd)
 
 
-def lock_path(store: Store, sweep: str) -> Path:
-    return store.root / "locks" / f"{sweep}.lock"
-
-
 @contextmanager
 def sole_driver(store: Store, sweep: str) -> Iterator[None]:
     """Hold the sweep's driver lock (re-entrant within this process), or raise naming the live driver."""
-    path = lock_path(store, sweep)
+    path = store.root / "locks" / f"{sweep}.lock"
     if path in _held:  # resume holds it, then runs the sweep
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

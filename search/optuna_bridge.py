@@ -308,27 +308,31 @@ class BudgetWatch:
         return late
 
 
-def stop_overdue(scheduler: Any, tune_controller: Any) -> None:
-    for trial in scheduler.watch.overdue(tune_controller.get_live_trials()):
-        scheduler.bridge.set_attr(trial.trial_id, "stopped", "trial budget (no report in time)")
-        tune_controller.stop_trial(trial)
+class _BridgedScheduler:
+    """What both schedulers do beside deciding: keep a failed trial's error line for the bridge (Ray tells
+    schedulers of errors before searchers), and stop trials past their budget on every loop step."""
+
+    bridge: OptunaBridge
+    watch: BudgetWatch
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        for trial in self.watch.overdue(tune_controller.get_live_trials()):
+            self.bridge.set_attr(trial.trial_id, "stopped", "trial budget (no report in time)")
+            tune_controller.stop_trial(trial)
+        return super().choose_trial_to_run(tune_controller)
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self.bridge.record_error(trial)
+        super().on_trial_error(tune_controller, trial)
 
 
-class PruningScheduler(FIFOScheduler):
+class PruningScheduler(_BridgedScheduler, FIFOScheduler):
     """Records each step on the study and stops the trial when the study's pruner says so."""
 
     def __init__(self, bridge: OptunaBridge, trial_limit_s: float | None = None) -> None:
         super().__init__()
         self.bridge = bridge
         self.watch = BudgetWatch(trial_limit_s)
-
-    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
-        stop_overdue(self, tune_controller)
-        return super().choose_trial_to_run(tune_controller)
-
-    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
-        self.bridge.record_error(trial)
-        super().on_trial_error(tune_controller, trial)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         self.watch.saw_result(trial.trial_id, result)
@@ -337,21 +341,13 @@ class PruningScheduler(FIFOScheduler):
         return TrialScheduler.STOP if self.bridge.should_prune(trial.trial_id) else TrialScheduler.CONTINUE
 
 
-class ReportingASHA(AsyncHyperBandScheduler):
+class ReportingASHA(_BridgedScheduler, AsyncHyperBandScheduler):
     """Ray's ASHA deciding, the study recording: trials ASHA stops end PRUNED, not COMPLETE."""
 
     def __init__(self, bridge: OptunaBridge, trial_limit_s: float | None = None, **options: Any) -> None:
         super().__init__(metric=bridge.metric, mode=bridge.mode, **options)
         self.bridge = bridge
         self.watch = BudgetWatch(trial_limit_s)
-
-    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
-        stop_overdue(self, tune_controller)
-        return super().choose_trial_to_run(tune_controller)
-
-    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
-        self.bridge.record_error(trial)
-        super().on_trial_error(tune_controller, trial)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         self.watch.saw_result(trial.trial_id, result)

@@ -49,7 +49,7 @@ def close_lost(study: optuna.Study, client: MlflowClient, parent: Run) -> tuple[
             continue
         if run.info.status != "RUNNING":
             continue
-        state = states.get(run.data.tags.get("optuna.trial_number", ""))
+        state = states.get(number)
         status = _RUN_STATUS.get(state, RunStatus.FAILED)
         if status == RunStatus.FAILED:
             client.set_tag(run.info.run_id, "stopped", LOST)

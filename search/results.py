@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from search.errors import SpecError
 from search.store import Store
-from search.sweeps import require_sweeps
+from search.sweeps import recorded_space, require_sweeps
 
 CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.pt"
 MODEL_FILE = "model.pt"
@@ -52,7 +52,8 @@ def best(store: Store, sweep: str, trial_number: int | None = None) -> Best:
     client = MlflowClient(store.mlflow_url)
     run_ids = [v for k, v in sorted(trial.user_attrs.items()) if k.startswith("mlflow_run_id")]
     run_id = run_ids[0] if run_ids else None  # with repeats: the first seed's run
-    space = _space_as_run(client, run_id, sweep)
+    parent = client.get_run(run_id).data.tags.get("mlflow.parentRunId") if run_id is not None else None
+    space = (recorded_space(client, parent, study.user_attrs) if parent else None) or {}
     config = {**space.get("config", {}), **trial.params}
     checkpoint = None
     if run_id is not None and _has_artifact(client, run_id, CHECKPOINT_ARTIFACT):
@@ -81,17 +82,6 @@ def _pick(study: optuna.Study, sweep: str, number: int | None) -> optuna.trial.F
     if not complete:
         raise SpecError(f"sweep {sweep!r} has no COMPLETE trial yet (hpsearch sweeps shows its trials)", sweep)
     return study.best_trial
-
-
-def _space_as_run(client: MlflowClient, run_id: str | None, sweep: str) -> dict[str, Any]:
-    """The space file as the trial's sweep ran it: its parent run's space.yaml."""
-    if run_id is None:
-        return {}
-    parent = client.get_run(run_id).data.tags.get("mlflow.parentRunId")
-    if parent is None or not _has_artifact(client, parent, "space.yaml"):
-        return {}
-    with open(client.download_artifacts(parent, "space.yaml")) as f:
-        return yaml.safe_load(f) or {}
 
 
 def _has_artifact(client: MlflowClient, run_id: str, path: str) -> bool:

@@ -16,9 +16,6 @@ rest of the sweep under the same parent run:
 from __future__ import annotations
 
 import optuna
-import yaml
-from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from rich.console import Console
@@ -29,7 +26,7 @@ from search.errors import SpecError
 from search.reconcile import close_lost
 from search.spec import validate
 from search.store import Store
-from search.sweeps import require_sweeps
+from search.sweeps import recorded_space, require_sweeps
 from search.tracking import latest_parent_run
 
 
@@ -50,7 +47,10 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
         raise SpecError(f"sweep {name!r} finished; `hpsearch run` it again to add trials", name)
     source = f"{name} (MLflow run {parent.info.run_id})"
     study = optuna.load_study(study_name=name, storage=store.optuna_url)
-    sweep = runner.prepare_spec(validate(_space_as_run(client, parent, study, source), source), source)
+    raw = recorded_space(client, parent.info.run_id, study.user_attrs)
+    if raw is None:
+        raise SpecError("the space it ran is recorded neither in MLflow nor in the study", source)
+    sweep = runner.prepare_spec(validate(raw, source), source)
 
     # 1-2. the study's RUNNING trials end FAIL, their MLflow runs the way the study ended them
     lost, children = close_lost(study, client, parent)
@@ -77,15 +77,3 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
     sweep.n_trials = remaining
     sweep.enqueued = [dict(t.params) for t in lost][:remaining] + sweep.enqueued
     return runner.run(sweep, store, address=address, console=console, parent_run_id=parent.info.run_id)
-
-
-def _space_as_run(client: MlflowClient, parent: Run, study: optuna.Study, source: str) -> dict:
-    """The space as the sweep ran it: the parent run's space.yaml, else (a kill before that artifact was
-    written) the copy the study keeps."""
-    try:
-        with open(client.download_artifacts(parent.info.run_id, "space.yaml")) as f:
-            return yaml.safe_load(f)
-    except (OSError, MlflowException):
-        if "space" in study.user_attrs:
-            return study.user_attrs["space"]
-        raise SpecError("the space it ran is recorded neither in MLflow nor in the study", source) from None

@@ -141,29 +141,22 @@ def _construct(kind: str, name: str, cls: Callable[..., Any], options: dict[str,
 def _check_types(kind: str, name: str, cls: Callable[..., Any], options: dict[str, Any], source: str) -> None:
     """Each option against the class's own annotation: Optuna checks few at construction, and a wrong type
     (``n_startup_trials: ten``) would otherwise fail mid-sweep, in the first trial that uses it."""
-    init = getattr(cls, "__init__", cls)
+    module_globals = getattr(getattr(cls, "__init__", cls), "__globals__", {})
     params = inspect.signature(cls).parameters
-    hints = {}
-    for key in options:  # one at a time: a class may annotate some parameters with names only a type checker sees
-        annotation = params[key].annotation if key in params else inspect.Parameter.empty
-        if isinstance(annotation, str):
-            try:
-                annotation = eval(annotation, getattr(init, "__globals__", {}))  # noqa: S307 (the library's own text)
-            except Exception:
-                continue
-        if annotation is not inspect.Parameter.empty:
-            hints[key] = annotation
     for key, value in options.items():
-        if key not in hints:
+        annotation = params[key].annotation if key in params else inspect.Parameter.empty
+        if annotation is inspect.Parameter.empty:
             continue
-        try:
-            adapter = TypeAdapter(hints[key])
-        except Exception:  # a type pydantic cannot check (a class of Optuna's own): left to the class
+        try:  # one at a time: a class may annotate some parameters with names only a type checker sees
+            if isinstance(annotation, str):
+                annotation = eval(annotation, module_globals)  # noqa: S307 (the library's own annotation text)
+            adapter = TypeAdapter(annotation)
+        except Exception:  # unresolvable, or a type pydantic cannot check (a class of Optuna's own): left to it
             continue
         try:
             adapter.validate_python(value, strict=True)
         except ValidationError:
-            wanted = str(hints[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            wanted = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
             raise SpecError(
                 f"the {name} {kind} expects {wanted} (got {shorten(value)})", source, f"{kind}.{key}"
             ) from None

@@ -328,11 +328,12 @@ class SpaceLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
+            if not isinstance(key, (str, int, float, bool)):
+                continue
+            if key in seen:
                 message = f"key {shorten(key)} appears twice (first on line {seen[key]})"
                 raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
-            if isinstance(key, (str, int, float, bool)):
-                seen[key] = key_node.start_mark.line + 1
+            seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
 

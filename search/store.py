@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,16 +94,10 @@ class Store:
             if not path.exists():
                 continue
             try:
-                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                    problem = db.execute("PRAGMA quick_check").fetchone()[0]
             except sqlite3.Error as e:
                 problem = str(e)
-            else:
-                try:
-                    problem = db.execute("PRAGMA quick_check").fetchone()[0]
-                except sqlite3.Error as e:
-                    problem = str(e)
-                finally:
-                    db.close()
             if problem != "ok":
                 raise SpecError(
                     f"{path} is damaged ({problem.splitlines()[0]}): move it aside to start afresh, or restore it",

@@ -1,15 +1,22 @@
-"""What a store holds: every sweep (Optuna study) with its trial counts, best value and last activity."""
+"""What a store holds: every sweep (Optuna study) with its trial counts, best value and last activity,
+and the space each sweep ran with."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import optuna
+import yaml
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from search.errors import SpecError
 from search.store import Store
+
+SPACE_ARTIFACT = "space.yaml"  # the space as the sweep ran it, on its parent MLflow run
 
 
 @dataclass
@@ -51,3 +58,13 @@ def list_sweeps(store: Store) -> list[SweepRow]:
     finally:
         storage.engine.dispose()
     return sorted(rows, key=lambda r: r.last_ran or datetime.min, reverse=True)
+
+
+def recorded_space(client: MlflowClient, parent_run_id: str, study_attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The space as a sweep ran it: its parent run's space.yaml, else (the driver died before that artifact
+    was written) the copy the study keeps; None if neither holds it."""
+    try:
+        with open(client.download_artifacts(parent_run_id, SPACE_ARTIFACT)) as f:
+            return yaml.safe_load(f) or {}
+    except (OSError, MlflowException):
+        return study_attrs.get("space")

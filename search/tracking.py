@@ -22,6 +22,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from search import trial_logs
 from search.optuna_bridge import OptunaBridge, error_line
+from search.sweeps import SPACE_ARTIFACT
 
 PARENT_RUN_TAG = "hpsearch.role"
 # MLflow 3's UI opens an experiment on its GenAI overview unless told it holds training runs.
@@ -83,7 +84,7 @@ class Tracking:
         params = [Param(k, str(v)[:6000]) for k, v in flatten(spec).items()]
         for i in range(0, len(params), 100):
             self.client.log_batch(run_id, params=params[i : i + 100])
-        self.client.log_text(run_id, yaml.safe_dump(spec, sort_keys=False), "space.yaml")
+        self.client.log_text(run_id, yaml.safe_dump(spec, sort_keys=False), SPACE_ARTIFACT)
         return run_id
 
     def end_parent(self, run_id: str, status: str, summary: dict[str, float], tags: dict[str, str]) -> None:

@@ -34,6 +34,16 @@ def running_trials(store: Store, name: str) -> int:
     return sum(t.state == TrialState.RUNNING and len(t.intermediate_values) > 0 for t in study.trials)
 
 
+def start_driver(space, store: Store) -> subprocess.Popen:
+    """`hpsearch run` in a process group of its own: its Ray processes share the group and die with it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_the_sweep_and_closes_every_trial(sig, write_space, tmp_path):
     store = Store.at(tmp_path / "store")
@@ -89,12 +99,7 @@ def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_tria
             "concurrency": 2,
         }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its Ray processes share the group and die with it
-    )
+    proc = start_driver(space, store)
 
     def finished_and_running() -> bool:
         try:
@@ -159,12 +164,7 @@ def test_resume_with_repeats_reruns_every_configuration_not_told_to_the_study(wr
             "concurrency": 1,
         }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_driver(space, store)
     client = MlflowClient(store.mlflow_url)
 
     def a_seed_finished_but_its_configuration_runs() -> bool:
@@ -222,12 +222,7 @@ def test_a_live_driver_is_not_resumed_and_a_rerun_after_a_kill_closes_what_it_le
             "trials": 2,
         }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_driver(space, store)
     try:
         assert wait_for(lambda: running_trials(store, "driven") >= 1, timeout=120), "no trial ever ran"
         # while its driver lives, neither resume nor a second run may touch the sweep
