@@ -174,7 +174,6 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         record = self.bridge.records.get(trial.trial_id)
-        self._log_output(trial)
         self._end(
             trial, RunStatus.FAILED, {"error": record.failure if record and record.failure else error_line(trial)}
         )
@@ -188,8 +187,7 @@ class MlflowTrialCallback(Callback):
         run_id = self.runs.get(trial.trial_id)
         if run_id is None or trial.trial_id not in self.open:
             return
-        if status != RunStatus.FAILED:  # a failed trial's logs were taken in on_trial_error
-            self._log_output(trial)
+        self._log_output(trial)
         if trial.checkpoint is not None and status == RunStatus.FINISHED:
             # A local directory as it is; on an object store (--storage-path s3://...) a downloaded copy.
             with trial.checkpoint.as_directory() as path:

@@ -2,6 +2,7 @@
 relative paths, trial logs, an all-failed sweep, and the result taken out (best, train --from, export)."""
 
 import textwrap
+from pathlib import Path
 
 import optuna
 import pytest
@@ -181,3 +182,24 @@ def test_unknown_trainable_says_how_to_name_your_own(tmp_path):
     assert result.exit_code == 2
     assert "name your own function as ./file.py:function or package.module:function" in result.stderr
     assert not (tmp_path / "store").exists()
+
+
+def test_a_trial_that_fails_without_raising_keeps_its_logs_too(ray_local, user_dir, quiet_console):
+    # It finishes, but never reports the sweep's metric: FAIL, through Ray's completion path, not its error path.
+    (user_dir / "quiet.py").write_text(
+        'def train(config):\n    print("trained, reporting the wrong name")\n    return {"loss": 1.0}\n'
+    )
+    space = {
+        "name": "wrong-metric",
+        "trainable": "./quiet.py:train",
+        "metric": "accuracy",
+        "mode": "max",
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        "trials": 1,
+    }
+    (user_dir / "wrong-metric.yaml").write_text(yaml.safe_dump(space))
+    store = Store.at(user_dir / "store")
+    outcome = runner.run(runner.prepare("wrong-metric.yaml"), store, console=quiet_console)
+    [(number, line, logs)] = outcome.failures
+    assert "metric 'accuracy' was not reported" in line and logs is not None
+    assert "reporting the wrong name" in (Path(logs) / "stdout.txt").read_text()
