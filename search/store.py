@@ -94,7 +94,10 @@ class Store:
             if not path.exists():
                 continue
             try:
-                with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                # mode=rw, not ro: a driver killed mid-write leaves a hot journal, which SQLite must roll
+                # back before it can read (a read-only connection calls such a healthy store damaged).
+                # rw never creates a file, and quick_check writes nothing else.
+                with closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True)) as db:
                     problem = db.execute("PRAGMA quick_check").fetchone()[0]
             except sqlite3.Error as e:
                 problem = str(e)

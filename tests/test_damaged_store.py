@@ -1,9 +1,14 @@
 """A damaged store or a broken service URL: one line naming it, exit 2, nothing written, no password shown."""
 
+import sqlite3
+import subprocess
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
 from search.cli import app
+from search.store import Store
 
 SPACE = """name: fine
 trainable: flaky
@@ -66,3 +71,27 @@ def test_a_broken_service_url_is_one_line_without_its_password(tmp_path, option,
     assert result.exit_code == 2 and len(lines) == 1, result.output[-1000:]
     assert words in lines[0] and "alice:***@" in lines[0] and "s3cret" not in result.output
     assert not (tmp_path / "store").exists()
+
+
+def test_a_store_left_by_a_killed_writer_is_not_called_damaged(tmp_path):
+    """A process killed inside a write transaction leaves a hot journal beside the database; the store is
+    healthy (SQLite rolls the journal back on the next open) and must be accepted."""
+    store = tmp_path / "store"
+    store.mkdir()
+    db = store / "optuna.db"
+    with sqlite3.connect(db) as c:
+        c.execute("create table t(x)")
+    killed_mid_write = f"""
+import os, sqlite3
+c = sqlite3.connect({str(db)!r}, isolation_level=None)
+c.execute("pragma cache_size=1")  # spill to the file, so the journal is hot
+c.execute("begin")
+for _ in range(20000):
+    c.execute("insert into t values (?)", ("x" * 200,))
+os._exit(0)
+"""
+    subprocess.run([sys.executable, "-c", killed_mid_write], check=True)
+    assert (store / "optuna.db-journal").exists()
+    Store.at(store).check()  # no SpecError
+    with sqlite3.connect(db) as c:
+        assert c.execute("select count(*) from t").fetchone() == (0,)  # rolled back, as SQLite does
