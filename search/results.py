@@ -52,12 +52,13 @@ def best(store: Store, sweep: str, trial_number: int | None = None) -> Best:
     client = MlflowClient(store.mlflow_url)
     run_ids = [v for k, v in sorted(trial.user_attrs.items()) if k.startswith("mlflow_run_id")]
     run_id = run_ids[0] if run_ids else None  # with repeats: the first seed's run
-    parent = client.get_run(run_id).data.tags.get("mlflow.parentRunId") if run_id is not None else None
+    run = client.get_run(run_id) if run_id is not None else None
+    parent = run.data.tags.get("mlflow.parentRunId") if run is not None else None
     space = (recorded_space(client, parent, study.user_attrs) if parent else None) or {}
     config = {**space.get("config", {}), **trial.params}
     checkpoint = None
-    if run_id is not None and _has_artifact(client, run_id, CHECKPOINT_ARTIFACT):
-        checkpoint = f"{client.get_run(run_id).info.artifact_uri}/{CHECKPOINT_ARTIFACT}"
+    if run is not None and _has_artifact(client, run_id, CHECKPOINT_ARTIFACT):
+        checkpoint = f"{run.info.artifact_uri}/{CHECKPOINT_ARTIFACT}"
     return Best(
         sweep=sweep,
         trial=trial.number,
