@@ -57,19 +57,23 @@ def test_signal_stops_the_sweep_and_closes_every_trial(sig, write_space, tmp_pat
             "concurrency": 2,
         }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=os.environ.copy(),
-    )
-    try:
-        assert wait_for(lambda: running_trials(store, "slow") == 2, timeout=90), "no trial started"
-        proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, out.decode()[-2000:]
+    # The driver's output goes to a file, not a pipe: an unread pipe fills up, blocks the driver's
+    # prints and with them its event loop, and no trial would ever report.
+    log = tmp_path / "driver.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            started = wait_for(lambda: running_trials(store, "slow") == 2, timeout=150)
+            assert started, "no two trials reported:\n" + log.read_text()[-3000:]
+            proc.send_signal(sig)
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()
+    assert proc.returncode == 130, log.read_text()[-2000:]
 
     study = optuna.load_study(study_name="slow", storage=store.optuna_url)
     states = [t.state for t in study.trials]
