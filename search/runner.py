@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 from ray import tune
 from rich.console import Console
 
-from search import samplers
+from search import ray_patches, samplers
 from search.driver_lock import setting_up, sole_driver
 from search.errors import SpecError, UnreachableError
 from search.infra import check_reachable, rdb_storage
@@ -270,6 +270,7 @@ def build_tuner(
     sweep: Sweep, store: Store, bridge: OptunaBridge, run_name: str, callbacks: list[tune.Callback]
 ) -> tune.Tuner:
     """Ray Tune wired to the bridge: Optuna asks, the pruner (or ASHA) stops, budgets bound time."""
+    ray_patches.apply()  # a trial killed for the host's memory fails alone, not the sweep
     spec = sweep.spec
     interval = spec.report_interval_s
     budget = spec.budget

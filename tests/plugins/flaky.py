@@ -12,6 +12,7 @@ class FlakyParams(Hyperparameters):
     metric_name: str = "score"
     sleep: float = 0.0  # seconds per step, to keep a trial running while a test acts on it
     hang_after: int | None = None  # stop reporting after this many steps and hang 90 s (a stuck data loader)
+    hog_above: float = 2.0  # x above this takes memory until the host runs out (Ray's memory monitor kills it)
 
 
 @trainable("flaky", params=FlakyParams, metric="score", mode="max")
@@ -20,6 +21,11 @@ def flaky(p: FlakyParams, session) -> None:
     for step in range(p.steps):
         if step == 1 and p.x > p.fail_above:
             raise RuntimeError(f"flaky trial failed on purpose at x={p.x}")
+        if step == 1 and p.x > p.hog_above:
+            hog = []
+            for _ in range(32):  # 8 GiB at most (the test sets Ray's kill threshold well below), 256 MiB a time
+                hog.append(bytearray(256 << 20))
+                time.sleep(0.05)
         time.sleep(p.sleep)
         if p.hang_after is not None and step == p.hang_after:
             time.sleep(90)  # long enough to fail the test, short enough not to hang the suite

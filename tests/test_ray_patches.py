@@ -1,0 +1,40 @@
+"""The Ray fixes in search/ray_patches.py, without starting Ray."""
+
+from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
+
+from search import ray_patches
+
+RAY_OOM_TEXT = """1 worker(s) were killed due to the node running low on memory.
+Memory on the node (IP: 10.0.0.2, ID: cbc4f6) was 9.54GB used /
+23.54GB limit (0.405435)
+OOM kill reason: Memory usage 10165207040B exceeded threshold of 10110426112B"""
+
+
+def test_an_out_of_memory_error_reaches_tune_as_the_death_of_the_trials_actor():
+    seen = []
+    handler = ray_patches._fail_the_trial_alone(lambda manager, task, exception: seen.append(exception))
+    handler(None, "task", OutOfMemoryError(RAY_OOM_TEXT))
+    (error,) = seen
+    assert isinstance(error, RayActorError) and isinstance(error.__cause__, OutOfMemoryError)
+    assert str(error).splitlines()[-1] == (
+        "killed by Ray's memory monitor: the host ran low on memory (9.54GB used / 23.54GB limit); "
+        "give each trial less data or model, or fewer trials at a time"
+    )
+
+
+def test_errors_tune_handles_itself_pass_unchanged():
+    seen = []
+    handler = ray_patches._fail_the_trial_alone(lambda manager, task, exception: seen.append(exception))
+    task_error, actor_error = RayTaskError("f", "traceback", ValueError("x")), RayActorError(error_msg="gone")
+    handler(None, "task", task_error)
+    handler(None, "task", actor_error)
+    assert seen == [task_error, actor_error]
+
+
+def test_apply_installs_the_fix_once():
+    from ray.air.execution._internal.actor_manager import RayActorManager
+
+    ray_patches.apply()
+    installed = RayActorManager._actor_task_failed
+    ray_patches.apply()
+    assert RayActorManager._actor_task_failed is installed and installed.hpsearch_patched
