@@ -48,7 +48,7 @@ def open_store(
         check_storage(s.optuna_url)
         check_tracking(s.mlflow_url)
     except SpecError as e:
-        fail(str(e))
+        fail(str(e), e.exit_code)
     return s
 
 
@@ -89,7 +89,7 @@ def run(
     except SpecError as e:
         if server:
             server.stop()
-        fail(str(e))
+        fail(str(e), e.exit_code)
     finally:
         if server and not keep_dashboard:
             server.stop()
@@ -142,7 +142,7 @@ def serve_store(s, start) -> None:
             server = start(s)
             serve_until_interrupted(server)
     except SpecError as e:
-        fail(str(e))
+        fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         pass
     finally:
@@ -194,7 +194,7 @@ def sweeps(store: str = StoreOpt, storage: Optional[str] = StorageOpt) -> None:
     try:
         rows = list_sweeps(s)
     except SpecError as e:
-        fail(str(e))
+        fail(str(e), e.exit_code)
     table = Table(title=f"sweeps in {s.shown_storage if s.storage else s.root}")
     for col in ("sweep", "done", "pruned", "failed", "running", "best", "last ran"):
         table.add_column(col, justify="left" if col == "sweep" else "right", overflow="fold")
@@ -224,7 +224,7 @@ def compare(
     try:
         rows, metric, direction = collect(open_store(store, storage, tracking_uri), sweep_names)
     except SpecError as e:
-        fail(str(e))
+        fail(str(e), e.exit_code)
     if format_ != "table":
         sys.stdout.write(render(rows, metric, format_))
         return
@@ -250,7 +250,7 @@ def report(
     try:
         result = make_report(open_store(store, storage, tracking_uri), sweep)
     except SpecError as e:
-        fail(str(e))
+        fail(str(e), e.exit_code)
     table = Table(title=f"hyperparameter importances of {sweep} (Optuna, fANOVA)")
     table.add_column("hyperparameter")
     table.add_column("importance", justify="right")
@@ -278,7 +278,7 @@ def resume(
     try:
         outcome = resume_sweep(open_store(store, storage, tracking_uri, storage_path), sweep, err, address)
     except SpecError as e:
-        fail(str(e))
+        fail(str(e), e.exit_code)
     if outcome is not None and outcome.interrupted:
         raise typer.Exit(130)
     if outcome is not None and outcome.nothing_completed:
@@ -368,7 +368,7 @@ def train(
         config |= dict(parse_override(s) for s in set_ or [])
         spec = get(trainable)
     except SpecError as e:
-        fail(str(e))
+        fail(str(e), e.exit_code)
     except KeyError as e:
         fail(str(e.args[0]))
     if spec.params is not None:
@@ -411,7 +411,7 @@ def best(
     try:
         result = best_of(open_store(store, storage, tracking_uri), sweep, trial)
     except SpecError as e:
-        fail(str(e))
+        fail(str(e), e.exit_code)
     sys.stdout.write(render(result, format_))
 
 
@@ -437,7 +437,7 @@ def export(
         about = {"sweep": sweep, "trial": result.trial, "metric": result.metric, "value": result.value}
         files = write_model(result.trainable, checkpoint, result.config, Path(folder), about)
     except SpecError as e:
-        fail(str(e))
+        fail(str(e), e.exit_code)
     except KeyError as e:
         fail(str(e.args[0]))
     out.print(f"trial {result.trial} of {sweep} ({result.metric} = {result.value:.6g}):", highlight=False)
@@ -460,7 +460,7 @@ def init(
     try:
         files = write(name, Path(folder), force)
     except SpecError as e:
-        fail(str(e))
+        fail(str(e), e.exit_code)
     for path in files:
         out.print(f"wrote {path}", highlight=False)
     out.print(f"try one trial:  hpsearch train {files[1]}", highlight=False)

@@ -1,4 +1,4 @@
-"""The one exception type the CLI turns into a one-line message and exit code 2."""
+"""The one exception type the CLI turns into a one-line message and its exit code (2: bad input)."""
 
 from typing import Any
 
@@ -15,6 +15,7 @@ class SpecError(Exception):
     """A bad input: the message names the file, the key and the value, in one line."""
 
     MAX_CHARS = 600
+    exit_code = 2
 
     def __init__(self, message: str, source: str | None = None, key: str | None = None) -> None:
         where = ": ".join(p for p in (source, key) if p)
@@ -27,3 +28,10 @@ class SpecError(Exception):
 class UnreachableError(SpecError):
     """A service the sweep needs (Ray cluster, database, tracking server) cannot be reached; ``source`` is the
     option that named it."""
+
+
+class StoreFullError(SpecError):
+    """The disk under the store filled up mid-sweep: the sweep stops (exit 1); what finished is kept, and
+    ``hpsearch resume`` closes and re-runs the rest once there is space."""
+
+    exit_code = 1

@@ -37,7 +37,7 @@ from rich.console import Console
 
 from search import ray_patches, samplers
 from search.driver_lock import setting_up, sole_driver
-from search.errors import SpecError, UnreachableError
+from search.errors import SpecError, StoreFullError, UnreachableError
 from search.infra import check_reachable, rdb_storage
 from search.optuna_bridge import (
     OptunaBridge,
@@ -49,7 +49,7 @@ from search.progress import ProgressCallback, fmt, rank, results_table
 from search.ray_session import trial_function
 from search.reconcile import close_lost, close_parent
 from search.spec import SweepSpec, load, metric_and_mode
-from search.store import Store
+from search.store import Store, out_of_space
 from search.tracking import MlflowTrialCallback, Tracking, latest_parent_run
 
 log = logging.getLogger(__name__)
@@ -167,11 +167,23 @@ def create_store(sweep: Sweep, store: Store, new: bool = False, address: str | N
 
 
 def init_store(store: Store) -> None:
-    """Directories, the Optuna tables and MLflow's schema, created by one process at a time."""
-    store.create()
-    with setting_up(store):
-        rdb_storage(store.optuna_url).engine.dispose()
-        MlflowClient(store.mlflow_url).search_experiments(max_results=1)
+    """Directories, the Optuna tables and MLflow's schema, created by one process at a time; on a full
+    disk, one line and no half-made database left behind."""
+    new_files = [p for p in store.local_databases() if not p.exists()]
+    try:
+        store.create()
+        with setting_up(store):
+            rdb_storage(store.optuna_url).engine.dispose()
+            MlflowClient(store.mlflow_url).search_experiments(max_results=1)
+    except Exception as e:
+        if not out_of_space(e):
+            raise
+        for path in new_files:
+            path.unlink(missing_ok=True)
+        raise SpecError(
+            f"no space left on the disk of the store ({store.describe()}): nothing was recorded; free some space",
+            "--store",
+        ) from e
 
 
 def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optuna.Study:
@@ -325,8 +337,28 @@ def run(
     check_resources(sweep.spec, sweep.source, console, cluster=bool(address))
     check_store(sweep, store, new)
     init_store(store)
-    with sole_driver(store, sweep.spec.name):  # the study and MLflow have one writer
-        return _drive(sweep, store, new, console, callbacks, parent_run_id)
+    try:
+        with sole_driver(store, sweep.spec.name):  # the study and MLflow have one writer
+            return _drive(sweep, store, new, console, callbacks, parent_run_id)
+    except Exception as e:
+        # A full disk fails every write that follows (closing trials included): stop with one line.
+        if isinstance(e, SpecError) or not out_of_space(e):
+            raise
+        then = (
+            f"`hpsearch resume {sweep.spec.name}` finishes it" if _resumable(store, sweep.spec.name) else "run it again"
+        )
+        raise StoreFullError(
+            f"no space left on the disk of the store ({store.describe()}): the sweep stopped, and what "
+            f"finished is kept; free some space, then {then}"
+        ) from e
+
+
+def _resumable(store: Store, name: str) -> bool:
+    try:
+        parent = latest_parent_run(MlflowClient(store.mlflow_url), name)
+    except Exception:  # noqa: BLE001 - only chooses the advice in an error message
+        return False
+    return parent is not None and parent.info.status == "RUNNING"
 
 
 def _drive(
@@ -382,6 +414,7 @@ def _drive(
         # Ray ends trials at the sweep budget (or on a signal) without telling searcher or callbacks.
         by_budget = budget.sweep is not None and wall >= budget.sweep - 1.0
         reason = "sweep budget" if by_budget else "interrupted"
+        # With the disk full these writes fail too: what stays RUNNING is what `hpsearch resume` closes.
         stopped = bridge.finish_open(reason, as_pruned=by_budget)
         mlflow_cb.finish_open(reason)
         interrupted = not by_budget and (bool(stopped) or len(bridge.records) < sweep.n_trials * spec.repeats)

@@ -8,6 +8,7 @@ every Ray node can reach or an object-store URL (s3://...).
 
 from __future__ import annotations
 
+import errno
 import re
 import sqlite3
 from contextlib import closing
@@ -17,6 +18,22 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from search.errors import SpecError
+
+# How a full disk reads once SQLite, SQLAlchemy, MLflow or Ray has wrapped it (Ray passes tracebacks as text).
+OUT_OF_SPACE = ("database or disk is full", "no space left on device", "disk quota exceeded")
+
+
+def out_of_space(error: BaseException | None) -> bool:
+    """Whether a write failed because the disk is full, anywhere along the chain of causes."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(error).lower() for text in OUT_OF_SPACE):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def hide_password(url: str) -> str:
@@ -80,17 +97,18 @@ class Store:
         """Whether there may be studies to read (a database server always may)."""
         return self.storage is not None or (self.root / "optuna.db").is_file()
 
+    def local_databases(self) -> list[Path]:
+        """The SQLite files of the parts that live in the store's folder (not on a service)."""
+        return [
+            self.root / name for name, url in (("optuna.db", self.storage), ("mlflow.db", self.tracking_uri)) if not url
+        ]
+
     def check(self) -> None:
         """A damaged local store is one line before anything is written to it: a file where its folder
         should be, or a database file SQLite cannot read (truncated, overwritten)."""
         if self.root.exists() and not self.root.is_dir():
             raise SpecError(f"{self.root} is a file, not a folder: point --store at a folder", "--store")
-        databases = [
-            (self.root / name)
-            for name, url in (("optuna.db", self.storage), ("mlflow.db", self.tracking_uri))
-            if not url
-        ]
-        for path in databases:
+        for path in self.local_databases():
             if not path.exists():
                 continue
             try:
