@@ -1,17 +1,28 @@
-"""Where Ray Tune, as installed, would lose a sweep over one trial: each fix is small, named and tested.
+"""Where Ray, as installed (2.60), falls short of what a sweep needs: each fix is small, named and tested.
 
-Ray's memory monitor kills the worker of a trial that takes the host's memory; the trial's pending call
-then fails with ``ray.exceptions.OutOfMemoryError``. That error is a ``RayError`` but neither an actor
-error nor a task error, and Tune's actor manager (``RayActorManager._actor_task_failed``, Ray 2.60)
-handles only those two: for anything else it raises ``RuntimeError("Caught unexpected exception")``
-out of ``Tuner.fit``, which ends the whole sweep, its trials after this one never run. The fix hands
-such an error on as what it is for the trial: its actor is gone (``RayActorError``), so Tune fails that
-trial alone, cleans its actor up and goes on; the reason (memory used, the limit) is kept as the
-error's last line, which is the line the progress, the study and MLflow show.
+**A trial killed for memory fails alone.** Ray's memory monitor kills the worker of a trial that takes
+the host's memory; the trial's pending call then fails with ``ray.exceptions.OutOfMemoryError``. That
+error is a ``RayError`` but neither an actor error nor a task error, and Tune's actor manager
+(``RayActorManager._actor_task_failed``, Ray 2.60) handles only those two: for anything else it raises
+``RuntimeError("Caught unexpected exception")`` out of ``Tuner.fit``, which ends the whole sweep, its
+trials after this one never run. The fix hands such an error on as what it is for the trial: its actor
+is gone (``RayActorError``), so Tune fails that trial alone, cleans its actor up and goes on; the reason
+(memory used, the limit) is kept as the error's last line, which is the line the progress, the study and
+MLflow show.
+
+**A local Ray listens on loopback only.** Ray binds its servers (GCS, raylet, workers) to the node's IP,
+which it takes to be the machine's outward address unless clusters are switched off
+(``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, read once when Ray is imported, on by default on Linux); then it
+is 127.0.0.1. A sweep on one machine needs no other, so while this process starts its own Ray the switch
+is off (in the environment, for the processes Ray starts, and in the constant Ray has already read).
 """
 
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from ray._private import ray_constants
 from ray.air.execution._internal.actor_manager import RayActorManager
 from ray.exceptions import OutOfMemoryError, RayActorError, RayError, RayTaskError
 
@@ -47,8 +58,25 @@ def _fail_the_trial_alone(original):
     return _actor_task_failed
 
 
+@contextmanager
+def local_only() -> Iterator[None]:
+    """A ``ray.init()`` without an address inside starts a Ray that listens on 127.0.0.1 only. The switch
+    is put back after: a Ray node or cluster this process starts or joins later is not touched."""
+    name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    saved_env, saved_constant = os.environ.get(name), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[name], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_constant
+        if saved_env is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved_env
+
+
 def apply() -> None:
-    """Install the fixes in this process (the driver); calling it again changes nothing."""
+    """Install the trial fixes in this process (the driver); calling it again changes nothing."""
     current = RayActorManager._actor_task_failed
     if not getattr(current, "hpsearch_patched", False):
         RayActorManager._actor_task_failed = _fail_the_trial_alone(current)

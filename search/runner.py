@@ -26,7 +26,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 # hpsearch prints its own progress; Ray's experiment banner and its token notice are noise here.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import optuna
 import ray
@@ -228,15 +228,17 @@ def ensure_ray(address: str | None = None) -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     if ray.is_initialized():
         return
+    local = not address and not os.environ.get("RAY_ADDRESS")
     try:
-        ray.init(
-            address=address,
-            num_cpus=None if address else os.cpu_count(),
-            include_dashboard=False,
-            log_to_driver=os.environ.get("HPSEARCH_RAY_LOGS", "0") == "1",
-            logging_level=logging.WARNING,
-            configure_logging=True,
-        )
+        with ray_patches.local_only() if local else nullcontext():  # a Ray started here serves this machine
+            ray.init(
+                address=address,
+                num_cpus=None if address else os.cpu_count(),
+                include_dashboard=False,
+                log_to_driver=os.environ.get("HPSEARCH_RAY_LOGS", "0") == "1",
+                logging_level=logging.WARNING,
+                configure_logging=True,
+            )
     except (ConnectionError, RuntimeError, ValueError) as e:
         if not address:
             raise

@@ -38,3 +38,34 @@ def test_apply_installs_the_fix_once():
     installed = RayActorManager._actor_task_failed
     ray_patches.apply()
     assert RayActorManager._actor_task_failed is installed and installed.hpsearch_patched
+
+
+LISTENS = r"""
+import json, psutil, ray, sys
+from search.runner import ensure_ray
+ensure_ray()
+ray.get(ray.remote(lambda: 1).remote())  # a worker too
+me = psutil.Process()
+listening = [
+    (p.name(), c.laddr.ip)
+    for p in [me, *me.children(recursive=True)]
+    for c in p.net_connections(kind="inet")
+    if c.status == psutil.CONN_LISTEN
+]
+print(json.dumps(listening))
+"""
+
+
+def test_a_local_ray_listens_on_loopback_only():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", LISTENS], capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    listening = json.loads(done.stdout.strip().splitlines()[-1])
+    names = {name for name, _ in listening}
+    assert {"gcs_server", "raylet"} <= names, listening  # the servers were seen, so the check means something
+    assert {ip for _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
