@@ -1,11 +1,13 @@
-"""The fault campaign: SIGKILL the driver at points chosen by the stores' state, resume, audit both stores.
+"""The fault campaign: SIGKILL the driver (or fill the store's disk) at points chosen by the stores' state,
+resume, audit both stores.
 
     python benchmarks/faults.py [--quick]
 
-Each kill point is a predicate on the study and the MLflow runs (not a sleep), so the same moment is hit
-on a fast or a slow machine. For each: a fresh store, `hpsearch run` in its own process group, SIGKILL
-of the whole group the moment the predicate holds, `hpsearch resume`, then an audit. Every loss column
-must read zero:
+Each fault point is a predicate on the study and the MLflow runs (not a sleep), so the same moment is hit
+on a fast or a slow machine. For each: a fresh store, `hpsearch run` in its own process group, the fault
+the moment the predicate holds (SIGKILL of the whole group; or, for "disk full", the store's disk filled
+until the driver stops, then space freed: the store is on a small tmpfs, so this one needs root), then
+`hpsearch resume` and an audit. Every loss column must read zero:
 
 - lost: trials finished before the kill that are not finished after it, or whose MLflow run changed
 - running: study trials or MLflow runs left RUNNING
@@ -83,8 +85,19 @@ KILL_POINTS: list[tuple[str, dict, Callable[[Snapshot], bool]]] = [
         {},
         lambda s: len(finished(s)) >= 4 and any(t.state == TrialState.RUNNING for t in s.trials),
     ),
+    (DISK_FULL := "disk full, 1 trial finished", {}, lambda s: len(finished(s)) >= 1),
 ]
 QUICK = {"first report", "1 trial finished", "a seed finished, its configuration not told"}
+
+
+def fill(disk: Path) -> None:
+    with open(disk / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError:
+            pass
 
 
 def space(name: str, overrides: dict) -> dict:
@@ -118,8 +131,17 @@ def campaign_point(work: Path, name: str, overrides: dict, predicate: Callable[[
             hit = True
             break
         time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    if name == DISK_FULL:  # the driver must stop by itself, with one line; then there is space again
+        fill(work)
+        try:
+            proc.wait(timeout=120)
+        finally:
+            (work / "filler").unlink(missing_ok=True)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the driver stopped by itself (disk full), and its Ray processes with it
+        pass
+    run_rc = proc.wait()
     before = snapshot(store, "faults")
     done_before = {t.number: t.user_attrs.get("mlflow_run_id") for t in finished(before)} if before else {}
     resumed = subprocess.run([*cmd, "resume", "faults", "--store", str(store)], env=env, cwd=ROOT, capture_output=True)
@@ -142,8 +164,9 @@ def campaign_point(work: Path, name: str, overrides: dict, predicate: Callable[[
         and r.info.status != AGREES[states[r.data.tags["optuna.trial_number"]]]
     )
     return {
-        "kill point": name,
+        "fault point": name,
         "hit": "yes" if hit else "no (run ended first)",
+        "run rc": run_rc,
         "resume rc": resumed.returncode,
         "lost": lost,
         "running": sum(t.state == TrialState.RUNNING for t in after.trials)
@@ -154,17 +177,29 @@ def campaign_point(work: Path, name: str, overrides: dict, predicate: Callable[[
     }
 
 
+def mount_small_disk(folder: Path) -> bool:
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(folder)]).returncode == 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"only: {', '.join(sorted(QUICK))}")
+    parser.add_argument("--only", help="only the fault points whose name holds this text")
     args = parser.parse_args()
     rows = []
     for name, overrides, predicate in KILL_POINTS:
-        if args.quick and name not in QUICK:
+        if (args.quick and name not in QUICK) or (args.only and args.only not in name):
             continue
         with tempfile.TemporaryDirectory() as tmp:
             started = time.monotonic()
-            row = campaign_point(Path(tmp), name, overrides, predicate)
+            if name == DISK_FULL and not mount_small_disk(Path(tmp)):
+                print(f"{name}: skipped (mounting a small tmpfs needs root)", flush=True)
+                continue
+            try:
+                row = campaign_point(Path(tmp), name, overrides, predicate)
+            finally:
+                if name == DISK_FULL:
+                    subprocess.run(["umount", "-l", tmp])
             row["s"] = f"{time.monotonic() - started:.0f}"
             rows.append(row)
             print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
@@ -173,7 +208,7 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(str(row[k]) for k in header) + " |")
     totals = {k: sum(r[k] for r in rows) for k in ("lost", "running", "duplicates", "disagree", "short")}
-    print(f"\nkill points tried: {len(rows)}, hit: {sum(r['hit'] == 'yes' for r in rows)}; totals: {totals}")
+    print(f"\nfault points tried: {len(rows)}, hit: {sum(r['hit'] == 'yes' for r in rows)}; totals: {totals}")
     if any(totals.values()):
         sys.exit(1)
 
