@@ -55,6 +55,24 @@ class TrialRecord:
     latest: dict[str, float] = field(default_factory=dict)  # every number of its latest report
 
 
+@dataclass(frozen=True)
+class TrialView:
+    """One Ray trial as the rest of the driver sees it (tracking, progress, the summary): a copy, read-only,
+    with no live Optuna object; the bridge alone writes the study."""
+
+    ray_trial_id: str
+    number: int  # the Optuna trial's number (shared by the seeds of a repeated configuration)
+    repeat: int
+    params: dict[str, Any]
+    state: TrialState | None  # None while it runs
+    best: float | None
+    last_step: int | None
+    pruned_at: int | None
+    failure: str | None
+    log_dir: str | None
+    latest: dict[str, float]  # every number of its latest report
+
+
 class OptunaBridge:
     def __init__(
         self,
@@ -75,14 +93,14 @@ class OptunaBridge:
         self.metric = metric
         self.mode = mode
         self.n_trials = n_trials
-        self.records: dict[str, TrialRecord] = {}
+        self._records: dict[str, TrialRecord] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles its search algorithm and scheduler with the experiment; the study lives in its own
         # storage, so only the settings travel (the driver's live objects never leave the driver).
         # The live objects (the study, the records and the configuration being repeated, which hold the
         # study) stay here: pickled, they would carry the storage URL, password included, into Ray's files.
-        return {k: v for k, v in self.__dict__.items() if k not in ("study", "records", "_open_group")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("study", "_records", "_open_group")}
 
     # -- asking ---------------------------------------------------------------------------------------
 
@@ -90,7 +108,7 @@ class OptunaBridge:
         """A Ray trial's config: a new Optuna trial, or the next seed of the configuration being repeated."""
         group = self._open_group
         if not group or len(group) >= self.repeats:
-            if len(self.records) >= self.n_trials * self.repeats:
+            if len(self._records) >= self.n_trials * self.repeats:
                 return None
             group = self._open_group = []
             trial = self._ask()
@@ -98,8 +116,8 @@ class OptunaBridge:
             trial = group[0].optuna_trial
         rec = TrialRecord(trial, repeat=len(group), group=group)
         group.append(rec)
-        self.records[ray_trial_id] = rec
-        ids = [rid for rid, r in self.records.items() if r.optuna_trial is trial]
+        self._records[ray_trial_id] = rec
+        ids = [rid for rid, r in self._records.items() if r.optuna_trial is trial]
         trial.set_user_attr("ray_trial_id", ids[0] if self.repeats == 1 else ids)
         config = {**self.fixed_config, **trial.params}
         if self.repeats > 1:
@@ -109,7 +127,7 @@ class OptunaBridge:
     def _ask(self) -> optuna.Trial:
         """``study.ask``, closing the trial it may have created before it failed (a sampler that raises
         while sampling leaves a RUNNING trial no record knows, which nothing would ever end)."""
-        known = max((r.optuna_trial.number for r in self.records.values()), default=-1)
+        known = max((r.optuna_trial.number for r in self._records.values()), default=-1)
         try:
             return self.study.ask(self.distributions)
         except Exception as e:
@@ -119,28 +137,39 @@ class OptunaBridge:
                     log.error("trial %d could not be sampled: %s", t.number, e)
             raise
 
+    # -- reading --------------------------------------------------------------------------------------
+
+    def view(self, ray_trial_id: str) -> TrialView | None:
+        rec = self._records.get(ray_trial_id)
+        return None if rec is None else _view(ray_trial_id, rec)
+
+    def views(self) -> list[TrialView]:
+        """Every Ray trial this run started, by trial number and seed."""
+        views = [_view(rid, rec) for rid, rec in self._records.items()]
+        return sorted(views, key=lambda v: (v.number, v.repeat))
+
     def number(self, ray_trial_id: str) -> int | None:
-        rec = self.records.get(ray_trial_id)
+        rec = self._records.get(ray_trial_id)
         return rec.optuna_trial.number if rec else None
 
     def finished_trials(self) -> list[optuna.trial.FrozenTrial]:
         """This run's Optuna trials (one per configuration) as the study recorded them."""
-        numbers = {r.optuna_trial.number for r in self.records.values()}
+        numbers = {r.optuna_trial.number for r in self._records.values()}
         return [t for t in self.study.get_trials(deepcopy=False) if t.number in numbers]
 
     def set_log_dir(self, ray_trial_id: str, path: str) -> None:
-        if (rec := self.records.get(ray_trial_id)) is not None:
+        if (rec := self._records.get(ray_trial_id)) is not None:
             rec.log_dir = path
 
     def set_attr(self, ray_trial_id: str, key: str, value: Any) -> None:
-        if (rec := self.records.get(ray_trial_id)) is not None:
+        if (rec := self._records.get(ray_trial_id)) is not None:
             rec.optuna_trial.set_user_attr(key, value)
 
     # -- reporting ------------------------------------------------------------------------------------
 
     def report(self, ray_trial_id: str, result: dict[str, Any]) -> bool:
         """Record one step on the Optuna trial. Returns False if the trial must stop (no usable metric)."""
-        rec = self.records.get(ray_trial_id)
+        rec = self._records.get(ray_trial_id)
         if rec is None or rec.state is not None:
             return True
         value = result.get(self.metric)
@@ -165,7 +194,7 @@ class OptunaBridge:
         return True
 
     def should_prune(self, ray_trial_id: str) -> bool:
-        rec = self.records.get(ray_trial_id)
+        rec = self._records.get(ray_trial_id)
         if rec is None or rec.state is not None or rec.last_step is None or rec.final:
             return False
         if rec.optuna_trial.should_prune():
@@ -175,18 +204,18 @@ class OptunaBridge:
 
     def record_error(self, trial: Trial) -> None:
         """Keep the last line of a trial's exception; Ray tells schedulers of errors before searchers."""
-        if (rec := self.records.get(trial.trial_id)) is not None:
+        if (rec := self._records.get(trial.trial_id)) is not None:
             rec.failure = error_line(trial)
 
     def mark_pruned(self, ray_trial_id: str) -> None:
-        rec = self.records.get(ray_trial_id)
+        rec = self._records.get(ray_trial_id)
         if rec is not None and rec.pruned_at is None:
             rec.pruned_at = rec.last_step
 
     # -- telling --------------------------------------------------------------------------------------
 
     def complete(self, ray_trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
-        rec = self.records.get(ray_trial_id)
+        rec = self._records.get(ray_trial_id)
         if rec is None or rec.state is not None:
             return
         if result and not error:
@@ -205,12 +234,12 @@ class OptunaBridge:
         """End every trial Ray stopped without telling us: PRUNED at the sweep budget (stopped early, not
         failed, intermediate values kept), FAIL when interrupted (it may be run again)."""
         ended = []
-        for ray_id, rec in self.records.items():
+        for ray_id, rec in self._records.items():
             if rec.state is None:
                 rec.optuna_trial.set_user_attr("stopped", reason)
                 self._tell(rec, TrialState.PRUNED if as_pruned else TrialState.FAIL, reason=reason)
                 ended.append(ray_id)
-        for rec in self.records.values():  # configurations whose later seeds never started
+        for rec in self._records.values():  # configurations whose later seeds never started
             if rec.optuna_trial.number not in self._told:
                 rec.optuna_trial.set_user_attr("stopped", reason)
                 self._tell_group(rec.group, TrialState.PRUNED if as_pruned else TrialState.FAIL, reason)
@@ -247,6 +276,22 @@ class OptunaBridge:
                 trial.set_user_attr("value_std", statistics.stdev(values))
         value = statistics.fmean(values) if values is not None else None
         self.study.tell(trial, value, state=final)
+
+
+def _view(ray_trial_id: str, rec: TrialRecord) -> TrialView:
+    return TrialView(
+        ray_trial_id=ray_trial_id,
+        number=rec.optuna_trial.number,
+        repeat=rec.repeat,
+        params=dict(rec.optuna_trial.params),
+        state=rec.state,
+        best=rec.best,
+        last_step=rec.last_step,
+        pruned_at=rec.pruned_at,
+        failure=rec.failure,
+        log_dir=rec.log_dir,
+        latest=dict(rec.latest),
+    )
 
 
 class OptunaSearcher(Searcher):

@@ -33,7 +33,7 @@ class ProgressCallback(Callback):
         return {k: v for k, v in self.__dict__.items() if k != "console"}
 
     def counts(self) -> dict[str, int]:
-        states = [r.state for r in self.bridge.records.values()]
+        states = [v.state for v in self.bridge.views()]
         return {
             "done": sum(s == TrialState.COMPLETE for s in states),
             "pruned": sum(s == TrialState.PRUNED for s in states),
@@ -42,7 +42,7 @@ class ProgressCallback(Callback):
         }
 
     def best(self) -> float | None:
-        values = [r.best for r in self.bridge.records.values() if r.state == TrialState.COMPLETE]
+        values = [v.best for v in self.bridge.views() if v.state == TrialState.COMPLETE]
         if not values:
             return None
         return max(values) if self.bridge.mode == "max" else min(values)
@@ -69,17 +69,17 @@ class ProgressCallback(Callback):
         self._announce(trial)
 
     def _announce(self, trial: Trial) -> None:
-        rec = self.bridge.records.get(trial.trial_id)
-        if rec is None:
+        v = self.bridge.view(trial.trial_id)
+        if v is None:
             return
-        state = rec.state.name if rec.state else "STOPPED"
-        params = " ".join(f"{k}={fmt(v)}" for k, v in rec.optuna_trial.params.items())
-        value = f"{self.bridge.metric}={fmt(rec.best)}" if rec.best is not None else ""
-        where = f" at step {rec.pruned_at}" if rec.state == TrialState.PRUNED and rec.pruned_at is not None else ""
-        seed = f" seed {rec.repeat}" if self.bridge.repeats > 1 else ""
-        line = f"trial {rec.optuna_trial.number:>4}{seed} {state:<8}{where} {value}  {params}"
-        if rec.state == TrialState.FAIL:
-            line += f"\n      {rec.failure or 'failed'}" + (f"\n      logs: {rec.log_dir}" if rec.log_dir else "")
+        state = v.state.name if v.state else "STOPPED"
+        params = " ".join(f"{k}={fmt(value)}" for k, value in v.params.items())
+        value = f"{self.bridge.metric}={fmt(v.best)}" if v.best is not None else ""
+        where = f" at step {v.pruned_at}" if v.state == TrialState.PRUNED and v.pruned_at is not None else ""
+        seed = f" seed {v.repeat}" if self.bridge.repeats > 1 else ""
+        line = f"trial {v.number:>4}{seed} {state:<8}{where} {value}  {params}"
+        if v.state == TrialState.FAIL:
+            line += f"\n      {v.failure or 'failed'}" + (f"\n      logs: {v.log_dir}" if v.log_dir else "")
         self.console.print(line, highlight=False, soft_wrap=True)
 
 
@@ -102,7 +102,7 @@ def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
     names = list(bridge.distributions)
     value_col = f"{bridge.metric} (mean ± std)" if bridge.repeats > 1 else bridge.metric
     table = Table(title=f"best trials of {bridge.study.study_name} ({bridge.metric}, {bridge.mode})")
-    first_seed = {r.optuna_trial.number: r.latest for r in bridge.records.values() if r.repeat == 0}
+    first_seed = {v.number: v.latest for v in bridge.views() if v.repeat == 0}
     figures = [f for f in FIGURES if f != bridge.metric and any(f in latest for latest in first_seed.values())]
     columns = [
         "trial", "state", value_col, *figures, *(["seeds"] if bridge.repeats > 1 else ["steps"]), *names

@@ -419,7 +419,7 @@ def _drive(
         # With the disk full these writes fail too: what stays RUNNING is what `hpsearch resume` closes.
         stopped = bridge.finish_open(reason, as_pruned=by_budget)
         mlflow_cb.finish_open(reason)
-        interrupted = not by_budget and (bool(stopped) or len(bridge.records) < sweep.n_trials * spec.repeats)
+        interrupted = not by_budget and (bool(stopped) or len(bridge.views()) < sweep.n_trials * spec.repeats)
         if interrupted and status == "FINISHED":
             status = "KILLED"
         outcome = _summarize(bridge, parent_run_id, interrupted)
@@ -463,11 +463,7 @@ def _summarize(bridge: OptunaBridge, parent_run_id: str, interrupted: bool) -> S
         best_params=dict(best.params) if best else None,
         interrupted=interrupted,
         best_trial=best,
-        failures=[
-            (r.optuna_trial.number, r.failure or "failed", r.log_dir)
-            for r in sorted(bridge.records.values(), key=lambda r: r.optuna_trial.number)
-            if r.state == TrialState.FAIL
-        ],
+        failures=[(v.number, v.failure or "failed", v.log_dir) for v in bridge.views() if v.state == TrialState.FAIL],
     )
 
 

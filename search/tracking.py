@@ -116,9 +116,9 @@ class MlflowTrialCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if trial.trial_id in self.runs:
             return
-        number = self.bridge.number(trial.trial_id)
-        record = self.bridge.records.get(trial.trial_id)
-        repeat = record.repeat if record is not None and self.bridge.repeats > 1 else None
+        view = self.bridge.view(trial.trial_id)
+        number = view.number if view is not None else None
+        repeat = view.repeat if view is not None and self.bridge.repeats > 1 else None
         name = f"trial-{number:04d}" if number is not None else trial.trial_id
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
@@ -135,10 +135,8 @@ class MlflowTrialCallback(Callback):
         params = [Param(k, str(v)[:6000]) for k, v in flatten(trial.config).items()]
         if params:
             self.client.log_batch(run_id, params=params)
-        if repeat is None:
-            self.bridge.set_attr(trial.trial_id, "mlflow_run_id", run_id)
-        else:
-            record.optuna_trial.set_user_attr(f"mlflow_run_id.seed{repeat}", run_id)
+        key = "mlflow_run_id" if repeat is None else f"mlflow_run_id.seed{repeat}"
+        self.bridge.set_attr(trial.trial_id, key, run_id)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         run_id = self.runs.get(trial.trial_id)
@@ -161,22 +159,20 @@ class MlflowTrialCallback(Callback):
             self.client.log_batch(run_id, metrics=metrics)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        record = self.bridge.records.get(trial.trial_id)
+        view = self.bridge.view(trial.trial_id)
         tags = {}
         status = RunStatus.FINISHED
-        if record is not None and record.state == TrialState.PRUNED:
+        if view is not None and view.state == TrialState.PRUNED:
             status = RunStatus.KILLED
-            tags = {"pruned": "true", "pruned_at_step": str(record.pruned_at)}
-        elif record is not None and record.state == TrialState.FAIL:
+            tags = {"pruned": "true", "pruned_at_step": str(view.pruned_at)}
+        elif view is not None and view.state == TrialState.FAIL:
             status = RunStatus.FAILED
-            tags = {"error": record.failure or "failed"}
+            tags = {"error": view.failure or "failed"}
         self._end(trial, status, tags)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        record = self.bridge.records.get(trial.trial_id)
-        self._end(
-            trial, RunStatus.FAILED, {"error": record.failure if record and record.failure else error_line(trial)}
-        )
+        view = self.bridge.view(trial.trial_id)
+        self._end(trial, RunStatus.FAILED, {"error": view.failure if view and view.failure else error_line(trial)})
 
     def finish_open(self, reason: str) -> None:
         """Runs Ray stopped without a callback (sweep budget, Ctrl-C) end KILLED with the reason."""
@@ -207,9 +203,9 @@ class MlflowTrialCallback(Callback):
 
     def _close(self, trial_id: str, status: int, tags: dict[str, str]) -> None:
         run_id = self.runs[trial_id]
-        record = self.bridge.records.get(trial_id)
-        if record is not None and record.state is not None:
-            tags = {**tags, "optuna.state": record.state.name}
+        view = self.bridge.view(trial_id)
+        if view is not None and view.state is not None:
+            tags = {**tags, "optuna.state": view.state.name}
         if tags:
             self.client.log_batch(run_id, tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
         self.client.set_terminated(run_id, RunStatus.to_string(status))

@@ -25,3 +25,131 @@ def test_a_sampler_that_raises_leaves_no_trial_running():
         bridge.ask("ray-1")
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.RUNNING, TrialState.FAIL]  # the first is its record's to end; the broken one ended
+
+
+def make_bridge(n_trials=3, repeats=1, mode="max", pruner=None, seed=0):
+    study = optuna.create_study(
+        direction="maximize" if mode == "max" else "minimize",
+        sampler=optuna.samplers.RandomSampler(seed=seed),
+        pruner=pruner or optuna.pruners.NopPruner(),
+    )
+    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {"epochs": 4}, "score", mode, n_trials, repeats)
+    return study, bridge
+
+
+def run(bridge, ray_id, values, final=True, **extra):
+    """A trial that reports ``values`` at steps 1.. and ends: what the scheduler and searcher would call."""
+    for step, value in enumerate(values, start=1):
+        last = step == len(values)
+        assert bridge.report(ray_id, {"score": value, "step": step, "final_report": final and last, **extra})
+        if bridge.should_prune(ray_id):
+            break
+    bridge.complete(ray_id, None, error=False)
+
+
+def test_ask_gives_the_fixed_config_with_the_sampled_values_and_stops_at_the_trial_count():
+    study, bridge = make_bridge(n_trials=2)
+    configs = [bridge.ask("a"), bridge.ask("b"), bridge.ask("c")]
+    assert configs[0]["epochs"] == 4 and 0 <= configs[0]["x"] <= 1 and configs[0]["x"] != configs[1]["x"]
+    assert configs[2] is None
+    assert [v.number for v in bridge.views()] == [0, 1]
+    assert study.trials[0].user_attrs["ray_trial_id"] == "a"
+
+
+def test_reports_become_intermediate_values_and_the_best_follows_the_mode():
+    for mode, best in (("max", 0.9), ("min", 0.2)):
+        study, bridge = make_bridge(n_trials=1, mode=mode)
+        bridge.ask("a")
+        bridge.report("a", {"score": 0.5, "step": 1})
+        bridge.report("a", {"score": 0.9, "step": 2})
+        bridge.report("a", {"score": 0.1, "step": 2})  # a step seen already: ignored
+        bridge.report("a", {"score": float("nan"), "step": 3})  # not a value the study can hold
+        bridge.report("a", {"score": 0.2, "step": 4})
+        assert study.trials[0].intermediate_values == {1: 0.5, 2: 0.9, 4: 0.2}
+        assert bridge.view("a").best == best and bridge.view("a").last_step == 4
+        bridge.complete("a", None, error=False)
+        assert study.trials[0].state == TrialState.COMPLETE and study.trials[0].value == best
+
+
+def test_a_missing_metric_fails_the_trial_naming_what_was_reported():
+    study, bridge = make_bridge(n_trials=1)
+    bridge.ask("a")
+    assert bridge.report("a", {"loss": 0.3, "step": 1}) is False  # the scheduler stops the trial
+    bridge.complete("a", None, error=False)
+    assert study.trials[0].state == TrialState.FAIL
+    assert study.trials[0].user_attrs["fail_reason"] == "metric 'score' was not reported (reported: loss, step)"
+    assert bridge.view("a").failure == study.trials[0].user_attrs["fail_reason"]
+
+
+def test_a_trial_that_reports_no_finite_value_fails():
+    study, bridge = make_bridge(n_trials=1)
+    bridge.ask("a")
+    run(bridge, "a", [float("inf"), float("nan")])
+    assert study.trials[0].state == TrialState.FAIL
+    assert study.trials[0].user_attrs["fail_reason"] == "no finite value of 'score' was reported"
+
+
+def test_the_pruner_prunes_a_worse_trial_and_never_at_its_final_report():
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    study, bridge = make_bridge(n_trials=3, pruner=pruner)
+    for ray_id in "abc":
+        bridge.ask(ray_id)
+    run(bridge, "a", [0.5, 0.6, 0.7])
+    run(bridge, "b", [0.1, 0.1, 0.1])  # below the median at step 1: pruned there
+    run(bridge, "c", [0.9, 0.9, 0.1], final=True)  # worse only at its final report: kept
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
+    assert study.trials[1].user_attrs["pruned_at_step"] == 1 and bridge.view("b").pruned_at == 1
+    assert study.trials[1].intermediate_values == {1: 0.1}
+
+
+def test_repeats_share_one_optuna_trial_told_once_with_the_mean_of_its_seeds():
+    study, bridge = make_bridge(n_trials=1, repeats=2)
+    first, second = bridge.ask("a"), bridge.ask("b")
+    assert first["x"] == second["x"] and (first.get("seed", 0), second["seed"]) == (0, 1)
+    assert bridge.ask("c") is None
+    run(bridge, "a", [0.4])
+    assert study.trials[0].state == TrialState.RUNNING  # one seed is not the configuration
+    run(bridge, "b", [0.6])
+    (trial,) = study.trials
+    assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(0.5)
+    assert trial.user_attrs["repeat_values"] == [0.4, 0.6]
+    assert trial.user_attrs["value_std"] == pytest.approx(0.1414, abs=1e-4)
+    assert trial.user_attrs["ray_trial_id"] == ["a", "b"]
+    assert trial.intermediate_values == {1: 0.4}  # the study's curve is the first seed's
+
+
+def test_one_failed_seed_fails_its_configuration_with_that_seeds_reason():
+    study, bridge = make_bridge(n_trials=1, repeats=2)
+    bridge.ask("a"), bridge.ask("b")
+    run(bridge, "a", [0.4])
+    bridge.report("b", {"score": 0.3, "step": 1})
+    bridge.complete("b", None, error=True)
+    bridge_fail = study.trials[0]
+    assert bridge_fail.state == TrialState.FAIL
+    assert bridge_fail.user_attrs["fail_reason"] == "the trial raised an error"
+    assert [v.state for v in bridge.views()] == [TrialState.COMPLETE, TrialState.FAIL]
+
+
+def test_finish_open_fails_interrupted_trials_and_prunes_those_the_sweep_budget_stopped():
+    for as_pruned, expected in ((False, TrialState.FAIL), (True, TrialState.PRUNED)):
+        study, bridge = make_bridge(n_trials=2, repeats=2)
+        bridge.ask("a"), bridge.ask("b"), bridge.ask("c")  # the second configuration's second seed never starts
+        run(bridge, "a", [0.4])
+        bridge.report("b", {"score": 0.3, "step": 1})
+        ended = bridge.finish_open("interrupted", as_pruned=as_pruned)
+        assert sorted(ended) == ["b", "c"]
+        assert [t.state for t in study.trials] == [expected, expected]
+        assert all(t.user_attrs["stopped"] == "interrupted" for t in study.trials)
+        assert bridge.finish_open("again", as_pruned=as_pruned) == []  # told once
+
+
+def test_the_views_are_copies_the_bridge_alone_can_change():
+    _, bridge = make_bridge(n_trials=1)
+    bridge.ask("a")
+    view = bridge.view("a")
+    view.latest["score"] = 99.0
+    with pytest.raises(AttributeError):
+        view.best = 1.0
+    bridge.report("a", {"score": 0.5, "step": 1})
+    assert bridge.view("a").latest["score"] == 0.5 and view.best is None

@@ -1,0 +1,107 @@
+"""The MLflow callback alone: a temporary SQLite MLflow store, an in-memory study, stand-in Ray trials."""
+
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+from search.optuna_bridge import OptunaBridge
+from search.tracking import MlflowTrialCallback, Tracking
+
+
+@pytest.fixture
+def setup(tmp_path):
+    tracking = Tracking(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
+    experiment = tracking.experiment_id("unit")
+    parent = tracking.start_parent(experiment, {"name": "unit", "trainable": "flaky"}, "unit", "unit-run")
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    study = optuna.create_study(study_name="unit", direction="maximize", pruner=pruner)
+    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, "score", "max", n_trials=3)
+    callback = MlflowTrialCallback(tracking, experiment, parent, bridge)
+    return SimpleNamespace(tracking=tracking, client=tracking.client, parent=parent, study=study, bridge=bridge,
+                           callback=callback, tmp=tmp_path)  # fmt: skip
+
+
+def ray_trial(setup, ray_id: str, error: str | None = None) -> SimpleNamespace:
+    """What the callback reads of a Ray trial: id, config, directory, checkpoint, error file."""
+    path = setup.tmp / f"trial-{ray_id}"
+    path.mkdir()
+    error_file = None
+    if error is not None:
+        error_file = path / "error.txt"
+        error_file.write_text(f"Traceback (most recent call last):\n  ...\n{error}\n")
+    config = setup.bridge.ask(ray_id)
+    return SimpleNamespace(trial_id=ray_id, config=config, path=str(path), checkpoint=None, storage=None,
+                           error_file=str(error_file) if error_file else None, get_error=lambda: None)  # fmt: skip
+
+
+def report(setup, trial, step: int, score: float) -> None:
+    result = {"score": score, "step": step, "loss": 1.0 - score, "timestamp": 1_700_000_000 + step}
+    setup.bridge.report(trial.trial_id, result)
+    setup.callback.on_trial_result(0, [], trial, result)
+
+
+def run_of(setup, trial):
+    return setup.client.get_run(setup.callback.runs[trial.trial_id])
+
+
+def test_a_completed_trial_is_one_finished_child_run_with_params_and_each_step(setup):
+    trial = ray_trial(setup, "a")
+    setup.callback.on_trial_start(0, [], trial)
+    for step, score in enumerate([0.2, 0.5, 0.7], start=1):
+        report(setup, trial, step, score)
+    setup.bridge.complete("a", None, error=False)
+    setup.callback.on_trial_complete(0, [], trial)
+
+    run = run_of(setup, trial)
+    assert run.info.status == "FINISHED" and run.info.run_name == "trial-0000"
+    assert run.data.tags["mlflow.parentRunId"] == setup.parent
+    assert run.data.tags["optuna.trial_number"] == "0" and run.data.tags["optuna.state"] == "COMPLETE"
+    assert float(run.data.params["x"]) == pytest.approx(trial.config["x"])
+    history = setup.client.get_metric_history(run.info.run_id, "score")
+    assert [(m.step, m.value) for m in history] == [(1, 0.2), (2, 0.5), (3, 0.7)]
+    assert "timestamp" not in run.data.metrics  # Ray's bookkeeping is not a metric
+    assert setup.study.trials[0].user_attrs["mlflow_run_id"] == run.info.run_id
+
+
+def test_a_pruned_trial_ends_killed_with_the_step_it_was_pruned_at(setup):
+    good, bad = ray_trial(setup, "a"), ray_trial(setup, "b")
+    for trial, scores in ((good, [0.5, 0.6]), (bad, [0.1])):
+        setup.callback.on_trial_start(0, [], trial)
+        for step, score in enumerate(scores, start=1):
+            report(setup, trial, step, score)
+            setup.bridge.should_prune(trial.trial_id)
+        setup.bridge.complete(trial.trial_id, None, error=False)
+        setup.callback.on_trial_complete(0, [], trial)
+    run = run_of(setup, bad)
+    assert setup.study.trials[1].state == TrialState.PRUNED
+    assert run.info.status == "KILLED"
+    assert run.data.tags["pruned"] == "true" and run.data.tags["pruned_at_step"] == "1"
+    assert run.data.tags["optuna.state"] == "PRUNED"
+
+
+def test_a_failed_trial_ends_failed_with_its_error_line_and_its_traceback_in_logs(setup):
+    trial = ray_trial(setup, "a", error="RuntimeError: flaky trial failed on purpose at x=0.9")
+    setup.callback.on_trial_start(0, [], trial)
+    report(setup, trial, 1, 0.3)
+    setup.callback.on_trial_error(0, [], trial)
+    run = run_of(setup, trial)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "RuntimeError: flaky trial failed on purpose at x=0.9"
+    logged = [f.path for f in setup.client.list_artifacts(run.info.run_id, "logs")]
+    assert logged == ["logs/error.txt"]
+
+
+def test_runs_ray_stopped_without_a_callback_end_killed_with_the_reason(setup):
+    trial = ray_trial(setup, "a")
+    setup.callback.on_trial_start(0, [], trial)
+    report(setup, trial, 1, 0.3)
+    setup.bridge.finish_open("interrupted", as_pruned=False)
+    setup.callback.finish_open("interrupted")
+    run = run_of(setup, trial)
+    assert run.info.status == "KILLED" and run.data.tags["stopped"] == "interrupted"
+    assert run.data.tags["optuna.state"] == "FAIL"
+    setup.callback.finish_open("again")  # closed once
+    assert run_of(setup, trial).data.tags["stopped"] == "interrupted"
