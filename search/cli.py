@@ -5,13 +5,31 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from search.errors import SpecError
+from search.errors import SpecError, UserError
+from trainables.registry import TrainableError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter search for deep learning.")
+
+class Commands(TyperGroup):
+    """Every command runs through ``invoke``: the one place a user error becomes ``error: ...`` and its exit
+    code (2: nothing ran; 1: a sweep stopped on the way). Anything else is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (UserError, TrainableError) as e:  # TrainableError: the trainables' own (no search/ there)
+            err.print(f"error: {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(getattr(e, "exit_code", 2)) from None
+
+
+app = typer.Typer(
+    cls=Commands, add_completion=False, no_args_is_help=True, help="Hyperparameter search for deep learning."
+)
 out = Console(emoji=False)
 err = Console(stderr=True, emoji=False)
 
@@ -30,11 +48,6 @@ AddressOpt = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="an exis
 SetOpt = typer.Option(None, "--set", help="override a key by dotted path, e.g. config.epochs=50 (repeatable)")
 
 
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"error: {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
 def open_store(
     store: str, storage: str | None = None, tracking_uri: str | None = None, storage_path: str | None = None
 ):
@@ -43,12 +56,9 @@ def open_store(
     from search.store import Store
 
     s = Store.at(store, storage, tracking_uri, storage_path)
-    try:
-        s.check()
-        check_storage(s.optuna_url)
-        check_tracking(s.mlflow_url)
-    except SpecError as e:
-        fail(str(e), e.exit_code)
+    s.check()
+    check_storage(s.optuna_url)
+    check_tracking(s.mlflow_url)
     return s
 
 
@@ -86,13 +96,12 @@ def run(
             server = start_dashboard(s.optuna_url, "127.0.0.1", dashboard_port)
             err.print(f"optuna-dashboard on {server.url}", highlight=False)
         outcome = runner.run(sweep, s, new=new, address=address, console=err)
-    except SpecError as e:
+    except BaseException:
         if server:
-            server.stop()
-        fail(str(e), e.exit_code)
-    finally:
-        if server and not keep_dashboard:
-            server.stop()
+            server.stop()  # no sweep ran, or it broke: its dashboard does not stay up
+        raise
+    if server and not keep_dashboard:
+        server.stop()
     if server and keep_dashboard:
         serve_until_interrupted(server)
     if outcome.stopped_by_budget:
@@ -141,8 +150,6 @@ def serve_store(s, start) -> None:
             require_store(s)
             server = start(s)
             serve_until_interrupted(server)
-    except SpecError as e:
-        fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         pass
     finally:
@@ -191,10 +198,7 @@ def sweeps(store: str = StoreOpt, storage: Optional[str] = StorageOpt) -> None:
     from search.sweeps import list_sweeps
 
     s = open_store(store, storage)
-    try:
-        rows = list_sweeps(s)
-    except SpecError as e:
-        fail(str(e), e.exit_code)
+    rows = list_sweeps(s)
     table = Table(title=f"sweeps in {s.shown_storage if s.storage else s.root}")
     for col in ("sweep", "done", "pruned", "failed", "running", "best", "last ran"):
         table.add_column(col, justify="left" if col == "sweep" else "right", overflow="fold")
@@ -220,11 +224,8 @@ def compare(
     from search.compare import collect, columns, render
 
     if format_ not in ("table", "markdown", "csv"):
-        fail(f"--format: expected table, markdown or csv (got {format_!r})")
-    try:
-        rows, metric, direction = collect(open_store(store, storage, tracking_uri), sweep_names)
-    except SpecError as e:
-        fail(str(e), e.exit_code)
+        raise SpecError(f"expected table, markdown or csv (got {format_!r})", "--format")
+    rows, metric, direction = collect(open_store(store, storage, tracking_uri), sweep_names)
     if format_ != "table":
         sys.stdout.write(render(rows, metric, format_))
         return
@@ -247,10 +248,7 @@ def report(
     """Hyperparameter importances and plots (PNG + interactive HTML), logged on the sweep's parent run."""
     from search.report import make_report
 
-    try:
-        result = make_report(open_store(store, storage, tracking_uri), sweep)
-    except SpecError as e:
-        fail(str(e), e.exit_code)
+    result = make_report(open_store(store, storage, tracking_uri), sweep)
     table = Table(title=f"hyperparameter importances of {sweep} (Optuna, fANOVA)")
     table.add_column("hyperparameter")
     table.add_column("importance", justify="right")
@@ -275,10 +273,7 @@ def resume(
     """Finish a sweep whose driver died: reconcile the study and MLflow, re-run what was running, go on."""
     from search.resume import resume as resume_sweep
 
-    try:
-        outcome = resume_sweep(open_store(store, storage, tracking_uri, storage_path), sweep, err, address)
-    except SpecError as e:
-        fail(str(e), e.exit_code)
+    outcome = resume_sweep(open_store(store, storage, tracking_uri, storage_path), sweep, err, address)
     if outcome is not None and outcome.interrupted:
         raise typer.Exit(130)
     if outcome is not None and outcome.nothing_completed:
@@ -363,14 +358,9 @@ def train(
     from trainables.registry import get
     from trainables.session import LocalSession
 
-    try:
-        trainable, config = _train_target(target, from_, store, trial)
-        config |= dict(parse_override(s) for s in set_ or [])
-        spec = get(trainable)
-    except SpecError as e:
-        fail(str(e), e.exit_code)
-    except KeyError as e:
-        fail(str(e.args[0]))
+    trainable, config = _train_target(target, from_, store, trial)
+    config |= dict(parse_override(s) for s in set_ or [])
+    spec = get(trainable)
     if spec.params is not None:
         try:
             shown = spec.params(**config).model_dump()
@@ -378,7 +368,8 @@ def train(
             first = e.errors()[0]
             key = ".".join(map(str, first["loc"]))
             msg = "unknown hyperparameter" if first["type"] == "extra_forbidden" else first["msg"]
-            fail(f"--set {key}: {msg.removeprefix('Value error, ')} (got {first.get('input')!r})")
+            shown = f"{msg.removeprefix('Value error, ')} (got {first.get('input')!r})"
+            raise SpecError(shown, f"--set {key}") from None
     else:
         shown = config
     session = LocalSession(device, echo=lambda line: out.print(line, highlight=False))
@@ -388,7 +379,7 @@ def train(
         from search.results import write_model
 
         if session.last_checkpoint is None:
-            fail(f"--save: {trainable} reported no checkpoint (session.report(..., checkpoint={{...}}))")
+            raise SpecError(f"{trainable} reported no checkpoint (session.report(..., checkpoint={{...}}))", "--save")
         for path in write_model(trainable, session.last_checkpoint, config, Path(save), {"source": "hpsearch train"}):
             out.print(f"  wrote {path}", highlight=False, soft_wrap=True)
 
@@ -407,11 +398,8 @@ def best(
     from search.results import render
 
     if format_ not in ("yaml", "json"):
-        fail(f"--format: expected yaml or json (got {format_!r})")
-    try:
-        result = best_of(open_store(store, storage, tracking_uri), sweep, trial)
-    except SpecError as e:
-        fail(str(e), e.exit_code)
+        raise SpecError(f"expected yaml or json (got {format_!r})", "--format")
+    result = best_of(open_store(store, storage, tracking_uri), sweep, trial)
     sys.stdout.write(render(result, format_))
 
 
@@ -430,16 +418,11 @@ def export(
     from search.results import best as best_of
     from search.results import load_checkpoint, write_model
 
-    try:
-        s = open_store(store, storage, tracking_uri)
-        result = best_of(s, sweep, trial)
-        checkpoint = load_checkpoint(s, result)
-        about = {"sweep": sweep, "trial": result.trial, "metric": result.metric, "value": result.value}
-        files = write_model(result.trainable, checkpoint, result.config, Path(folder), about)
-    except SpecError as e:
-        fail(str(e), e.exit_code)
-    except KeyError as e:
-        fail(str(e.args[0]))
+    s = open_store(store, storage, tracking_uri)
+    result = best_of(s, sweep, trial)
+    checkpoint = load_checkpoint(s, result)
+    about = {"sweep": sweep, "trial": result.trial, "metric": result.metric, "value": result.value}
+    files = write_model(result.trainable, checkpoint, result.config, Path(folder), about)
     out.print(f"trial {result.trial} of {sweep} ({result.metric} = {result.value:.6g}):", highlight=False)
     for path in files:
         out.print(f"  {path}", highlight=False, soft_wrap=True)
@@ -457,10 +440,7 @@ def init(
 
     from search.scaffold import write
 
-    try:
-        files = write(name, Path(folder), force)
-    except SpecError as e:
-        fail(str(e), e.exit_code)
+    files = write(name, Path(folder), force)
     for path in files:
         out.print(f"wrote {path}", highlight=False)
     out.print(f"try one trial:  hpsearch train {files[1]}", highlight=False)

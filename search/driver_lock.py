@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from search.errors import SpecError
+from search.errors import SweepError
 from search.store import Store
 
 _held: dict[Path, int] = {}  # lock files this process holds, with their file descriptors
@@ -56,7 +56,7 @@ def sole_driver(store: Store, sweep: str) -> Iterator[None]:
     except BlockingIOError:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise SpecError(
+        raise SweepError(
             f"sweep {sweep!r} is being driven by {holder}: wait for it to end, or stop it, then resume", sweep
         ) from None
     os.ftruncate(fd, 0)

@@ -1,4 +1,10 @@
-"""The one exception type the CLI turns into a one-line message and its exit code (2: bad input)."""
+"""What the user can fix, told in one line: ``UserError`` and its kinds, raised where the problem is found.
+
+The CLI turns every ``UserError`` into ``error: <message>`` and the kind's exit code in one place
+(``cli.Commands.invoke``); nothing else prints errors. Exit 2 means nothing was run or written (bad
+input, an unreachable service, an unknown sweep); exit 1 a sweep that stopped on the way (a full disk).
+The trainables' own ``TrainableError`` (trainables/ cannot import search/) is handled in the same place.
+"""
 
 from typing import Any
 
@@ -11,8 +17,8 @@ def shorten(value: Any, limit: int = SHOWN_CHARS) -> str:
     return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text):,} chars)"
 
 
-class SpecError(Exception):
-    """A bad input: the message names the file, the key and the value, in one line."""
+class UserError(Exception):
+    """Something the user can fix: the message says where (file, key or option) and what, in one line."""
 
     MAX_CHARS = 600
     exit_code = 2
@@ -25,12 +31,29 @@ class SpecError(Exception):
         super().__init__(text)
 
 
-class UnreachableError(SpecError):
+class SpecError(UserError):
+    """A bad input: a space file (``source``) and its key, a command-line option or argument."""
+
+
+class UnreachableError(UserError):
     """A service the sweep needs (Ray cluster, database, tracking server) cannot be reached; ``source`` is the
     option that named it."""
 
 
-class StoreFullError(SpecError):
+class ServerError(UserError):
+    """A server hpsearch starts for the user (optuna-dashboard, the MLflow UI) cannot start or answer."""
+
+
+class SweepError(UserError):
+    """The named sweep is not in the store, or not in a state for what was asked (resume a finished sweep,
+    a report without two complete trials, a sweep another driver holds)."""
+
+
+class StoreError(UserError):
+    """The store itself: a file where its folder should be, a damaged database, no space to create it."""
+
+
+class StoreFullError(StoreError):
     """The disk under the store filled up mid-sweep: the sweep stops (exit 1); what finished is kept, and
     ``hpsearch resume`` closes and re-runs the rest once there is space."""
 

@@ -22,7 +22,7 @@ from optuna import visualization as vis  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as vis_mpl  # noqa: E402
 
-from search.errors import SpecError  # noqa: E402
+from search.errors import SweepError  # noqa: E402
 from search.store import Store  # noqa: E402
 from search.sweeps import require_sweeps  # noqa: E402
 from search.tracking import latest_parent_run  # noqa: E402
@@ -53,7 +53,7 @@ def report_dir(store: Store, name: str) -> Path:
     reports = (store.root / "reports").resolve()
     out_dir = (reports / name).resolve()
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]*", name) or out_dir.parent != reports:
-        raise SpecError(f"a study named {name!r} cannot name a report folder (letters, digits, . _ - @)", name)
+        raise SweepError(f"a study named {name!r} cannot name a report folder (letters, digits, . _ - @)", name)
     return out_dir
 
 
@@ -63,7 +63,7 @@ def make_report(store: Store, name: str) -> Report:
     study = optuna.load_study(study_name=name, storage=store.optuna_url)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2:
-        raise SpecError(f"sweep {name!r} has {len(complete)} complete trial(s); a report needs at least 2", name)
+        raise SweepError(f"sweep {name!r} has {len(complete)} complete trial(s); a report needs at least 2", name)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental

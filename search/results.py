@@ -19,7 +19,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from search.errors import SpecError
+from search.errors import SweepError
 from search.store import Store
 from search.sweeps import recorded_space, require_sweeps
 
@@ -78,10 +78,10 @@ def _pick(study: optuna.Study, sweep: str, number: int | None) -> optuna.trial.F
     if number is not None:
         match = [t for t in complete if t.number == number]
         if not match:
-            raise SpecError(f"sweep {sweep!r} has no COMPLETE trial {number}", "--trial")
+            raise SweepError(f"sweep {sweep!r} has no COMPLETE trial {number}", "--trial")
         return match[0]
     if not complete:
-        raise SpecError(f"sweep {sweep!r} has no COMPLETE trial yet (hpsearch sweeps shows its trials)", sweep)
+        raise SweepError(f"sweep {sweep!r} has no COMPLETE trial yet (hpsearch sweeps shows its trials)", sweep)
     return study.best_trial
 
 
@@ -105,7 +105,7 @@ def render(b: Best, fmt: str) -> str:
 
 def load_checkpoint(store: Store, b: Best) -> dict[str, Any]:
     if b.mlflow_run_id is None or b.checkpoint is None:
-        raise SpecError(
+        raise SweepError(
             f"trial {b.trial} of {b.sweep} logged no checkpoint: report one on the last step "
             "(session.report(step, metrics, checkpoint={'model': model.state_dict()}, final=True))",
             b.sweep,

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from search import runner
 from search.driver_lock import sole_driver
-from search.errors import SpecError
+from search.errors import SweepError
 from search.reconcile import close_lost
 from search.spec import validate
 from search.store import Store
@@ -42,14 +42,14 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
     client = MlflowClient(store.mlflow_url)
     parent = latest_parent_run(client, name)
     if parent is None:
-        raise SpecError(f"sweep {name!r} has no parent run in MLflow to resume", name)
+        raise SweepError(f"sweep {name!r} has no parent run in MLflow to resume", name)
     if parent.info.status == "FINISHED":
-        raise SpecError(f"sweep {name!r} finished; `hpsearch run` it again to add trials", name)
+        raise SweepError(f"sweep {name!r} finished; `hpsearch run` it again to add trials", name)
     source = f"{name} (MLflow run {parent.info.run_id})"
     study = optuna.load_study(study_name=name, storage=store.optuna_url)
     raw = recorded_space(client, parent.info.run_id, study.user_attrs)
     if raw is None:
-        raise SpecError("the space it ran is recorded neither in MLflow nor in the study", source)
+        raise SweepError("the space it ran is recorded neither in MLflow nor in the study", source)
     sweep = runner.prepare_spec(validate(raw, source), source)
 
     # 1-2. the study's RUNNING trials end FAIL, their MLflow runs the way the study ended them

@@ -37,7 +37,7 @@ from rich.console import Console
 
 from search import ray_patches, samplers
 from search.driver_lock import setting_up, sole_driver
-from search.errors import SpecError, StoreFullError, UnreachableError
+from search.errors import SpecError, StoreError, StoreFullError, UnreachableError, UserError
 from search.infra import check_reachable, rdb_storage
 from search.optuna_bridge import (
     OptunaBridge,
@@ -180,7 +180,7 @@ def init_store(store: Store) -> None:
             raise
         for path in new_files:
             path.unlink(missing_ok=True)
-        raise SpecError(
+        raise StoreError(
             f"no space left on the disk of the store ({store.describe()}): nothing was recorded; free some space",
             "--store",
         ) from e
@@ -344,7 +344,7 @@ def run(
             return _drive(sweep, store, new, console, callbacks, parent_run_id)
     except Exception as e:
         # A full disk fails every write that follows (closing trials included): stop with one line.
-        if isinstance(e, SpecError) or not out_of_space(e):
+        if isinstance(e, UserError) or not out_of_space(e):
             raise
         then = (
             f"`hpsearch resume {sweep.spec.name}` finishes it" if _resumable(store, sweep.spec.name) else "run it again"

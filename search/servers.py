@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from search.errors import SpecError
+from search.errors import ServerError
 from search.store import Store
 
 
@@ -47,7 +47,7 @@ def check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError:
-            raise SpecError(f"port {port} on {host} is in use (pick another with --port)", "--port") from None
+            raise ServerError(f"port {port} on {host} is in use (pick another with --port)", "--port") from None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -110,14 +110,14 @@ def _start(
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 err = (process.stderr.read() if process.stderr else "").strip().splitlines()
-                raise SpecError(f"{name} exited at start: {err[-1] if err else process.returncode}")
+                raise ServerError(f"{name} exited at start: {err[-1] if err else process.returncode}")
             try:
                 with urllib.request.urlopen(url + probe, timeout=2) as r:
                     if r.status == 200:
                         return Server(name, url, process)
             except OSError:
                 time.sleep(0.3)
-        raise SpecError(f"{name} did not answer on {url} within {timeout_s:.0f}s")
+        raise ServerError(f"{name} did not answer on {url} within {timeout_s:.0f}s")
     except BaseException:  # timed out, or interrupted while waiting: the server must not outlive us
         _terminate(process)
         raise

@@ -374,7 +374,7 @@ def resolve_reference(ref: str, space_dir: Path, source: str = "") -> str:
     (Ray runs trials elsewhere); for ``module:fn`` both folders go on the import path."""
     try:
         target, attr = registry.split_reference(ref)
-    except KeyError as e:
+    except registry.TrainableError as e:
         raise SpecError(str(e), source, "trainable") from None
     if not target.endswith(".py"):
         for folder in (Path.cwd(), space_dir):
@@ -422,8 +422,8 @@ def check_against_trainable(spec: SweepSpec, source: str) -> None:
     """Every configured or searched name must be a hyperparameter of the trainable, of the right type."""
     try:
         trainable = registry.get(spec.trainable)
-    except KeyError as e:
-        raise SpecError(str(e.args[0]), source, "trainable") from None
+    except registry.TrainableError as e:
+        raise SpecError(str(e), source, "trainable") from None
     if spec.reports_by_time and not trainable.reports_by_time:
         why = "report: time" if spec.report == "time" else "a trial budget reports by time by default"
         raise SpecError(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from search.errors import SpecError
+from search.errors import StoreError
 
 # How a full disk reads once SQLite, SQLAlchemy, MLflow or Ray has wrapped it (Ray passes tracebacks as text).
 OUT_OF_SPACE = ("database or disk is full", "no space left on device", "disk quota exceeded")
@@ -107,7 +107,7 @@ class Store:
         """A damaged local store is one line before anything is written to it: a file where its folder
         should be, or a database file SQLite cannot read (truncated, overwritten)."""
         if self.root.exists() and not self.root.is_dir():
-            raise SpecError(f"{self.root} is a file, not a folder: point --store at a folder", "--store")
+            raise StoreError(f"{self.root} is a file, not a folder: point --store at a folder", "--store")
         for path in self.local_databases():
             if not path.exists():
                 continue
@@ -120,7 +120,7 @@ class Store:
             except sqlite3.Error as e:
                 problem = str(e)
             if problem != "ok":
-                raise SpecError(
+                raise StoreError(
                     f"{path} is damaged ({problem.splitlines()[0]}): move it aside to start afresh, or restore it",
                     "--store",
                 )

@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from search.errors import SpecError
+from search.errors import SweepError
 from search.store import Store
 
 SPACE_ARTIFACT = "space.yaml"  # the space as the sweep ran it, on its parent MLflow run
@@ -30,7 +30,7 @@ class SweepRow:
 
 def require_store(store: Store) -> None:
     if not store.exists():
-        raise SpecError(f"no sweeps in {store.root}: run `hpsearch run SPACE --store {store.root}` first", "--store")
+        raise SweepError(f"no sweeps in {store.root}: run `hpsearch run SPACE --store {store.root}` first", "--store")
 
 
 def require_sweeps(store: Store, names: list[str]) -> None:
@@ -39,7 +39,7 @@ def require_sweeps(store: Store, names: list[str]) -> None:
     known = [s.study_name for s in optuna.get_all_study_summaries(store.optuna_url)]
     for name in names:
         if name not in known:
-            raise SpecError(f"unknown sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})", name)
+            raise SweepError(f"unknown sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})", name)
 
 
 def list_sweeps(store: Store) -> list[SweepRow]:

@@ -67,3 +67,40 @@ def test_train_rejects_an_unknown_hyperparameter():
 def test_train_rejects_an_unknown_trainable():
     result = CliRunner().invoke(app, ["train", "addition-rnn"])
     assert result.exit_code == 2 and "unknown trainable 'addition-rnn'" in result.stderr
+
+
+def test_every_user_error_becomes_one_line_and_its_kinds_exit_code_in_one_place():
+    import typer
+
+    from search.cli import Commands
+    from search.errors import SpecError, StoreFullError, SweepError
+    from trainables.registry import TrainableError
+
+    raised = {
+        "spec": SpecError("must be positive (got -1)", "s.yaml", "trials"),
+        "sweep": SweepError("unknown sweep 'x'"),
+        "full": StoreFullError("no space left"),
+        "trainable": TrainableError("unknown trainable 'y'"),
+        "bug": ZeroDivisionError("a bug keeps its traceback"),
+    }
+    probe = typer.Typer(cls=Commands)
+
+    @probe.command()
+    def fail(kind: str) -> None:
+        raise raised[kind]
+
+    @probe.command()
+    def other() -> None:  # two commands make a group, as the real app is
+        pass
+
+    expected = {
+        "spec": (2, "error: s.yaml: trials: must be positive (got -1)"),
+        "sweep": (2, "error: unknown sweep 'x'"),
+        "full": (1, "error: no space left"),
+        "trainable": (2, "error: unknown trainable 'y'"),
+    }
+    for kind, (code, line) in expected.items():
+        result = CliRunner().invoke(probe, ["fail", kind])
+        assert (result.exit_code, result.stderr.strip()) == (code, line), kind
+    bug = CliRunner().invoke(probe, ["fail", "bug"])
+    assert bug.exit_code == 1 and isinstance(bug.exception, ZeroDivisionError)

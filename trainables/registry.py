@@ -42,11 +42,9 @@ LOCAL_PATH = {"local_path": True}
 TrainFn = Callable[[Any, Session], None]
 
 
-class TrainableError(KeyError):
-    """A trainable that cannot be found or imported; ``args[0]`` is the one-line message for the user."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+class TrainableError(Exception):
+    """A trainable that cannot be found or imported; the message is one line for the user. (search/ has
+    ``UserError`` for such errors; trainables/ cannot import search/, so it has its own.)"""
 
 
 HOW_TO_NAME = (
