@@ -12,12 +12,11 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from search.store import Store
-from search.sweeps import require_sweeps
+from search.sweeps import load_study, require_sweeps
 
 # The seed reports' own figures beside the metric: test accuracy, final training loss, size and speed.
 EXTRA_METRICS = ("test_accuracy", "train_loss", "loss", "param_count", "seconds_per_epoch")
@@ -42,7 +41,7 @@ def collect(store: Store, names: list[str]) -> tuple[list[Row], str, str]:
     rows: list[Row] = []
     metric, direction = "", "maximize"
     for i, name in enumerate(names):
-        study = optuna.load_study(study_name=name, storage=store.optuna_url)
+        study = load_study(store, name)
         if i == 0:
             metric = (study.metric_names or ["value"])[0]
             direction = study.direction.name.lower()

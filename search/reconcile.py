@@ -18,6 +18,9 @@ from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
+from search.infra import rdb_storage
+from search.store import Store
+
 LOST = "driver lost"
 _RUN_STATUS = {TrialState.COMPLETE: RunStatus.FINISHED, TrialState.PRUNED: RunStatus.KILLED}
 
@@ -28,12 +31,18 @@ def children_of(client: MlflowClient, parent: Run) -> list[Run]:
     )
 
 
-def close_lost(study: optuna.Study, client: MlflowClient, parent: Run) -> tuple[list[FrozenTrial], list[Run]]:
+def close_lost(
+    store: Store, study: optuna.Study, client: MlflowClient, parent: Run
+) -> tuple[list[FrozenTrial], list[Run]]:
     """End what the dead driver left RUNNING; return the lost study trials and the parent's child runs."""
     lost = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    # A trial another process asked has no Trial object here: its attribute goes through the storage's
+    # public API (study id, then trial id by number).
+    storage = rdb_storage(store.optuna_url)
+    study_id = storage.get_study_id_from_name(study.study_name)
     for t in lost:
-        # Optuna has no public way to set an attribute on another process's trial; its storage does it.
-        study._storage.set_trial_user_attr(t._trial_id, "stopped", LOST)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "stopped", LOST)
         study.tell(t.number, state=TrialState.FAIL)
     states = {str(t.number): t.state for t in study.get_trials(deepcopy=False)}
     lost_numbers = {str(t.number) for t in lost}

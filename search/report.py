@@ -12,20 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import matplotlib
+import matplotlib.pyplot as plt
+import optuna
+from mlflow.tracking import MlflowClient
+from optuna import visualization as vis
+from optuna.trial import TrialState
+from optuna.visualization import matplotlib as vis_mpl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-from optuna import visualization as vis  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
-from optuna.visualization import matplotlib as vis_mpl  # noqa: E402
-
-from search.errors import SweepError  # noqa: E402
-from search.store import Store  # noqa: E402
-from search.sweeps import require_sweeps  # noqa: E402
-from search.tracking import latest_parent_run  # noqa: E402
+from search.errors import SweepError
+from search.store import Store
+from search.sweeps import load_study, require_sweeps
+from search.tracking import latest_parent_run
 
 
 @dataclass
@@ -60,11 +57,12 @@ def report_dir(store: Store, name: str) -> Path:
 def make_report(store: Store, name: str) -> Report:
     require_sweeps(store, [name])
     out_dir = report_dir(store, name)
-    study = optuna.load_study(study_name=name, storage=store.optuna_url)
+    study = load_study(store, name)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2:
         raise SweepError(f"sweep {name!r} has {len(complete)} complete trial(s); a report needs at least 2", name)
 
+    plt.switch_backend("agg")  # files only: no window, no display needed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
         importances = optuna.importance.get_param_importances(study)

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from search.errors import SweepError
 from search.store import Store
-from search.sweeps import recorded_space, require_sweeps
+from search.sweeps import load_study, recorded_space, require_sweeps
 
 CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.pt"
 MODEL_FILE = "model.pt"
@@ -47,7 +47,7 @@ class Best:
 def best(store: Store, sweep: str, trial_number: int | None = None) -> Best:
     """The study's best trial (or the numbered one) with the configuration it ran and its checkpoint."""
     require_sweeps(store, [sweep])
-    study = optuna.load_study(study_name=sweep, storage=store.optuna_url)
+    study = load_study(store, sweep)
     trial = _pick(study, sweep, trial_number)
     client = MlflowClient(store.mlflow_url)
     run_ids = [v for k, v in sorted(trial.user_attrs.items()) if k.startswith("mlflow_run_id")]

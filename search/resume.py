@@ -15,7 +15,6 @@ rest of the sweep under the same parent run:
 
 from __future__ import annotations
 
-import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from rich.console import Console
@@ -26,7 +25,7 @@ from search.errors import SweepError
 from search.reconcile import close_lost
 from search.spec import validate
 from search.store import Store
-from search.sweeps import recorded_space, require_sweeps
+from search.sweeps import load_study, recorded_space, require_sweeps
 from search.tracking import latest_parent_run
 
 
@@ -46,14 +45,14 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
     if parent.info.status == "FINISHED":
         raise SweepError(f"sweep {name!r} finished; `hpsearch run` it again to add trials", name)
     source = f"{name} (MLflow run {parent.info.run_id})"
-    study = optuna.load_study(study_name=name, storage=store.optuna_url)
+    study = load_study(store, name)
     raw = recorded_space(client, parent.info.run_id, study.user_attrs)
     if raw is None:
         raise SweepError("the space it ran is recorded neither in MLflow nor in the study", source)
     sweep = runner.prepare_spec(validate(raw, source), source)
 
     # 1-2. the study's RUNNING trials end FAIL, their MLflow runs the way the study ended them
-    lost, children = close_lost(study, client, parent)
+    lost, children = close_lost(store, study, client, parent)
     # A configuration finished when the study was told so: with repeats, one seed's FINISHED run is not
     # enough (the configuration is told once all its seeds have ended). The trials of this run are the
     # ones its parent's child runs name.

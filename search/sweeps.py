@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from search.errors import SweepError
+from search.infra import rdb_storage
 from search.store import Store
 
 SPACE_ARTIFACT = "space.yaml"  # the space as the sweep ran it, on its parent MLflow run
@@ -28,6 +29,11 @@ class SweepRow:
     last_ran: datetime | None
 
 
+def load_study(store: Store, name: str) -> optuna.Study:
+    """A sweep's study, through the one door to the study storage (``infra.rdb_storage``: its timeouts)."""
+    return optuna.load_study(study_name=name, storage=rdb_storage(store.optuna_url))
+
+
 def require_store(store: Store) -> None:
     if not store.exists():
         raise SweepError(f"no sweeps in {store.root}: run `hpsearch run SPACE --store {store.root}` first", "--store")
@@ -36,7 +42,11 @@ def require_store(store: Store) -> None:
 def require_sweeps(store: Store, names: list[str]) -> None:
     """Every name must be a study in the store; an unknown one is an error listing the known ones."""
     require_store(store)
-    known = [s.study_name for s in optuna.get_all_study_summaries(store.optuna_url)]
+    storage = rdb_storage(store.optuna_url)
+    try:
+        known = [s.study_name for s in storage.get_all_studies()]
+    finally:
+        storage.engine.dispose()
     for name in names:
         if name not in known:
             raise SweepError(f"unknown sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})", name)
@@ -44,11 +54,11 @@ def require_sweeps(store: Store, names: list[str]) -> None:
 
 def list_sweeps(store: Store) -> list[SweepRow]:
     require_store(store)
-    storage = optuna.storages.RDBStorage(store.optuna_url)
+    storage = rdb_storage(store.optuna_url)
     rows = []
     try:
         for summary in storage.get_all_studies():
-            trials = storage.get_all_trials(summary._study_id, deepcopy=False)
+            trials = storage.get_all_trials(storage.get_study_id_from_name(summary.study_name), deepcopy=False)
             counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
             complete = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
             direction = summary.directions[0].name.lower()
