@@ -12,21 +12,10 @@ import os
 import signal
 import time
 import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator
-
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-# A trial that does not report the metric fails alone, with the reason (OptunaBridge.report), instead of
-# Ray's strict check ending the whole sweep.
-os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-# Checkpoints are small and frequent here; Ray's advice about snapshot frequency is noise to a user.
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-# hpsearch prints its own progress; Ray's experiment banner and its token notice are noise here.
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-
-from contextlib import contextmanager, nullcontext
 
 import optuna
 import ray
@@ -53,9 +42,30 @@ from search.store import Store, out_of_space
 from search.tracking import MlflowTrialCallback, Tracking, latest_parent_run
 
 log = logging.getLogger(__name__)
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def engine_settings() -> None:
+    """Ray, Tune, Optuna and MLflow set up for a sweep's driver: done once where a sweep starts
+    (``ensure_ray``), not when this module is imported. ``setdefault``: a user's own setting wins."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # A trial that does not report the metric fails alone, with the reason (OptunaBridge.report), instead
+    # of Ray's strict check ending the whole sweep.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # Checkpoints are small and frequent here; Ray's advice about snapshot frequency is noise to a user.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # hpsearch prints its own progress; Ray's experiment banner and its token notice are noise here.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Results live in the study and MLflow, so Ray's per-trial result files (and its warning that it
+    # cannot read them back) are not needed.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # A failed trial is one line on the terminal (the progress callback) and a traceback in its logs;
+    # Ray's own full traceback in the driver's output would bury the sweep's progress.
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 @dataclass
@@ -219,13 +229,7 @@ def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optun
 
 
 def ensure_ray(address: str | None = None) -> None:
-    # Results live in the study and MLflow, so Ray's per-trial result files (and its warning that it
-    # cannot read them back) are not needed.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    # A failed trial is one line on the terminal (the progress callback) and a traceback in its logs;
-    # Ray's own full traceback in the driver's output would bury the sweep's progress.
-    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    engine_settings()
     if ray.is_initialized():
         return
     local = not address and not os.environ.get("RAY_ADDRESS")
@@ -377,7 +381,7 @@ def _drive(
     experiment_id = tracking.experiment_id(spec.name)
     run_name = f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
     if parent_run_id is None:
-        close_orphans(study, tracking.client, console)
+        close_orphans(store, study, tracking.client, console)
         # Without cluster: its storage URL may hold a password, and where a sweep ran is not a hyperparameter.
         recorded = spec.model_dump(mode="json", exclude={"cluster"})
         study.set_user_attr("space", recorded)  # for resume, should the driver die before space.yaml is logged
@@ -432,13 +436,13 @@ def _drive(
     return outcome
 
 
-def close_orphans(study: optuna.Study, client: MlflowClient, console: Console) -> None:
+def close_orphans(store: Store, study: optuna.Study, client: MlflowClient, console: Console) -> None:
     """A sweep run again after its driver was killed: close what that driver left RUNNING (this one holds
     the driver lock, so that driver is dead), so nothing stays RUNNING for ever."""
     parent = latest_parent_run(client, study.study_name)
     if parent is None or parent.info.status != "RUNNING":
         return
-    lost, _ = close_lost(study, client, parent)
+    lost, _ = close_lost(store, study, client, parent)
     close_parent(client, parent)
     console.print(
         f"the previous run of {study.study_name} lost its driver: {len(lost)} trial(s) it left running are "

@@ -21,7 +21,7 @@ from optuna.distributions import (
 from pydantic import TypeAdapter, ValidationError
 
 from search.errors import SpecError, shorten
-from search.spec import MAX_GRID, CategoricalParam, FloatParam, IntParam, SweepSpec
+from search.spec import MAX_GRID, PRUNERS, CategoricalParam, FloatParam, IntParam, SweepSpec
 from trainables import registry
 
 DEFAULT_TRIALS = 20
@@ -48,15 +48,13 @@ SAMPLER_CLASSES: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "ofat": optuna.samplers.RandomSampler,  # the points are enqueued; see ofat_points
 }
 
-PRUNER_CLASSES: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
-    "none": optuna.pruners.NopPruner,
-    "median": optuna.pruners.MedianPruner,
-    "percentile": optuna.pruners.PercentilePruner,
-    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-    "hyperband": optuna.pruners.HyperbandPruner,
-    "threshold": optuna.pruners.ThresholdPruner,
-    "patient": optuna.pruners.PatientPruner,
-}
+
+def pruner_class(name: str) -> Callable[..., optuna.pruners.BasePruner]:
+    """Optuna's pruner for a name of ``spec.PRUNERS`` (the one list of them): ``none`` is NopPruner, the
+    others are named alike (successive_halving: SuccessiveHalvingPruner)."""
+    if name == "none":
+        return optuna.pruners.NopPruner
+    return getattr(optuna.pruners, "".join(word.title() for word in name.split("_")) + "Pruner")
 
 
 def distributions(spec: SweepSpec) -> dict[str, BaseDistribution]:
@@ -164,7 +162,7 @@ def _check_types(kind: str, name: str, cls: Callable[..., Any], options: dict[st
 
 def build_sampler(spec: SweepSpec, source: str) -> optuna.samplers.BaseSampler:
     name = spec.sampler.name
-    options = spec.sampler.options
+    options = dict(spec.sampler.options)  # a copy: building never rewrites the space as it was given
     if spec.sampler.seed is not None:
         options["seed"] = spec.sampler.seed
     if name == "grid":
@@ -178,21 +176,26 @@ def build_sampler(spec: SweepSpec, source: str) -> optuna.samplers.BaseSampler:
 
 def build_pruner(spec: SweepSpec, source: str) -> optuna.pruners.BasePruner:
     name = spec.pruner.name
-    options = spec.pruner.options
+    options = dict(spec.pruner.options)  # a copy: building never rewrites the space as it was given
     if name == "patient":
         inner = options.pop("wrapped", {"name": "none"})
-        if not isinstance(inner, dict) or inner.get("name") not in PRUNER_CLASSES:
+        wrappable = [p for p in PRUNERS if p != "patient"]
+        if not isinstance(inner, dict) or inner.get("name") not in wrappable:
             raise SpecError(
-                f"patient needs 'wrapped: {{name: <pruner>, ...}}' naming one of {', '.join(PRUNER_CLASSES)}"
-                f" (got {inner!r})",
+                f"patient needs 'wrapped: {{name: <pruner>, ...}}' naming one of {', '.join(wrappable)}"
+                f" (got {shorten(inner)})",
                 source,
                 "pruner.wrapped",
             )
         inner_options = {k: v for k, v in inner.items() if k != "name"}
-        options["wrapped_pruner"] = _construct(
-            "pruner", inner["name"], PRUNER_CLASSES[inner["name"]], inner_options, source
-        )
-    return _construct("pruner", name, PRUNER_CLASSES[name], options, source)
+        # Patient prunes only where its wrapped pruner agrees: wrapping Optuna's NopPruner would never prune,
+        # so "none" (the default) wraps nothing and patience alone decides.
+        wrapped = None if inner["name"] == "none" else pruner_class(inner["name"])
+        if wrapped is not None:
+            options["wrapped_pruner"] = _construct("pruner", inner["name"], wrapped, inner_options, source)
+        else:
+            options["wrapped_pruner"] = None
+    return _construct("pruner", name, pruner_class(name), options, source)
 
 
 def check_scheduler(spec: SweepSpec, source: str, metric: str, mode: str) -> None:

@@ -396,7 +396,7 @@ def validate(raw: dict[str, Any], source: str) -> SweepSpec:
         message, key = _first_error(e)
         raise SpecError(message, source, key) from None
     check_against_trainable(spec, source)
-    return spec
+    return with_absolute_paths(spec)
 
 
 def _first_error(e: ValidationError) -> tuple[str, str]:
@@ -439,7 +439,6 @@ def check_against_trainable(spec: SweepSpec, source: str) -> None:
                 raise SpecError(f"a plain function declares no {key}: set {key}: to {want}", source, key)
         return  # its hyperparameter types are the space file's own
     fields = trainable.params.model_fields
-    _absolute_paths(spec, fields)
     for section, names in (("config", spec.config), ("space", spec.space)):
         for name in names:
             if name not in fields:
@@ -482,14 +481,21 @@ def check_against_trainable(spec: SweepSpec, source: str) -> None:
                 raise SpecError(str(e).splitlines()[0], source, key) from None
 
 
-def _absolute_paths(spec: SweepSpec, fields: dict[str, Any]) -> None:
-    """Make local paths in config absolute: Ray runs each trial in its own directory, not here."""
+def with_absolute_paths(spec: SweepSpec) -> SweepSpec:
+    """A copy whose local paths in config (fields marked ``LOCAL_PATH``) are absolute, so they mean the same
+    on any worker, whatever its directory."""
+    trainable = registry.get(spec.trainable)
+    if trainable.plain:
+        return spec  # it declares no paths; its trials run in the launch directory
+    fields = trainable.params.model_fields
+    config = dict(spec.config)
     for name, value in spec.config.items():
         extra = getattr(fields.get(name), "json_schema_extra", None) or {}
         if isinstance(value, str) and extra.get("local_path"):
             path = Path(value).expanduser()
             if value.startswith((".", "~")) or path.exists():
-                spec.config[name] = str(path.resolve())
+                config[name] = str(path.resolve())
+    return spec.model_copy(update={"config": config}) if config != spec.config else spec
 
 
 def _first_values(spec: SweepSpec) -> dict[str, Any]:

@@ -1,0 +1,84 @@
+"""Samplers and pruners as a space file names them: each one builds, and building changes nothing."""
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+from search import samplers
+from search.optuna_bridge import OptunaBridge
+from search.spec import PRUNERS, SAMPLERS, validate
+
+BASE = {
+    "name": "unit",
+    "trainable": "addition-cnn",
+    "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
+    "trials": 4,
+}
+
+
+def spec_with(**section):
+    return validate({**BASE, **section}, "unit.yaml")
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_every_sampler_builds_from_its_name(name):
+    extra = {"space": {"lr": {"type": "categorical", "choices": [1e-3, 1e-2]}}} if name in ("grid", "ofat") else {}
+    sampler = samplers.build_sampler(spec_with(sampler={"name": name, "seed": 3}, **extra), "unit.yaml")
+    assert isinstance(sampler, optuna.samplers.BaseSampler)
+    if name in ("tpe", "cmaes", "gp", "qmc", "random"):
+        expected = {"tpe": "TPESampler", "cmaes": "CmaEsSampler", "gp": "GPSampler", "qmc": "QMCSampler"}
+        assert type(sampler).__name__ == expected.get(name, "RandomSampler")
+
+
+@pytest.mark.parametrize("name", PRUNERS)
+def test_every_pruner_builds_from_its_name(name):
+    options = {
+        "percentile": {"percentile": 25.0},
+        "threshold": {"lower": 0.1},
+        "patient": {"patience": 2, "wrapped": {"name": "median"}},
+    }
+    pruner = samplers.build_pruner(spec_with(pruner={"name": name, **options.get(name, {})}), "unit.yaml")
+    assert isinstance(pruner, optuna.pruners.BasePruner)
+    if name == "patient":
+        assert isinstance(pruner._wrapped_pruner, optuna.pruners.MedianPruner)  # what it wraps, as named
+
+
+def test_building_leaves_the_space_as_it_was_given():
+    spec = spec_with(
+        sampler={"name": "tpe", "seed": 7, "n_startup_trials": 3},
+        pruner={"name": "patient", "patience": 1, "wrapped": {"name": "median", "n_warmup_steps": 2}},
+    )
+    before = spec.model_dump()
+    samplers.build_sampler(spec, "unit.yaml")
+    samplers.build_pruner(spec, "unit.yaml")
+    samplers.build_pruner(spec, "unit.yaml")  # twice: a resumed or reseeded sweep builds again
+    assert spec.model_dump() == before
+
+
+def test_a_patient_pruner_prunes_a_trial_that_stopped_improving():
+    pruner = samplers.build_pruner(spec_with(pruner={"name": "patient", "patience": 1}), "unit.yaml")
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, "score", "max", n_trials=1)
+    bridge.ask("a")
+    pruned_at = None
+    for step, score in enumerate([0.5, 0.6, 0.6, 0.55, 0.5], start=1):
+        bridge.report("a", {"score": score, "step": step})
+        if bridge.should_prune("a"):
+            pruned_at = step
+            break
+    bridge.complete("a", None, error=False)
+    # best 0.6 at steps 2-3; at step 5 the last two steps (patience 1, +1) are all below it
+    assert pruned_at == 5
+    assert study.trials[0].state == TrialState.PRUNED
+
+
+def test_a_minimizing_sweep_keeps_its_lowest_value_as_best():
+    study = optuna.create_study(direction="minimize")
+    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, "loss", "min", n_trials=2)
+    for ray_id, losses in (("a", [0.9, 0.4, 0.6]), ("b", [0.8, 0.7])):
+        bridge.ask(ray_id)
+        for step, loss in enumerate(losses, start=1):
+            bridge.report(ray_id, {"loss": loss, "step": step})
+        bridge.complete(ray_id, None, error=False)
+    assert [t.value for t in study.trials] == [0.4, 0.7] and study.best_trial.number == 0
