@@ -11,7 +11,6 @@ training. ``exact_match`` is scored on all 10,000 pairs, as the seed reports it;
 from __future__ import annotations
 
 import io
-import time
 from collections import Counter
 from typing import Any
 
@@ -21,8 +20,9 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, param_count
+from trainables.loop import FitLoop, optimizer_step
 from trainables.registry import Hyperparameters, trainable
-from trainables.session import ReportClock, Session
+from trainables.session import Session
 
 SPLIT_SEED = 1234
 
@@ -183,56 +183,40 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
         opt.load_state_dict(state["optimizer"])
         start_epoch = state["epoch"] + 1
 
-    clock = ReportClock(session)
-    seen = 0  # training examples since this run started, for seconds per epoch
-    running_loss, running_n = 0.0, 0
+    loop = FitLoop(session, len(train_x))
+
+    def batches(epoch: int):
+        order = torch.randperm(len(train_x), generator=gen).to(device)
+        for i in range(0, len(order), p.batch_size):
+            yield order[i : i + p.batch_size]
+
+    def train_batch(idx: torch.Tensor) -> None:
+        loss = F.cross_entropy(model(train_x[idx]).reshape(-1, 10), train_y[idx].reshape(-1))
+        optimizer_step(opt, loss, model.parameters(), p.grad_clip)
+        loop.add(loss.item(), len(idx))
 
     def evaluate_and_report(step: int, epoch: int, last_epoch: bool) -> bool:
         """Report one step; returns True when the trial is over (target, budget or last epoch)."""
-        nonlocal running_loss, running_n
         correct = predict(model, digits) == totals
         metrics = {
-            "loss": running_loss / max(running_n, 1),
+            "loss": loop.train_loss(),
             "exact_match": correct.float().mean().item(),
             "train_exact_match": correct[~held].float().mean().item(),
             "heldout_exact_match": correct[held].float().mean().item() if held.any() else float("nan"),
             "epoch": float(epoch + 1),  # epochs trained (a report inside the first epoch says 1)
         }
-        running_loss, running_n = 0.0, 0
         reached = p.stop_at_exact_match is not None and metrics["exact_match"] >= p.stop_at_exact_match
-        done = last_epoch or reached or clock.out_of_time()
+        done = last_epoch or reached or loop.out_of_time()
         checkpoint = None
         if done:
-            epochs_run = max(seen / len(train_x), 1e-9)
-            metrics |= final_summary(model, digits, totals, (time.monotonic() - clock.start) / epochs_run)
+            metrics |= final_summary(model, digits, totals, loop.seconds_per_epoch())
             checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}
         session.report(step, metrics, checkpoint=checkpoint, final=done)
         model.train()
         return done
 
     model.train()
-    for epoch in range(start_epoch, p.epochs):
-        order = torch.randperm(len(train_x), generator=gen).to(device)
-        for i in range(0, len(order), p.batch_size):
-            idx = order[i : i + p.batch_size]
-            logits = model(train_x[idx])
-            loss = F.cross_entropy(logits.reshape(-1, 10), train_y[idx].reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if p.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
-            opt.step()
-            running_loss += loss.item() * len(idx)
-            running_n += len(idx)
-            seen += len(idx)
-            if (step := clock.due()) is not None and evaluate_and_report(step, epoch, False):
-                return
-        last = epoch == p.epochs - 1
-        if not clock.by_time and evaluate_and_report(epoch + 1, epoch, last):
-            return
-        if clock.by_time and (last or clock.out_of_time()):
-            evaluate_and_report(clock.elapsed_step(), epoch, True)
-            return
+    loop.run(p.epochs, batches, train_batch, evaluate_and_report, start_epoch)
 
 
 @torch.no_grad()

@@ -8,7 +8,6 @@ accuracy, seconds per epoch and the parameter count.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from typing import Literal
 
@@ -20,8 +19,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from trainables import image_data, image_models
 from trainables.augment import PRESETS, augment
 from trainables.blocks import param_count
+from trainables.loop import FitLoop, optimizer_step
 from trainables.registry import LOCAL_PATH, Hyperparameters, trainable
-from trainables.session import ReportClock, Session
+from trainables.session import Session
 
 ARCH_OPTIONS = ("depth", "kernel_size", "batch_norm", "reduce_1x1", "blocks", "width", "extra_channels")
 
@@ -153,17 +153,29 @@ def image_classifier(p: ImageParams, session: Session) -> None:
         model.train()
         return loss / len(x_all), correct / len(x_all)
 
-    clock = ReportClock(session)
-    running = {"loss": 0.0, "n": 0}
+    loop = FitLoop(session, len(train_x))
     norms: dict[str, float] = defaultdict(float)
     norm_steps = 0
-    seen = 0
+
+    def add_grad_norms() -> None:
+        nonlocal norm_steps
+        for name, prm in model.named_parameters():
+            if prm.grad is not None and prm.dim() > 1:  # weights of conv and linear layers
+                norms[name.removesuffix(".weight")] += prm.grad.norm().item()
+        norm_steps += 1
+
+    def train_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        x, y = prepare(batch[0], True), batch[1].to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=use_amp):
+            loss = F.cross_entropy(model(x), y, label_smoothing=p.label_smoothing)
+        optimizer_step(opt, loss, scaler=scaler, before_step=add_grad_norms if p.grad_norms else None)
+        loop.add(loss.item(), len(y))
 
     def report(step: int, epoch: int, last: bool) -> bool:
         nonlocal norm_steps
         valid_loss, valid_acc = evaluate(data.valid)
         metrics = {
-            "train_loss": running["loss"] / max(running["n"], 1),
+            "train_loss": loop.train_loss(),
             "valid_loss": valid_loss,
             "valid_accuracy": valid_acc,
             "epoch": float(epoch + 1),
@@ -172,40 +184,14 @@ def image_classifier(p: ImageParams, session: Session) -> None:
             metrics |= {f"grad_norm.{k}": v / norm_steps for k, v in norms.items()}
             norms.clear()
             norm_steps = 0
-        running.update(loss=0.0, n=0)
-        done = last or clock.out_of_time()
+        done = last or loop.out_of_time()
         if done:
             metrics["test_accuracy"] = evaluate(data.test)[1]
-            metrics["seconds_per_epoch"] = (time.monotonic() - clock.start) / max(seen / len(train_x), 1e-9)
+            metrics["seconds_per_epoch"] = loop.seconds_per_epoch()
             metrics["param_count"] = float(params)
         checkpoint = {"model": model.state_dict(), "epoch": epoch + 1} if done and p.save_model else None
         session.report(step, metrics, checkpoint=checkpoint, final=done)
         return done
 
     model.train()
-    for epoch in range(p.epochs):
-        for x, y in batches():
-            x, y = prepare(x, True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, enabled=use_amp):
-                loss = F.cross_entropy(model(x), y, label_smoothing=p.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if p.grad_norms:
-                scaler.unscale_(opt)
-                for name, prm in model.named_parameters():
-                    if prm.grad is not None and prm.dim() > 1:  # weights of conv and linear layers
-                        norms[name.removesuffix(".weight")] += prm.grad.norm().item()
-                norm_steps += 1
-            scaler.step(opt)
-            scaler.update()
-            running["loss"] += loss.item() * len(y)
-            running["n"] += len(y)
-            seen += len(y)
-            if (step := clock.due()) is not None and report(step, epoch, False):
-                return
-        last = epoch == p.epochs - 1
-        if not clock.by_time and report(epoch + 1, epoch, last):
-            return
-        if clock.by_time and (last or clock.out_of_time()):
-            report(clock.elapsed_step(), epoch, True)
-            return
+    loop.run(p.epochs, lambda epoch: batches(), train_batch, report)

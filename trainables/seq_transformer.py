@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, run_figures
+from trainables.loop import FitLoop, optimizer_step
 from trainables.registry import Hyperparameters, trainable
-from trainables.session import Session, out_of_time
+from trainables.session import Session
 
 DATA_SEED = 4321  # the same examples for every trial, whatever its own seed
 FILLERS = 6  # tokens that are never a class
@@ -109,29 +110,31 @@ def seq_transformer(p: SeqParams, session: Session) -> None:
         model.train()
         return F.cross_entropy(logits, split[1]).item(), (logits.argmax(-1) == split[1]).float().mean().item()
 
-    start = time.monotonic()
-    model.train()
-    for epoch in range(p.epochs):
+    loop = FitLoop(session, n)
+
+    def batches(epoch: int):
         order = torch.randperm(n, generator=gen).to(device)
-        total = 0.0
         for i in range(0, n, p.batch_size):
-            idx = order[i : i + p.batch_size]
-            loss = F.cross_entropy(model(train[0][idx]), train[1][idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if p.max_grad > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), p.max_grad)
-            opt.step()
-            total += loss.item() * len(idx)
+            yield order[i : i + p.batch_size]
+
+    def train_batch(idx: torch.Tensor) -> None:
+        loss = F.cross_entropy(model(train[0][idx]), train[1][idx])
+        optimizer_step(opt, loss, model.parameters(), p.max_grad)
+        loop.add(loss.item(), len(idx))
+
+    def report(step: int, epoch: int, last: bool) -> bool:
         valid_loss, valid_accuracy = evaluate(valid)
-        metrics = {"train_loss": total / n, "valid_loss": valid_loss, "valid_accuracy": valid_accuracy}
+        metrics = {"train_loss": loop.train_loss(), "valid_loss": valid_loss, "valid_accuracy": valid_accuracy}
         metrics["epoch"] = float(epoch + 1)
         reached = p.stop_at_accuracy is not None and valid_accuracy >= p.stop_at_accuracy
-        done = epoch == p.epochs - 1 or reached or out_of_time(session)
+        done = last or reached or loop.out_of_time()
         if done:
             metrics["test_loss"], metrics["test_accuracy"] = evaluate(test)
             metrics |= run_figures(model, epoch + 1, start)
         checkpoint = {"model": model.state_dict(), "epoch": epoch + 1} if done else None
-        session.report(epoch + 1, metrics, checkpoint=checkpoint, final=done)
-        if done:
-            return
+        session.report(step, metrics, checkpoint=checkpoint, final=done)
+        return done
+
+    start = time.monotonic()
+    model.train()
+    loop.run(p.epochs, batches, train_batch, report)

@@ -29,8 +29,9 @@ from pydantic import Field, model_validator
 
 from trainables import text_data
 from trainables.blocks import run_figures
+from trainables.loop import FitLoop, optimizer_step
 from trainables.registry import LOCAL_PATH, Hyperparameters, trainable
-from trainables.session import Session, out_of_time
+from trainables.session import Session
 
 SCRATCH = "scratch"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -323,27 +324,23 @@ def text_finetune(p: TextParams, session: Session) -> None:
 
     best: dict[str, Any] = {"accuracy": -1.0, "epoch": 0, "state": None}
     lowest_loss = (math.inf, 0)
-    start = time.monotonic()
-    model.train()
-    for epoch in range(p.epochs):
-        train_loss, n = 0.0, 0
-        for batch in batches(data["train"], p.batch_size, torch.randperm(len(splits.train), generator=gen)):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = model(**batch).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if p.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
-            opt.step()
-            schedule.step()
-            train_loss += loss.item() * len(batch["labels"])
-            n += len(batch["labels"])
+    loop = FitLoop(session, len(splits.train))
+
+    def train_batch(batch: dict[str, torch.Tensor]) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = model(**batch).loss
+        optimizer_step(opt, loss, model.parameters(), p.max_grad_norm)
+        schedule.step()
+        loop.add(loss.item(), len(batch["labels"]))
+
+    def report(step: int, epoch: int, last: bool) -> bool:
+        nonlocal lowest_loss
         valid_loss, valid_accuracy = evaluate(data["valid"])
         if valid_accuracy > best["accuracy"]:
             best.update(accuracy=valid_accuracy, epoch=epoch, state=copy.deepcopy(model.state_dict()))
         lowest_loss = min(lowest_loss, (valid_loss, epoch))
         metrics = {
-            "train_loss": train_loss / n,
+            "train_loss": loop.train_loss(),
             "valid_loss": valid_loss,
             "valid_accuracy": valid_accuracy,
             "epoch": float(epoch + 1),
@@ -352,7 +349,7 @@ def text_finetune(p: TextParams, session: Session) -> None:
             "valid_loss_min_epoch": float(lowest_loss[1] + 1),  # validation loss turned after this epoch
         }
         stalled = p.patience is not None and epoch - best["epoch"] >= p.patience
-        done = epoch == p.epochs - 1 or stalled or out_of_time(session)
+        done = last or stalled or loop.out_of_time()
         checkpoint = None
         if done:
             model.load_state_dict(best["state"])
@@ -366,6 +363,12 @@ def text_finetune(p: TextParams, session: Session) -> None:
                     "label_names": splits.label_names,
                     "epoch": best["epoch"] + 1,
                 }
-        session.report(epoch + 1, metrics, checkpoint=checkpoint, final=done)
-        if done:
-            return
+        session.report(step, metrics, checkpoint=checkpoint, final=done)
+        return done
+
+    def epoch_batches(epoch: int):
+        return batches(data["train"], p.batch_size, torch.randperm(len(splits.train), generator=gen))
+
+    start = time.monotonic()
+    model.train()
+    loop.run(p.epochs, epoch_batches, train_batch, report)
