@@ -111,49 +111,52 @@ def test_empty_store_and_port_in_use_are_clear_errors(swept_store, tmp_path):
     assert result.exit_code == 2 and f"port {port} on 127.0.0.1 is in use" in result.stderr
 
 
-def test_dashboard_command_prints_the_url_and_stops_on_ctrl_c(swept_store):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "dashboard", "--store", str(swept_store.root), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=os.environ.copy(),
-    )
+def start_command(args: list[str], log: Path) -> subprocess.Popen:
+    """``hpsearch ARGS`` with its output in a file (an unread pipe can block it), read back on failure."""
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "search.cli", *args], stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_until(predicate, proc: subprocess.Popen, log: Path, what: str, timeout: float = 120) -> None:
+    """Wait on state, not on a time window: fail early if the command exits, and show what it printed."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            pytest.fail(f"{what}: the command exited ({proc.returncode}) first:\n{log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f}s:\n{log.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
+def test_dashboard_command_prints_the_url_and_stops_on_ctrl_c(swept_store, tmp_path):
+    port, log = free_port(), tmp_path / "out.txt"
+    proc = start_command(["dashboard", "--store", str(swept_store.root), "--port", str(port)], log)
     try:
-        line = proc.stdout.readline()
-        assert f"http://127.0.0.1:{port}" in line
+        wait_until(lambda: f"http://127.0.0.1:{port}" in log.read_text(), proc, log, "the URL printed")
         assert get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
     finally:
         proc.kill()
-    time.sleep(0.5)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
 
 
 @pytest.mark.parametrize("when", ["while starting", "while serving"])
-def test_dashboard_command_stopped_by_sigterm_leaves_no_server(swept_store, when):
+def test_dashboard_command_stopped_by_sigterm_leaves_no_server(swept_store, when, tmp_path):
     """A service manager stops with SIGTERM: optuna-dashboard must not outlive the command, even mid-start."""
     import psutil
 
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "dashboard", "--store", str(swept_store.root), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    port, log = free_port(), tmp_path / "out.txt"
+    proc = start_command(["dashboard", "--store", str(swept_store.root), "--port", str(port)], log)
     try:
         me = psutil.Process(proc.pid)
-        deadline = time.monotonic() + 60
-        while not me.children() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: bool(me.children()), proc, log, "optuna-dashboard started")
         children = me.children(recursive=True)
-        assert children, "hpsearch dashboard never started optuna-dashboard"
         if when == "while serving":
-            assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
+            wait_until(lambda: f"http://127.0.0.1:{port}" in log.read_text(), proc, log, "the URL printed")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
     finally:
         proc.kill()
     gone, alive = psutil.wait_procs(children, timeout=10)
