@@ -135,6 +135,8 @@ def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_tria
     states = [t.state for t in study.trials]
     assert TrialState.RUNNING not in states
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 5
+    lost_after = [study.trials[t.number] for t in lost]  # closed the way the README says: FAIL, driver lost
+    assert all(t.state == TrialState.FAIL and t.user_attrs["stopped"] == "driver lost" for t in lost_after)
     assert all(study.trials[n].user_attrs["mlflow_run_id"] == run for n, run in done_before.items())
     lost_params = [t.params["x"] for t in lost]
     rerun = [
@@ -148,6 +150,10 @@ def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_tria
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     numbers = [r.data.tags["optuna.trial_number"] for r in children]
     assert len(numbers) == len(set(numbers))  # one MLflow run per trial, never a duplicate
+    by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
+    for t in lost:
+        assert by_number[t.number].info.status == "FAILED"
+        assert by_number[t.number].data.tags["stopped"] == "driver lost"
     parents = [r for r in runs if r.data.tags.get("hpsearch.role") == "sweep"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
 

@@ -184,11 +184,11 @@ def postgres_bindir() -> Path | None:
 
 
 @pytest.fixture(scope="module")
-def postgres():
+def postgres(missing_service):
     """A throwaway PostgreSQL on a loopback port; as root, its processes run as the postgres user."""
     bindir = postgres_bindir()
     if bindir is None:
-        pytest.skip("PostgreSQL is not installed here (Debian: apt-get install postgresql; .ci/run installs it)")
+        missing_service("PostgreSQL is not installed here (Debian: apt-get install postgresql; .ci/run installs it)")
     pytest.importorskip("psycopg", reason="the psycopg driver is not installed")
     root = Path(tempfile.mkdtemp(prefix="hpsearch-pg-"))
     as_user: list[str] = []

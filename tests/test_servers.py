@@ -142,6 +142,27 @@ def test_dashboard_command_prints_the_url_and_stops_on_ctrl_c(swept_store, tmp_p
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
 
 
+def test_ui_command_serves_the_runs_and_stops_on_ctrl_c_with_its_server(swept_store, tmp_path):
+    import psutil
+
+    port, log = free_port(), tmp_path / "out.txt"
+    proc = start_command(["ui", "--store", str(swept_store.root), "--port", str(port)], log)
+    try:
+        wait_until(lambda: f"http://127.0.0.1:{port}" in log.read_text(), proc, log, "the URL printed")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "hpsearch ui serves through an mlflow server process"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+            assert r.status == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+    finally:
+        proc.kill()
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
 @pytest.mark.parametrize("when", ["while starting", "while serving"])
 def test_dashboard_command_stopped_by_sigterm_leaves_no_server(swept_store, when, tmp_path):
     """A service manager stops with SIGTERM: optuna-dashboard must not outlive the command, even mid-start."""
@@ -209,12 +230,12 @@ CHROMIUM_FLAGS = [
 ]  # fmt: skip
 
 
-def test_dashboard_page_renders_the_trial_table_in_chromium(swept_store, tmp_path):
+def test_dashboard_page_renders_the_trial_table_in_chromium(swept_store, tmp_path, missing_service):
     import shutil
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("Debian's chromium is not installed here (.ci/run installs it)")
+        missing_service("Debian's chromium is not installed here (.ci/run installs it)")
     server = start_dashboard(swept_store.optuna_url, "127.0.0.1", free_port())
     try:
         study_id = next(
