@@ -37,9 +37,10 @@ from search.optuna_bridge import (
 from search.progress import ProgressCallback, fmt, rank, results_table
 from search.ray_session import trial_function
 from search.reconcile import close_lost, close_parent
-from search.spec import SweepSpec, load, metric_and_mode
+from search.spec import SweepSpec, load, metric_and_mode, resolve_trainable
 from search.store import Store, out_of_space
 from search.tracking import MlflowTrialCallback, Tracking, latest_parent_run
+from trainables.registry import TrainableSpec
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Sweep:
 
     spec: SweepSpec
     source: str
+    trainable: TrainableSpec  # resolved once, here; the workers look it up by name in their own process
     metric: str
     mode: str
     n_trials: int
@@ -131,10 +133,12 @@ def prepare(name_or_path: str, overrides: list[tuple[str, Any]] = (), trials: in
 
 
 def prepare_spec(spec: SweepSpec, source: str) -> Sweep:
-    metric, mode = metric_and_mode(spec)
+    trainable = resolve_trainable(spec, source)
+    metric, mode = metric_and_mode(spec, trainable)
     sweep = Sweep(
         spec=spec,
         source=source,
+        trainable=trainable,
         metric=metric,
         mode=mode,
         n_trials=samplers.trial_count(spec, source),

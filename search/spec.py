@@ -395,8 +395,9 @@ def validate(raw: dict[str, Any], source: str) -> SweepSpec:
     except ValidationError as e:
         message, key = _first_error(e)
         raise SpecError(message, source, key) from None
-    check_against_trainable(spec, source)
-    return with_absolute_paths(spec)
+    trainable = resolve_trainable(spec, source)
+    check_against_trainable(spec, trainable, source)
+    return with_absolute_paths(spec, trainable)
 
 
 def _first_error(e: ValidationError) -> tuple[str, str]:
@@ -418,12 +419,15 @@ def _first_error(e: ValidationError) -> tuple[str, str]:
     return msg, ".".join(loc) or "(top)"
 
 
-def check_against_trainable(spec: SweepSpec, source: str) -> None:
-    """Every configured or searched name must be a hyperparameter of the trainable, of the right type."""
+def resolve_trainable(spec: SweepSpec, source: str) -> registry.TrainableSpec:
     try:
-        trainable = registry.get(spec.trainable)
+        return registry.get(spec.trainable)
     except registry.TrainableError as e:
         raise SpecError(str(e), source, "trainable") from None
+
+
+def check_against_trainable(spec: SweepSpec, trainable: registry.TrainableSpec, source: str) -> None:
+    """Every configured or searched name must be a hyperparameter of the trainable, of the right type."""
     if spec.reports_by_time and not trainable.reports_by_time:
         why = "report: time" if spec.report == "time" else "a trial budget reports by time by default"
         raise SpecError(
@@ -481,10 +485,9 @@ def check_against_trainable(spec: SweepSpec, source: str) -> None:
                 raise SpecError(str(e).splitlines()[0], source, key) from None
 
 
-def with_absolute_paths(spec: SweepSpec) -> SweepSpec:
+def with_absolute_paths(spec: SweepSpec, trainable: registry.TrainableSpec) -> SweepSpec:
     """A copy whose local paths in config (fields marked ``LOCAL_PATH``) are absolute, so they mean the same
     on any worker, whatever its directory."""
-    trainable = registry.get(spec.trainable)
     if trainable.plain:
         return spec  # it declares no paths; its trials run in the launch directory
     fields = trainable.params.model_fields
@@ -508,6 +511,5 @@ def _extremes(param: FloatParam | IntParam | CategoricalParam) -> list[Any]:
     return [param.low, param.high]
 
 
-def metric_and_mode(spec: SweepSpec) -> tuple[str, str]:
-    trainable = registry.get(spec.trainable)
+def metric_and_mode(spec: SweepSpec, trainable: registry.TrainableSpec) -> tuple[str, str]:
     return spec.metric or trainable.metric, spec.mode or trainable.mode
