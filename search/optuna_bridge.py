@@ -370,20 +370,27 @@ class _BridgedScheduler:
         self.bridge.record_error(trial)
         super().on_trial_error(tune_controller, trial)
 
+    def _bridge(self, bridge: OptunaBridge, trial_limit_s: float | None) -> None:
+        self.bridge = bridge
+        self.watch = BudgetWatch(trial_limit_s)
+
+    def _recorded(self, trial: Trial, result: dict) -> bool:
+        """Record the step on the study; False when the trial must stop (it did not report the metric)."""
+        self.watch.saw_result(trial.trial_id, result)
+        return self.bridge.report(trial.trial_id, result)
+
 
 class PruningScheduler(_BridgedScheduler, FIFOScheduler):
     """Records each step on the study and stops the trial when the study's pruner says so."""
 
     def __init__(self, bridge: OptunaBridge, trial_limit_s: float | None = None) -> None:
         super().__init__()
-        self.bridge = bridge
-        self.watch = BudgetWatch(trial_limit_s)
+        self._bridge(bridge, trial_limit_s)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
-        self.watch.saw_result(trial.trial_id, result)
-        if not self.bridge.report(trial.trial_id, result):
+        if not self._recorded(trial, result) or self.bridge.should_prune(trial.trial_id):
             return TrialScheduler.STOP
-        return TrialScheduler.STOP if self.bridge.should_prune(trial.trial_id) else TrialScheduler.CONTINUE
+        return TrialScheduler.CONTINUE
 
 
 class ReportingASHA(_BridgedScheduler, AsyncHyperBandScheduler):
@@ -391,12 +398,10 @@ class ReportingASHA(_BridgedScheduler, AsyncHyperBandScheduler):
 
     def __init__(self, bridge: OptunaBridge, trial_limit_s: float | None = None, **options: Any) -> None:
         super().__init__(metric=bridge.metric, mode=bridge.mode, **options)
-        self.bridge = bridge
-        self.watch = BudgetWatch(trial_limit_s)
+        self._bridge(bridge, trial_limit_s)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
-        self.watch.saw_result(trial.trial_id, result)
-        if not self.bridge.report(trial.trial_id, result):
+        if not self._recorded(trial, result):
             return TrialScheduler.STOP
         decision = super().on_trial_result(tune_controller, trial, result)
         # ASHA also says STOP when a trial reaches max_t: that one finished, it was not pruned.

@@ -4,6 +4,7 @@ stops with one line (exit 1), and once there is space `hpsearch resume` finishes
 The disk is a small tmpfs mounted for the test (root only; skipped elsewhere)."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,13 +41,9 @@ def small_disk(tmp_path):
 
 
 def fill(disk) -> None:
-    with open(disk / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * (1 << 20))
-                f.flush()
-        except OSError:
-            pass
+    """Write zeros until the disk is full (dd then fails: no space left)."""
+    subprocess.run(["dd", "if=/dev/zero", f"of={disk / 'filler'}", "bs=1M"], capture_output=True)
+    assert shutil.disk_usage(disk).free < (1 << 20)
 
 
 def hpsearch(*args, **kwargs) -> subprocess.Popen:

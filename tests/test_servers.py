@@ -111,10 +111,23 @@ def test_empty_store_and_port_in_use_are_clear_errors(swept_store, tmp_path):
     assert result.exit_code == 2 and f"port {port} on 127.0.0.1 is in use" in result.stderr
 
 
-def start_command(args: list[str], log: Path) -> subprocess.Popen:
-    """``hpsearch ARGS`` with its output in a file (an unread pipe can block it), read back on failure."""
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "search.cli", *args], stdout=out, stderr=subprocess.STDOUT)
+@pytest.fixture
+def command(tmp_path):
+    """Starts ``hpsearch ARGS`` with its output in a file (an unread pipe can block it; the file is shown on
+    failure); whatever a failed test left running is killed after it."""
+    started: list[subprocess.Popen] = []
+
+    def start(args: list[str]) -> tuple[subprocess.Popen, Path]:
+        log = tmp_path / f"out-{len(started)}.txt"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "search.cli", *args], stdout=out, stderr=subprocess.STDOUT)
+        started.append(proc)
+        return proc, log
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def wait_until(predicate, proc: subprocess.Popen, log: Path, what: str, timeout: float = 120) -> None:
@@ -128,60 +141,63 @@ def wait_until(predicate, proc: subprocess.Popen, log: Path, what: str, timeout:
         time.sleep(0.05)
 
 
-def test_dashboard_command_prints_the_url_and_stops_on_ctrl_c(swept_store, tmp_path):
-    port, log = free_port(), tmp_path / "out.txt"
-    proc = start_command(["dashboard", "--store", str(swept_store.root), "--port", str(port)], log)
+def url_printed(port: int, proc: subprocess.Popen, log: Path) -> None:
+    wait_until(lambda: f"http://127.0.0.1:{port}" in log.read_text(), proc, log, "the URL printed")
+
+
+def stop_leaving_nothing(proc: subprocess.Popen, sig: int, log: Path, started: list) -> None:
+    """Send ``sig``: the command exits 0, and every process it started is gone."""
+    import psutil
+
     try:
-        wait_until(lambda: f"http://127.0.0.1:{port}" in log.read_text(), proc, log, "the URL printed")
-        assert get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
     finally:
         proc.kill()
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert not alive
+
+
+def test_dashboard_command_prints_the_url_and_stops_on_ctrl_c(swept_store, command):
+    import psutil
+
+    port = free_port()
+    proc, log = command(["dashboard", "--store", str(swept_store.root), "--port", str(port)])
+    url_printed(port, proc, log)
+    assert get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
+    stop_leaving_nothing(proc, signal.SIGINT, log, psutil.Process(proc.pid).children(recursive=True))
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
 
 
-def test_ui_command_serves_the_runs_and_stops_on_ctrl_c_with_its_server(swept_store, tmp_path):
+def test_ui_command_serves_the_runs_and_stops_on_ctrl_c_with_its_server(swept_store, command):
     import psutil
 
-    port, log = free_port(), tmp_path / "out.txt"
-    proc = start_command(["ui", "--store", str(swept_store.root), "--port", str(port)], log)
-    try:
-        wait_until(lambda: f"http://127.0.0.1:{port}" in log.read_text(), proc, log, "the URL printed")
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert children, "hpsearch ui serves through an mlflow server process"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
-            assert r.status == 200
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
-    finally:
-        proc.kill()
-    gone, alive = psutil.wait_procs(children, timeout=10)
-    assert not alive
+    port = free_port()
+    proc, log = command(["ui", "--store", str(swept_store.root), "--port", str(port)])
+    url_printed(port, proc, log)
+    started = psutil.Process(proc.pid).children(recursive=True)
+    assert started, "hpsearch ui serves through an mlflow server process"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+        assert r.status == 200
+    stop_leaving_nothing(proc, signal.SIGINT, log, started)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
 
 
 @pytest.mark.parametrize("when", ["while starting", "while serving"])
-def test_dashboard_command_stopped_by_sigterm_leaves_no_server(swept_store, when, tmp_path):
+def test_dashboard_command_stopped_by_sigterm_leaves_no_server(swept_store, when, command):
     """A service manager stops with SIGTERM: optuna-dashboard must not outlive the command, even mid-start."""
     import psutil
 
-    port, log = free_port(), tmp_path / "out.txt"
-    proc = start_command(["dashboard", "--store", str(swept_store.root), "--port", str(port)], log)
-    try:
-        me = psutil.Process(proc.pid)
-        wait_until(lambda: bool(me.children()), proc, log, "optuna-dashboard started")
-        children = me.children(recursive=True)
-        if when == "while serving":
-            wait_until(lambda: f"http://127.0.0.1:{port}" in log.read_text(), proc, log, "the URL printed")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
-    finally:
-        proc.kill()
-    gone, alive = psutil.wait_procs(children, timeout=10)
-    assert not alive
+    port = free_port()
+    proc, log = command(["dashboard", "--store", str(swept_store.root), "--port", str(port)])
+    me = psutil.Process(proc.pid)
+    wait_until(lambda: bool(me.children()), proc, log, "optuna-dashboard started")
+    started = me.children(recursive=True)
+    if when == "while serving":
+        url_printed(port, proc, log)
+    stop_leaving_nothing(proc, signal.SIGTERM, log, started)
 
 
 def test_run_with_dashboard_shows_the_sweep_live_and_stops_it_after(write_space, tmp_path):
