@@ -370,7 +370,8 @@ class _BridgedScheduler:
         self.bridge.record_error(trial)
         super().on_trial_error(tune_controller, trial)
 
-    def _bridge(self, bridge: OptunaBridge, trial_limit_s: float | None) -> None:
+    def attach(self, bridge: OptunaBridge, trial_limit_s: float | None) -> None:
+        """Built when the space is validated (its options checked once), attached when the sweep runs."""
         self.bridge = bridge
         self.watch = BudgetWatch(trial_limit_s)
 
@@ -383,10 +384,6 @@ class _BridgedScheduler:
 class PruningScheduler(_BridgedScheduler, FIFOScheduler):
     """Records each step on the study and stops the trial when the study's pruner says so."""
 
-    def __init__(self, bridge: OptunaBridge, trial_limit_s: float | None = None) -> None:
-        super().__init__()
-        self._bridge(bridge, trial_limit_s)
-
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         if not self._recorded(trial, result) or self.bridge.should_prune(trial.trial_id):
             return TrialScheduler.STOP
@@ -394,11 +391,8 @@ class PruningScheduler(_BridgedScheduler, FIFOScheduler):
 
 
 class ReportingASHA(_BridgedScheduler, AsyncHyperBandScheduler):
-    """Ray's ASHA deciding, the study recording: trials ASHA stops end PRUNED, not COMPLETE."""
-
-    def __init__(self, bridge: OptunaBridge, trial_limit_s: float | None = None, **options: Any) -> None:
-        super().__init__(metric=bridge.metric, mode=bridge.mode, **options)
-        self._bridge(bridge, trial_limit_s)
+    """Ray's ASHA deciding, the study recording: trials ASHA stops end PRUNED, not COMPLETE. It takes
+    ASHA's own options (its signature is ASHA's), so they are checked as ASHA's."""
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         if not self._recorded(trial, result):

@@ -81,6 +81,7 @@ class Sweep:
     n_trials: int
     sampler: optuna.samplers.BaseSampler
     pruner: optuna.pruners.BasePruner
+    scheduler: PruningScheduler | ReportingASHA  # its bridge is attached when the sweep runs
     enqueued: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -144,8 +145,8 @@ def prepare_spec(spec: SweepSpec, source: str) -> Sweep:
         n_trials=samplers.trial_count(spec, source),
         sampler=samplers.build_sampler(spec, source),
         pruner=samplers.build_pruner(spec, source),
+        scheduler=samplers.build_scheduler(spec, source, metric, mode),
     )
-    samplers.check_scheduler(spec, source, metric, mode)
     if spec.sampler.name == "ofat":
         sweep.enqueued = samplers.ofat_points(spec, source)
     return sweep
@@ -297,10 +298,8 @@ def build_tuner(
     interval = spec.report_interval_s
     budget = spec.budget
     limit = budget.trial + (interval or 0.0) if budget.trial else None  # as TrialBudgetStopper's
-    if spec.scheduler.name == "asha":
-        scheduler = ReportingASHA(bridge, limit, **spec.scheduler.options)
-    else:
-        scheduler = PruningScheduler(bridge, limit)
+    scheduler = sweep.scheduler
+    scheduler.attach(bridge, limit)
     trainable = trial_function(
         spec.trainable, sweep.metric, spec.resources.cpu, spec.resources.gpu, budget.trial, interval
     )

@@ -198,18 +198,18 @@ def build_pruner(spec: SweepSpec, source: str) -> optuna.pruners.BasePruner:
     return _construct("pruner", name, pruner_class(name), options, source)
 
 
-def check_scheduler(spec: SweepSpec, source: str, metric: str, mode: str) -> None:
-    """Ray's ASHA takes its own options; check them here, before anything runs."""
+def build_scheduler(spec: SweepSpec, source: str, metric: str, mode: str) -> Any:
+    """The Ray scheduler, built once with its options checked; the sweep attaches its bridge when it runs.
+    fifo: trials run on unless the Optuna pruner stops them; asha: Ray's ASHA, with its own options."""
+    from search.optuna_bridge import PruningScheduler, ReportingASHA  # Ray Tune, only once a sweep is built
+
     if spec.scheduler.name != "asha":
         if spec.scheduler.options:
             key = next(iter(spec.scheduler.options))
             raise SpecError("the fifo scheduler takes no options", source, f"scheduler.{key}")
-        return
-    from ray.tune.schedulers import AsyncHyperBandScheduler
-
+        return PruningScheduler()
     for reserved in ("metric", "mode"):
         if reserved in spec.scheduler.options:
             raise SpecError("set by the sweep's metric and mode, not here", source, f"scheduler.{reserved}")
-    _construct(
-        "scheduler", "asha", AsyncHyperBandScheduler, {**spec.scheduler.options, "metric": metric, "mode": mode}, source
-    )
+    options = {**spec.scheduler.options, "metric": metric, "mode": mode}
+    return _construct("scheduler", "asha", ReportingASHA, options, source)

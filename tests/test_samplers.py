@@ -82,3 +82,15 @@ def test_a_minimizing_sweep_keeps_its_lowest_value_as_best():
             bridge.report(ray_id, {"loss": loss, "step": step})
         bridge.complete(ray_id, None, error=False)
     assert [t.value for t in study.trials] == [0.4, 0.7] and study.best_trial.number == 0
+
+
+def test_the_scheduler_is_built_once_with_its_options_and_attached_when_the_sweep_runs():
+    from search.optuna_bridge import PruningScheduler, ReportingASHA
+
+    spec = spec_with(scheduler={"name": "asha", "grace_period": 2, "max_t": 30})
+    asha = samplers.build_scheduler(spec, "unit.yaml", "exact_match", "max")
+    assert isinstance(asha, ReportingASHA) and (asha._max_t, asha._metric, asha._mode) == (30, "exact_match", "max")
+    assert isinstance(samplers.build_scheduler(spec_with(), "unit.yaml", "exact_match", "max"), PruningScheduler)
+    bridge = OptunaBridge(optuna.create_study(), {"x": FloatDistribution(0, 1)}, {}, "exact_match", "max", 1)
+    asha.attach(bridge, 10.0)
+    assert asha.bridge is bridge and asha.watch.limit_s == 10.0
