@@ -51,3 +51,16 @@ def write_space(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def flaky_space(write_space):
+    """A space file (NAME.yaml) for the flaky test trainable (tests/plugins/flaky.py), searching x in [0, 1];
+    a test writes out only what it changes: its config and any other top-level keys."""
+
+    def write(name: str, config: dict | None = None, **keys) -> Path:
+        x = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+        space = {"name": name, "trainable": "flaky", "config": config or {}, "space": x, **keys}
+        return write_space(space, f"{name}.yaml")
+
+    return write

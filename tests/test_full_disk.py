@@ -19,15 +19,6 @@ from search.store import Store
 
 pytestmark = pytest.mark.slow
 
-SPACE = {
-    "name": "full",
-    "trainable": "flaky",
-    "config": {"steps": 30, "sleep": 0.2},
-    "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-    "trials": 6,
-    "concurrency": 2,
-}
-
 
 @pytest.fixture
 def small_disk(tmp_path):
@@ -61,11 +52,15 @@ def reporting_trials(store: Store) -> int:
     return sum(t.state == TrialState.RUNNING and len(t.intermediate_values) > 1 for t in study.trials)
 
 
-def test_a_store_on_a_full_disk_is_one_line_and_no_database(small_disk, write_space):
+def full_sweep(flaky_space):
+    return str(flaky_space("full", {"steps": 30, "sleep": 0.2}, trials=6, concurrency=2))
+
+
+def test_a_store_on_a_full_disk_is_one_line_and_no_database(small_disk, flaky_space):
     fill(small_disk)
     store = small_disk / "store"
     done = subprocess.run(
-        [sys.executable, "-m", "search.cli", "run", str(write_space(SPACE)), "--store", str(store)],
+        [sys.executable, "-m", "search.cli", "run", full_sweep(flaky_space), "--store", str(store)],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr[-2000:]
@@ -76,9 +71,9 @@ def test_a_store_on_a_full_disk_is_one_line_and_no_database(small_disk, write_sp
     assert not list(store.glob("*.db"))
 
 
-def test_a_disk_that_fills_mid_sweep_stops_it_and_resume_finishes_it(small_disk, write_space):
+def test_a_disk_that_fills_mid_sweep_stops_it_and_resume_finishes_it(small_disk, flaky_space):
     store = Store.at(small_disk / "store")
-    proc = hpsearch("run", str(write_space(SPACE)), "--store", str(store.root))
+    proc = hpsearch("run", full_sweep(flaky_space), "--store", str(store.root))
     try:
         deadline = time.monotonic() + 150
         while reporting_trials(store) < 2 and time.monotonic() < deadline and proc.poll() is None:

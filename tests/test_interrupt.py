@@ -45,18 +45,9 @@ def start_driver(space, store: Store) -> subprocess.Popen:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_stops_the_sweep_and_closes_every_trial(sig, write_space, tmp_path):
+def test_signal_stops_the_sweep_and_closes_every_trial(sig, flaky_space, tmp_path):
     store = Store.at(tmp_path / "store")
-    space = write_space(
-        {
-            "name": "slow",
-            "trainable": "flaky",
-            "config": {"steps": 200, "sleep": 0.1},
-            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-            "trials": 6,
-            "concurrency": 2,
-        }
-    )
+    space = flaky_space("slow", {"steps": 200, "sleep": 0.1}, trials=6, concurrency=2)
     # The driver's output goes to a file, not a pipe: an unread pipe fills up, blocks the driver's
     # prints and with them its event loop, and no trial would ever report.
     log = tmp_path / "driver.log"
@@ -90,19 +81,10 @@ def test_signal_stops_the_sweep_and_closes_every_trial(sig, write_space, tmp_pat
     assert parent.info.status == "KILLED"
 
 
-def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_trials(write_space, tmp_path):
+def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_trials(flaky_space, tmp_path):
     store = Store.at(tmp_path / "store")
-    space = write_space(
-        {
-            "name": "killed",
-            "trainable": "flaky",
-            "config": {"steps": 12, "sleep": 0.25},
-            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-            "sampler": {"name": "random", "seed": 3},
-            "trials": 5,
-            "concurrency": 2,
-        }
-    )
+    sampler = {"name": "random", "seed": 3}
+    space = flaky_space("killed", {"steps": 12, "sleep": 0.25}, sampler=sampler, trials=5, concurrency=2)
     proc = start_driver(space, store)
 
     def finished_and_running() -> bool:
@@ -158,22 +140,12 @@ def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_tria
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
 
 
-def test_resume_with_repeats_reruns_every_configuration_not_told_to_the_study(write_space, tmp_path):
+def test_resume_with_repeats_reruns_every_configuration_not_told_to_the_study(flaky_space, tmp_path):
     """The kill lands while a configuration has a finished seed but is not yet told (RUNNING in the study):
     resume must run that configuration again, all its seeds, not count it as done."""
     store = Store.at(tmp_path / "store")
-    space = write_space(
-        {
-            "name": "killed-repeats",
-            "trainable": "flaky",
-            "config": {"steps": 6, "sleep": 0.3},
-            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-            "sampler": {"name": "random", "seed": 3},
-            "trials": 3,
-            "repeats": 2,
-            "concurrency": 1,
-        }
-    )
+    config, sampler = {"steps": 6, "sleep": 0.3}, {"name": "random", "seed": 3}
+    space = flaky_space("killed-repeats", config, sampler=sampler, trials=3, repeats=2, concurrency=1)
     proc = start_driver(space, store)
     client = MlflowClient(store.mlflow_url)
 

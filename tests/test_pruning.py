@@ -110,18 +110,10 @@ def test_asha_stops_are_recorded_as_pruned_not_complete(ray_local, write_space, 
     assert {t.params["x"] for t in pruned} >= {0.9, 1.0}
 
 
-def test_sweep_budget_ends_the_sweep_on_time_and_closes_everything(ray_local, write_space, tmp_path, quiet_console):
+def test_sweep_budget_ends_the_sweep_on_time_and_closes_everything(ray_local, flaky_space, tmp_path, quiet_console):
     store = Store.at(tmp_path / "store")
-    space = {
-        "name": "budget",
-        "trainable": "flaky",
-        "config": {"steps": 1000, "sleep": 0.1},
-        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-        "trials": 10,
-        "concurrency": 2,
-        "budget": {"sweep": "12s"},
-    }
-    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    space = flaky_space("budget", {"steps": 1000, "sleep": 0.1}, trials=10, concurrency=2, budget={"sweep": "12s"})
+    outcome = runner.run(runner.prepare(str(space)), store, console=quiet_console)
     assert outcome.stopped_by_budget and not outcome.interrupted
     # Not a time window a loaded machine can miss: not before the budget, and long before its 10 trials of
     # 100 s each could have ended by themselves.
@@ -176,18 +168,11 @@ def test_trial_budget_with_time_reports(ray_local, write_space, tmp_path, quiet_
     assert large > small  # the large batch saw more epochs in the same time
 
 
-def test_trial_budget_stops_a_trainable_that_ignores_it(ray_local, write_space, tmp_path, quiet_console):
+def test_trial_budget_stops_a_trainable_that_ignores_it(ray_local, flaky_space, tmp_path, quiet_console):
     store = Store.at(tmp_path / "store")
-    space = {
-        "name": "ignores-budget",
-        "trainable": "flaky",
-        "config": {"steps": 100, "sleep": 0.25},
-        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-        "trials": 1,
-        "budget": {"trial": "2s"},
-        "report": "epoch",
-    }
-    runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    config = {"steps": 100, "sleep": 0.25}
+    space = flaky_space("ignores-budget", config, trials=1, budget={"trial": "2s"}, report="epoch")
+    runner.run(runner.prepare(str(space)), store, console=quiet_console)
     trial = optuna.load_study(study_name="ignores-budget", storage=store.optuna_url).trials[0]
     assert trial.state == TrialState.COMPLETE
     assert 6 <= len(trial.intermediate_values) <= 2 / 0.25 + 2  # one report past the limit at most

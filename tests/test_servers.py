@@ -200,18 +200,9 @@ def test_dashboard_command_stopped_by_sigterm_leaves_no_server(swept_store, when
     stop_leaving_nothing(proc, signal.SIGTERM, log, started)
 
 
-def test_run_with_dashboard_shows_the_sweep_live_and_stops_it_after(write_space, tmp_path):
+def test_run_with_dashboard_shows_the_sweep_live_and_stops_it_after(flaky_space, tmp_path):
     store = Store.at(tmp_path / "store")
-    space = write_space(
-        {
-            "name": "live",
-            "trainable": "flaky",
-            "config": {"steps": 40, "sleep": 0.25},
-            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-            "trials": 2,
-            "concurrency": 2,
-        }
-    )
+    space = flaky_space("live", {"steps": 40, "sleep": 0.25}, trials=2, concurrency=2)
     port = free_port()
     cmd = [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root), "--dashboard"]
     proc = subprocess.Popen(

@@ -204,18 +204,9 @@ def test_repeats_wait_for_every_seed_before_telling_the_study(ray_local, write_s
     assert all(f"mlflow_run_id.seed{k}" in t.user_attrs for t in study.trials for k in range(3))
 
 
-def test_a_seeded_sweep_run_again_samples_new_points(ray_local, write_space, tmp_path, quiet_console):
+def test_a_seeded_sweep_run_again_samples_new_points(ray_local, flaky_space, tmp_path, quiet_console):
     store = Store.at(tmp_path / "store")
-    space = {
-        "name": "again",
-        "trainable": "flaky",
-        "config": {"steps": 1},
-        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-        "sampler": {"name": "random", "seed": 7},
-        "trials": 3,
-        "concurrency": 1,
-    }
-    path = str(write_space(space))
+    path = str(flaky_space("again", {"steps": 1}, sampler={"name": "random", "seed": 7}, trials=3, concurrency=1))
     runner.run(runner.prepare(path), store, console=quiet_console)
     runner.run(runner.prepare(path), store, console=quiet_console)  # the same file, the same seed
     study = optuna.load_study(study_name="again", storage=store.optuna_url)
