@@ -37,7 +37,7 @@ from search.optuna_bridge import (
 from search.progress import ProgressCallback, fmt, rank, results_table
 from search.ray_session import trial_function
 from search.reconcile import close_lost, close_parent
-from search.spec import SweepSpec, load, metric_and_mode, resolve_trainable
+from search.spec import SweepSpec, load, metric_and_mode
 from search.store import Store, out_of_space
 from search.tracking import MlflowTrialCallback, Tracking, latest_parent_run
 from trainables.registry import TrainableSpec
@@ -134,7 +134,7 @@ def prepare(name_or_path: str, overrides: list[tuple[str, Any]] = (), trials: in
 
 
 def prepare_spec(spec: SweepSpec, source: str) -> Sweep:
-    trainable = resolve_trainable(spec, source)
+    trainable = spec.resolved  # looked up once, when the space was validated
     metric, mode = metric_and_mode(spec, trainable)
     sweep = Sweep(
         spec=spec,

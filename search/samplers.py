@@ -22,7 +22,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from search.errors import SpecError, shorten
 from search.spec import MAX_GRID, PRUNERS, CategoricalParam, FloatParam, IntParam, SweepSpec
-from trainables import registry
 
 DEFAULT_TRIALS = 20
 
@@ -94,7 +93,7 @@ def _grid_values(spec: SweepSpec, source: str, sampler: str) -> dict[str, list[A
 def baseline(spec: SweepSpec) -> dict[str, Any]:
     """The point an OFAT sweep varies around: the space file's config, else the trainable's default, else
     (a plain function declares no defaults) the searched range's first value."""
-    defaults = registry.get(spec.trainable).defaults()
+    defaults = spec.resolved.defaults()
     first = {name: p.choices[0] if isinstance(p, CategoricalParam) else p.low for name, p in spec.space.items()}
     return {name: spec.config.get(name, defaults.get(name, first.get(name))) for name in spec.space}
 

@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     model_validator,
 )
@@ -232,6 +233,8 @@ class SweepSpec(_Strict):
     budget: Budget = Budget()
     report: Literal["epoch", "time"] | None = None  # default: time when a trial budget is set
     report_interval: Duration | None = None  # under report: time; default trial budget / 20, at least 1s
+    # The trainable ``validate`` resolved (looked up once); not part of the space, never dumped.
+    _resolved: registry.TrainableSpec | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _consistent(self) -> "SweepSpec":
@@ -244,6 +247,13 @@ class SweepSpec(_Strict):
         if self.repeats > 1 and (self.pruner.name != "none" or self.scheduler.name == "asha"):
             raise ValueError("repeats cannot be combined with pruning: a configuration is judged on all its seeds")
         return self
+
+    @property
+    def resolved(self) -> registry.TrainableSpec:
+        """The trainable as ``validate`` resolved it; a spec built without ``validate`` resolves it here."""
+        if self._resolved is None:
+            self._resolved = registry.get(self.trainable)
+        return self._resolved
 
     @property
     def reports_by_time(self) -> bool:
@@ -395,7 +405,7 @@ def validate(raw: dict[str, Any], source: str) -> SweepSpec:
     except ValidationError as e:
         message, key = _first_error(e)
         raise SpecError(message, source, key) from None
-    trainable = resolve_trainable(spec, source)
+    trainable = spec._resolved = resolve_trainable(spec, source)
     check_against_trainable(spec, trainable, source)
     return with_absolute_paths(spec, trainable)
 
