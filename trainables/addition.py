@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, param_count
-from trainables.loop import FitLoop, optimizer_step
+from trainables.loop import FitLoop, optimizer_step, shuffled
 from trainables.registry import Hyperparameters, trainable
 from trainables.session import Session
 
@@ -185,11 +186,6 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
 
     loop = FitLoop(session, len(train_x))
 
-    def batches(epoch: int):
-        order = torch.randperm(len(train_x), generator=gen).to(device)
-        for i in range(0, len(order), p.batch_size):
-            yield order[i : i + p.batch_size]
-
     def train_batch(idx: torch.Tensor) -> None:
         loss = F.cross_entropy(model(train_x[idx]).reshape(-1, 10), train_y[idx].reshape(-1))
         optimizer_step(opt, loss, model.parameters(), p.grad_clip)
@@ -216,7 +212,11 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
         return done
 
     model.train()
-    loop.run(p.epochs, batches, train_batch, evaluate_and_report, start_epoch)
+
+    def epoch_batches(epoch: int) -> Iterator[torch.Tensor]:
+        return shuffled(len(train_x), p.batch_size, gen, device)
+
+    loop.run(p.epochs, epoch_batches, train_batch, evaluate_and_report, start_epoch)
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from trainables import image_data, image_models
 from trainables.augment import PRESETS, augment
 from trainables.blocks import param_count
-from trainables.loop import FitLoop, optimizer_step
+from trainables.loop import FitLoop, optimizer_step, shuffled
 from trainables.registry import LOCAL_PATH, Hyperparameters, trainable
 from trainables.session import Session
 
@@ -130,9 +130,7 @@ def image_classifier(p: ImageParams, session: Session) -> None:
             )  # fmt: skip
             yield from loader
         else:
-            order = torch.randperm(len(train_x), generator=gen)
-            for i in range(0, len(order), p.batch_size):
-                idx = order[i : i + p.batch_size]
+            for idx in shuffled(len(train_x), p.batch_size, gen):
                 yield on_device_x[idx], on_device_y[idx]
 
     use_loader = bool(p.num_workers or p.pin_memory)

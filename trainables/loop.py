@@ -24,6 +24,17 @@ from trainables.session import ReportClock, Session
 Report = Callable[[int, int, bool], bool]
 
 
+def shuffled(
+    n: int, batch_size: int, gen: torch.Generator, device: torch.device | None = None
+) -> Iterator[torch.Tensor]:
+    """One epoch's example indices in a fresh random order (drawn from ``gen``), ``batch_size`` at a time."""
+    order = torch.randperm(n, generator=gen)
+    if device is not None:
+        order = order.to(device)
+    for i in range(0, n, batch_size):
+        yield order[i : i + batch_size]
+
+
 def optimizer_step(
     opt: torch.optim.Optimizer,
     loss: torch.Tensor,

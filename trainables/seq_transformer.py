@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, run_figures
-from trainables.loop import FitLoop, optimizer_step
+from trainables.loop import FitLoop, optimizer_step, shuffled
 from trainables.registry import Hyperparameters, trainable
 from trainables.session import Session
 
@@ -112,11 +112,6 @@ def seq_transformer(p: SeqParams, session: Session) -> None:
 
     loop = FitLoop(session, n)
 
-    def batches(epoch: int):
-        order = torch.randperm(n, generator=gen).to(device)
-        for i in range(0, n, p.batch_size):
-            yield order[i : i + p.batch_size]
-
     def train_batch(idx: torch.Tensor) -> None:
         loss = F.cross_entropy(model(train[0][idx]), train[1][idx])
         optimizer_step(opt, loss, model.parameters(), p.max_grad)
@@ -137,4 +132,4 @@ def seq_transformer(p: SeqParams, session: Session) -> None:
 
     start = time.monotonic()
     model.train()
-    loop.run(p.epochs, batches, train_batch, report)
+    loop.run(p.epochs, lambda epoch: shuffled(n, p.batch_size, gen, device), train_batch, report)
