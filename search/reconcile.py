@@ -39,11 +39,14 @@ def close_lost(
     # A trial another process asked has no Trial object here: its attribute goes through the storage's
     # public API (study id, then trial id by number).
     storage = rdb_storage(store.optuna_url)
-    study_id = storage.get_study_id_from_name(study.study_name)
-    for t in lost:
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        storage.set_trial_user_attr(trial_id, "stopped", LOST)
-        study.tell(t.number, state=TrialState.FAIL)
+    try:
+        study_id = storage.get_study_id_from_name(study.study_name)
+        for t in lost:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            storage.set_trial_user_attr(trial_id, "stopped", LOST)
+            study.tell(t.number, state=TrialState.FAIL)
+    finally:
+        storage.engine.dispose()  # a storage of its own, for these writes only
     states = {str(t.number): t.state for t in study.get_trials(deepcopy=False)}
     lost_numbers = {str(t.number) for t in lost}
     children = children_of(client, parent)
