@@ -330,8 +330,14 @@ def _train_target(target: str | None, from_: str | None, store: str, trial: int 
     if is_reference(target):
         return spec_mod.resolve_reference(target, Path.cwd(), "train"), {}
     if Path(target).suffix in (".yaml", ".yml"):
+        from search.samplers import baseline
+
         space, _ = spec_mod.load(target)
-        return space.trainable, dict(space.config)
+        # The searched parameters too: a plain function has no defaults to fall back on. The point is
+        # OFAT's baseline (config, else the trainable's default, else the range's first value).
+        point = baseline(space)
+        err.print("searched parameters at: " + ", ".join(f"{k}={v}" for k, v in point.items()), highlight=False)
+        return space.trainable, {**dict(space.config), **point}
     return target, {}
 
 

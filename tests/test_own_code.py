@@ -175,6 +175,22 @@ def test_plain_function_runs_in_process_and_its_return_is_the_last_step(user_dir
     assert [s for s, _ in session.history] == [1, 2, 3] and session.last["test_accuracy"] == 0.9
 
 
+def test_train_on_a_plain_functions_space_file_gives_it_every_searched_parameter(user_dir):
+    """A plain function has no defaults: `hpsearch train SPACE` passes config plus a value for each searched
+    parameter (OFAT's baseline), so it runs instead of failing on a KeyError."""
+    (user_dir / "fit.py").write_text(
+        "def train(config):\n    return {'score': config['lr'] * config['width'], 'epochs': config['epochs']}\n"
+    )
+    (user_dir / "fit.yaml").write_text(
+        "name: fit\ntrainable: ./fit.py:train\nmetric: score\nmode: max\nconfig: {epochs: 2}\n"
+        "space: {lr: {type: float, low: 0.01, high: 1.0, log: true}, width: {type: categorical, choices: [8, 16]}}\n"
+    )
+    result = run_cli("train", "fit.yaml")
+    assert result.exit_code == 0, result.output
+    assert "searched parameters at: lr=0.01, width=8" in result.stderr
+    assert "score=0.08" in result.stdout and "epochs=2" in result.stdout
+
+
 def test_unknown_trainable_says_how_to_name_your_own(tmp_path):
     space = tmp_path / "s.yaml"
     space.write_text("name: s\ntrainable: my-net\nspace: {x: {type: float, low: 0, high: 1}}\n")
