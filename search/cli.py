@@ -205,6 +205,8 @@ def sweeps(store: str = StoreOpt, storage: Optional[str] = StorageOpt) -> None:
     for r in rows:
         c = r.counts
         best = f"{fmt(r.best)} ({'max' if r.direction == 'maximize' else 'min'})" if r.best is not None else "-"
+        if r.front is not None:
+            best = f"front of {r.front}"
         table.add_row(
             r.name, str(c["complete"]), str(c["pruned"]), str(c["fail"]), str(c["running"]),
             best, f"{r.last_ran:%m-%d %H:%M}" if r.last_ran else "-",
@@ -225,14 +227,17 @@ def compare(
 
     if format_ not in ("table", "markdown", "csv"):
         raise SpecError(f"expected table, markdown or csv (got {format_!r})", "--format")
-    rows, metric, direction = collect(open_store(store, storage, tracking_uri), sweep_names)
+    rows, metrics, directions = collect(open_store(store, storage, tracking_uri), sweep_names)
     if format_ != "table":
-        sys.stdout.write(render(rows, metric, format_))
+        sys.stdout.write(render(rows, metrics, format_))
         return
-    header, body = columns(rows, metric)
-    table = Table(title=f"{' vs '.join(sweep_names)}: {metric} ({direction}), best first")
+    header, body = columns(rows, metrics)
+    goal = ", ".join(f"{m} ({d})" for m, d in zip(metrics, directions))
+    first = "Pareto front first" if len(metrics) > 1 else "best first"
+    table = Table(title=f"{' vs '.join(sweep_names)}: {goal}, {first}")
     for col in header:
-        table.add_column(col, justify="left" if col in ("sweep", "state", "seeds") else "right")
+        left = col in ("sweep", "state", "seeds", "front", "feasible")
+        table.add_column(col, justify="left" if left else "right", overflow="fold")
     for row in body:
         table.add_row(*row)
     out.print(table)
@@ -317,9 +322,16 @@ def _train_target(target: str | None, from_: str | None, store: str, trial: int 
 
     if from_ is not None:
         if Path(from_).suffix in (".yaml", ".yml", ".json") and Path(from_).is_file():
-            saved = yaml.safe_load(Path(from_).read_text()) or {}
+            try:
+                saved = yaml.safe_load(Path(from_).read_text()) or {}
+            except yaml.YAMLError:
+                saved = None  # several documents (a whole front), or not YAML at all
             if not isinstance(saved, dict) or "config" not in saved or "trainable" not in saved:
-                raise SpecError("expected a file written by `hpsearch best` (with trainable: and config:)", from_)
+                raise SpecError(
+                    "expected one trial written by `hpsearch best` (with trainable: and config:; of a front, "
+                    "one trial: hpsearch best SWEEP --trial N)",
+                    from_,
+                )
             return target or saved["trainable"], dict(saved["config"])
         from search.results import best
 
@@ -399,14 +411,18 @@ def best(
     format_: str = typer.Option("yaml", "--format", help="yaml | json"),
     trial: Optional[int] = typer.Option(None, "--trial", help="this trial instead of the best"),
 ) -> None:
-    """The best configuration of a sweep, ready for `hpsearch train --from`, and where its checkpoint is."""
+    """The best configuration of a sweep (a trade-off's: its Pareto front), ready for `hpsearch train --from`,
+    and where its checkpoint is."""
     from search.results import best as best_of
-    from search.results import render
+    from search.results import front, render, render_front
 
     if format_ not in ("yaml", "json"):
         raise SpecError(f"expected yaml or json (got {format_!r})", "--format")
-    result = best_of(open_store(store, storage, tracking_uri), sweep, trial)
-    sys.stdout.write(render(result, format_))
+    s = open_store(store, storage, tracking_uri)
+    if trial is None:  # one trial, or a trade-off's whole front
+        sys.stdout.write(render_front(front(s, sweep), format_))
+        return
+    sys.stdout.write(render(best_of(s, sweep, trial), format_))
 
 
 @app.command()

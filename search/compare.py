@@ -2,6 +2,8 @@
 
 Values come from the study (the mean over seeds for a repeated configuration, with each seed's value);
 parameter counts and seconds per epoch from the trials' MLflow runs, where the trainable reported them.
+A trade-off sweep has a column per objective and marks each trial on the study's Pareto front; a sweep
+with constraints marks each trial feasible or not (an infeasible trial is never best).
 """
 
 from __future__ import annotations
@@ -32,27 +34,38 @@ class Row:
     seeds: list[float]
     params: dict[str, Any]
     extra: dict[str, float] = field(default_factory=dict)
+    values: list[float] | None = None  # every objective's value (a trade-off has several)
+    front: bool | None = None  # on its study's Pareto front (trade-offs only)
+    feasible: bool | None = None  # every constraint holds (sweeps with constraints only)
 
 
-def collect(store: Store, names: list[str]) -> tuple[list[Row], str, str]:
-    """Rows of every named sweep, best first; also the metric name and direction of the first sweep."""
+def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[str]]:
+    """Rows of every named sweep, best first (a trade-off's front first); also the metric names and
+    directions of the first sweep."""
     require_sweeps(store, names)
     client = MlflowClient(store.mlflow_url)
     rows: list[Row] = []
-    metric, direction = "", "maximize"
+    metrics, directions = [], ["maximize"]
     for i, name in enumerate(names):
         study = load_study(store, name)
+        multi = len(study.directions) > 1
         if i == 0:
-            metric = (study.metric_names or ["value"])[0]
-            direction = study.direction.name.lower()
+            directions = [d.name.lower() for d in study.directions]
+            metrics = study.metric_names or [f"value{j}" if multi else "value" for j in range(len(directions))]
+        on_front = {t.number for t in study.best_trials} if multi else set()
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
-            seeds = [v for v in t.user_attrs.get("repeat_values", []) if v is not None]
+            seeds = [v for v in t.user_attrs.get("repeat_values", []) if v is not None and not multi]
             std = t.user_attrs.get("value_std") if seeds else None
             run_ids = [v for k, v in t.user_attrs.items() if k.startswith("mlflow_run_id")]
-            rows.append(Row(name, t.number, t.state.name, t.value, std, seeds, dict(t.params), _extra(client, run_ids)))
-    sign = -1 if direction == "maximize" else 1
-    rows.sort(key=lambda r: (r.value is None, sign * r.value if r.value is not None else 0.0))
-    return rows, metric, direction
+            value = t.values[0] if t.values else None
+            row = Row(name, t.number, t.state.name, value, std, seeds, dict(t.params), _extra(client, run_ids))
+            row.values = list(t.values) if t.values else None
+            row.front = (t.number in on_front) if multi else None
+            row.feasible = all(v <= 0 for v in t.constraints.values()) if t.constraints else None
+            rows.append(row)
+    sign = -1 if directions[0] == "maximize" else 1
+    rows.sort(key=lambda r: (not r.front, r.feasible is False, r.value is None, sign * (r.value or 0.0)))
+    return rows, metrics, directions
 
 
 def _extra(client: MlflowClient, run_ids: list[str]) -> dict[str, float]:
@@ -66,16 +79,20 @@ def _extra(client: MlflowClient, run_ids: list[str]) -> dict[str, float]:
     return {k: statistics.fmean(v) for k, v in values.items()}
 
 
-def columns(rows: list[Row], metric: str, raw: bool = False) -> tuple[list[str], list[list[str]]]:
+def columns(rows: list[Row], metrics: list[str], raw: bool = False) -> tuple[list[str], list[list[str]]]:
     """Header and cells; ``raw`` writes numbers as Python prints them (for CSV: no rounding or separators)."""
     _fmt = _raw if raw else _pretty
     params = sorted({p for r in rows for p in r.params})
-    extras = [k for k in EXTRA_METRICS if k != metric and any(k in r.extra for r in rows)]
+    extras = [k for k in EXTRA_METRICS if k not in metrics and any(k in r.extra for r in rows)]
     repeated = any(r.seeds for r in rows)
-    header = ["sweep", "trial", "state", metric, *(["± std", "n", "seeds"] if repeated else []), *params, *extras]
+    marks = [m for m in ("front", "feasible") if any(getattr(r, m) is not None for r in rows)]
+    header = ["sweep", "trial", "state", *metrics, *marks]
+    header += [*(["± std", "n", "seeds"] if repeated else []), *params, *extras]
     body = []
     for r in rows:
-        cells = [r.sweep, str(r.trial), r.state, _fmt(r.value)]
+        values = r.values if r.values is not None else [None] * len(metrics)
+        cells = [r.sweep, str(r.trial), r.state, *[_fmt(v) for v in (values + [None] * len(metrics))[: len(metrics)]]]
+        cells += [{True: "yes", False: "no", None: "-"}[getattr(r, m)] for m in marks]
         if repeated:
             cells += [_fmt(r.std), str(len(r.seeds) or 1), " ".join(_fmt(v) for v in r.seeds)]
         cells += [_fmt(r.params.get(p, "")) for p in params]
@@ -84,8 +101,8 @@ def columns(rows: list[Row], metric: str, raw: bool = False) -> tuple[list[str],
     return header, body
 
 
-def render(rows: list[Row], metric: str, fmt: str) -> str:
-    header, body = columns(rows, metric, raw=fmt == "csv")
+def render(rows: list[Row], metrics: list[str], fmt: str) -> str:
+    header, body = columns(rows, metrics, raw=fmt == "csv")
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)

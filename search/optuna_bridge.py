@@ -10,6 +10,12 @@ no pruned trial. Here one ``OptunaBridge`` owns the study and the Ray-trial -> O
 * ``ReportingASHA`` does the same recording under Ray's ASHA and marks the trials ASHA stops as pruned.
 
 Stopped-by-pruning trials end PRUNED in the study, never COMPLETE. Only the driver writes the study.
+
+A trade-off sweep (several metrics) is the same loop with a vector for a value: the study has one
+direction per metric, a trial's values are those of its last report, and since Optuna stores no
+multi-valued intermediate values, each step's vector is kept as the user attribute ``intermediate.<step>``
+(the dashboard lists it) and the front pruner (``search/pareto.py``) decides. Constraints are told to
+Optuna with each trial (``Trial.set_constraint``), so its ``best_trials`` hold feasible trials only.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from search.constraints import Constraint, violations
+from search.pareto import INTERMEDIATE_ATTR, ParetoPruner, signed
 from search.ray_session import FINAL_KEY
 
 log = logging.getLogger(__name__)
@@ -45,7 +53,8 @@ class TrialRecord:
     optuna_trial: optuna.Trial
     repeat: int = 0
     group: list["TrialRecord"] = field(default_factory=list)
-    best: float | None = None
+    best: float | None = None  # the best value; of a trade-off, the first metric's value in its last report
+    values: tuple[float, ...] | None = None  # a trade-off's vector: its last finite report's values
     last_step: int | None = None
     pruned_at: int | None = None
     failure: str | None = None
@@ -53,6 +62,7 @@ class TrialRecord:
     final: bool = False  # the trainable said its last report came: it trained fully, never pruned now
     log_dir: str | None = None  # where its stdout, stderr and traceback were put
     latest: dict[str, float] = field(default_factory=dict)  # every number of its latest report
+    violations: dict[str, float] | None = None  # each constraint's violation, once the trial ended
 
 
 @dataclass(frozen=True)
@@ -66,11 +76,17 @@ class TrialView:
     params: dict[str, Any]
     state: TrialState | None  # None while it runs
     best: float | None
+    values: tuple[float, ...] | None  # every objective's value, in the sweep's metric order
     last_step: int | None
     pruned_at: int | None
     failure: str | None
     log_dir: str | None
     latest: dict[str, float]  # every number of its latest report
+    violations: dict[str, float] | None  # constraint -> violation (feasible at <= 0), once it ended
+
+    @property
+    def feasible(self) -> bool | None:
+        return None if self.violations is None else all(v <= 0 for v in self.violations.values())
 
 
 class OptunaBridge:
@@ -79,10 +95,12 @@ class OptunaBridge:
         study: optuna.Study,
         distributions: dict[str, BaseDistribution],
         fixed_config: dict[str, Any],
-        metric: str,
-        mode: str,
+        metrics: list[str],
+        modes: list[str],
         n_trials: int,
         repeats: int = 1,
+        constraints: list[Constraint] = (),
+        front_pruner: ParetoPruner | None = None,
     ) -> None:
         self.study = study
         self.repeats = repeats
@@ -90,10 +108,34 @@ class OptunaBridge:
         self._told: set[int] = set()  # Optuna trial numbers already told
         self.distributions = distributions
         self.fixed_config = fixed_config
-        self.metric = metric
-        self.mode = mode
+        if isinstance(metrics, str) or isinstance(modes, str):
+            raise TypeError("metrics and modes are lists: one entry per objective")
+        self.metrics, self.modes = list(metrics), list(modes)
+        self.metric, self.mode = self.metrics[0], self.modes[0]  # the first (the only one, mostly)
+        self.multi = len(self.metrics) > 1
+        self.constraints = list(constraints)
         self.n_trials = n_trials
         self._records: dict[str, TrialRecord] = {}
+        self.front_pruner = front_pruner
+        if front_pruner is not None:
+            front_pruner.seed(self._history())
+
+    def _history(self) -> list[tuple[int, bool, dict[int, tuple[float, ...]]]]:
+        """The vectors a continued study's trials reported at each step, for the front pruner."""
+        out = []
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state == TrialState.RUNNING:
+                continue
+            if self.multi:
+                steps = {
+                    int(k.rpartition(".")[2]): signed(v, self.modes)
+                    for k, v in t.user_attrs.items()
+                    if k.startswith(INTERMEDIATE_ATTR + ".") and isinstance(v, list) and len(v) == len(self.modes)
+                }
+            else:
+                steps = {step: signed([v], self.modes) for step, v in t.intermediate_values.items()}
+            out.append((t.number, t.state == TrialState.COMPLETE, steps))
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles its search algorithm and scheduler with the experiment; the study lives in its own
@@ -172,35 +214,48 @@ class OptunaBridge:
         rec = self._records.get(ray_trial_id)
         if rec is None or rec.state is not None:
             return True
-        value = result.get(self.metric)
-        if value is None:
+        missing = [m for m in self.metrics if result.get(m) is None]
+        if missing:
             reported = ", ".join(sorted(k for k in result if not k.startswith(("time_", "timestamp"))))
-            rec.failure = f"metric {self.metric!r} was not reported (reported: {reported})"
+            rec.failure = f"metric {missing[0]!r} was not reported (reported: {reported})"
             return False
         step = int(result.get("step", result.get("training_iteration", 0)))
         if rec.last_step is not None and step <= rec.last_step:
             return True
-        value = float(value)
+        vector = tuple(float(result[m]) for m in self.metrics)
         rec.last_step = step
         rec.final = bool(result.get(FINAL_KEY))
         rec.latest.update(
             {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         )
-        if math.isfinite(value):
-            if rec.repeat == 0:  # the study's curve of a repeated configuration is its first seed's
-                rec.optuna_trial.report(value, step)
-            if rec.best is None or (value > rec.best if self.mode == "max" else value < rec.best):
-                rec.best = value
+        if not all(math.isfinite(v) for v in vector):
+            return True
+        if self.front_pruner is not None and rec.repeat == 0:
+            self.front_pruner.record(rec.optuna_trial.number, step, signed(vector, self.modes))
+        if self.multi:
+            if rec.repeat == 0:  # Optuna keeps no vector per step: a user attribute per step does
+                rec.optuna_trial.set_user_attr(f"{INTERMEDIATE_ATTR}.{step}", list(vector))
+            rec.values, rec.best = vector, vector[0]
+            return True
+        value = vector[0]
+        if rec.repeat == 0:  # the study's curve of a repeated configuration is its first seed's
+            rec.optuna_trial.report(value, step)
+        if rec.best is None or (value > rec.best if self.mode == "max" else value < rec.best):
+            rec.best = value
+        rec.values = (rec.best,)
         return True
 
     def should_prune(self, ray_trial_id: str) -> bool:
         rec = self._records.get(ray_trial_id)
         if rec is None or rec.state is not None or rec.last_step is None or rec.final:
             return False
-        if rec.optuna_trial.should_prune():
+        if self.front_pruner is not None:
+            prune = self.front_pruner.should_prune(rec.optuna_trial.number, rec.last_step)
+        else:  # Optuna's own pruner; a trade-off without pareto pruning is never pruned
+            prune = not self.multi and rec.optuna_trial.should_prune()
+        if prune:
             self.mark_pruned(ray_trial_id)
-            return True
-        return False
+        return prune
 
     def record_error(self, trial: Trial) -> None:
         """Keep the last line of a trial's exception; Ray tells schedulers of errors before searchers."""
@@ -225,8 +280,9 @@ class OptunaBridge:
         elif rec.pruned_at is not None:
             rec.optuna_trial.set_user_attr("pruned_at_step", rec.pruned_at)
             self._tell(rec, TrialState.PRUNED)
-        elif rec.best is None:
-            self._tell(rec, TrialState.FAIL, reason=f"no finite value of {self.metric!r} was reported")
+        elif rec.values is None:
+            what = " and ".join(repr(m) for m in self.metrics)
+            self._tell(rec, TrialState.FAIL, reason=f"no finite value of {what} was reported")
         else:
             self._tell(rec, TrialState.COMPLETE)
 
@@ -255,27 +311,64 @@ class OptunaBridge:
 
     def _tell_group(self, group: list[TrialRecord], missing: TrialState | None, reason: str) -> None:
         """Tell the study how a configuration ended: FAIL if a seed failed (or, for seeds that never ran,
-        ``missing``), PRUNED if one was pruned, else COMPLETE with the mean of its seeds' values."""
+        ``missing``), PRUNED if one was pruned, else COMPLETE with the mean of its seeds' values (of each
+        objective, for a trade-off), its constraints told with it."""
         trial = group[0].optuna_trial
         if trial.number in self._told:
             return
         self._told.add(trial.number)
         states = {r.state for r in group} | ({missing} if missing and len(group) < self.repeats else set())
         if TrialState.FAIL in states:
-            final, values = TrialState.FAIL, None
+            final = TrialState.FAIL
             reason = next((r.failure for r in group if r.state == TrialState.FAIL), None) or reason
         elif TrialState.PRUNED in states:
-            final, values = TrialState.PRUNED, None
+            final = TrialState.PRUNED
         else:
-            final, values = TrialState.COMPLETE, [r.best for r in group]
+            final = TrialState.COMPLETE
+        if self.constraints and final != TrialState.FAIL:
+            unknown = self._constrain(trial, group)
+            if unknown is not None and final == TrialState.COMPLETE:
+                final, reason = TrialState.FAIL, unknown
+                for r in group:
+                    r.failure = r.failure or unknown
         if reason:
             trial.set_user_attr("fail_reason" if final == TrialState.FAIL else "reason", reason)
+        per_seed = [r.values for r in group]  # each seed's vector: (value,) with one objective
         if len(group) > 1:
-            trial.set_user_attr("repeat_values", [r.best for r in group])
-            if values is not None:
-                trial.set_user_attr("value_std", statistics.stdev(values))
-        value = statistics.fmean(values) if values is not None else None
-        self.study.tell(trial, value, state=final)
+            shown = [None if v is None else (list(v) if self.multi else v[0]) for v in per_seed]
+            trial.set_user_attr("repeat_values", shown)
+        values = None
+        if final == TrialState.COMPLETE:
+            values = [statistics.fmean(column) for column in zip(*per_seed)]
+            if len(group) > 1:
+                stds = [statistics.stdev(column) for column in zip(*per_seed)]
+                trial.set_user_attr("value_std", stds if self.multi else stds[0])
+        self.study.tell(trial, values if self.multi or values is None else values[0], state=final)
+        if final == TrialState.COMPLETE and self.front_pruner is not None:
+            self.front_pruner.completed(trial.number)
+
+    def _constrain(self, trial: optuna.Trial, group: list[TrialRecord]) -> str | None:
+        """Tell Optuna each constraint's violation on the configuration's final values (the mean over its
+        seeds); the reason it cannot be told, when a constraint's metric was never reported."""
+        reported = [r.latest for r in group if r.latest]
+        finals = {
+            k: statistics.fmean(latest[k] for latest in reported)
+            for k in {k for latest in reported for k in latest}
+            if all(k in latest for latest in reported)
+        }
+        try:
+            amounts = violations(self.constraints, finals)
+        except KeyError as e:
+            metric = e.args[0]
+            text = next(c.text for c in self.constraints if c.metric == metric)
+            shown = ", ".join(sorted(k for k in finals if k not in ("step", "elapsed_s", "node_id")))
+            return f"constraint {text!r}: metric {metric!r} was not reported (reported: {shown or 'nothing'})"
+        for text, amount in amounts.items():
+            trial.set_constraint(text, amount)
+        trial.set_user_attr("feasible", all(v <= 0 for v in amounts.values()))
+        for r in group:
+            r.violations = dict(amounts)
+        return None
 
 
 def _view(ray_trial_id: str, rec: TrialRecord) -> TrialView:
@@ -286,11 +379,13 @@ def _view(ray_trial_id: str, rec: TrialRecord) -> TrialView:
         params=dict(rec.optuna_trial.params),
         state=rec.state,
         best=rec.best,
+        values=rec.values,
         last_step=rec.last_step,
         pruned_at=rec.pruned_at,
         failure=rec.failure,
         log_dir=rec.log_dir,
         latest=dict(rec.latest),
+        violations=None if rec.violations is None else dict(rec.violations),
     )
 
 

@@ -11,7 +11,8 @@ from ray.tune.experiment import Trial
 from rich.console import Console
 from rich.table import Table
 
-from search.optuna_bridge import OptunaBridge
+from search.optuna_bridge import OptunaBridge, TrialView
+from search.pareto import INTERMEDIATE_ATTR, front_of, signed
 
 STATUS_EVERY_S = 10.0
 
@@ -42,18 +43,31 @@ class ProgressCallback(Callback):
         }
 
     def best(self) -> float | None:
-        values = [v.best for v in self.bridge.views() if v.state == TrialState.COMPLETE]
+        values = [v.best for v in self.bridge.views() if v.state == TrialState.COMPLETE and v.feasible is not False]
         if not values:
             return None
         return max(values) if self.bridge.mode == "max" else min(values)
 
+    def front_size(self) -> int:
+        """How many of this run's complete, feasible trials no other of them dominates."""
+        done = {
+            v.number: signed(v.values, self.bridge.modes)
+            for v in self.bridge.views()
+            if v.state == TrialState.COMPLETE and v.values is not None and v.feasible is not False
+        }
+        return len(front_of(done))
+
     def status_line(self) -> str:
         c = self.counts()
-        best = self.best()
+        if self.bridge.multi:
+            best = f"front of {self.front_size()}"
+        else:
+            value = self.best()
+            best = f"best {self.bridge.metric}={fmt(value) if value is not None else '-'}"
         return (
             f"[{time.monotonic() - self.start:6.0f}s] {c['done']} done, {c['pruned']} pruned, "
             f"{c['failed']} failed, {c['running']} running of {self.bridge.n_trials * self.bridge.repeats}"
-            f"  best {self.bridge.metric}={fmt(best) if best is not None else '-'}"
+            f"  {best}"
         )
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
@@ -74,13 +88,23 @@ class ProgressCallback(Callback):
             return
         state = v.state.name if v.state else "STOPPED"
         params = " ".join(f"{k}={fmt(value)}" for k, value in v.params.items())
-        value = f"{self.bridge.metric}={fmt(v.best)}" if v.best is not None else ""
+        value = shown_values(self.bridge, v)
+        if v.feasible is False:
+            value += " (infeasible)"
         where = f" at step {v.pruned_at}" if v.state == TrialState.PRUNED and v.pruned_at is not None else ""
         seed = f" seed {v.repeat}" if self.bridge.repeats > 1 else ""
         line = f"trial {v.number:>4}{seed} {state:<8}{where} {value}  {params}"
         if v.state == TrialState.FAIL:
             line += f"\n      {v.failure or 'failed'}" + (f"\n      logs: {v.log_dir}" if v.log_dir else "")
         self.console.print(line, highlight=False, soft_wrap=True)
+
+
+def shown_values(bridge: OptunaBridge, v: TrialView) -> str:
+    """``metric=value`` of each objective (its best, or for a trade-off its last report's)."""
+    if v.values is None:
+        return ""
+    values = (v.best,) if not bridge.multi else v.values
+    return " ".join(f"{m}={fmt(x)}" for m, x in zip(bridge.metrics, values))
 
 
 def rank(trial: FrozenTrial, mode: str) -> tuple[bool, float, int]:
@@ -122,4 +146,24 @@ def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
         latest = first_seed.get(t.number, {})
         shown = [fmt(latest[f]) if f in latest else "-" for f in figures]
         table.add_row(str(t.number), t.state.name, value, *shown, extra, *[fmt(t.params.get(n, "")) for n in names])
+    return table
+
+
+def front_table(bridge: OptunaBridge, front: list[FrozenTrial]) -> Table:
+    """A trade-off's result: the Pareto front (feasible trials only), every objective, the parameters."""
+    names = list(bridge.distributions)
+    title = " vs ".join(f"{m} ({mode})" for m, mode in zip(bridge.metrics, bridge.modes))
+    table = Table(title=f"Pareto front of {bridge.study.study_name}: {title}")
+    columns = ["trial", *bridge.metrics, "steps", *names]
+    for col in columns:
+        table.add_column(col, justify="right", overflow="fold")
+    first = sorted(front, key=lambda t: (-t.values[0] if bridge.mode == "max" else t.values[0], t.number))
+    for t in first:
+        steps = [int(k.rpartition(".")[2]) for k in t.user_attrs if k.startswith(INTERMEDIATE_ATTR + ".")]
+        table.add_row(
+            str(t.number),
+            *[fmt(x) for x in t.values],
+            str(max(steps)) if steps else "-",
+            *[fmt(t.params.get(n, "")) for n in names],
+        )
     return table

@@ -1,7 +1,10 @@
 """``hpsearch report``: hyperparameter importances and the standard Optuna plots for one sweep.
 
 Each plot is written twice into ``<store>/reports/<sweep>/``: a PNG (matplotlib) and an interactive
-HTML (plotly); both are logged as artifacts of the sweep's latest parent run in MLflow.
+HTML (plotly); both are logged as artifacts of the sweep's latest parent run in MLflow. A trade-off sweep
+adds its Pareto front (infeasible trials drawn apart), and its other plots and importances are per
+objective (Optuna draws one objective at a time); it has no intermediate-value plot, since Optuna keeps
+none for such a study (its per-step vectors are the trials' ``intermediate.<step>`` attributes).
 """
 
 from __future__ import annotations
@@ -33,15 +36,43 @@ class Report:
 
 
 def _plots(study: optuna.Study, top: list[str]) -> dict[str, tuple[Callable, Callable, dict]]:
-    plots = {
-        "optimization_history": (vis.plot_optimization_history, vis_mpl.plot_optimization_history, {}),
-        "slice": (vis.plot_slice, vis_mpl.plot_slice, {}),
-        "parallel_coordinate": (vis.plot_parallel_coordinate, vis_mpl.plot_parallel_coordinate, {}),
-        "intermediate_values": (vis.plot_intermediate_values, vis_mpl.plot_intermediate_values, {}),
-    }
-    if len(top) >= 2:
-        plots["contour"] = (vis.plot_contour, vis_mpl.plot_contour, {"params": top[:2]})
+    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    if len(study.directions) == 1:
+        targets = {"": {}}
+    else:  # one plot per objective, named after it
+        targets = {f"_{name}": {"target": _objective(i), "target_name": name} for i, name in enumerate(names)}
+    plots: dict[str, tuple[Callable, Callable, dict]] = {}
+    for suffix, target in targets.items():
+        plots[f"optimization_history{suffix}"] = (
+            vis.plot_optimization_history, vis_mpl.plot_optimization_history, target
+        )  # fmt: skip
+        plots[f"slice{suffix}"] = (vis.plot_slice, vis_mpl.plot_slice, target)
+        plots[f"parallel_coordinate{suffix}"] = (vis.plot_parallel_coordinate, vis_mpl.plot_parallel_coordinate, target)
+        if len(top) >= 2:
+            plots[f"contour{suffix}"] = (vis.plot_contour, vis_mpl.plot_contour, {"params": top[:2], **target})
+    if len(study.directions) == 1:
+        plots["intermediate_values"] = (vis.plot_intermediate_values, vis_mpl.plot_intermediate_values, {})
+    else:
+        plots["pareto_front"] = (vis.plot_pareto_front, vis_mpl.plot_pareto_front, {"target_names": names})
     return plots
+
+
+def _objective(i: int) -> Callable[[optuna.trial.FrozenTrial], float]:
+    def target(trial: optuna.trial.FrozenTrial) -> float:
+        return trial.values[i]
+
+    return target
+
+
+def importances_of(study: optuna.Study) -> dict[str, dict[str, float]]:
+    """fANOVA importances per objective: {metric: {parameter: importance}}."""
+    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    if len(study.directions) == 1:
+        return {names[0]: optuna.importance.get_param_importances(study)}
+    return {
+        name: optuna.importance.get_param_importances(study, target=_objective(i))
+        for i, name in enumerate(names)
+    }
 
 
 def report_dir(store: Store, name: str) -> Path:
@@ -65,7 +96,8 @@ def make_report(store: Store, name: str) -> Report:
     plt.switch_backend("agg")  # files only: no window, no display needed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
-        importances = optuna.importance.get_param_importances(study)
+        per_objective = importances_of(study)
+        importances = next(iter(per_objective.values()))  # the first objective's: what the table shows
         out_dir.mkdir(parents=True, exist_ok=True)
         files: list[Path] = []
         for plot_name, (plotly_fn, mpl_fn, kwargs) in _plots(study, list(importances)).items():
@@ -80,13 +112,20 @@ def make_report(store: Store, name: str) -> Report:
             files += [png, html]
         files.append(out_dir / "plotly.min.js")
         text = out_dir / "importances.txt"
-        text.write_text("".join(f"{k}\t{v:.4f}\n" for k, v in importances.items()))
+        if len(per_objective) == 1:
+            text.write_text("".join(f"{k}\t{v:.4f}\n" for k, v in importances.items()))
+        else:
+            text.write_text(
+                "".join(f"{metric}\t{k}\t{v:.4f}\n" for metric, imp in per_objective.items() for k, v in imp.items())
+            )
         files.append(text)
 
     client = MlflowClient(store.mlflow_url)
     parent = latest_parent_run(client, name)
     if parent is not None:
         client.log_artifacts(parent.info.run_id, str(out_dir), "report")
-        for k, v in importances.items():
-            client.log_metric(parent.info.run_id, f"importance.{k}", v)
+        for metric, imp in per_objective.items():
+            prefix = "importance." if len(per_objective) == 1 else f"importance.{metric}."
+            for k, v in imp.items():
+                client.log_metric(parent.info.run_id, f"{prefix}{k}", v)
     return Report(importances, files, parent.info.run_id if parent else None)

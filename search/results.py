@@ -1,6 +1,7 @@
 """Taking a sweep's result out: the best configuration (``hpsearch best``), and its model (``export``).
 
-The best trial is the study's own (``study.best_trial``). Its full configuration is the space file's
+The best trial is the study's own (``study.best_trial``; of a trade-off, its Pareto front ``best_trials``,
+one ``Best`` per trial on it). Its full configuration is the space file's
 ``config:`` as the sweep ran it (the parent MLflow run's ``space.yaml``) with the trial's parameters on
 top, so ``hpsearch train --from`` retrains exactly it. Its checkpoint is the MLflow artifact the trial's
 run logged; ``export`` writes it in a form that loads without hpsearch.
@@ -9,7 +10,7 @@ run logged; ``export`` writes it in a form that loads without hpsearch.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ class Best:
     params: dict[str, Any]  # the searched parameters alone
     mlflow_run_id: str | None
     checkpoint: str | None  # URI of the trial's checkpoint artifact, if it logged one
+    objectives: dict[str, float] = field(default_factory=dict)  # every metric's value (several: a trade-off)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,7 +50,21 @@ def best(store: Store, sweep: str, trial_number: int | None = None) -> Best:
     """The study's best trial (or the numbered one) with the configuration it ran and its checkpoint."""
     require_sweeps(store, [sweep])
     study = load_study(store, sweep)
-    trial = _pick(study, sweep, trial_number)
+    return _described(store, study, sweep, _pick(study, sweep, trial_number))
+
+
+def front(store: Store, sweep: str) -> list[Best]:
+    """A trade-off's Pareto front (feasible trials only), each trial as ``best`` describes one; for a
+    single-objective sweep, its best trial alone."""
+    require_sweeps(store, [sweep])
+    study = load_study(store, sweep)
+    if len(study.directions) == 1:
+        return [_described(store, study, sweep, _pick(study, sweep, None))]
+    _require_complete(study, sweep)
+    return [_described(store, study, sweep, t) for t in sorted(study.best_trials, key=lambda t: t.number)]
+
+
+def _described(store: Store, study: optuna.Study, sweep: str, trial: optuna.trial.FrozenTrial) -> Best:
     client = MlflowClient(store.mlflow_url)
     run_ids = [v for k, v in sorted(trial.user_attrs.items()) if k.startswith("mlflow_run_id")]
     run_id = run_ids[0] if run_ids else None  # with repeats: the first seed's run
@@ -59,30 +75,47 @@ def best(store: Store, sweep: str, trial_number: int | None = None) -> Best:
     checkpoint = None
     if run is not None and _has_artifact(client, run_id, CHECKPOINT_ARTIFACT):
         checkpoint = f"{run.info.artifact_uri}/{CHECKPOINT_ARTIFACT}"
+    names = study.metric_names or [f"value{i}" for i in range(len(trial.values))]
     return Best(
         sweep=sweep,
         trial=trial.number,
-        metric=(study.metric_names or ["value"])[0],
-        mode="max" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "min",
-        value=trial.value,
+        metric=names[0],
+        mode="max" if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else "min",
+        value=trial.values[0],
         trainable=space.get("trainable") or study.user_attrs.get("trainable", ""),
         config=config,
         params=dict(trial.params),
         mlflow_run_id=run_id,
         checkpoint=checkpoint,
+        objectives=dict(zip(names, trial.values)),
     )
 
 
 def _pick(study: optuna.Study, sweep: str, number: int | None) -> optuna.trial.FrozenTrial:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = _require_complete(study, sweep, number)
     if number is not None:
         match = [t for t in complete if t.number == number]
         if not match:
             raise SweepError(f"sweep {sweep!r} has no COMPLETE trial {number}", "--trial")
         return match[0]
-    if not complete:
+    if len(study.directions) > 1:
+        numbers = ", ".join(str(t.number) for t in sorted(study.best_trials, key=lambda t: t.number))
+        raise SweepError(
+            f"sweep {sweep!r} trades off {' vs '.join(study.metric_names or [])}: its Pareto front is trial(s) "
+            f"{numbers or 'none'}; pass --trial N to pick one (hpsearch best {sweep} lists them)",
+            sweep,
+        )
+    try:
+        return study.best_trial
+    except ValueError:  # constrained: no trial is feasible
+        raise SweepError(f"sweep {sweep!r} has no feasible trial (every one breaks a constraint)", sweep) from None
+
+
+def _require_complete(study: optuna.Study, sweep: str, number: int | None = None) -> list[optuna.trial.FrozenTrial]:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete and number is None:
         raise SweepError(f"sweep {sweep!r} has no COMPLETE trial yet (hpsearch sweeps shows its trials)", sweep)
-    return study.best_trial
+    return complete
 
 
 def _has_artifact(client: MlflowClient, run_id: str, path: str) -> bool:
@@ -96,6 +129,13 @@ def render(b: Best, fmt: str) -> str:
         import json
 
         return json.dumps(b.as_dict(), indent=2) + "\n"
+    if len(b.objectives) > 1:
+        values = ", ".join(f"{k} = {v:.6g}" for k, v in b.objectives.items())
+        return (
+            f"# trial {b.trial} of sweep {b.sweep}, on its Pareto front: {values}\n"
+            f"# retrain it:  hpsearch train --from {b.sweep} --trial {b.trial}"
+            f"        export it:  hpsearch export {b.sweep} DIR --trial {b.trial}\n"
+        ) + yaml.safe_dump(b.as_dict(), sort_keys=False)
     head = (
         f"# best of sweep {b.sweep}: trial {b.trial}, {b.metric} = {b.value:.6g} ({b.mode})\n"
         f"# retrain it:  hpsearch train --from {b.sweep}        export it:  hpsearch export {b.sweep} DIR\n"
@@ -140,3 +180,15 @@ def write_model(
     torch.save(payload, out / MODEL_FILE)
     (out / "config.yaml").write_text(yaml.safe_dump({"trainable": trainable, "config": config, **about}))
     return sorted({*written, out / MODEL_FILE, out / "config.yaml"})
+
+
+def render_front(front: list[Best], fmt: str) -> str:
+    """A Pareto front: a JSON list, or YAML documents one per trial (``--- `` between them); a single
+    objective's best alone, as ``render`` writes it."""
+    if all(len(b.objectives) <= 1 for b in front):
+        return render(front[0], fmt)
+    if fmt == "json":
+        import json
+
+        return json.dumps([b.as_dict() for b in front], indent=2) + "\n"
+    return "---\n".join(render(b, fmt) for b in front)

@@ -34,10 +34,11 @@ from search.optuna_bridge import (
     PruningScheduler,
     ReportingASHA,
 )
-from search.progress import ProgressCallback, fmt, rank, results_table
+from search.progress import ProgressCallback, fmt, front_table, rank, results_table
 from search.ray_session import trial_function
 from search.reconcile import close_lost, close_parent
-from search.spec import SweepSpec, load, metric_and_mode
+from search.pareto import ParetoPruner
+from search.spec import SweepSpec, load, objectives
 from search.store import Store, out_of_space
 from search.tracking import MlflowTrialCallback, Tracking, latest_parent_run
 from trainables.registry import TrainableSpec
@@ -76,13 +77,27 @@ class Sweep:
     spec: SweepSpec
     source: str
     trainable: TrainableSpec  # resolved once, here; the workers look it up by name in their own process
-    metric: str
-    mode: str
+    metrics: list[str]  # one, or several for a trade-off
+    modes: list[str]
     n_trials: int
     sampler: optuna.samplers.BaseSampler
     pruner: optuna.pruners.BasePruner
     scheduler: PruningScheduler | ReportingASHA  # its bridge is attached when the sweep runs
+    front_pruner: ParetoPruner | None = None  # pruner: pareto (the bridge asks it, not the study)
     enqueued: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def metric(self) -> str:
+        return self.metrics[0]
+
+    @property
+    def mode(self) -> str:
+        return self.modes[0]
+
+    @property
+    def directions(self) -> list[optuna.study.StudyDirection]:
+        d = optuna.study.StudyDirection
+        return [d.MAXIMIZE if m == "max" else d.MINIMIZE for m in self.modes]
 
 
 @dataclass
@@ -96,6 +111,7 @@ class SweepOutcome:
     stopped_by_budget: bool = False
     wall_s: float = 0.0
     best_trial: optuna.trial.FrozenTrial | None = None
+    front: list[optuna.trial.FrozenTrial] = field(default_factory=list)  # a trade-off's: study.best_trials
     # (trial number, last line of its error, where its logs are) of the failed trials, in order
     failures: list[tuple[int, str, str | None]] = field(default_factory=list)
     ray_dir: str | None = None  # Ray Tune's experiment directory in a local store: trial logs live there
@@ -135,17 +151,18 @@ def prepare(name_or_path: str, overrides: list[tuple[str, Any]] = (), trials: in
 
 def prepare_spec(spec: SweepSpec, source: str) -> Sweep:
     trainable = spec.resolved  # looked up once, when the space was validated
-    metric, mode = metric_and_mode(spec, trainable)
+    metrics, modes = objectives(spec, trainable)
     sweep = Sweep(
         spec=spec,
         source=source,
         trainable=trainable,
-        metric=metric,
-        mode=mode,
+        metrics=metrics,
+        modes=modes,
         n_trials=samplers.trial_count(spec, source),
         sampler=samplers.build_sampler(spec, source),
         pruner=samplers.build_pruner(spec, source),
-        scheduler=samplers.build_scheduler(spec, source, metric, mode),
+        scheduler=samplers.build_scheduler(spec, source, metrics[0], modes[0]),
+        front_pruner=samplers.build_front_pruner(spec, source),
     )
     if spec.sampler.name == "ofat":
         sweep.enqueued = samplers.ofat_points(spec, source)
@@ -163,11 +180,13 @@ def check_store(sweep: Sweep, store: Store, new: bool) -> None:
         return
     finally:
         storage.engine.dispose()
-    wanted = optuna.study.StudyDirection.MAXIMIZE if sweep.mode == "max" else optuna.study.StudyDirection.MINIMIZE
-    if study.direction != wanted:
+    if study.directions != sweep.directions:
+        def said(directions: list[optuna.study.StudyDirection]) -> str:
+            return ", ".join(d.name.lower() for d in directions)
+
         raise SpecError(
-            f"the study {sweep.spec.name!r} in {store.shown_storage} was made to {study.direction.name.lower()}; "
-            f"this file asks to {wanted.name.lower()} (pass --new to start a fresh study)",
+            f"the study {sweep.spec.name!r} in {store.shown_storage} was made to {said(study.directions)}; "
+            f"this file asks to {said(sweep.directions)} (pass --new to start a fresh study)",
             sweep.source,
             "mode",
         )
@@ -212,7 +231,7 @@ def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optun
     study = optuna.create_study(
         study_name=name,
         storage=storage,
-        direction="maximize" if sweep.mode == "max" else "minimize",
+        directions=sweep.directions,
         sampler=sweep.sampler,
         pruner=sweep.pruner,
         load_if_exists=True,
@@ -222,7 +241,7 @@ def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optun
         # again. Offset it by the trials already there, so a rerun is still reproducible but new.
         reseeded = sweep.spec.sampler.model_copy(update={"seed": sweep.spec.sampler.seed + len(study.trials)})
         study.sampler = samplers.build_sampler(sweep.spec.model_copy(update={"sampler": reseeded}), sweep.source)
-    study.set_metric_names([sweep.metric])
+    study.set_metric_names(sweep.metrics)
     study.set_user_attr("trainable", sweep.spec.trainable)
     study.set_user_attr("space_file", sweep.source)
     if sweep.enqueued:
@@ -393,7 +412,15 @@ def _drive(
         tracking.client.update_run(parent_run_id, status="RUNNING")
 
     bridge = OptunaBridge(
-        study, samplers.distributions(spec), spec.config, sweep.metric, sweep.mode, sweep.n_trials, spec.repeats
+        study,
+        samplers.distributions(spec),
+        spec.config,
+        sweep.metrics,
+        sweep.modes,
+        sweep.n_trials,
+        spec.repeats,
+        spec.constraint_list,
+        sweep.front_pruner,
     )
     mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge)
     progress = ProgressCallback(bridge, console)
@@ -403,7 +430,9 @@ def _drive(
     stops = spec.pruner.name if spec.scheduler.name == "fifo" else "asha"
     console.print(
         f"sweep {spec.name}: {sweep.n_trials} trials of {spec.trainable}, {spec.concurrency} at a time, "
-        f"sampler {spec.sampler.name}, pruning {stops}"
+        + (f"trading off {_objectives_text(sweep)}, " if len(sweep.metrics) > 1 else "")
+        + (f"{len(spec.constraints)} constraint(s), " if spec.constraints else "")
+        + f"sampler {spec.sampler.name}, pruning {stops}"
         + (f", sweep budget {budget.sweep:g}s" if budget.sweep else "")
         + (f", trial budget {budget.trial:g}s" if budget.trial else "")
         + (f", reporting every {interval:g}s" if interval else "")
@@ -454,42 +483,79 @@ def close_orphans(store: Store, study: optuna.Study, client: MlflowClient, conso
     )
 
 
+def feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    """Every constraint told for the trial holds (a trial of a sweep without constraints is feasible)."""
+    return all(v <= 0 for v in trial.constraints.values())
+
+
 def _summarize(bridge: OptunaBridge, parent_run_id: str, interrupted: bool) -> SweepOutcome:
     trials = bridge.finished_trials()
     counts = {
         s.name.lower(): sum(t.state == s for t in trials)
         for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     }
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    best = min(done, key=lambda t: rank(t, bridge.mode)) if done else None
-    return SweepOutcome(
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    if bridge.constraints:
+        counts["infeasible"] = sum(not feasible(t) for t in done)
+    done = [t for t in done if feasible(t)]  # an infeasible trial never counts as best
+    outcome = SweepOutcome(
         study_name=bridge.study.study_name,
         parent_run_id=parent_run_id,
         counts=counts,
-        best_value=best.value if best else None,
-        best_params=dict(best.params) if best else None,
+        best_value=None,
+        best_params=None,
         interrupted=interrupted,
-        best_trial=best,
         failures=[(v.number, v.failure or "failed", v.log_dir) for v in bridge.views() if v.state == TrialState.FAIL],
     )
+    if bridge.multi:
+        # The study's own front (feasible trials only), over every run of this sweep.
+        outcome.front = sorted(bridge.study.best_trials, key=lambda t: t.number)
+        on_front = {t.number for t in outcome.front}
+        counts["dominated"] = sum(t.number not in on_front for t in done)
+    elif done:
+        best = min(done, key=lambda t: rank(t, bridge.mode))
+        outcome.best_trial, outcome.best_value, outcome.best_params = best, best.value, dict(best.params)
+    return outcome
 
 
 def _parent_metrics(outcome: SweepOutcome) -> dict[str, float]:
     metrics = {f"trials_{k}": float(v) for k, v in outcome.counts.items()}
     if outcome.best_value is not None:
         metrics["best_value"] = outcome.best_value
+    if outcome.front:
+        metrics["front_size"] = float(len(outcome.front))
     return metrics
 
 
 def _parent_tags(outcome: SweepOutcome) -> dict[str, str]:
+    if outcome.front:
+        return {
+            "front_trial_numbers": ",".join(str(t.number) for t in outcome.front),
+            "front_mlflow_run_ids": ",".join(str(t.user_attrs.get("mlflow_run_id", "")) for t in outcome.front),
+        }
     best = outcome.best_trial
     if best is None:
         return {}
     return {"best_trial_number": str(best.number), "best_mlflow_run_id": str(best.user_attrs.get("mlflow_run_id", ""))}
 
 
+def _objectives_text(sweep: Sweep) -> str:
+    return " vs ".join(f"{m} ({mode})" for m, mode in zip(sweep.metrics, sweep.modes))
+
+
 def print_summary(sweep: Sweep, store: Store, outcome: SweepOutcome, bridge: OptunaBridge, console: Console) -> None:
-    console.print(results_table(bridge))
+    if bridge.multi:
+        console.print(front_table(bridge, outcome.front))
+        c = outcome.counts
+        console.print(
+            f"front: {len(outcome.front)} trial(s); of this run {c.get('complete', 0)} complete "
+            f"({c.get('dominated', 0)} dominated"
+            + (f", {c['infeasible']} infeasible" if "infeasible" in c else "")
+            + f"), {c.get('pruned', 0)} pruned, {c.get('fail', 0)} failed",
+            highlight=False,
+        )
+    else:
+        console.print(results_table(bridge))
     if outcome.best_params is not None:
         shown = ", ".join(f"{k}={fmt(v)}" for k, v in outcome.best_params.items())
         console.print(f"best {sweep.metric} = {fmt(outcome.best_value)} with {shown}", highlight=False)

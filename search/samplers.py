@@ -21,6 +21,7 @@ from optuna.distributions import (
 from pydantic import TypeAdapter, ValidationError
 
 from search.errors import SpecError, shorten
+from search.pareto import ParetoPruner
 from search.spec import MAX_GRID, PRUNERS, CategoricalParam, FloatParam, IntParam, SweepSpec
 
 DEFAULT_TRIALS = 20
@@ -44,6 +45,8 @@ SAMPLER_CLASSES: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "cmaes": optuna.samplers.CmaEsSampler,
     "gp": optuna.samplers.GPSampler,
     "qmc": optuna.samplers.QMCSampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
+    "nsga3": optuna.samplers.NSGAIIISampler,
     "ofat": optuna.samplers.RandomSampler,  # the points are enqueued; see ofat_points
 }
 
@@ -53,6 +56,8 @@ def pruner_class(name: str) -> Callable[..., optuna.pruners.BasePruner]:
     others are named alike (successive_halving: SuccessiveHalvingPruner)."""
     if name == "none":
         return optuna.pruners.NopPruner
+    if name == "pareto":
+        return ParetoPruner  # not Optuna's: the bridge asks it (Optuna cannot prune several objectives)
     return getattr(optuna.pruners, "".join(word.title() for word in name.split("_")) + "Pruner")
 
 
@@ -174,11 +179,14 @@ def build_sampler(spec: SweepSpec, source: str) -> optuna.samplers.BaseSampler:
 
 
 def build_pruner(spec: SweepSpec, source: str) -> optuna.pruners.BasePruner:
+    """The study's pruner. Under ``pareto`` that is Optuna's NopPruner: the bridge asks the front pruner."""
     name = spec.pruner.name
     options = dict(spec.pruner.options)  # a copy: building never rewrites the space as it was given
+    if name == "pareto":
+        return optuna.pruners.NopPruner()
     if name == "patient":
         inner = options.pop("wrapped", {"name": "none"})
-        wrappable = [p for p in PRUNERS if p != "patient"]
+        wrappable = [p for p in PRUNERS if p not in ("patient", "pareto")]
         if not isinstance(inner, dict) or inner.get("name") not in wrappable:
             raise SpecError(
                 f"patient needs 'wrapped: {{name: <pruner>, ...}}' naming one of {', '.join(wrappable)}"
@@ -195,6 +203,13 @@ def build_pruner(spec: SweepSpec, source: str) -> optuna.pruners.BasePruner:
         else:
             options["wrapped_pruner"] = None
     return _construct("pruner", name, pruner_class(name), options, source)
+
+
+def build_front_pruner(spec: SweepSpec, source: str) -> ParetoPruner | None:
+    """``pruner: pareto`` with its options checked (one objective or several); None under any other."""
+    if spec.pruner.name != "pareto":
+        return None
+    return _construct("pruner", "pareto", ParetoPruner, dict(spec.pruner.options), source)
 
 
 def build_scheduler(spec: SweepSpec, source: str, metric: str, mode: str) -> Any:

@@ -22,12 +22,16 @@ from pydantic import (
     model_validator,
 )
 
+from search.constraints import Constraint
 from search.errors import SpecError, shorten
 from trainables import registry
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc", "ofat")
-PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "threshold", "patient")
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2", "nsga3", "ofat")
+# pareto is hpsearch's own (search/pareto.py): it prunes on a front, where Optuna's prune on one value.
+PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "threshold", "patient", "pareto")
+SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
+Mode = Literal["min", "max"]
 
 
 class _Strict(BaseModel):
@@ -218,8 +222,10 @@ class SweepSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     trainable: str
     description: str = ""
-    metric: str | None = None
-    mode: Literal["min", "max"] | None = None
+    # One metric, or a list of them for a trade-off (a multi-objective sweep) with one mode each.
+    metric: str | list[str] | None = None
+    mode: Mode | list[Mode] | None = None
+    constraints: list[str] = []  # "METRIC <= NUMBER" / ">=": feasible when all hold on the final values
     config: dict[str, Any] = {}
     space: dict[str, Param] = {}
     sampler: SamplerSpec = SamplerSpec()
@@ -240,6 +246,7 @@ class SweepSpec(_Strict):
     def _consistent(self) -> "SweepSpec":
         if not self.space:
             raise ValueError("space is empty: name at least one hyperparameter to search")
+        self._check_objectives()
         if self.scheduler.name == "asha" and self.pruner.name != "none":
             raise ValueError(
                 f"scheduler asha and pruner {self.pruner.name} both stop trials: choose one (pruner: {{name: none}})"
@@ -247,6 +254,46 @@ class SweepSpec(_Strict):
         if self.repeats > 1 and (self.pruner.name != "none" or self.scheduler.name == "asha"):
             raise ValueError("repeats cannot be combined with pruning: a configuration is judged on all its seeds")
         return self
+
+    def _check_objectives(self) -> None:
+        metrics = self.metric if isinstance(self.metric, list) else None
+        if metrics is not None:
+            if not metrics:
+                raise ValueError("metric: the list is empty: name one metric, or several for a trade-off")
+            if len(set(metrics)) < len(metrics):
+                raise ValueError(f"metric: {shorten(metrics)} names a metric twice")
+            if not isinstance(self.mode, list) or len(self.mode) != len(metrics):
+                got = "none" if self.mode is None else shorten(self.mode)
+                raise ValueError(f"mode: give one direction per metric, {len(metrics)} in all (got {got})")
+        elif isinstance(self.mode, list):
+            raise ValueError(f"mode: a list of directions needs a list of metrics (metric: {shorten(self.metric)})")
+        for i, text in enumerate(self.constraints):
+            try:
+                Constraint.parse(text)
+            except ValueError as e:
+                raise ValueError(f"constraints.{i}: {e}") from None
+        if not self.multi_objective:
+            return
+        if self.sampler.name in SINGLE_OBJECTIVE_SAMPLERS:
+            raise ValueError(
+                f"the {self.sampler.name} sampler optimizes one objective; for {len(metrics)} use "
+                + ", ".join(s for s in SAMPLERS if s not in SINGLE_OBJECTIVE_SAMPLERS)
+            )
+        if self.scheduler.name == "asha":
+            raise ValueError("ASHA ranks trials on one metric; a trade-off sweep prunes with pruner: {name: pareto}")
+        if self.pruner.name not in ("none", "pareto"):
+            raise ValueError(
+                f"the {self.pruner.name} pruner judges one value; a trade-off sweep ({len(metrics)} metrics) "
+                "prunes with pruner: {name: pareto} (or none)"
+            )
+
+    @property
+    def multi_objective(self) -> bool:
+        return isinstance(self.metric, list) and len(self.metric) > 1
+
+    @property
+    def constraint_list(self) -> list[Constraint]:
+        return [Constraint.parse(text) for text in self.constraints]
 
     @property
     def resolved(self) -> registry.TrainableSpec:
@@ -416,6 +463,8 @@ def _first_error(e: ValidationError) -> tuple[str, str]:
     loc = [str(p) for p in err["loc"]]
     if len(loc) >= 3 and loc[0] == "space" and loc[2] in ("float", "int", "categorical"):
         del loc[2]  # the union tag pydantic puts in the path
+    if loc and loc[0] in ("metric", "mode"):  # one name or a list: drop the union's tags, keep list indices
+        loc = [loc[0], *(p for p in loc[1:] if p.isdigit())]
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -521,5 +570,8 @@ def _extremes(param: FloatParam | IntParam | CategoricalParam) -> list[Any]:
     return [param.low, param.high]
 
 
-def metric_and_mode(spec: SweepSpec, trainable: registry.TrainableSpec) -> tuple[str, str]:
-    return spec.metric or trainable.metric, spec.mode or trainable.mode
+def objectives(spec: SweepSpec, trainable: registry.TrainableSpec) -> tuple[list[str], list[str]]:
+    """The sweep's metrics and their modes, one or several; a single one defaults to the trainable's."""
+    if isinstance(spec.metric, list):
+        return list(spec.metric), list(spec.mode)  # lengths checked by the schema
+    return [spec.metric or trainable.metric], [spec.mode or trainable.mode]

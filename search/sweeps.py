@@ -27,6 +27,7 @@ class SweepRow:
     counts: dict[str, int]
     best: float | None
     last_ran: datetime | None
+    front: int | None = None  # a trade-off's: how many trials are on its Pareto front
 
 
 def load_study(store: Store, name: str) -> optuna.Study:
@@ -60,11 +61,16 @@ def list_sweeps(store: Store) -> list[SweepRow]:
         for summary in storage.get_all_studies():
             trials = storage.get_all_trials(storage.get_study_id_from_name(summary.study_name), deepcopy=False)
             counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
-            complete = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+            # feasible: every constraint told holds (none told: feasible)
+            done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+            complete = [t.values[0] for t in done if all(v <= 0 for v in t.constraints.values())]
             direction = summary.directions[0].name.lower()
             best = (max if direction == "maximize" else min)(complete) if complete else None
             times = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_start]
-            rows.append(SweepRow(summary.study_name, direction, counts, best, max(times) if times else None))
+            row = SweepRow(summary.study_name, direction, counts, best, max(times) if times else None)
+            if len(summary.directions) > 1:
+                row.best, row.front = None, len(load_study(store, summary.study_name).best_trials)
+            rows.append(row)
     finally:
         storage.engine.dispose()
     return sorted(rows, key=lambda r: r.last_ran or datetime.min, reverse=True)

@@ -168,6 +168,10 @@ class MlflowTrialCallback(Callback):
         elif view is not None and view.state == TrialState.FAIL:
             status = RunStatus.FAILED
             tags = {"error": view.failure or "failed"}
+        if view is not None and view.violations is not None:
+            # feasible when every constraint holds: each constraint's violation (<= 0 holds) beside it
+            tags["feasible"] = str(view.feasible).lower()
+            tags["constraints"] = "; ".join(f"{k}: {v:.6g}" for k, v in view.violations.items())
         self._end(trial, status, tags)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

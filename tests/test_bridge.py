@@ -19,7 +19,7 @@ class BrokenSampler(optuna.samplers.RandomSampler):
 
 def test_a_sampler_that_raises_leaves_no_trial_running():
     study = optuna.create_study(sampler=BrokenSampler(seed=0))
-    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, "score", "max", n_trials=3)
+    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], n_trials=3)
     assert "x" in bridge.ask("ray-0")
     with pytest.raises(RuntimeError, match="the sampler broke"):
         bridge.ask("ray-1")
@@ -33,7 +33,7 @@ def make_bridge(n_trials=3, repeats=1, mode="max", pruner=None, seed=0):
         sampler=optuna.samplers.RandomSampler(seed=seed),
         pruner=pruner or optuna.pruners.NopPruner(),
     )
-    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {"epochs": 4}, "score", mode, n_trials, repeats)
+    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {"epochs": 4}, ["score"], [mode], n_trials, repeats)
     return study, bridge
 
 

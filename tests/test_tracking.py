@@ -18,7 +18,7 @@ def setup(tmp_path):
     parent = tracking.start_parent(experiment, {"name": "unit", "trainable": "flaky"}, "unit", "unit-run")
     pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     study = optuna.create_study(study_name="unit", direction="maximize", pruner=pruner)
-    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, "score", "max", n_trials=3)
+    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], n_trials=3)
     callback = MlflowTrialCallback(tracking, experiment, parent, bridge)
     return SimpleNamespace(tracking=tracking, client=tracking.client, parent=parent, study=study, bridge=bridge,
                            callback=callback, tmp=tmp_path)  # fmt: skip

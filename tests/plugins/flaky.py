@@ -31,3 +31,23 @@ def flaky(p: FlakyParams, session) -> None:
             time.sleep(90)  # long enough to fail the test, short enough not to hang the suite
         last = step == p.steps - 1
         session.report(step + 1, {p.metric_name: -((p.x - 0.3) ** 2) * (p.steps - step)}, final=last)
+
+
+class TradeoffParams(Hyperparameters):
+    x: float = 0.5  # more x: more accuracy, more cost
+    y: float = 0.0  # more y: less accuracy at the same cost (a dominated trial)
+    steps: int = 4
+    sleep: float = 0.0
+    size_at_end: bool = False  # report size only with the last step (as end-of-run figures are)
+
+
+@trainable("tradeoff", params=TradeoffParams, metric="accuracy", mode="max")
+def tradeoff(p: TradeoffParams, session) -> None:
+    """Two objectives that pull apart: accuracy (x - y) grows with the steps, cost is x; size is 1000 x."""
+    for step in range(1, p.steps + 1):
+        time.sleep(p.sleep)
+        last = step == p.steps
+        metrics = {"accuracy": (p.x - p.y) * step / p.steps, "cost": p.x}
+        if last or not p.size_at_end:
+            metrics["size"] = 1000 * p.x
+        session.report(step, metrics, final=last)
