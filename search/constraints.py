@@ -28,7 +28,7 @@ class Constraint:
     def parse(cls, text: str) -> "Constraint":
         m = _FORM.fullmatch(text)
         if m is None:
-            hint = " (use <= or >=)" if re.search(r"[<>]|==|!=", text) else ""
+            hint = " (use <= or >=)" if re.search(r"[<>=!]", text) and not re.search(r"<=|>=", text) else ""
             raise ValueError(f"cannot read constraint {text!r}: write METRIC <= NUMBER or METRIC >= NUMBER{hint}")
         bound = float(m.group(3))
         if not math.isfinite(bound):

@@ -19,6 +19,8 @@ STATUS_EVERY_S = 10.0
 
 def fmt(v: Any) -> str:
     if isinstance(v, float):
+        if v.is_integer() and 1e4 <= abs(v) < 1e9:  # a count or a size: every digit, no exponent
+            return str(int(v))
         return f"{v:.4g}"
     return str(v)
 

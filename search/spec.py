@@ -276,14 +276,16 @@ class SweepSpec(_Strict):
             return
         if self.sampler.name in SINGLE_OBJECTIVE_SAMPLERS:
             raise ValueError(
-                f"the {self.sampler.name} sampler optimizes one objective; for {len(metrics)} use "
+                f"sampler.name: the {self.sampler.name} sampler optimizes one objective; for {len(metrics)} use "
                 + ", ".join(s for s in SAMPLERS if s not in SINGLE_OBJECTIVE_SAMPLERS)
             )
         if self.scheduler.name == "asha":
-            raise ValueError("ASHA ranks trials on one metric; a trade-off sweep prunes with pruner: {name: pareto}")
+            raise ValueError(
+                "scheduler.name: ASHA ranks trials on one metric; a trade-off sweep prunes with pruner: {name: pareto}"
+            )
         if self.pruner.name not in ("none", "pareto"):
             raise ValueError(
-                f"the {self.pruner.name} pruner judges one value; a trade-off sweep ({len(metrics)} metrics) "
+                f"pruner.name: the {self.pruner.name} pruner judges one value; a trade-off sweep ({len(metrics)} metrics) "
                 "prunes with pruner: {name: pareto} (or none)"
             )
 
@@ -466,6 +468,9 @@ def _first_error(e: ValidationError) -> tuple[str, str]:
     if loc and loc[0] in ("metric", "mode"):  # one name or a list: drop the union's tags, keep list indices
         loc = [loc[0], *(p for p in loc[1:] if p.isdigit())]
     msg = err["msg"].removeprefix("Value error, ")
+    named = re.match(r"([a-z_]+)((?:\.\w+)*): ", msg)
+    if not loc and named and named.group(1) in SweepSpec.model_fields:  # a check across keys names its key
+        loc, msg = named.group(0)[:-2].split("."), msg[named.end() :]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     elif err["type"] == "union_tag_invalid":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import torch
@@ -10,6 +11,13 @@ import torch.nn as nn
 
 def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def checkpoint_bytes(model: nn.Module) -> int:
+    """The size of the model's ``torch.save``d state dict: what a checkpoint of it costs on disk."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getbuffer().nbytes
 
 
 def run_figures(model: nn.Module, epochs_run: int, started: float) -> dict[str, float]:

@@ -177,6 +177,9 @@ def image_classifier(p: ImageParams, session: Session) -> None:
             "valid_loss": valid_loss,
             "valid_accuracy": valid_acc,
             "epoch": float(epoch + 1),
+            # size and speed at every step, so a trade-off sweep can weigh them while it prunes
+            "seconds_per_epoch": loop.seconds_per_epoch(),
+            "param_count": float(params),
         }
         if p.grad_norms and norm_steps:
             metrics |= {f"grad_norm.{k}": v / norm_steps for k, v in norms.items()}
@@ -185,8 +188,6 @@ def image_classifier(p: ImageParams, session: Session) -> None:
         done = last or loop.out_of_time()
         if done:
             metrics["test_accuracy"] = evaluate(data.test)[1]
-            metrics["seconds_per_epoch"] = loop.seconds_per_epoch()
-            metrics["param_count"] = float(params)
         checkpoint = {"model": model.state_dict(), "epoch": epoch + 1} if done and p.save_model else None
         session.report(step, metrics, checkpoint=checkpoint, final=done)
         return done
