@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from search.optuna_bridge import OptunaBridge, TrialView
-from search.pareto import INTERMEDIATE_ATTR, front_of, signed
+from search.pareto import front_of, signed
 
 STATUS_EVERY_S = 10.0
 
@@ -151,21 +151,25 @@ def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
     return table
 
 
+def _filled(table: Table, columns: list[str], rows: list[list[str]]) -> Table:
+    """At 80 columns a long header folds onto two lines; a number does not (each column is at least as wide
+    as its widest cell)."""
+    for i, col in enumerate(columns):
+        width = max((len(r[i]) for r in rows), default=1)
+        table.add_column(col, justify="right", overflow="fold", min_width=width)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def front_table(bridge: OptunaBridge, front: list[FrozenTrial]) -> Table:
     """A trade-off's result: the Pareto front (feasible trials only), every objective, the parameters."""
     names = list(bridge.distributions)
     title = " vs ".join(f"{m} ({mode})" for m, mode in zip(bridge.metrics, bridge.modes))
     table = Table(title=f"Pareto front of {bridge.study.study_name}: {title}")
-    columns = ["trial", *bridge.metrics, "steps", *names]
-    for col in columns:
-        table.add_column(col, justify="right", overflow="fold")
+    columns = ["trial", *bridge.metrics, *names]
     first = sorted(front, key=lambda t: (-t.values[0] if bridge.mode == "max" else t.values[0], t.number))
+    rows = []
     for t in first:
-        steps = [int(k.rpartition(".")[2]) for k in t.user_attrs if k.startswith(INTERMEDIATE_ATTR + ".")]
-        table.add_row(
-            str(t.number),
-            *[fmt(x) for x in t.values],
-            str(max(steps)) if steps else "-",
-            *[fmt(t.params.get(n, "")) for n in names],
-        )
-    return table
+        rows.append([str(t.number), *[fmt(x) for x in t.values], *[fmt(t.params.get(n, "")) for n in names]])
+    return _filled(table, columns, rows)

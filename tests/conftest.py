@@ -1,5 +1,7 @@
 import io
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,24 @@ def flaky_space(write_space):
         return write_space(space, f"{name}.yaml")
 
     return write
+
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--virtual-time-budget=8000", "--window-size=1400,900",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def chromium(missing_service):
+    """Headless Chromium on a page: ``chromium(url, profile_dir, *flags)`` (``--dump-dom``, ``--screenshot=``)."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        missing_service("Debian's chromium is not installed here (.ci/run installs it)")
+
+    def run(url: str, profile, *args: str) -> subprocess.CompletedProcess:
+        cmd = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+
+    return run

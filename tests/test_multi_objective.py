@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import optuna
 import pytest
@@ -24,6 +25,7 @@ from search.cli import app
 from search.constraints import Constraint
 from search.optuna_bridge import OptunaBridge
 from search.pareto import ParetoPruner
+from search.servers import free_port, start_dashboard
 from search.store import Store
 
 # ----------------------------------------------------------------------------- the bridge alone
@@ -157,7 +159,9 @@ def tradeoff_space(write_space, name, **keys):
 
 
 @pytest.mark.slow
-def test_a_trade_off_sweep_ends_with_the_studys_front_everywhere(ray_local, write_space, tmp_path, quiet_console):
+def test_a_trade_off_sweep_ends_with_the_studys_front_everywhere(
+    ray_local, write_space, tmp_path, quiet_console, chromium
+):
     space = tradeoff_space(
         write_space,
         "trade",
@@ -214,6 +218,16 @@ def test_a_trade_off_sweep_ends_with_the_studys_front_everywhere(ray_local, writ
     assert (store.root / "reports" / "trade" / "pareto_front.png").stat().st_size > 10_000
     assert (store.root / "reports" / "trade" / "slice_cost.html").is_file()
 
+    # optuna-dashboard draws the front on the study's page
+    server = start_dashboard(store.optuna_url, "127.0.0.1", free_port())
+    try:
+        with urllib.request.urlopen(f"{server.url}/api/studies", timeout=10) as r:
+            study_id = json.loads(r.read())["study_summaries"][0]["study_id"]
+        dom = chromium(f"{server.url}/dashboard/studies/{study_id}", tmp_path / "chromium", "--dump-dom").stdout
+        assert "Pareto Front" in dom and 'id="graph-pareto-front"' in dom, dom[-2000:]
+    finally:
+        server.stop()
+
 
 @pytest.mark.slow
 def test_a_trade_off_study_goes_on_archives_and_refuses_other_directions(
@@ -248,10 +262,11 @@ def test_a_killed_trade_off_sweep_resumes_without_losing_a_finished_trial(write_
     space = tradeoff_space(
         write_space, "killed-trade", config={"steps": 12, "sleep": 0.25}, trials=5, pruner={"name": "pareto"}
     )
+    log = (tmp_path / "driver.log").open("wb")  # a file, not an unread pipe that would block the driver
     proc = subprocess.Popen(
         [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
@@ -266,7 +281,8 @@ def test_a_killed_trade_off_sweep_resumes_without_losing_a_finished_trial(write_
     deadline = time.monotonic() + 120
     try:
         while not finished_and_running():
-            assert time.monotonic() < deadline, "the sweep never had finished and running trials"
+            shown = (tmp_path / "driver.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the sweep never had finished and running trials:\n" + shown
             time.sleep(0.5)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -230,19 +230,9 @@ def test_run_with_dashboard_shows_the_sweep_live_and_stops_it_after(flaky_space,
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
 
 
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--virtual-time-budget=8000", "--window-size=1400,900",
-]  # fmt: skip
 
 
-def test_dashboard_page_renders_the_trial_table_in_chromium(swept_store, tmp_path, missing_service):
-    import shutil
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        missing_service("Debian's chromium is not installed here (.ci/run installs it)")
+def test_dashboard_page_renders_the_trial_table_in_chromium(swept_store, tmp_path, chromium):
     server = start_dashboard(swept_store.optuna_url, "127.0.0.1", free_port())
     try:
         study_id = next(
@@ -253,8 +243,7 @@ def test_dashboard_page_renders_the_trial_table_in_chromium(swept_store, tmp_pat
         page = f"{server.url}/dashboard/studies/{study_id}/trials"
 
         def chrome(*args: str, profile: str) -> subprocess.CompletedProcess:
-            cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / profile}", *args, page]
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+            return chromium(page, tmp_path / profile, *args)
 
         dom = chrome("--dump-dom", profile="dom").stdout
         assert dom.count("Complete") >= 2 and "Pruned" in dom  # the trial list, with each trial's state
