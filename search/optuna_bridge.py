@@ -26,7 +26,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -37,7 +37,7 @@ from ray.tune.search import Searcher
 
 from search.constraints import Constraint, violations
 from search.pareto import INTERMEDIATE_ATTR, ParetoPruner, signed
-from search.ray_session import FINAL_KEY
+from search.ray_session import FAILED_PREFIX, FINAL_KEY, FINAL_MEMBERS_KEY, MEMBERS_KEY, member_results
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class TrialRecord:
 
     optuna_trial: optuna.Trial
     repeat: int = 0
+    member: int | None = None  # its place in a fused group (one Ray trial training several configurations)
     group: list["TrialRecord"] = field(default_factory=list)
     best: float | None = None  # the best value; of a trade-off, the first metric's value in its last report
     values: tuple[float, ...] | None = None  # a trade-off's vector: its last finite report's values
@@ -70,9 +71,10 @@ class TrialView:
     """One Ray trial as the rest of the driver sees it (tracking, progress, the summary): a copy, read-only,
     with no live Optuna object; the bridge alone writes the study."""
 
-    ray_trial_id: str
+    ray_trial_id: str  # the Ray trial; of a fused group's member, "<ray trial id>#<member>"
     number: int  # the Optuna trial's number (shared by the seeds of a repeated configuration)
     repeat: int
+    member: int | None  # its place in a fused group
     params: dict[str, Any]
     state: TrialState | None  # None while it runs
     best: float | None
@@ -101,6 +103,8 @@ class OptunaBridge:
         repeats: int = 1,
         constraints: list[Constraint] = (),
         front_pruner: ParetoPruner | None = None,
+        fuse: int = 1,
+        fuse_key: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         self.study = study
         self.repeats = repeats
@@ -116,6 +120,12 @@ class OptunaBridge:
         self.constraints = list(constraints)
         self.n_trials = n_trials
         self._records: dict[str, TrialRecord] = {}
+        # Fused trials: a Ray trial carries a group of Optuna trials (members), each keyed "<ray id>#<member>".
+        self.fuse, self.fuse_key = fuse, fuse_key
+        self._groups: dict[str, list[str]] = {}  # Ray trial id -> its members' keys
+        self._pending: list[list[optuna.Trial]] = []  # groups asked, not yet given to a Ray trial
+        self._asked = 0
+        self._stops: dict[str, list[int]] = {}  # Ray trial id -> members pruned since the worker was told
         self.front_pruner = front_pruner
         if front_pruner is not None:
             front_pruner.seed(self._history())
@@ -142,12 +152,16 @@ class OptunaBridge:
         # storage, so only the settings travel (the driver's live objects never leave the driver).
         # The live objects (the study, the records and the configuration being repeated, which hold the
         # study) stay here: pickled, they would carry the storage URL, password included, into Ray's files.
-        return {k: v for k, v in self.__dict__.items() if k not in ("study", "_records", "_open_group")}
+        live = ("study", "_records", "_open_group", "_pending", "fuse_key")
+        return {k: v for k, v in self.__dict__.items() if k not in live}
 
     # -- asking ---------------------------------------------------------------------------------------
 
     def ask(self, ray_trial_id: str) -> dict[str, Any] | None:
-        """A Ray trial's config: a new Optuna trial, or the next seed of the configuration being repeated."""
+        """A Ray trial's config: a new Optuna trial, or the next seed of the configuration being repeated;
+        with ``fuse``, a group of Optuna trials that train as one (``{"members": [config, ...]}``)."""
+        if self.fuse > 1:
+            return self._ask_group(ray_trial_id)
         group = self._open_group
         if not group or len(group) >= self.repeats:
             if len(self._records) >= self.n_trials * self.repeats:
@@ -165,6 +179,43 @@ class OptunaBridge:
         if self.repeats > 1:
             config["seed"] = config.get("seed", 0) + rec.repeat
         return config
+
+    def _ask_group(self, ray_trial_id: str) -> dict[str, Any] | None:
+        """Up to ``fuse`` Optuna trials asked together (a sampler with a constant liar spreads them), split
+        by what must be shared (``fuse_key``: the architecture, the batches); one group per Ray trial."""
+        if not self._pending:
+            k = min(self.fuse, self.n_trials - self._asked)
+            if k <= 0:
+                return None
+            by_key: dict[Any, list[optuna.Trial]] = {}
+            for _ in range(k):
+                trial = self._ask()
+                self._asked += 1
+                config = {**self.fixed_config, **trial.params}
+                by_key.setdefault(self.fuse_key(config) if self.fuse_key else None, []).append(trial)
+            self._pending.extend(by_key.values())
+        trials = self._pending.pop(0)
+        keys = []
+        for i, trial in enumerate(trials):
+            rec = TrialRecord(trial, member=i)
+            rec.group = [rec]
+            keys.append(member_key(ray_trial_id, i))
+            self._records[keys[-1]] = rec
+            trial.set_user_attr("ray_trial_id", ray_trial_id)
+            trial.set_user_attr("fused_member", i)
+        self._groups[ray_trial_id] = keys
+        return {MEMBERS_KEY: [{**self.fixed_config, **t.params} for t in trials]}
+
+    def members(self, ray_trial_id: str) -> list[str]:
+        """The record keys of a Ray trial: its members' if it is a fused group, else its own id."""
+        return self._groups.get(ray_trial_id, [ray_trial_id])
+
+    def is_group(self, ray_trial_id: str) -> bool:
+        return ray_trial_id in self._groups
+
+    def take_stops(self, ray_trial_id: str) -> list[int]:
+        """The members of a group pruned since the last call: the worker must drop them."""
+        return self._stops.pop(ray_trial_id, [])
 
     def _ask(self) -> optuna.Trial:
         """``study.ask``, closing the trial it may have created before it failed (a sampler that raises
@@ -191,7 +242,7 @@ class OptunaBridge:
         return sorted(views, key=lambda v: (v.number, v.repeat))
 
     def number(self, ray_trial_id: str) -> int | None:
-        rec = self._records.get(ray_trial_id)
+        rec = self._records.get(self.members(ray_trial_id)[0])
         return rec.optuna_trial.number if rec else None
 
     def finished_trials(self) -> list[optuna.trial.FrozenTrial]:
@@ -200,17 +251,23 @@ class OptunaBridge:
         return [t for t in self.study.get_trials(deepcopy=False) if t.number in numbers]
 
     def set_log_dir(self, ray_trial_id: str, path: str) -> None:
-        if (rec := self._records.get(ray_trial_id)) is not None:
-            rec.log_dir = path
+        for key in self.members(ray_trial_id):
+            if (rec := self._records.get(key)) is not None:
+                rec.log_dir = path
 
     def set_attr(self, ray_trial_id: str, key: str, value: Any) -> None:
-        if (rec := self._records.get(ray_trial_id)) is not None:
-            rec.optuna_trial.set_user_attr(key, value)
+        """A user attribute on the trial (on each member of a group, given its Ray trial id)."""
+        for k in self.members(ray_trial_id):
+            if (rec := self._records.get(k)) is not None:
+                rec.optuna_trial.set_user_attr(key, value)
 
     # -- reporting ------------------------------------------------------------------------------------
 
     def report(self, ray_trial_id: str, result: dict[str, Any]) -> bool:
-        """Record one step on the Optuna trial. Returns False if the trial must stop (no usable metric)."""
+        """Record one step on the Optuna trial. Returns False if the trial must stop (no usable metric; of a
+        group: no member left)."""
+        if ray_trial_id in self._groups:
+            return self._report_group(ray_trial_id, result)
         rec = self._records.get(ray_trial_id)
         if rec is None or rec.state is not None:
             return True
@@ -245,7 +302,36 @@ class OptunaBridge:
         rec.values = (rec.best,)
         return True
 
+    def _report_group(self, ray_trial_id: str, result: dict[str, Any]) -> bool:
+        """One step of a fused group: each member's metrics go to its own trial; a member that ended here
+        (its last step, a failure, a missing metric) is told now, while the others go on."""
+        common, by_member = member_results(result)
+        finals = set(common.pop(FINAL_MEMBERS_KEY, None) or [])
+        failed = {int(k[len(FAILED_PREFIX) :]): str(common.pop(k)) for k in list(common) if k.startswith(FAILED_PREFIX)}
+        common.pop(FINAL_KEY, None)
+        keys = self._groups[ray_trial_id]
+        for i, metrics in sorted(by_member.items()):
+            if not self.report(keys[i], {**common, **metrics, FINAL_KEY: i in finals}) or i in finals:
+                self.complete(keys[i], None, error=False)  # COMPLETE, or FAIL for a missing metric
+        for i, reason in failed.items():
+            if (rec := self._records[keys[i]]).state is None:
+                rec.failure = reason
+                self.complete(keys[i], None, error=True)
+        return any(self._records[k].state is None for k in keys)
+
     def should_prune(self, ray_trial_id: str) -> bool:
+        """Whether the trial must stop now; a group's members are judged one by one (the pruned ones end
+        PRUNED now, and ``take_stops`` names them for the worker), and the group stops once none is left."""
+        if ray_trial_id in self._groups:
+            keys = self._groups[ray_trial_id]
+            for i, key in enumerate(keys):
+                if self._should_prune(key):
+                    self.complete(key, None, error=False)
+                    self._stops.setdefault(ray_trial_id, []).append(i)
+            return all(self._records[k].state is not None for k in keys)
+        return self._should_prune(ray_trial_id)
+
+    def _should_prune(self, ray_trial_id: str) -> bool:
         rec = self._records.get(ray_trial_id)
         if rec is None or rec.state is not None or rec.last_step is None or rec.final:
             return False
@@ -259,8 +345,10 @@ class OptunaBridge:
 
     def record_error(self, trial: Trial) -> None:
         """Keep the last line of a trial's exception; Ray tells schedulers of errors before searchers."""
-        if (rec := self._records.get(trial.trial_id)) is not None:
-            rec.failure = error_line(trial)
+        line = error_line(trial)
+        for key in self.members(trial.trial_id):
+            if (rec := self._records.get(key)) is not None and rec.state is None:
+                rec.failure = line
 
     def mark_pruned(self, ray_trial_id: str) -> None:
         rec = self._records.get(ray_trial_id)
@@ -270,6 +358,10 @@ class OptunaBridge:
     # -- telling --------------------------------------------------------------------------------------
 
     def complete(self, ray_trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
+        if ray_trial_id in self._groups:  # the group's last result was recorded when it came
+            for key in self._groups[ray_trial_id]:
+                self.complete(key, None, error)
+            return
         rec = self._records.get(ray_trial_id)
         if rec is None or rec.state is not None:
             return
@@ -376,6 +468,7 @@ def _view(ray_trial_id: str, rec: TrialRecord) -> TrialView:
         ray_trial_id=ray_trial_id,
         number=rec.optuna_trial.number,
         repeat=rec.repeat,
+        member=rec.member,
         params=dict(rec.optuna_trial.params),
         state=rec.state,
         best=rec.best,
@@ -465,10 +558,21 @@ class _BridgedScheduler:
         self.bridge.record_error(trial)
         super().on_trial_error(tune_controller, trial)
 
-    def attach(self, bridge: OptunaBridge, trial_limit_s: float | None) -> None:
-        """Built when the space is validated (its options checked once), attached when the sweep runs."""
+    def attach(self, bridge: OptunaBridge, trial_limit_s: float | None, board: Any = None) -> None:
+        """Built when the space is validated (its options checked once), attached when the sweep runs;
+        ``board`` (a ``StopBoard`` actor) carries the pruned members of fused groups to their workers."""
         self.bridge = bridge
         self.watch = BudgetWatch(trial_limit_s)
+        self.board = board
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "board"}
+
+    def _tell_worker(self, trial: Trial) -> None:
+        """The members of a fused group pruned at this step: the worker drops them at its next one."""
+        stops = self.bridge.take_stops(trial.trial_id)
+        if stops and getattr(self, "board", None) is not None:
+            self.board.stop.remote(trial.trial_id, stops)
 
     def _recorded(self, trial: Trial, result: dict) -> bool:
         """Record the step on the study; False when the trial must stop (it did not report the metric)."""
@@ -480,9 +584,9 @@ class PruningScheduler(_BridgedScheduler, FIFOScheduler):
     """Records each step on the study and stops the trial when the study's pruner says so."""
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
-        if not self._recorded(trial, result) or self.bridge.should_prune(trial.trial_id):
-            return TrialScheduler.STOP
-        return TrialScheduler.CONTINUE
+        stop = not self._recorded(trial, result) or self.bridge.should_prune(trial.trial_id)
+        self._tell_worker(trial)
+        return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
 
 
 class ReportingASHA(_BridgedScheduler, AsyncHyperBandScheduler):
@@ -497,6 +601,10 @@ class ReportingASHA(_BridgedScheduler, AsyncHyperBandScheduler):
         if decision == TrialScheduler.STOP and result[self._time_attr] < self._max_t and not result.get(FINAL_KEY):
             self.bridge.mark_pruned(trial.trial_id)
         return decision
+
+
+def member_key(ray_trial_id: str, member: int) -> str:
+    return f"{ray_trial_id}#{member}"
 
 
 def error_line(trial: Trial) -> str:

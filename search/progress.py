@@ -31,6 +31,7 @@ class ProgressCallback(Callback):
         self.console = console
         self.start = time.monotonic()
         self._last_status = self.start
+        self._announced: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "console"}
@@ -72,6 +73,12 @@ class ProgressCallback(Callback):
             f"  {best}"
         )
 
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        for key in self.bridge.members(trial.trial_id) if self.bridge.is_group(trial.trial_id) else ():
+            view = self.bridge.view(key)
+            if view is not None and view.state is not None:  # a member that ended while its group goes on
+                self._announce(key)
+
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         now = time.monotonic()
         if now - self._last_status >= STATUS_EVERY_S:
@@ -79,15 +86,18 @@ class ProgressCallback(Callback):
             self.console.print(self.status_line(), style="dim", highlight=False)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._announce(trial)
+        for key in self.bridge.members(trial.trial_id):
+            self._announce(key)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._announce(trial)
+        for key in self.bridge.members(trial.trial_id):
+            self._announce(key)
 
-    def _announce(self, trial: Trial) -> None:
-        v = self.bridge.view(trial.trial_id)
-        if v is None:
+    def _announce(self, key: str) -> None:
+        v = self.bridge.view(key)
+        if v is None or key in self._announced:
             return
+        self._announced.add(key)
         state = v.state.name if v.state else "STOPPED"
         params = " ".join(f"{k}={fmt(value)}" for k, value in v.params.items())
         value = shown_values(self.bridge, v)

@@ -1,4 +1,11 @@
-"""The Ray side of the trainable contract: a Session that reports through ``ray.tune.report``."""
+"""The Ray side of the trainable contract: a Session that reports through ``ray.tune.report``, and the group
+session of a fused trial (several configurations trained as one, trainables/fused.py).
+
+A fused group's report is one flat result: the members' metrics as ``members/<i>/<metric>``, the members
+whose last report it is in ``final_members``, failed members' reasons as ``failed_members/<i>``, and the
+checkpoints of the members that end there as ``member-<i>.pt`` in one Ray checkpoint. The driver tells
+the worker which members it pruned through a ``StopBoard`` actor; they leave the group at its next step.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,41 @@ from trainables import registry
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FINAL_KEY = "final_report"  # in a result: the trainable's last report (never pruned there)
+MEMBERS_KEY = "members"  # a fused group's config: {"members": [config, ...]}
+MEMBERS_PREFIX = "members/"  # a group's result: members/<i>/<metric>
+FINAL_MEMBERS_KEY = "final_members"
+FAILED_PREFIX = "failed_members/"
+
+
+def member_checkpoint_file(member: int) -> str:
+    return f"member-{member}.pt"
+
+
+def member_results(result: dict[str, Any]) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """A group's result split into what all members share (step, elapsed_s, ...) and each member's metrics."""
+    common: dict[str, Any] = {}
+    members: dict[int, dict[str, Any]] = {}
+    for key, value in result.items():
+        if key.startswith(MEMBERS_PREFIX):
+            member, _, name = key[len(MEMBERS_PREFIX) :].partition("/")
+            members.setdefault(int(member), {})[name] = value
+        else:
+            common[key] = value
+    return common, members
+
+
+@ray.remote(num_cpus=0)
+class StopBoard:
+    """Which members of which fused group the driver has pruned: the workers read it at every step."""
+
+    def __init__(self) -> None:
+        self._stopped: dict[str, set[int]] = {}
+
+    def stop(self, group: str, members: list[int]) -> None:
+        self._stopped.setdefault(group, set()).update(members)
+
+    def stopped(self, group: str) -> list[int]:
+        return sorted(self._stopped.get(group, ()))
 
 
 class RaySession:
@@ -53,6 +95,45 @@ class RaySession:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
 
+class RayGroupSession:
+    """A fused group's session (``trainables.session.GroupSession``) inside a Ray trial."""
+
+    def __init__(self, device: torch.device, board: Any) -> None:
+        self.device = device
+        self.report_interval_s = None
+        self.started = time.monotonic()
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.group = tune.get_context().get_trial_id()
+        self._board = board
+
+    def report(
+        self,
+        step: int,
+        metrics: dict[int, dict[str, float]],
+        checkpoints: dict[int, dict[str, Any]] | None = None,
+        final: set[int] = frozenset(),
+        failed: dict[int, str] | None = None,
+    ) -> None:
+        payload: dict[str, Any] = {"step": step, "elapsed_s": time.monotonic() - self.started, "node_id": self.node_id}
+        for member, values in metrics.items():
+            payload |= {f"{MEMBERS_PREFIX}{member}/{k}": v for k, v in values.items()}
+        payload[FINAL_MEMBERS_KEY] = sorted(final)
+        payload |= {f"{FAILED_PREFIX}{member}": reason for member, reason in (failed or {}).items()}
+        if not checkpoints:
+            tune.report(payload)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            for member, state in checkpoints.items():
+                torch.save(state, Path(tmp) / member_checkpoint_file(member))
+            tune.report(payload, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    def stopped(self) -> set[int]:
+        return set(ray.get(self._board.stopped.remote(self.group))) if self._board is not None else set()
+
+    def time_left(self) -> float | None:
+        return None
+
+
 def trial_function(
     trainable_name: str,
     metric: str,
@@ -60,6 +141,7 @@ def trial_function(
     gpus: float,
     budget_s: float | None,
     report_interval_s: float | None,
+    board: Any = None,
 ) -> Callable[[dict], None]:
     """The Ray Tune function trainable for one registered trainable (or a user's ``file.py:fn``).
 
@@ -81,6 +163,9 @@ def trial_function(
         torch.set_num_threads(max(1, int(cpus)))
         device = torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
         try:
+            if MEMBERS_KEY in config:  # a fused group: several configurations trained as one
+                registry.get(trainable_name).run_group(config[MEMBERS_KEY], RayGroupSession(device, board))
+                return
             registry.get(trainable_name).run(config, RaySession(device, budget_s, report_interval_s), metric)
         finally:  # the driver copies the trial's stdout/stderr files when it ends: they must be complete
             sys.stdout.flush()

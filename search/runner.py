@@ -15,7 +15,7 @@ import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import optuna
 import ray
@@ -35,7 +35,7 @@ from search.optuna_bridge import (
     ReportingASHA,
 )
 from search.progress import ProgressCallback, fmt, front_table, rank, results_table
-from search.ray_session import trial_function
+from search.ray_session import StopBoard, trial_function
 from search.reconcile import close_lost, close_parent
 from search.pareto import ParetoPruner
 from search.spec import SweepSpec, load, objectives
@@ -318,9 +318,10 @@ def build_tuner(
     budget = spec.budget
     limit = budget.trial + (interval or 0.0) if budget.trial else None  # as TrialBudgetStopper's
     scheduler = sweep.scheduler
-    scheduler.attach(bridge, limit)
+    board = StopBoard.remote() if spec.fuse > 1 else None  # pruned members of fused groups, for their workers
+    scheduler.attach(bridge, limit, board)
     trainable = trial_function(
-        spec.trainable, sweep.metric, spec.resources.cpu, spec.resources.gpu, budget.trial, interval
+        spec.trainable, sweep.metric, spec.resources.cpu, spec.resources.gpu, budget.trial, interval, board
     )
     return tune.Tuner(
         tune.with_resources(trainable, spec.resources.ray()),
@@ -421,6 +422,8 @@ def _drive(
         spec.repeats,
         spec.constraint_list,
         sweep.front_pruner,
+        spec.fuse,
+        fuse_key(sweep.trainable) if spec.fuse > 1 else None,
     )
     mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge)
     progress = ProgressCallback(bridge, console)
@@ -432,6 +435,7 @@ def _drive(
         f"sweep {spec.name}: {sweep.n_trials} trials of {spec.trainable}, {spec.concurrency} at a time, "
         + (f"trading off {_objectives_text(sweep)}, " if len(sweep.metrics) > 1 else "")
         + (f"{len(spec.constraints)} constraint(s), " if spec.constraints else "")
+        + (f"fused in groups of up to {spec.fuse}, " if spec.fuse > 1 else "")
         + f"sampler {spec.sampler.name}, pruning {stops}"
         + (f", sweep budget {budget.sweep:g}s" if budget.sweep else "")
         + (f", trial budget {budget.trial:g}s" if budget.trial else "")
@@ -466,6 +470,15 @@ def _drive(
     console.print(progress.status_line(), highlight=False)
     print_summary(sweep, store, outcome, bridge, console)
     return outcome
+
+
+def fuse_key(trainable: TrainableSpec) -> Callable[[dict[str, Any]], Any]:
+    """What the members of one fused group must share, read off a configuration by its trainable."""
+
+    def key(config: dict[str, Any]) -> Any:
+        return trainable.fuse_key(trainable.params(**config))
+
+    return key
 
 
 def close_orphans(store: Store, study: optuna.Study, client: MlflowClient, console: Console) -> None:

@@ -173,6 +173,10 @@ def build_sampler(spec: SweepSpec, source: str) -> optuna.samplers.BaseSampler:
         options["search_space"] = _grid_values(spec, source, "grid")
     if name == "ofat":
         ofat_points(spec, source)  # validates that every parameter has finite values
+    if name == "tpe" and spec.fuse > 1:
+        # A fused group's members are asked together, before any of them is told: the constant liar
+        # counts the running ones as bad, so one group does not sample the same point again and again.
+        options.setdefault("constant_liar", True)
     if name == "cmaes" and any(isinstance(p, CategoricalParam) for p in spec.space.values()):
         options.setdefault("warn_independent_sampling", False)
     return _construct("sampler", name, SAMPLER_CLASSES[name], options, source)

@@ -215,6 +215,7 @@ MAX_TRIALS = 100_000
 MAX_CONCURRENCY = 1_000
 MAX_REPEATS = 100
 MAX_GRID = 100_000  # configurations a grid or ofat sweep may enumerate
+MAX_FUSE = 1_024  # members of one fused group
 
 
 class SweepSpec(_Strict):
@@ -239,6 +240,9 @@ class SweepSpec(_Strict):
     budget: Budget = Budget()
     report: Literal["epoch", "time"] | None = None  # default: time when a trial budget is set
     report_interval: Duration | None = None  # under report: time; default trial budget / 20, at least 1s
+    # Fused trials: up to this many configurations that differ only in fusible hyperparameters (lr, ...)
+    # train together as one stacked model in one Ray trial, each still its own Optuna trial and MLflow run.
+    fuse: int = Field(1, ge=1, le=MAX_FUSE)
     # The trainable ``validate`` resolved (looked up once); not part of the space, never dumped.
     _resolved: registry.TrainableSpec | None = PrivateAttr(default=None)
 
@@ -253,6 +257,13 @@ class SweepSpec(_Strict):
             )
         if self.repeats > 1 and (self.pruner.name != "none" or self.scheduler.name == "asha"):
             raise ValueError("repeats cannot be combined with pruning: a configuration is judged on all its seeds")
+        if self.fuse > 1:
+            if self.repeats > 1:
+                raise ValueError("fuse: repeats run each seed as a trial of its own; fuse the seeds instead (seed in space)")
+            if self.scheduler.name == "asha":
+                raise ValueError("fuse: ASHA stops whole Ray trials; fused members are pruned by pruner: (median, ...)")
+            if self.reports_by_time:
+                raise ValueError("fuse: a fused group reports by epoch (report: epoch, no trial budget)")
         return self
 
     def _check_objectives(self) -> None:
@@ -500,6 +511,13 @@ def check_against_trainable(spec: SweepSpec, trainable: registry.TrainableSpec, 
             source,
             "report",
         )
+    if spec.fuse > 1 and (trainable.fused is None or trainable.plain):
+        raise SpecError(
+            f"{spec.trainable} cannot fuse: it has no fused form (addition-cnn, addition-transformer, seq-transformer"
+            " and image-classifier have one; docs/trainables.md says how to give your own one)",
+            source,
+            "fuse",
+        )
     if trainable.plain:
         for key in ("metric", "mode"):
             if getattr(spec, key) is None:
@@ -529,16 +547,16 @@ def check_against_trainable(spec: SweepSpec, trainable: registry.TrainableSpec, 
                     source,
                     f"{section}.{key}" if section == "config" or not err["loc"] else f"space.{name}",
                 ) from None
+    if spec.fuse > 1 and trainable.cannot_fuse is not None:
+        for key, values in _variants(spec):
+            try:
+                why = trainable.cannot_fuse(trainable.params.model_validate(values))
+            except ValidationError:
+                continue
+            if why:
+                raise SpecError(f"{spec.trainable} cannot fuse: {why}", source, "fuse" if key == "config" else key)
     if trainable.preflight is not None:
-        # The fixed settings, then each categorical choice (a model name, a dataset) once.
-        base = {**spec.config, **_first_values(spec)}
-        variants = [("config", base)] + [
-            (f"space.{name}", {**base, name: value})
-            for name, param in spec.space.items()
-            if isinstance(param, CategoricalParam)
-            for value in param.values()[1:]
-        ]
-        for key, values in variants:
+        for key, values in _variants(spec):
             try:
                 params = trainable.params.model_validate(values)
             except ValidationError:
@@ -547,6 +565,17 @@ def check_against_trainable(spec: SweepSpec, trainable: registry.TrainableSpec, 
                 trainable.preflight(params)
             except (ValueError, OSError) as e:
                 raise SpecError(str(e).splitlines()[0], source, key) from None
+
+
+def _variants(spec: SweepSpec) -> list[tuple[str, dict[str, Any]]]:
+    """The fixed settings, then each categorical choice (a model name, a dataset) once."""
+    base = {**spec.config, **_first_values(spec)}
+    return [("config", base)] + [
+        (f"space.{name}", {**base, name: value})
+        for name, param in spec.space.items()
+        if isinstance(param, CategoricalParam)
+        for value in param.values()[1:]
+    ]
 
 
 def with_absolute_paths(spec: SweepSpec, trainable: registry.TrainableSpec) -> SweepSpec:

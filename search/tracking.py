@@ -8,6 +8,8 @@ run id as a user attribute: a user can go from a dashboard trial to its MLflow r
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from search import trial_logs
-from search.optuna_bridge import OptunaBridge, error_line
+from search.optuna_bridge import OptunaBridge, TrialView, error_line
+from search.ray_session import CHECKPOINT_FILE, MEMBERS_KEY, member_checkpoint_file, member_results
 from search.sweeps import SPACE_ARTIFACT
 
 PARENT_RUN_TAG = "hpsearch.role"
@@ -98,7 +101,11 @@ class Tracking:
 
 
 class MlflowTrialCallback(Callback):
-    """Creates a child run when a trial starts, logs every reported step, and ends it the way the study did."""
+    """Creates a child run when a trial starts, logs every reported step, and ends it the way the study did.
+
+    A fused group (one Ray trial, several Optuna trials) has a run per member, tagged with its group: each
+    gets its own metrics, ends when its member does (pruned or finished while the others go on), and
+    its checkpoint is the member's own file in the group's Ray checkpoint."""
 
     def __init__(self, tracking: Tracking, experiment_id: str, parent_run_id: str, bridge: OptunaBridge) -> None:
         self.client = tracking.client
@@ -114,40 +121,87 @@ class MlflowTrialCallback(Callback):
         return {k: v for k, v in self.__dict__.items() if k != "client"}
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if MEMBERS_KEY in trial.config:
+            for key, config in zip(self.bridge.members(trial.trial_id), trial.config[MEMBERS_KEY]):
+                if key not in self.runs:
+                    self._start(key, self.bridge.view(key), config, trial.trial_id)
+            return
         if trial.trial_id in self.runs:
             return
-        view = self.bridge.view(trial.trial_id)
+        self._start(trial.trial_id, self.bridge.view(trial.trial_id), trial.config, None)
+
+    def _start(self, key: str, view: TrialView | None, config: dict[str, Any], group: str | None) -> None:
+        trial_id = key.partition("#")[0]
         number = view.number if view is not None else None
         repeat = view.repeat if view is not None and self.bridge.repeats > 1 else None
-        name = f"trial-{number:04d}" if number is not None else trial.trial_id
+        name = f"trial-{number:04d}" if number is not None else trial_id
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
             "optuna.study": self.bridge.study.study_name,
             "optuna.trial_number": str(number),
-            "ray.trial_id": trial.trial_id,
+            "ray.trial_id": trial_id,
         }
         if repeat is not None:
             name, tags["repeat"] = f"{name}-seed{repeat}", str(repeat)
+        if group is not None:
+            tags |= {"hpsearch.fused_group": group, "hpsearch.fused_member": str(view.member if view else "")}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
-        self.runs[trial.trial_id] = run_id
-        self.open.add(trial.trial_id)
-        params = [Param(k, str(v)[:6000]) for k, v in flatten(trial.config).items()]
+        self.runs[key] = run_id
+        self.open.add(key)
+        params = [Param(k, str(v)[:6000]) for k, v in flatten(config).items()]
         if params:
             self.client.log_batch(run_id, params=params)
-        key = "mlflow_run_id" if repeat is None else f"mlflow_run_id.seed{repeat}"
-        self.bridge.set_attr(trial.trial_id, key, run_id)
+        attr = "mlflow_run_id" if repeat is None else f"mlflow_run_id.seed{repeat}"
+        if view is not None:
+            self.bridge.set_attr(key, attr, run_id)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        if self.bridge.is_group(trial.trial_id):
+            self._group_result(trial, result)
+            return
         run_id = self.runs.get(trial.trial_id)
         if run_id is None:
             return
-        if trial.trial_id not in self.placed and result.get("node_id"):
+        self._log_result(trial.trial_id, run_id, result)
+
+    def _group_result(self, trial: Trial, result: dict) -> None:
+        """Each member's metrics to its run; a member pruned or failed here ends its run now (one that
+        finished ends once its checkpoint is logged, in ``on_checkpoint``)."""
+        common, by_member = member_results(result)
+        keys = self.bridge.members(trial.trial_id)
+        for member, metrics in by_member.items():
+            key = keys[member]
+            if key in self.open:
+                self._log_result(key, self.runs[key], {**common, **metrics})
+        for key in keys:
+            view = self.bridge.view(key)
+            if key in self.open and view is not None and view.state in (TrialState.PRUNED, TrialState.FAIL):
+                self._close(key, *self._ending(view))
+
+    def on_checkpoint(self, iteration: int, trials: list[Trial], trial: Trial, checkpoint: Any, **info: Any) -> None:
+        if not self.bridge.is_group(trial.trial_id):
+            return
+        with checkpoint.as_directory() as folder:
+            for member, key in enumerate(self.bridge.members(trial.trial_id)):
+                path = Path(folder) / member_checkpoint_file(member)
+                if key not in self.open or not path.is_file():
+                    continue
+                with tempfile.TemporaryDirectory() as tmp:  # the member's run holds it as a single model's
+                    shutil.copy(path, Path(tmp) / CHECKPOINT_FILE)
+                    self.client.log_artifacts(self.runs[key], tmp, "checkpoint")
+                view = self.bridge.view(key)
+                if view is not None and view.state is not None:
+                    self._close(key, *self._ending(view))
+
+    def _log_result(self, key: str, run_id: str, result: dict) -> None:
+        trial_id = key.partition("#")[0]
+        if key not in self.placed and result.get("node_id"):
             # Where Ray placed the trial: on a cluster, the node (and host) that ran it.
-            self.placed.add(trial.trial_id)
+            self.placed.add(key)
             placement = {"ray.node_id": str(result["node_id"]), "ray.hostname": str(result.get("hostname", ""))}
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in placement.items()])
-            self.bridge.set_attr(trial.trial_id, "ray_node_id", placement["ray.node_id"])
+            self.bridge.set_attr(key if "#" in key else trial_id, "ray_node_id", placement["ray.node_id"])
         step = int(result.get("step", result.get("training_iteration", 0)))
         ts = int(result.get("timestamp", time.time()) * 1000)
         metrics = [
@@ -158,8 +212,8 @@ class MlflowTrialCallback(Callback):
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
 
-    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        view = self.bridge.view(trial.trial_id)
+    def _ending(self, view: TrialView | None) -> tuple[int, dict[str, str]]:
+        """How a run ends, the way its study trial did: status and tags."""
         tags = {}
         status = RunStatus.FINISHED
         if view is not None and view.state == TrialState.PRUNED:
@@ -172,11 +226,35 @@ class MlflowTrialCallback(Callback):
             # feasible when every constraint holds: each constraint's violation (<= 0 holds) beside it
             tags["feasible"] = str(view.feasible).lower()
             tags["constraints"] = "; ".join(f"{k}: {v:.6g}" for k, v in view.violations.items())
-        self._end(trial, status, tags)
+        return status, tags
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if self.bridge.is_group(trial.trial_id):
+            self._end_group(trial, None)
+            return
+        self._end(trial, *self._ending(self.bridge.view(trial.trial_id)))
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if self.bridge.is_group(trial.trial_id):
+            self._end_group(trial, error_line(trial))
+            return
         view = self.bridge.view(trial.trial_id)
         self._end(trial, RunStatus.FAILED, {"error": view.failure if view and view.failure else error_line(trial)})
+
+    def _end_group(self, trial: Trial, error: str | None) -> None:
+        """The group's Ray trial ended: its logs go to every member's run, and the runs still open end."""
+        files = trial_logs.collect(trial)
+        if files:
+            self.bridge.set_log_dir(trial.trial_id, str(files[0].parent))
+        for key in self.bridge.members(trial.trial_id):
+            if key not in self.open:
+                continue
+            for path in files:
+                self.client.log_artifact(self.runs[key], str(path), "logs")
+            status, tags = self._ending(self.bridge.view(key))
+            if error is not None and status == RunStatus.FINISHED:
+                status, tags = RunStatus.FAILED, {"error": error}
+            self._close(key, status, tags)
 
     def finish_open(self, reason: str) -> None:
         """Runs Ray stopped without a callback (sweep budget, Ctrl-C) end KILLED with the reason."""

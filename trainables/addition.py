@@ -10,6 +10,7 @@ training. ``exact_match`` is scored on all 10,000 pairs, as the seed reports it;
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -20,9 +21,10 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, checkpoint_bytes, param_count
+from trainables.fused import FusedAdamW, FusedGroup, FusedModels
 from trainables.loop import FitLoop, optimizer_step, shuffled
-from trainables.registry import Hyperparameters, trainable
-from trainables.session import Session
+from trainables.registry import Hyperparameters, fusable, trainable
+from trainables.session import GroupSession, Session
 
 SPLIT_SEED = 1234
 
@@ -116,6 +118,9 @@ class AdditionParams(Hyperparameters):
     embed_dim: int = Field(16, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW's first-moment decay")
+    beta2: float = Field(0.999, ge=0, lt=1, description="AdamW's second-moment decay")
+    data_seed: int | None = Field(None, description="the seed of the batch order; none: seed")
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 turns clipping off")
     holdout: float = Field(0.1, ge=0, lt=1, description="fraction of the 10,000 pairs never trained on")
     stop_at_exact_match: float | None = Field(
@@ -175,8 +180,8 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
     held = holdout_mask(len(digits), p.holdout).to(device)
     train_x, train_y = digits[~held], targets[~held]
 
-    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    gen = torch.Generator(device="cpu").manual_seed(p.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay, betas=(p.beta1, p.beta2))
+    gen = torch.Generator(device="cpu").manual_seed(batch_order_seed(p))
     start_epoch = 0
     if (state := session.restore()) is not None:
         model.load_state_dict(state["model"])
@@ -222,6 +227,109 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
     loop.run(p.epochs, epoch_batches, train_batch, evaluate_and_report, start_epoch)
 
 
+def batch_order_seed(p: AdditionParams) -> int:
+    return p.seed if p.data_seed is None else p.data_seed
+
+
+# ----------------------------------------------------------------------------- fused (many lr, one model)
+
+# What may differ between the members of one fused group: each member has its own value. The rest (the
+# architecture, the batches) is the group's. The seed fuses when data_seed fixes the batch order.
+FUSIBLE = ("lr", "weight_decay", "beta1", "beta2", "grad_clip", "stop_at_exact_match", "seed")
+
+
+def fuse_key(p: AdditionParams) -> tuple:
+    """Members with equal keys train as one group (trainables/fused.py)."""
+    shared = p.model_dump(exclude=set(FUSIBLE) | {"data_seed"})
+    return (*sorted(shared.items()), ("batch_order", batch_order_seed(p)))
+
+
+def addition_cnn_fused(ps: list[AdditionCNNParams], session: GroupSession) -> None:
+    """addition-cnn, many configurations trained as one stacked model."""
+    models = []
+    for p in ps:
+        torch.manual_seed(p.seed)  # each member is initialised as it would be alone
+        models.append(AdditionCNN(p.embed_dim, p.conv_layers, p.channels, p.dropout))
+    train_addition_fused(models, ps, session)
+
+
+def addition_transformer_fused(ps: list[AdditionTransformerParams], session: GroupSession) -> None:
+    """addition-transformer, many configurations trained as one stacked model."""
+    models = []
+    for p in ps:
+        torch.manual_seed(p.seed)
+        models.append(
+            AdditionTransformer(
+                p.embed_dim, p.encoder_layers, p.hidden_dim, p.heads, p.dropout, p.positional_encoding, p.layer_norm
+            )
+        )
+    train_addition_fused(models, ps, session)
+
+
+def train_addition_fused(models: list[nn.Module], ps: list[AdditionParams], session: GroupSession) -> None:
+    """``train_addition`` for a group: the same data, batches and reports, each member with its own
+    lr, weight decay, betas, clipping and target, all as one stacked model."""
+    device, first = session.device, ps[0]  # what the members share is the same in each of them
+    digits, totals = addition_pairs()
+    digits, totals = digits.to(device), totals.to(device)
+    targets = sum_digits(totals)
+    held = holdout_mask(len(digits), first.holdout).to(device)
+    train_x, train_y = digits[~held], targets[~held]
+    size = {"param_count": float(param_count(models[0])), "checkpoint_bytes": float(checkpoint_bytes(models[0]))}
+
+    fused = FusedModels([m.to(device) for m in models])
+    opt = FusedAdamW(
+        fused.parameters(), [p.lr for p in ps], [p.weight_decay for p in ps], [(p.beta1, p.beta2) for p in ps]
+    )
+    group = FusedGroup(fused, opt, [p.grad_clip for p in ps])
+    gen = torch.Generator(device="cpu").manual_seed(batch_order_seed(first))
+    started = time.monotonic()
+    failed: dict[int, str] = {}
+
+    for epoch in range(first.epochs):
+        fused.train()
+        for idx in shuffled(len(train_x), first.batch_size, gen, device):
+            out = fused(train_x[idx])  # (members, batch, 3, 10)
+            n = out.shape[0]
+            flat = F.cross_entropy(out.reshape(-1, 10), train_y[idx].reshape(-1).repeat(n), reduction="none")
+            for m in group.step(flat.view(n, -1).mean(dim=1), len(idx)):
+                failed[m] = group.failed[m]
+            if not group.active:
+                break
+        if not group.active:
+            session.report(epoch + 1, {}, failed=failed)
+            return
+        fused.eval()
+        with torch.no_grad():
+            d = fused(digits).argmax(-1)  # (members, N, 3)
+        predicted = d[..., 0] * 100 + d[..., 1] * 10 + d[..., 2]
+        last = epoch == first.epochs - 1
+        metrics, checkpoints, final = {}, {}, set()
+        seconds = (time.monotonic() - started) / (epoch + 1)
+        for r, m in enumerate(group.active):
+            p, correct = ps[m], predicted[r] == totals
+            values = {
+                "loss": group.train_loss(m),
+                "exact_match": correct.float().mean().item(),
+                "train_exact_match": correct[~held].float().mean().item(),
+                "heldout_exact_match": correct[held].float().mean().item() if held.any() else float("nan"),
+                "epoch": float(epoch + 1),
+                **size,
+            }
+            reached = p.stop_at_exact_match is not None and values["exact_match"] >= p.stop_at_exact_match
+            if last or reached:
+                final.add(m)
+                models[m].load_state_dict(fused.member_state(r))  # the member as one ordinary model
+                values |= final_summary(models[m], digits, totals, seconds)
+                checkpoints[m] = {"model": models[m].state_dict(), "epoch": epoch}
+            metrics[m] = values
+        session.report(epoch + 1, metrics, checkpoints=checkpoints, final=final, failed=failed)
+        failed = {}
+        group.leave(final | session.stopped())
+        if not group.active:
+            return
+
+
 @torch.no_grad()
 def predict(model: nn.Module, digits: torch.Tensor) -> torch.Tensor:
     model.eval()
@@ -247,3 +355,7 @@ def final_summary(
         out[f"deviation_top{rank}"] = float(dev)
         out[f"deviation_top{rank}_count"] = float(count)
     return out
+
+
+fusable("addition-cnn", addition_cnn_fused, fuse_key)
+fusable("addition-transformer", addition_transformer_fused, fuse_key)

@@ -68,6 +68,12 @@ class TrainableSpec:
     # Writes a trained checkpoint in a form that loads without hpsearch (hpsearch export); the default
     # writes the state dict with its config (see search/export.py).
     export: Callable[[dict[str, Any], Any, Path], list[Path]] | None = None
+    # Fused trials (trainables/fused.py): ``fused(list of params, group session)`` trains several
+    # configurations as one stacked model; ``fuse_key(params)`` is what members of one group share, and
+    # ``cannot_fuse(params)`` says why a configuration cannot fuse (None when it can).
+    fused: Callable[[list[Any], Any], None] | None = None
+    fuse_key: Callable[[Any], tuple] | None = None
+    cannot_fuse: Callable[[Any], str | None] | None = None
 
     @property
     def plain(self) -> bool:
@@ -86,6 +92,25 @@ class TrainableSpec:
         returned = self.fn(dict(config), tracked) if takes_session else self.fn(dict(config))
         if returned is not None:
             tracked.report(tracked.last_step + 1, _as_metrics(returned, metric or self.metric), final=True)
+
+
+    def run_group(self, configs: list[dict[str, Any]], session: Any) -> None:
+        """Train several configurations as one fused group (``fused``), each validated as for ``run``."""
+        if self.fused is None or self.params is None:
+            raise TrainableError(f"{self.name} cannot train fused groups")
+        self.fused([self.params(**c) for c in configs], session)
+
+
+def fusable(
+    name: str,
+    fused: Callable[[list[Any], Any], None],
+    key: Callable[[Any], tuple],
+    cannot_fuse: Callable[[Any], str | None] | None = None,
+) -> None:
+    """Give a registered trainable its fused form (after both are defined in its module)."""
+    import dataclasses
+
+    _REGISTRY[name] = dataclasses.replace(_REGISTRY[name], fused=fused, fuse_key=key, cannot_fuse=cannot_fuse)
 
 
 class _StepTracking:

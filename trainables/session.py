@@ -72,6 +72,66 @@ class LocalSession:
         return self.history[-1][1] if self.history else {}
 
 
+class GroupSession(Protocol):
+    """What a fused trainable sees: one session for a group of members (configurations trained together).
+
+    Members are numbered 0..M-1 in the order the group's configurations were given. Each report carries
+    every member still training; a member the search stops (pruned) is in ``stopped()`` from then on and
+    must leave the group; ``final`` names the members whose last report this is."""
+
+    device: torch.device
+    started: float
+    report_interval_s: float | None
+
+    def report(
+        self,
+        step: int,
+        metrics: dict[int, dict[str, float]],
+        checkpoints: dict[int, dict[str, Any]] | None = None,
+        final: set[int] = frozenset(),
+        failed: dict[int, str] | None = None,
+    ) -> None:
+        """One step of every member still training (``metrics``), the members that failed since the last
+        report with their reasons (``failed``), the checkpoints of those that end here."""
+
+    def stopped(self) -> set[int]:
+        """The members the search has stopped (pruned): they stop updating and leave the group."""
+
+    def time_left(self) -> float | None:
+        """Seconds left in the trial's budget, or None."""
+
+
+class LocalGroupSession:
+    """A group in this process: each member's reports, as LocalSession keeps one trial's; ``prune_at``
+    stops a member after the report of that step (what a pruner would decide), for tests."""
+
+    def __init__(self, members: int, device: str | torch.device = "cpu", prune_at: dict[int, int] | None = None):
+        self.device = torch.device(device)
+        self.started = time.monotonic()
+        self.report_interval_s = None
+        self.history: dict[int, list[tuple[int, dict[str, float]]]] = {m: [] for m in range(members)}
+        self.checkpoints: dict[int, dict[str, Any]] = {}
+        self.failed: dict[int, str] = {}
+        self.final: set[int] = set()
+        self._prune_at = dict(prune_at or {})
+        self._stopped: set[int] = set()
+
+    def report(self, step, metrics, checkpoints=None, final=frozenset(), failed=None) -> None:
+        for member, values in metrics.items():
+            self.history[member].append((step, dict(values)))
+            if self._prune_at.get(member) == step:
+                self._stopped.add(member)
+        self.checkpoints |= checkpoints or {}
+        self.failed |= failed or {}
+        self.final |= set(final)
+
+    def stopped(self) -> set[int]:
+        return set(self._stopped)
+
+    def time_left(self) -> float | None:
+        return None
+
+
 def _fmt(v: float) -> str:
     return f"{v:.6g}" if isinstance(v, float) else str(v)
 
