@@ -258,7 +258,8 @@ class OptunaBridge:
     def set_attr(self, ray_trial_id: str, key: str, value: Any) -> None:
         """A user attribute on the trial (on each member of a group, given its Ray trial id)."""
         for k in self.members(ray_trial_id):
-            if (rec := self._records.get(k)) is not None:
+            rec = self._records.get(k)
+            if rec is not None and rec.optuna_trial.number not in self._told:  # a told trial is final
                 rec.optuna_trial.set_user_attr(key, value)
 
     # -- reporting ------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -71,7 +72,9 @@ class FusedModels:
         def one(params: dict, buffers: dict, inputs: torch.Tensor) -> torch.Tensor:
             return functional_call(self.template, (params, buffers), (inputs,))
 
-        return vmap(one, in_dims=(0, 0, None), randomness="different")(self.params, self.buffers, x)
+        with warnings.catch_warnings():  # attention on the CPU loops over members inside vmap: slower, exact
+            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
+            return vmap(one, in_dims=(0, 0, None), randomness="different")(self.params, self.buffers, x)
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.params.values())

@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, run_figures
+from trainables.fused import FusedAdamW, FusedGroup, FusedModels
 from trainables.loop import FitLoop, optimizer_step, shuffled
-from trainables.registry import Hyperparameters, trainable
-from trainables.session import Session
+from trainables.registry import Hyperparameters, fusable, trainable
+from trainables.session import GroupSession, Session
 
 DATA_SEED = 4321  # the same examples for every trial, whatever its own seed
 FILLERS = 6  # tokens that are never a class
@@ -75,11 +76,14 @@ class SeqParams(Hyperparameters):
     batch_size: int = Field(20, ge=1)
     epochs: int = Field(30, ge=1)
     weight_decay: float = Field(0.0, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW's first-moment decay")
+    beta2: float = Field(0.999, ge=0, lt=1, description="AdamW's second-moment decay")
     classes: int = Field(10, ge=2)
     seq_len: int = Field(24, ge=6)
     train_examples: int = Field(1000, ge=10)
     test_examples: int = Field(500, ge=10, description="each of validation and test")
     stop_at_accuracy: float | None = Field(None, gt=0, le=1, description="end the trial once valid_accuracy >= this")
+    data_seed: int | None = Field(None, description="the seed of the batch order; none: seed")
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> "SeqParams":
@@ -88,20 +92,26 @@ class SeqParams(Hyperparameters):
         return self
 
 
+def task_splits(p: SeqParams, device: torch.device) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """Train, validation and test (tokens, labels): the same examples for every trial."""
+    x, y = majority_task(p.train_examples + 2 * p.test_examples, p.seq_len, p.classes, DATA_SEED)
+    x, y = x.to(device), y.to(device)
+    n, m = p.train_examples, p.test_examples
+    return (x[:n], y[:n]), (x[n : n + m], y[n : n + m]), (x[n + m :], y[n + m :])
+
+
 @trainable("seq-transformer", params=SeqParams, metric="valid_accuracy", mode="max")
 def seq_transformer(p: SeqParams, session: Session) -> None:
     """Small Transformer classifying generated 10-class sequences (seed D)."""
     device = session.device
-    x, y = majority_task(p.train_examples + 2 * p.test_examples, p.seq_len, p.classes, DATA_SEED)
-    x, y = x.to(device), y.to(device)
-    n, m = p.train_examples, p.test_examples
-    train, valid, test = (x[:n], y[:n]), (x[n : n + m], y[n : n + m]), (x[n + m :], y[n + m :])
+    train, valid, test = task_splits(p, device)
+    n = p.train_examples
 
     torch.manual_seed(p.seed)
     model = SeqTransformer(p.classes + FILLERS, p.seq_len, p.hidden, p.heads, p.layers, p.classes, p.dropout)
     model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    gen = torch.Generator().manual_seed(p.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay, betas=(p.beta1, p.beta2))
+    gen = torch.Generator().manual_seed(p.seed if p.data_seed is None else p.data_seed)
 
     @torch.no_grad()
     def evaluate(split: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
@@ -133,3 +143,75 @@ def seq_transformer(p: SeqParams, session: Session) -> None:
     start = time.monotonic()
     model.train()
     loop.run(p.epochs, lambda epoch: shuffled(n, p.batch_size, gen, device), train_batch, report)
+
+
+# ----------------------------------------------------------------------------- fused (trainables/fused.py)
+
+FUSIBLE = ("lr", "weight_decay", "beta1", "beta2", "max_grad", "stop_at_accuracy", "seed")
+
+
+def fuse_key(p: SeqParams) -> tuple:
+    """Members with equal keys train as one group: the same architecture and batches."""
+    shared = p.model_dump(exclude=set(FUSIBLE) | {"data_seed"})
+    return (*sorted(shared.items()), ("batch_order", p.seed if p.data_seed is None else p.data_seed))
+
+
+def seq_transformer_fused(ps: list[SeqParams], session: GroupSession) -> None:
+    """seq-transformer, many configurations trained as one stacked model."""
+    device, first = session.device, ps[0]
+    train, valid, test = task_splits(first, device)
+    models = []
+    for p in ps:
+        torch.manual_seed(p.seed)
+        models.append(SeqTransformer(p.classes + FILLERS, p.seq_len, p.hidden, p.heads, p.layers, p.classes, p.dropout))
+    fused = FusedModels([m.to(device) for m in models])
+    opt = FusedAdamW(fused.parameters(), [p.lr for p in ps], [p.weight_decay for p in ps], [(p.beta1, p.beta2) for p in ps])
+    group = FusedGroup(fused, opt, [p.max_grad for p in ps])
+    gen = torch.Generator().manual_seed(first.seed if first.data_seed is None else first.data_seed)
+    n, start, failed = first.train_examples, time.monotonic(), {}
+
+    @torch.no_grad()
+    def evaluate(split: tuple[torch.Tensor, torch.Tensor]) -> list[tuple[float, float]]:
+        fused.eval()
+        logits = fused(split[0])  # (members, N, classes)
+        fused.train()
+        return [
+            (F.cross_entropy(out, split[1]).item(), (out.argmax(-1) == split[1]).float().mean().item())
+            for out in logits
+        ]
+
+    fused.train()
+    for epoch in range(first.epochs):
+        for idx in shuffled(n, first.batch_size, gen, device):
+            out = fused(train[0][idx])
+            k = out.shape[0]
+            losses = F.cross_entropy(out.reshape(-1, out.shape[-1]), train[1][idx].repeat(k), reduction="none")
+            for m in group.step(losses.view(k, -1).mean(dim=1), len(idx)):
+                failed[m] = group.failed[m]
+            if not group.active:
+                session.report(epoch + 1, {}, failed=failed)
+                return
+        last = epoch == first.epochs - 1
+        scores, metrics, checkpoints, final = evaluate(valid), {}, {}, set()
+        tests = None
+        for r, m in enumerate(group.active):
+            p = ps[m]
+            valid_loss, valid_accuracy = scores[r]
+            values = {"train_loss": group.train_loss(m), "valid_loss": valid_loss, "valid_accuracy": valid_accuracy}
+            values["epoch"] = float(epoch + 1)
+            if last or (p.stop_at_accuracy is not None and valid_accuracy >= p.stop_at_accuracy):
+                tests = tests or evaluate(test)
+                final.add(m)
+                models[m].load_state_dict(fused.member_state(r))
+                values["test_loss"], values["test_accuracy"] = tests[r]
+                values |= run_figures(models[m], epoch + 1, start)
+                checkpoints[m] = {"model": models[m].state_dict(), "epoch": epoch + 1}
+            metrics[m] = values
+        session.report(epoch + 1, metrics, checkpoints=checkpoints, final=final, failed=failed)
+        failed = {}
+        group.leave(final | session.stopped())
+        if not group.active:
+            return
+
+
+fusable("seq-transformer", seq_transformer_fused, fuse_key)

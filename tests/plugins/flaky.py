@@ -2,7 +2,7 @@
 
 import time
 
-from trainables.registry import Hyperparameters, trainable
+from trainables.registry import Hyperparameters, fusable, trainable
 
 
 class FlakyParams(Hyperparameters):
@@ -51,3 +51,27 @@ def tradeoff(p: TradeoffParams, session) -> None:
         if last or not p.size_at_end:
             metrics["size"] = 1000 * p.x
         session.report(step, metrics, final=last)
+
+
+def flaky_fused(ps: list[FlakyParams], session) -> None:
+    """flaky's fused form: the members share steps and sleep; each scores as it would alone, one whose x is
+    above fail_above fails alone at step 2, and a member the search stops leaves at once."""
+    active = set(range(len(ps)))
+    steps, sleep = ps[0].steps, ps[0].sleep
+    for step in range(steps):
+        time.sleep(sleep)
+        failed = {m: f"flaky member failed on purpose at x={ps[m].x}" for m in active if step == 1 and ps[m].x > ps[m].fail_above}
+        active -= set(failed)
+        last = step == steps - 1
+        metrics = {m: {ps[m].metric_name: -((ps[m].x - 0.3) ** 2) * (steps - step)} for m in active}
+        session.report(step + 1, metrics, final=set(active) if last else set(), failed=failed)
+        active -= session.stopped()
+        if not active:
+            return
+
+
+def flaky_fuse_key(p: FlakyParams) -> tuple:
+    return tuple(sorted(p.model_dump(exclude={"x", "fail_above"}).items()))
+
+
+fusable("flaky", flaky_fused, flaky_fuse_key)
