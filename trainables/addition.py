@@ -300,8 +300,8 @@ def train_addition_fused(models: list[nn.Module], ps: list[AdditionParams], sess
             session.report(epoch + 1, {}, failed=failed)
             return
         fused.eval()
-        with torch.no_grad():
-            d = fused(digits).argmax(-1)  # (members, N, 3)
+        with torch.no_grad():  # in chunks: a (members x 10,000) batch at once runs out of cache
+            d = torch.cat([fused(digits[i : i + 1024]).argmax(-1) for i in range(0, len(digits), 1024)], dim=1)
         predicted = d[..., 0] * 100 + d[..., 1] * 10 + d[..., 2]
         last = epoch == first.epochs - 1
         metrics, checkpoints, final = {}, {}, set()
