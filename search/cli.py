@@ -78,15 +78,19 @@ def run(
     keep_dashboard: bool = typer.Option(False, "--keep-dashboard", help="leave the dashboard up after the sweep"),
 ) -> None:
     """Run a sweep: Ray Tune runs the trials, Optuna samples them, MLflow records them."""
-    from search import runner
-    from search import spec as spec_mod
-    from search.servers import check_port_free, start_dashboard
-    from search.store import Store
+    from search import spec as spec_mod  # the space file first: a bad one costs no engine import
 
     server = None
     try:
         overrides = [spec_mod.parse_override(s) for s in set_ or []]
-        sweep = runner.prepare(space, overrides, trials)
+        if trials is not None:
+            overrides.append(("trials", trials))
+        spec, path = spec_mod.load(space, overrides)
+        from search import runner  # Ray, Optuna, MLflow: once the input is known to be good
+        from search.servers import check_port_free, start_dashboard
+        from search.store import Store
+
+        sweep = runner.prepare_spec(spec, str(path))
         c = sweep.spec.cluster  # flags and environment first, then the space file
         s = Store.at(store, storage or c.storage, tracking_uri or c.tracking_uri, storage_path or c.storage_path)
         address = address or c.address

@@ -14,13 +14,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import ray
-import torch
 from ray import tune
 
 from trainables import registry
+
+if TYPE_CHECKING:  # torch is imported where a trial runs: the driver never needs it for a plain trainable
+    import torch
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FINAL_KEY = "final_report"  # in a result: the trainable's last report (never pruned there)
@@ -81,6 +83,8 @@ class RaySession:
             tune.report(payload)
             return
         with tempfile.TemporaryDirectory() as tmp:
+            import torch
+
             torch.save(checkpoint, Path(tmp) / CHECKPOINT_FILE)
             tune.report(payload, checkpoint=tune.Checkpoint.from_directory(tmp))
 
@@ -89,6 +93,8 @@ class RaySession:
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as d:
+            import torch
+
             return torch.load(Path(d) / CHECKPOINT_FILE, map_location=self.device, weights_only=False)
 
     def time_left(self) -> float | None:
@@ -122,6 +128,8 @@ class RayGroupSession:
         if not checkpoints:
             tune.report(payload)
             return
+        import torch
+
         with tempfile.TemporaryDirectory() as tmp:
             for member, state in checkpoints.items():
                 torch.save(state, Path(tmp) / member_checkpoint_file(member))
@@ -160,6 +168,8 @@ def trial_function(
             os.chdir(launch_dir)
         sys.path[:0] = [p for p in import_path if p not in sys.path]
         registry.load_plugins(plugins)
+        import torch
+
         torch.set_num_threads(max(1, int(cpus)))
         device = torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
         try:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Protocol
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where a session is made: validating a space file needs no torch
+    import torch
 
 
 class Session(Protocol):
@@ -43,6 +46,8 @@ class LocalSession:
         echo: Callable[[str], None] | None = None,
         report_interval_s: float | None = None,
     ) -> None:
+        import torch
+
         self.device = torch.device(device)
         self.report_interval_s = report_interval_s
         self.started = time.monotonic()

@@ -1,0 +1,110 @@
+"""Driver overhead: the same no-op sweep (N trials of 10 reports) through plain Optuna on SQLite, Ray Tune
+with its stock OptunaSearch, and hpsearch, in one command.
+
+A trial does no work (benchmarks/noop.py), so what is measured is what each driver spends per trial and
+before the first: per-trial overhead is the slope between N = 100 and N = 300 trials ((wall(300) -
+wall(100)) / 200), start-up latency what is left of wall(100) after 100 of those. Ratios are against
+plain Optuna. One trial at a time everywhere; the machine should be otherwise idle.
+
+    python benchmarks/overhead.py             # N = 100 and 300 (about 10 minutes on 2 cores)
+    python benchmarks/overhead.py --quick     # N = 20 and 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+from rich.console import Console
+
+HERE = Path(__file__).resolve().parent
+STEPS = 10
+
+
+def plain_optuna(n: int, folder: str) -> float:
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for step in range(1, STEPS + 1):
+            trial.report(x * step, step)
+        return x * STEPS
+
+    started = time.monotonic()
+    study = optuna.create_study(direction="maximize", storage=f"sqlite:///{folder}/optuna.db", study_name="noop")
+    study.optimize(objective, n_trials=n)
+    return time.monotonic() - started
+
+
+def ray_tune(n: int, folder: str) -> float:
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    def trainable(config: dict) -> None:
+        for step in range(1, STEPS + 1):
+            tune.report({"score": config["x"] * step})
+
+    started = time.monotonic()
+    search = OptunaSearch(metric="score", mode="max", space={"x": optuna.distributions.FloatDistribution(0, 1)})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=search, num_samples=n, max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=folder, name="noop", verbose=0),
+    )
+    tuner.fit()
+    return time.monotonic() - started
+
+
+def hpsearch(n: int, folder: str) -> float:
+    from search import runner, spec
+    from search.store import Store
+
+    raw = {
+        "name": "noop",
+        "trainable": f"{HERE / 'noop.py'}:train",
+        "metric": "score",
+        "mode": "max",
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        "sampler": {"name": "tpe", "seed": 0},
+        "trials": n,
+    }
+    started = time.monotonic()
+    sweep = runner.prepare_spec(spec.validate(raw, "overhead"), "overhead")
+    runner.run(sweep, Store.at(folder), console=Console(file=io.StringIO()))
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    small, large = (20, 60) if args.quick else (100, 300)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from search.runner import ensure_ray
+
+    ensure_ray()  # one Ray for both Ray-based drivers; its start-up is not a trial's
+    rows = {}
+    for name, run in (("plain Optuna (SQLite)", plain_optuna), ("Ray Tune + OptunaSearch", ray_tune), ("hpsearch", hpsearch)):
+        walls = []
+        for n in (small, large):
+            with tempfile.TemporaryDirectory() as tmp:
+                walls.append(run(n, tmp))
+        per_trial = (walls[1] - walls[0]) / (large - small)
+        rows[name] = (walls, per_trial, walls[0] - small * per_trial)
+        print(f"{name}: {small} trials {walls[0]:.1f}s, {large} trials {walls[1]:.1f}s", flush=True)
+    base = rows["plain Optuna (SQLite)"][1]
+    print(f"\n| driver | wall {small} | wall {large} | per trial ms | ratio | start-up s |")
+    print("|---|---|---|---|---|---|")
+    for name, (walls, per_trial, startup) in rows.items():
+        print(
+            f"| {name} | {walls[0]:.1f} | {walls[1]:.1f} | {per_trial * 1000:.0f} | {per_trial / base:.2f}x "
+            f"| {startup:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
