@@ -323,11 +323,9 @@ def train_addition_fused(models: list[nn.Module], ps: list[AdditionParams], sess
                 values |= final_summary(models[m], digits, totals, seconds)
                 checkpoints[m] = {"model": models[m].state_dict(), "epoch": epoch}
             metrics[m] = values
-        session.report(epoch + 1, metrics, checkpoints=checkpoints, final=final, failed=failed)
-        failed = {}
-        group.leave(final | session.stopped())
-        if not group.active:
+        if not group.report(session, epoch + 1, metrics, checkpoints, final, failed):
             return
+        failed = {}
 
 
 @torch.no_grad()

@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from trainables.session import GroupSession
+
 
 class CannotFuse(ValueError):
     """A model or setting that cannot be fused; the message says why."""
@@ -210,6 +212,21 @@ class FusedGroup:
         if rows:
             self.models.keep(rows)
             self.optimizer.rebind(self.models.parameters(), rows)
+
+    def report(
+        self,
+        session: GroupSession,
+        step: int,
+        metrics: dict[int, dict[str, float]],
+        checkpoints: dict[int, dict],
+        final: set[int],
+        failed: dict[int, str],
+    ) -> bool:
+        """Report a step of the members still training; those that ended here or that the search stopped
+        leave. Whether any member is left."""
+        session.report(step, metrics, checkpoints=checkpoints, final=final, failed=failed)
+        self.leave(set(final) | session.stopped())
+        return bool(self.active)
 
     def diverged(self, losses: torch.Tensor) -> set[int]:
         """Members whose loss is not finite: they fail alone (their weights never touch the others')."""

@@ -207,11 +207,9 @@ def seq_transformer_fused(ps: list[SeqParams], session: GroupSession) -> None:
                 values |= run_figures(models[m], epoch + 1, start)
                 checkpoints[m] = {"model": models[m].state_dict(), "epoch": epoch + 1}
             metrics[m] = values
-        session.report(epoch + 1, metrics, checkpoints=checkpoints, final=final, failed=failed)
-        failed = {}
-        group.leave(final | session.stopped())
-        if not group.active:
+        if not group.report(session, epoch + 1, metrics, checkpoints, final, failed):
             return
+        failed = {}
 
 
 fusable("seq-transformer", seq_transformer_fused, fuse_key)

@@ -111,6 +111,8 @@ class LocalGroupSession:
     stops a member after the report of that step (what a pruner would decide), for tests."""
 
     def __init__(self, members: int, device: str | torch.device = "cpu", prune_at: dict[int, int] | None = None):
+        import torch
+
         self.device = torch.device(device)
         self.started = time.monotonic()
         self.report_interval_s = None
