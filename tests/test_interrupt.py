@@ -35,13 +35,20 @@ def running_trials(store: Store, name: str) -> int:
 
 
 def start_driver(space, store: Store) -> subprocess.Popen:
-    """`hpsearch run` in a process group of its own: its Ray processes share the group and die with it."""
+    """`hpsearch run` in a process group of its own: its Ray processes share the group and die with it. Its
+    output goes to driver.log beside the space (a file, not an unread pipe that would block the driver)."""
+    log = (Path(space).parent / "driver.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def driver_log(space) -> str:
+    path = Path(space).parent / "driver.log"
+    return path.read_text(errors="replace")[-3000:] if path.exists() else "(no output)"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -96,7 +103,9 @@ def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_tria
         return states.count(TrialState.COMPLETE) >= 2 and running_trials(store, "killed") >= 1
 
     try:
-        assert wait_for(finished_and_running, timeout=120), "the sweep never had finished and running trials"
+        assert wait_for(finished_and_running, timeout=120), (
+            "the sweep never had finished and running trials:\n" + driver_log(space)
+        )
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
