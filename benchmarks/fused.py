@@ -79,7 +79,10 @@ def main() -> None:
     diffs = sorted(abs(fused[lr] - solo[lr]) for lr in solo if lr in fused)
     diff = diffs[-1] if diffs else math.nan
     median = diffs[len(diffs) // 2] if diffs else math.nan
-    print(f"\n{args.configs} configurations x {args.epochs} epochs = {member_epochs} member-epochs, 2 Ray trials at a time")
+    print(
+        f"\n{args.configs} configurations x {args.epochs} epochs = {member_epochs} member-epochs, "
+        "2 Ray trials at a time"
+    )
     print("| sweep | wall s | member-epochs/s | ratio | configurations finished |")
     print("|---|---|---|---|---|")
     for name, (w, values) in results.items():

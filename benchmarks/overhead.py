@@ -88,7 +88,11 @@ def main() -> None:
 
     ensure_ray()  # one Ray for both Ray-based drivers; its start-up is not a trial's
     rows = {}
-    for name, run in (("plain Optuna (SQLite)", plain_optuna), ("Ray Tune + OptunaSearch", ray_tune), ("hpsearch", hpsearch)):
+    for name, run in (
+        ("plain Optuna (SQLite)", plain_optuna),
+        ("Ray Tune + OptunaSearch", ray_tune),
+        ("hpsearch", hpsearch),
+    ):
         walls = []
         for n in (small, large):
             with tempfile.TemporaryDirectory() as tmp:

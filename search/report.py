@@ -69,10 +69,7 @@ def importances_of(study: optuna.Study) -> dict[str, dict[str, float]]:
     names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
     if len(study.directions) == 1:
         return {names[0]: optuna.importance.get_param_importances(study)}
-    return {
-        name: optuna.importance.get_param_importances(study, target=_objective(i))
-        for i, name in enumerate(names)
-    }
+    return {name: optuna.importance.get_param_importances(study, target=_objective(i)) for i, name in enumerate(names)}
 
 
 def report_dir(store: Store, name: str) -> Path:

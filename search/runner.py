@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import signal
+import sqlite3
 import time
 import warnings
 from contextlib import closing, contextmanager, nullcontext
@@ -35,10 +35,10 @@ from search.optuna_bridge import (
     PruningScheduler,
     ReportingASHA,
 )
+from search.pareto import ParetoPruner
 from search.progress import ProgressCallback, fmt, front_table, rank, results_table
 from search.ray_session import StopBoard, trial_function
 from search.reconcile import close_lost, close_parent
-from search.pareto import ParetoPruner
 from search.spec import SweepSpec, load, objectives
 from search.store import Store, out_of_space
 from search.tracking import MlflowTrialCallback, Tracking, latest_parent_run
@@ -182,6 +182,7 @@ def check_store(sweep: Sweep, store: Store, new: bool) -> None:
     finally:
         storage.engine.dispose()
     if study.directions != sweep.directions:
+
         def said(directions: list[optuna.study.StudyDirection]) -> str:
             return ", ".join(d.name.lower() for d in directions)
 

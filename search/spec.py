@@ -259,7 +259,9 @@ class SweepSpec(_Strict):
             raise ValueError("repeats cannot be combined with pruning: a configuration is judged on all its seeds")
         if self.fuse > 1:
             if self.repeats > 1:
-                raise ValueError("fuse: repeats run each seed as a trial of its own; fuse the seeds instead (seed in space)")
+                raise ValueError(
+                    "fuse: repeats run each seed as a trial of its own; fuse the seeds instead (seed in space)"
+                )
             if self.scheduler.name == "asha":
                 raise ValueError("fuse: ASHA stops whole Ray trials; fused members are pruned by pruner: (median, ...)")
             if self.reports_by_time:
@@ -296,8 +298,8 @@ class SweepSpec(_Strict):
             )
         if self.pruner.name not in ("none", "pareto"):
             raise ValueError(
-                f"pruner.name: the {self.pruner.name} pruner judges one value; a trade-off sweep ({len(metrics)} metrics) "
-                "prunes with pruner: {name: pareto} (or none)"
+                f"pruner.name: the {self.pruner.name} pruner judges one value; a trade-off sweep "
+                f"({len(metrics)} metrics) prunes with pruner: {{name: pareto}} (or none)"
             )
 
     @property

@@ -95,7 +95,9 @@ def test_fused_adamw_is_torch_adamw_for_each_member(float64):
     fused = FusedModels(models)
     settings = [(1e-2, 0.1, (0.9, 0.999)), (3e-3, 0.0, (0.5, 0.9))]
     opt = FusedAdamW(fused.parameters(), *zip(*settings))
-    solo_opts = [torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=wd, betas=b) for m, (lr, wd, b) in zip(models, settings)]
+    solo_opts = [
+        torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=wd, betas=b) for m, (lr, wd, b) in zip(models, settings)
+    ]
     x = torch.randn(5, 3)
     for _ in range(3):
         opt.zero_grad()
@@ -146,7 +148,9 @@ def test_batch_norm_cannot_fuse():
 
 
 @pytest.mark.slow
-def test_fused_sweep_members_are_trials_runs_and_checkpoints_of_their_own(ray_local, write_space, tmp_path, quiet_console):
+def test_fused_sweep_members_are_trials_runs_and_checkpoints_of_their_own(
+    ray_local, write_space, tmp_path, quiet_console
+):
     space = write_space(
         {
             "name": "fused",

@@ -94,14 +94,15 @@ def test_a_constraint_whose_metric_never_came_fails_a_finished_trial():
     trial(bridge, "a", [{"accuracy": 0.9, "cost": 1.0}])
     assert study.trials[0].state == TrialState.FAIL
     assert study.trials[0].user_attrs["fail_reason"] == (
-        "constraint 'seconds_per_epoch <= 2': metric 'seconds_per_epoch' was not reported "
-        "(reported: accuracy, cost)"
+        "constraint 'seconds_per_epoch <= 2': metric 'seconds_per_epoch' was not reported (reported: accuracy, cost)"
     )
 
 
 def test_constraints_work_for_a_single_objective_too():
     study = optuna.create_study(direction="maximize")
-    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], 3, 1, [Constraint.parse("size <= 5")])
+    bridge = OptunaBridge(
+        study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], 3, 1, [Constraint.parse("size <= 5")]
+    )
     for ray_id, score, size in (("a", 0.9, 9), ("b", 0.5, 4), ("c", 0.1, 1)):
         bridge.ask(ray_id)
         bridge.report(ray_id, {"score": score, "size": size, "step": 1, "final_report": True})

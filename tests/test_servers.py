@@ -230,8 +230,6 @@ def test_run_with_dashboard_shows_the_sweep_live_and_stops_it_after(flaky_space,
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
 
 
-
-
 def test_dashboard_page_renders_the_trial_table_in_chromium(swept_store, tmp_path, chromium):
     server = start_dashboard(swept_store.optuna_url, "127.0.0.1", free_port())
     try:

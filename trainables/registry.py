@@ -93,7 +93,6 @@ class TrainableSpec:
         if returned is not None:
             tracked.report(tracked.last_step + 1, _as_metrics(returned, metric or self.metric), final=True)
 
-
     def run_group(self, configs: list[dict[str, Any]], session: Any) -> None:
         """Train several configurations as one fused group (``fused``), each validated as for ``run``."""
         if self.fused is None or self.params is None:

@@ -165,7 +165,9 @@ def seq_transformer_fused(ps: list[SeqParams], session: GroupSession) -> None:
         torch.manual_seed(p.seed)
         models.append(SeqTransformer(p.classes + FILLERS, p.seq_len, p.hidden, p.heads, p.layers, p.classes, p.dropout))
     fused = FusedModels([m.to(device) for m in models])
-    opt = FusedAdamW(fused.parameters(), [p.lr for p in ps], [p.weight_decay for p in ps], [(p.beta1, p.beta2) for p in ps])
+    opt = FusedAdamW(
+        fused.parameters(), [p.lr for p in ps], [p.weight_decay for p in ps], [(p.beta1, p.beta2) for p in ps]
+    )
     group = FusedGroup(fused, opt, [p.max_grad for p in ps])
     gen = torch.Generator().manual_seed(first.seed if first.data_seed is None else first.data_seed)
     n, start, failed = first.train_examples, time.monotonic(), {}

@@ -7,9 +7,7 @@ in-process ``LocalSession`` below. Either way the model code never imports Ray, 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Protocol
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 if TYPE_CHECKING:  # torch is imported where a session is made: validating a space file needs no torch
     import torch

@@ -60,7 +60,11 @@ def flaky_fused(ps: list[FlakyParams], session) -> None:
     steps, sleep = ps[0].steps, ps[0].sleep
     for step in range(steps):
         time.sleep(sleep)
-        failed = {m: f"flaky member failed on purpose at x={ps[m].x}" for m in active if step == 1 and ps[m].x > ps[m].fail_above}
+        failed = {
+            m: f"flaky member failed on purpose at x={ps[m].x}"
+            for m in active
+            if step == 1 and ps[m].x > ps[m].fail_above
+        }
         active -= set(failed)
         last = step == steps - 1
         metrics = {m: {ps[m].metric_name: -((ps[m].x - 0.3) ** 2) * (steps - step)} for m in active}
