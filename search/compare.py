@@ -17,8 +17,9 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from search.constraints import all_hold
 from search.store import Store
-from search.sweeps import load_study, require_sweeps
+from search.sweeps import load_study, objective_names, require_sweeps
 
 # The seed reports' own figures beside the metric: test accuracy, final training loss, size and speed.
 EXTRA_METRICS = ("test_accuracy", "train_loss", "loss", "param_count", "seconds_per_epoch")
@@ -51,7 +52,7 @@ def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[
         multi = len(study.directions) > 1
         if i == 0:
             directions = [d.name.lower() for d in study.directions]
-            metrics = study.metric_names or [f"value{j}" if multi else "value" for j in range(len(directions))]
+            metrics = objective_names(study)
         on_front = {t.number for t in study.best_trials} if multi else set()
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
             seeds = [v for v in t.user_attrs.get("repeat_values", []) if v is not None and not multi]
@@ -61,7 +62,7 @@ def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[
             row = Row(name, t.number, t.state.name, value, std, seeds, dict(t.params), _extra(client, run_ids))
             row.values = list(t.values) if t.values else None
             row.front = (t.number in on_front) if multi else None
-            row.feasible = all(v <= 0 for v in t.constraints.values()) if t.constraints else None
+            row.feasible = all_hold(t.constraints) if t.constraints else None
             rows.append(row)
     sign = -1 if directions[0] == "maximize" else 1
     rows.sort(key=lambda r: (not r.front, r.feasible is False, r.value is None, sign * (r.value or 0.0)))
@@ -90,8 +91,8 @@ def columns(rows: list[Row], metrics: list[str], raw: bool = False) -> tuple[lis
     header += [*(["± std", "n", "seeds"] if repeated else []), *params, *extras]
     body = []
     for r in rows:
-        values = r.values if r.values is not None else [None] * len(metrics)
-        cells = [r.sweep, str(r.trial), r.state, *[_fmt(v) for v in (values + [None] * len(metrics))[: len(metrics)]]]
+        values = ((r.values or []) + [None] * len(metrics))[: len(metrics)]  # none for a trial without values
+        cells = [r.sweep, str(r.trial), r.state, *[_fmt(v) for v in values]]
         cells += [{True: "yes", False: "no", None: "-"}[getattr(r, m)] for m in marks]
         if repeated:
             cells += [_fmt(r.std), str(len(r.seeds) or 1), " ".join(_fmt(v) for v in r.seeds)]

@@ -40,6 +40,11 @@ class Constraint:
         return value - self.bound if self.op == "<=" else self.bound - value
 
 
+def all_hold(amounts: Mapping[str, float]) -> bool:
+    """Feasible: every constraint's violation is zero or below (no constraint at all: feasible)."""
+    return all(v <= 0 for v in amounts.values())
+
+
 def violations(constraints: list[Constraint], values: Mapping[str, float]) -> dict[str, float]:
     """Each constraint's violation on a trial's final values; a missing or non-finite metric raises KeyError
     naming it, since a trial whose feasibility cannot be told must not count as feasible."""

@@ -35,9 +35,9 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from search.constraints import Constraint, violations
+from search.constraints import Constraint, all_hold, violations
 from search.pareto import INTERMEDIATE_ATTR, ParetoPruner, signed
-from search.ray_session import FAILED_PREFIX, FINAL_KEY, FINAL_MEMBERS_KEY, MEMBERS_KEY, member_results
+from search.ray_session import FINAL_KEY, FINAL_MEMBERS_KEY, MEMBERS_KEY, member_failures, member_results
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class TrialView:
 
     @property
     def feasible(self) -> bool | None:
-        return None if self.violations is None else all(v <= 0 for v in self.violations.values())
+        return None if self.violations is None else all_hold(self.violations)
 
 
 class OptunaBridge:
@@ -308,7 +308,7 @@ class OptunaBridge:
         (its last step, a failure, a missing metric) is told now, while the others go on."""
         common, by_member = member_results(result)
         finals = set(common.pop(FINAL_MEMBERS_KEY, None) or [])
-        failed = {int(k[len(FAILED_PREFIX) :]): str(common.pop(k)) for k in list(common) if k.startswith(FAILED_PREFIX)}
+        failed = member_failures(common)
         common.pop(FINAL_KEY, None)
         keys = self._groups[ray_trial_id]
         for i, metrics in sorted(by_member.items()):
@@ -458,7 +458,7 @@ class OptunaBridge:
             return f"constraint {text!r}: metric {metric!r} was not reported (reported: {shown or 'nothing'})"
         for text, amount in amounts.items():
             trial.set_constraint(text, amount)
-        trial.set_user_attr("feasible", all(v <= 0 for v in amounts.values()))
+        trial.set_user_attr("feasible", all_hold(amounts))
         for r in group:
             r.violations = dict(amounts)
         return None

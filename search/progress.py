@@ -161,6 +161,11 @@ def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
     return table
 
 
+def objectives_text(metrics: list[str], modes: list[str]) -> str:
+    """``a (max) vs b (min)``: what a trade-off sweep weighs."""
+    return " vs ".join(f"{m} ({mode})" for m, mode in zip(metrics, modes))
+
+
 def _filled(table: Table, columns: list[str], rows: list[list[str]]) -> Table:
     """At 80 columns a long header folds onto two lines; a number does not (each column is at least as wide
     as its widest cell)."""
@@ -175,8 +180,7 @@ def _filled(table: Table, columns: list[str], rows: list[list[str]]) -> Table:
 def front_table(bridge: OptunaBridge, front: list[FrozenTrial]) -> Table:
     """A trade-off's result: the Pareto front (feasible trials only), every objective, the parameters."""
     names = list(bridge.distributions)
-    title = " vs ".join(f"{m} ({mode})" for m, mode in zip(bridge.metrics, bridge.modes))
-    table = Table(title=f"Pareto front of {bridge.study.study_name}: {title}")
+    table = Table(title=f"Pareto front of {bridge.study.study_name}: {objectives_text(bridge.metrics, bridge.modes)}")
     columns = ["trial", *bridge.metrics, *names]
     first = sorted(front, key=lambda t: (-t.values[0] if bridge.mode == "max" else t.values[0], t.number))
     rows = []

@@ -49,6 +49,11 @@ def member_results(result: dict[str, Any]) -> tuple[dict[str, Any], dict[int, di
     return common, members
 
 
+def member_failures(common: dict[str, Any]) -> dict[int, str]:
+    """The failed members' reasons, taken out of a group result's shared part (``member_results``)."""
+    return {int(k[len(FAILED_PREFIX) :]): str(common.pop(k)) for k in list(common) if k.startswith(FAILED_PREFIX)}
+
+
 @ray.remote(num_cpus=0)
 class StopBoard:
     """Which members of which fused group the driver has pruned: the workers read it at every step."""

@@ -24,7 +24,7 @@ from optuna.visualization import matplotlib as vis_mpl
 
 from search.errors import SweepError
 from search.store import Store
-from search.sweeps import load_study, require_sweeps
+from search.sweeps import load_study, objective_names, require_sweeps
 from search.tracking import latest_parent_run
 
 
@@ -36,7 +36,7 @@ class Report:
 
 
 def _plots(study: optuna.Study, top: list[str]) -> dict[str, tuple[Callable, Callable, dict]]:
-    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    names = objective_names(study)
     if len(study.directions) == 1:
         targets = {"": {}}
     else:  # one plot per objective, named after it
@@ -66,7 +66,7 @@ def _objective(i: int) -> Callable[[optuna.trial.FrozenTrial], float]:
 
 def importances_of(study: optuna.Study) -> dict[str, dict[str, float]]:
     """fANOVA importances per objective: {metric: {parameter: importance}}."""
-    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    names = objective_names(study)
     if len(study.directions) == 1:
         return {names[0]: optuna.importance.get_param_importances(study)}
     return {name: optuna.importance.get_param_importances(study, target=_objective(i)) for i, name in enumerate(names)}

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from search.errors import SweepError
 from search.store import Store
-from search.sweeps import load_study, recorded_space, require_sweeps
+from search.sweeps import load_study, objective_names, recorded_space, require_sweeps
 
 CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.pt"
 MODEL_FILE = "model.pt"
@@ -75,7 +75,7 @@ def _described(store: Store, study: optuna.Study, sweep: str, trial: optuna.tria
     checkpoint = None
     if run is not None and _has_artifact(client, run_id, CHECKPOINT_ARTIFACT):
         checkpoint = f"{run.info.artifact_uri}/{CHECKPOINT_ARTIFACT}"
-    names = study.metric_names or [f"value{i}" for i in range(len(trial.values))]
+    names = objective_names(study)
     return Best(
         sweep=sweep,
         trial=trial.number,

@@ -26,6 +26,7 @@ from ray import tune
 from rich.console import Console
 
 from search import ray_patches, samplers
+from search.constraints import all_hold
 from search.driver_lock import setting_up, sole_driver
 from search.errors import SpecError, StoreError, StoreFullError, UnreachableError, UserError
 from search.infra import check_reachable, rdb_storage
@@ -36,7 +37,7 @@ from search.optuna_bridge import (
     ReportingASHA,
 )
 from search.pareto import ParetoPruner
-from search.progress import ProgressCallback, fmt, front_table, rank, results_table
+from search.progress import ProgressCallback, fmt, front_table, objectives_text, rank, results_table
 from search.ray_session import StopBoard, trial_function
 from search.reconcile import close_lost, close_parent
 from search.spec import SweepSpec, load, objectives
@@ -441,7 +442,7 @@ def _drive(
     stops = spec.pruner.name if spec.scheduler.name == "fifo" else "asha"
     console.print(
         f"sweep {spec.name}: {sweep.n_trials} trials of {spec.trainable}, {spec.concurrency} at a time, "
-        + (f"trading off {_objectives_text(sweep)}, " if len(sweep.metrics) > 1 else "")
+        + (f"trading off {objectives_text(sweep.metrics, sweep.modes)}, " if len(sweep.metrics) > 1 else "")
         + (f"{len(spec.constraints)} constraint(s), " if spec.constraints else "")
         + (f"fused in groups of up to {spec.fuse}, " if spec.fuse > 1 else "")
         + f"sampler {spec.sampler.name}, pruning {stops}"
@@ -504,11 +505,6 @@ def close_orphans(store: Store, study: optuna.Study, client: MlflowClient, conso
     )
 
 
-def feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    """Every constraint told for the trial holds (a trial of a sweep without constraints is feasible)."""
-    return all(v <= 0 for v in trial.constraints.values())
-
-
 def _summarize(bridge: OptunaBridge, parent_run_id: str, interrupted: bool) -> SweepOutcome:
     trials = bridge.finished_trials()
     counts = {
@@ -517,8 +513,8 @@ def _summarize(bridge: OptunaBridge, parent_run_id: str, interrupted: bool) -> S
     }
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
     if bridge.constraints:
-        counts["infeasible"] = sum(not feasible(t) for t in done)
-    done = [t for t in done if feasible(t)]  # an infeasible trial never counts as best
+        counts["infeasible"] = sum(not all_hold(t.constraints) for t in done)
+    done = [t for t in done if all_hold(t.constraints)]  # an infeasible trial never counts as best
     outcome = SweepOutcome(
         study_name=bridge.study.study_name,
         parent_run_id=parent_run_id,
@@ -558,10 +554,6 @@ def _parent_tags(outcome: SweepOutcome) -> dict[str, str]:
     if best is None:
         return {}
     return {"best_trial_number": str(best.number), "best_mlflow_run_id": str(best.user_attrs.get("mlflow_run_id", ""))}
-
-
-def _objectives_text(sweep: Sweep) -> str:
-    return " vs ".join(f"{m} ({mode})" for m, mode in zip(sweep.metrics, sweep.modes))
 
 
 def print_summary(sweep: Sweep, store: Store, outcome: SweepOutcome, bridge: OptunaBridge, console: Console) -> None:

@@ -56,8 +56,6 @@ def pruner_class(name: str) -> Callable[..., optuna.pruners.BasePruner]:
     others are named alike (successive_halving: SuccessiveHalvingPruner)."""
     if name == "none":
         return optuna.pruners.NopPruner
-    if name == "pareto":
-        return ParetoPruner  # not Optuna's: the bridge asks it (Optuna cannot prune several objectives)
     return getattr(optuna.pruners, "".join(word.title() for word in name.split("_")) + "Pruner")
 
 

@@ -13,6 +13,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from search.constraints import all_hold
 from search.errors import SweepError
 from search.infra import rdb_storage
 from search.store import Store
@@ -33,6 +34,12 @@ class SweepRow:
 def load_study(store: Store, name: str) -> optuna.Study:
     """A sweep's study, through the one door to the study storage (``infra.rdb_storage``: its timeouts)."""
     return optuna.load_study(study_name=name, storage=rdb_storage(store.optuna_url))
+
+
+def objective_names(study: optuna.Study) -> list[str]:
+    """The study's metric names; for a study made without them, value (one objective) or value0, value1..."""
+    n = len(study.directions)
+    return study.metric_names or (["value"] if n == 1 else [f"value{i}" for i in range(n)])
 
 
 def require_store(store: Store) -> None:
@@ -61,9 +68,8 @@ def list_sweeps(store: Store) -> list[SweepRow]:
         for summary in storage.get_all_studies():
             trials = storage.get_all_trials(storage.get_study_id_from_name(summary.study_name), deepcopy=False)
             counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
-            # feasible: every constraint told holds (none told: feasible)
             done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
-            complete = [t.values[0] for t in done if all(v <= 0 for v in t.constraints.values())]
+            complete = [t.values[0] for t in done if all_hold(t.constraints)]
             direction = summary.directions[0].name.lower()
             best = (max if direction == "maximize" else min)(complete) if complete else None
             times = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_start]

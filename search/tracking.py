@@ -195,13 +195,12 @@ class MlflowTrialCallback(Callback):
                     self._close(key, *self._ending(view))
 
     def _log_result(self, key: str, run_id: str, result: dict) -> None:
-        trial_id = key.partition("#")[0]
         if key not in self.placed and result.get("node_id"):
             # Where Ray placed the trial: on a cluster, the node (and host) that ran it.
             self.placed.add(key)
             placement = {"ray.node_id": str(result["node_id"]), "ray.hostname": str(result.get("hostname", ""))}
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in placement.items()])
-            self.bridge.set_attr(key if "#" in key else trial_id, "ray_node_id", placement["ray.node_id"])
+            self.bridge.set_attr(key, "ray_node_id", placement["ray.node_id"])
         step = int(result.get("step", result.get("training_iteration", 0)))
         ts = int(result.get("timestamp", time.time()) * 1000)
         metrics = [
