@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, checkpoint_bytes, param_count
-from trainables.fused import FusedAdamW, FusedGroup, FusedModels
+from trainables.fused import FusedAdamW, FusedGroup, FusedModels, batch_order_seed, shared_key
 from trainables.loop import FitLoop, optimizer_step, shuffled
 from trainables.registry import Hyperparameters, fusable, trainable
 from trainables.session import GroupSession, Session
@@ -227,10 +227,6 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
     loop.run(p.epochs, epoch_batches, train_batch, evaluate_and_report, start_epoch)
 
 
-def batch_order_seed(p: AdditionParams) -> int:
-    return p.seed if p.data_seed is None else p.data_seed
-
-
 # ----------------------------------------------------------------------------- fused (many lr, one model)
 
 # What may differ between the members of one fused group: each member has its own value. The rest (the
@@ -240,8 +236,7 @@ FUSIBLE = ("lr", "weight_decay", "beta1", "beta2", "grad_clip", "stop_at_exact_m
 
 def fuse_key(p: AdditionParams) -> tuple:
     """Members with equal keys train as one group (trainables/fused.py)."""
-    shared = p.model_dump(exclude=set(FUSIBLE) | {"data_seed"})
-    return (*sorted(shared.items()), ("batch_order", batch_order_seed(p)))
+    return shared_key(p, FUSIBLE)
 
 
 def addition_cnn_fused(ps: list[AdditionCNNParams], session: GroupSession) -> None:

@@ -26,12 +26,25 @@ import copy
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from trainables.session import GroupSession
+
+
+def batch_order_seed(p: Any) -> int:
+    """The seed of a trainable's batch order: its ``data_seed``, else its ``seed`` (as it trains alone)."""
+    return p.seed if p.data_seed is None else p.data_seed
+
+
+def shared_key(p: Any, fusible: Sequence[str]) -> tuple:
+    """What the members of one group must share: every hyperparameter but the ``fusible`` ones, and the
+    batch order (so the seed fuses only where ``data_seed`` fixes that order). Equal keys fuse."""
+    shared = p.model_dump(exclude=set(fusible) | {"data_seed", "seed"})
+    return (*sorted(shared.items()), ("batch_order", batch_order_seed(p)))
 
 
 class CannotFuse(ValueError):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, run_figures
-from trainables.fused import FusedAdamW, FusedGroup, FusedModels
+from trainables.fused import FusedAdamW, FusedGroup, FusedModels, batch_order_seed, shared_key
 from trainables.loop import FitLoop, optimizer_step, shuffled
 from trainables.registry import Hyperparameters, fusable, trainable
 from trainables.session import GroupSession, Session
@@ -111,7 +111,7 @@ def seq_transformer(p: SeqParams, session: Session) -> None:
     model = SeqTransformer(p.classes + FILLERS, p.seq_len, p.hidden, p.heads, p.layers, p.classes, p.dropout)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay, betas=(p.beta1, p.beta2))
-    gen = torch.Generator().manual_seed(p.seed if p.data_seed is None else p.data_seed)
+    gen = torch.Generator().manual_seed(batch_order_seed(p))
 
     @torch.no_grad()
     def evaluate(split: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
@@ -152,8 +152,7 @@ FUSIBLE = ("lr", "weight_decay", "beta1", "beta2", "max_grad", "stop_at_accuracy
 
 def fuse_key(p: SeqParams) -> tuple:
     """Members with equal keys train as one group: the same architecture and batches."""
-    shared = p.model_dump(exclude=set(FUSIBLE) | {"data_seed"})
-    return (*sorted(shared.items()), ("batch_order", p.seed if p.data_seed is None else p.data_seed))
+    return shared_key(p, FUSIBLE)
 
 
 def seq_transformer_fused(ps: list[SeqParams], session: GroupSession) -> None:
@@ -169,7 +168,7 @@ def seq_transformer_fused(ps: list[SeqParams], session: GroupSession) -> None:
         fused.parameters(), [p.lr for p in ps], [p.weight_decay for p in ps], [(p.beta1, p.beta2) for p in ps]
     )
     group = FusedGroup(fused, opt, [p.max_grad for p in ps])
-    gen = torch.Generator().manual_seed(first.seed if first.data_seed is None else first.data_seed)
+    gen = torch.Generator().manual_seed(batch_order_seed(first))
     n, start, failed = first.train_examples, time.monotonic(), {}
 
     @torch.no_grad()
