@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sqlite3
 import time
 import warnings
-from contextlib import closing, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterator
@@ -212,12 +211,6 @@ def init_store(store: Store) -> None:
         with setting_up(store):
             rdb_storage(store.optuna_url).engine.dispose()
             MlflowClient(store.mlflow_url).search_experiments(max_results=1)
-            for path in store.local_databases():
-                # Write-ahead logging: a commit is one append and one fsync, not a journal written and
-                # deleted (every step of every trial is a commit in both stores). It persists in the file;
-                # a commit survives a killed driver as before.
-                with closing(sqlite3.connect(path)) as db:
-                    db.execute("PRAGMA journal_mode=WAL")
     except Exception as e:
         if not out_of_space(e):
             raise

@@ -78,7 +78,10 @@ def test_a_disk_that_fills_mid_sweep_stops_it_and_resume_finishes_it(small_disk,
         deadline = time.monotonic() + 150
         while reporting_trials(store) < 2 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.3)
-        assert reporting_trials(store) == 2, "no two trials reported"
+        if reporting_trials(store) != 2:  # the driver's output says why (it is read only once it has ended)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("no two trials reported:\n" + proc.communicate(timeout=30)[0][-3000:])
         fill(small_disk)
         out, _ = proc.communicate(timeout=120)
     finally:
