@@ -38,6 +38,7 @@ from ray.tune.search import Searcher
 from search.constraints import Constraint, all_hold, violations
 from search.pareto import INTERMEDIATE_ATTR, ParetoPruner, signed
 from search.ray_session import FINAL_KEY, FINAL_MEMBERS_KEY, MEMBERS_KEY, member_failures, member_results
+from search.write_behind import StudyWrites
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class TrialRecord:
     """
 
     optuna_trial: optuna.Trial
+    key: str = ""  # its key in the bridge: the Ray trial id, or "<ray id>#<member>" in a fused group
     repeat: int = 0
     member: int | None = None  # its place in a fused group (one Ray trial training several configurations)
     group: list["TrialRecord"] = field(default_factory=list)
@@ -127,6 +129,10 @@ class OptunaBridge:
         self._asked = 0
         self._stops: dict[str, list[int]] = {}  # Ray trial id -> members pruned since the worker was told
         self.front_pruner = front_pruner
+        # A running trial's steps and attributes reach the study in one write a second (write_behind.py);
+        # before a trial is told, every hook here is called with its key (tracking writes its MLflow run).
+        self._writes = StudyWrites()
+        self.before_tell: list[Callable[[str], None]] = []
         if front_pruner is not None:
             front_pruner.seed(self._history())
 
@@ -152,7 +158,7 @@ class OptunaBridge:
         # storage, so only the settings travel (the driver's live objects never leave the driver).
         # The live objects (the study, the records and the configuration being repeated, which hold the
         # study) stay here: pickled, they would carry the storage URL, password included, into Ray's files.
-        live = ("study", "_records", "_open_group", "_pending", "fuse_key")
+        live = ("study", "_records", "_open_group", "_pending", "fuse_key", "_writes", "before_tell")
         return {k: v for k, v in self.__dict__.items() if k not in live}
 
     # -- asking ---------------------------------------------------------------------------------------
@@ -170,11 +176,11 @@ class OptunaBridge:
             trial = self._ask()
         else:
             trial = group[0].optuna_trial
-        rec = TrialRecord(trial, repeat=len(group), group=group)
+        rec = TrialRecord(trial, key=ray_trial_id, repeat=len(group), group=group)
         group.append(rec)
         self._records[ray_trial_id] = rec
         ids = [rid for rid, r in self._records.items() if r.optuna_trial is trial]
-        trial.set_user_attr("ray_trial_id", ids[0] if self.repeats == 1 else ids)
+        self._writes.set_attr(trial, "ray_trial_id", ids[0] if self.repeats == 1 else ids)
         config = {**self.fixed_config, **trial.params}
         if self.repeats > 1:
             config["seed"] = config.get("seed", 0) + rec.repeat
@@ -197,12 +203,12 @@ class OptunaBridge:
         trials = self._pending.pop(0)
         keys = []
         for i, trial in enumerate(trials):
-            rec = TrialRecord(trial, member=i)
-            rec.group = [rec]
             keys.append(member_key(ray_trial_id, i))
+            rec = TrialRecord(trial, key=keys[-1], member=i)
+            rec.group = [rec]
             self._records[keys[-1]] = rec
-            trial.set_user_attr("ray_trial_id", ray_trial_id)
-            trial.set_user_attr("fused_member", i)
+            self._writes.set_attr(trial, "ray_trial_id", ray_trial_id)
+            self._writes.set_attr(trial, "fused_member", i)
         self._groups[ray_trial_id] = keys
         return {MEMBERS_KEY: [{**self.fixed_config, **t.params} for t in trials]}
 
@@ -260,7 +266,15 @@ class OptunaBridge:
         for k in self.members(ray_trial_id):
             rec = self._records.get(k)
             if rec is not None and rec.optuna_trial.number not in self._told:  # a told trial is final
-                rec.optuna_trial.set_user_attr(key, value)
+                self._writes.set_attr(rec.optuna_trial, key, value)
+
+    def flush_due(self) -> None:
+        """Write what running trials reported over a second ago (the scheduler calls it every loop step)."""
+        self._writes.flush_due()
+
+    def flush(self) -> None:
+        """Write everything running trials reported, now."""
+        self._writes.flush_all()
 
     # -- reporting ------------------------------------------------------------------------------------
 
@@ -292,12 +306,12 @@ class OptunaBridge:
             self.front_pruner.record(rec.optuna_trial.number, step, signed(vector, self.modes))
         if self.multi:
             if rec.repeat == 0:  # Optuna keeps no vector per step: a user attribute per step does
-                rec.optuna_trial.set_user_attr(f"{INTERMEDIATE_ATTR}.{step}", list(vector))
+                self._writes.set_attr(rec.optuna_trial, f"{INTERMEDIATE_ATTR}.{step}", list(vector))
             rec.values, rec.best = vector, vector[0]
             return True
         value = vector[0]
         if rec.repeat == 0:  # the study's curve of a repeated configuration is its first seed's
-            rec.optuna_trial.report(value, step)
+            self._writes.report(rec.optuna_trial, value, step)
         if rec.best is None or (value > rec.best if self.mode == "max" else value < rec.best):
             rec.best = value
         rec.values = (rec.best,)
@@ -371,7 +385,7 @@ class OptunaBridge:
         if error or rec.failure:
             self._tell(rec, TrialState.FAIL, reason=rec.failure or "the trial raised an error")
         elif rec.pruned_at is not None:
-            rec.optuna_trial.set_user_attr("pruned_at_step", rec.pruned_at)
+            self._writes.set_attr(rec.optuna_trial, "pruned_at_step", rec.pruned_at)
             self._tell(rec, TrialState.PRUNED)
         elif rec.values is None:
             what = " and ".join(repr(m) for m in self.metrics)
@@ -385,12 +399,12 @@ class OptunaBridge:
         ended = []
         for ray_id, rec in self._records.items():
             if rec.state is None:
-                rec.optuna_trial.set_user_attr("stopped", reason)
+                self._writes.set_attr(rec.optuna_trial, "stopped", reason)
                 self._tell(rec, TrialState.PRUNED if as_pruned else TrialState.FAIL, reason=reason)
                 ended.append(ray_id)
         for rec in self._records.values():  # configurations whose later seeds never started
             if rec.optuna_trial.number not in self._told:
-                rec.optuna_trial.set_user_attr("stopped", reason)
+                self._writes.set_attr(rec.optuna_trial, "stopped", reason)
                 self._tell_group(rec.group, TrialState.PRUNED if as_pruned else TrialState.FAIL, reason)
         return ended
 
@@ -425,17 +439,21 @@ class OptunaBridge:
                 for r in group:
                     r.failure = r.failure or unknown
         if reason:
-            trial.set_user_attr("fail_reason" if final == TrialState.FAIL else "reason", reason)
+            self._writes.set_attr(trial, "fail_reason" if final == TrialState.FAIL else "reason", reason)
         per_seed = [r.values for r in group]  # each seed's vector: (value,) with one objective
         if len(group) > 1:
             shown = [None if v is None else (list(v) if self.multi else v[0]) for v in per_seed]
-            trial.set_user_attr("repeat_values", shown)
+            self._writes.set_attr(trial, "repeat_values", shown)
         values = None
         if final == TrialState.COMPLETE:
             values = [statistics.fmean(column) for column in zip(*per_seed)]
             if len(group) > 1:
                 stds = [statistics.stdev(column) for column in zip(*per_seed)]
-                trial.set_user_attr("value_std", stds if self.multi else stds[0])
+                self._writes.set_attr(trial, "value_std", stds if self.multi else stds[0])
+        for rec in group:  # every step in both stores before the study holds the trial finished
+            for hook in self.before_tell:
+                hook(rec.key)
+        self._writes.flush(trial)
         self.study.tell(trial, values if self.multi or values is None else values[0], state=final)
         if final == TrialState.COMPLETE and self.front_pruner is not None:
             self.front_pruner.completed(trial.number)
@@ -458,7 +476,7 @@ class OptunaBridge:
             return f"constraint {text!r}: metric {metric!r} was not reported (reported: {shown or 'nothing'})"
         for text, amount in amounts.items():
             trial.set_constraint(text, amount)
-        trial.set_user_attr("feasible", all_hold(amounts))
+        self._writes.set_attr(trial, "feasible", all_hold(amounts))
         for r in group:
             r.violations = dict(amounts)
         return None
@@ -550,6 +568,7 @@ class _BridgedScheduler:
     watch: BudgetWatch
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        self.bridge.flush_due()
         for trial in self.watch.overdue(tune_controller.get_live_trials()):
             self.bridge.set_attr(trial.trial_id, "stopped", "trial budget (no report in time)")
             tune_controller.stop_trial(trial)

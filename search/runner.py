@@ -461,6 +461,7 @@ def _drive(
         # With the disk full these writes fail too: what stays RUNNING is what `hpsearch resume` closes.
         stopped = bridge.finish_open(reason, as_pruned=by_budget)
         mlflow_cb.finish_open(reason)
+        mlflow_cb.writes.flush_all()  # what runs closed earlier still held (nothing, as a rule)
         interrupted = not by_budget and (bool(stopped) or len(bridge.views()) < sweep.n_trials * spec.repeats)
         if interrupted and status == "FINISHED":
             status = "KILLED"

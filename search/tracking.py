@@ -26,6 +26,7 @@ from search import trial_logs
 from search.optuna_bridge import OptunaBridge, TrialView, error_line
 from search.ray_session import CHECKPOINT_FILE, MEMBERS_KEY, member_checkpoint_file, member_results
 from search.sweeps import SPACE_ARTIFACT
+from search.write_behind import RunWrites
 
 PARENT_RUN_TAG = "hpsearch.role"
 # MLflow 3's UI opens an experiment on its GenAI overview unless told it holds training runs.
@@ -115,10 +116,21 @@ class MlflowTrialCallback(Callback):
         self.runs: dict[str, str] = {}  # ray trial id -> mlflow run id
         self.open: set[str] = set()
         self.placed: set[str] = set()
+        # A run's metrics, parameters and tags go in one log_batch a second (write_behind.py), and all of
+        # them before the study is told how its trial ended.
+        self.writes = RunWrites(self.client)
+        bridge.before_tell.append(self._flush)
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles callbacks with the experiment; the MLflow client stays in the driver.
-        return {k: v for k, v in self.__dict__.items() if k != "client"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("client", "writes")}
+
+    def _flush(self, key: str) -> None:
+        if key in self.runs:
+            self.writes.flush(self.runs[key])
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        self.writes.flush_due()
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if MEMBERS_KEY in trial.config:
@@ -149,9 +161,7 @@ class MlflowTrialCallback(Callback):
         run_id = run.info.run_id
         self.runs[key] = run_id
         self.open.add(key)
-        params = [Param(k, str(v)[:6000]) for k, v in flatten(config).items()]
-        if params:
-            self.client.log_batch(run_id, params=params)
+        self.writes.log(run_id, params=[Param(k, str(v)[:6000]) for k, v in flatten(config).items()])
         attr = "mlflow_run_id" if repeat is None else f"mlflow_run_id.seed{repeat}"
         if view is not None:
             self.bridge.set_attr(key, attr, run_id)
@@ -199,7 +209,7 @@ class MlflowTrialCallback(Callback):
             # Where Ray placed the trial: on a cluster, the node (and host) that ran it.
             self.placed.add(key)
             placement = {"ray.node_id": str(result["node_id"]), "ray.hostname": str(result.get("hostname", ""))}
-            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in placement.items()])
+            self.writes.log(run_id, tags=placement)
             self.bridge.set_attr(key, "ray_node_id", placement["ray.node_id"])
         step = int(result.get("step", result.get("training_iteration", 0)))
         ts = int(result.get("timestamp", time.time()) * 1000)
@@ -208,8 +218,7 @@ class MlflowTrialCallback(Callback):
             for k, v in result.items()
             if k not in _RAY_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
-        if metrics:
-            self.client.log_batch(run_id, metrics=metrics)
+        self.writes.log(run_id, metrics=metrics)
 
     def _ending(self, view: TrialView | None) -> tuple[int, dict[str, str]]:
         """How a run ends, the way its study trial did: status and tags."""
@@ -287,7 +296,7 @@ class MlflowTrialCallback(Callback):
         view = self.bridge.view(trial_id)
         if view is not None and view.state is not None:
             tags = {**tags, "optuna.state": view.state.name}
-        if tags:
-            self.client.log_batch(run_id, tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
+        self.writes.log(run_id, tags={k: v[:5000] for k, v in tags.items()})
+        self.writes.flush(run_id)
         self.client.set_terminated(run_id, RunStatus.to_string(status))
         self.open.discard(trial_id)

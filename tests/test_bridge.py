@@ -53,6 +53,7 @@ def test_ask_gives_the_fixed_config_with_the_sampled_values_and_stops_at_the_tri
     assert configs[0]["epochs"] == 4 and 0 <= configs[0]["x"] <= 1 and configs[0]["x"] != configs[1]["x"]
     assert configs[2] is None
     assert [v.number for v in bridge.views()] == [0, 1]
+    bridge.flush()  # a running trial's attributes reach the study within a second (write_behind.py)
     assert study.trials[0].user_attrs["ray_trial_id"] == "a"
 
 

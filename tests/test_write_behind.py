@@ -1,0 +1,95 @@
+"""Write-behind: a running trial's steps reach each store in one write, and pruning judges them unwritten."""
+
+import logging
+
+import optuna
+import pytest
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from search.write_behind import RunWrites, StudyWrites
+
+
+@pytest.fixture(params=["rdb", "memory"])
+def study(request, tmp_path):
+    """A study on SQLite (one transaction per flush) and in memory (the public calls, one by one)."""
+    storage = f"sqlite:///{tmp_path}/optuna.db" if request.param == "rdb" else None
+    return optuna.create_study(storage=storage, pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+
+
+def stored(study: optuna.Study, number: int = 0) -> optuna.trial.FrozenTrial:
+    """The trial as another process reads it: from the storage, not from this process's trial object."""
+    if study._storage.__class__.__name__ == "InMemoryStorage":
+        return study.trials[number]
+    fresh = optuna.load_study(study_name=study.study_name, storage=study._storage._backend.url)
+    return fresh.trials[number]
+
+
+def test_steps_wait_for_the_flush_and_then_all_arrive_with_the_attributes(study):
+    trial = study.ask()
+    writes = StudyWrites(flush_s=3600)
+    for step, value in ((1, 0.9), (2, 0.8), (2, 0.1), (3, 0.7)):  # a step seen already keeps its first value
+        writes.report(trial, value, step)
+    writes.set_attr(trial, "ray_trial_id", "abc")
+    writes.flush_due()  # nothing is an hour old
+    if study._storage.__class__.__name__ != "InMemoryStorage":
+        assert stored(study).intermediate_values == {} and stored(study).user_attrs == {}
+    writes.flush(trial)
+    assert stored(study).intermediate_values == {1: 0.9, 2: 0.8, 3: 0.7}
+    assert stored(study).user_attrs == {"ray_trial_id": "abc"}
+    writes.flush(trial)  # nothing left: a second flush writes nothing twice
+    study.tell(trial, 0.7)
+    assert stored(study).state == optuna.trial.TrialState.COMPLETE
+
+
+def test_the_pruner_judges_the_values_not_yet_written(study):
+    trial = study.ask()
+    writes = StudyWrites(flush_s=3600)
+    writes.report(trial, 0.9, 1)
+    assert not trial.should_prune()
+    writes.report(trial, 0.2, 2)  # below the threshold: pruned, though the storage has no value yet
+    assert trial.should_prune()
+
+
+def test_flush_due_writes_what_is_older_than_flush_s(study):
+    trial = study.ask()
+    writes = StudyWrites(flush_s=0.0)
+    writes.report(trial, 0.9, 1)
+    writes.flush_due()
+    assert stored(study).intermediate_values == {1: 0.9}
+
+
+def test_a_finished_trial_refuses_a_late_write(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db")
+    trial = study.ask()
+    writes = StudyWrites()
+    writes.report(trial, 0.5, 1)
+    study.tell(trial, 0.5)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        writes.flush(trial)
+
+
+def test_run_writes_split_a_long_trial_within_log_batch_limits(tmp_path):
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    calls = []
+    log_batch = client.log_batch
+
+    def counting(run_id, metrics=(), params=(), tags=()):
+        calls.append((len(metrics), len(params), len(tags)))
+        return log_batch(run_id, metrics=metrics, params=params, tags=tags)
+
+    client.log_batch = counting
+    writes = RunWrites(client, flush_s=3600)
+    writes.log(run_id, params=[Param(f"p{i}", str(i)) for i in range(150)])
+    writes.log(run_id, metrics=[Metric("loss", 1.0 / step, 0, step) for step in range(1, 2501)])
+    writes.log(run_id, tags={f"t{i}": "v" for i in range(120)})
+    writes.flush_due()
+    assert calls == []
+    writes.flush(run_id)
+    assert all(m <= 1000 and p <= 100 and t <= 100 and m + p + t <= 1000 for m, p, t in calls)
+    run = client.get_run(run_id)
+    assert len(run.data.params) == 150 and sum(k.startswith("t") for k in run.data.tags) == 120
+    history = client.get_metric_history(run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(1, 2501))
