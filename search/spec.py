@@ -515,8 +515,8 @@ def check_against_trainable(spec: SweepSpec, trainable: registry.TrainableSpec, 
         )
     if spec.fuse > 1 and (trainable.fused is None or trainable.plain):
         raise SpecError(
-            f"{spec.trainable} cannot fuse: it has no fused form (addition-cnn, addition-transformer and "
-            "seq-transformer have one; docs/trainables.md says how to give your own one)",
+            f"{spec.trainable} cannot fuse: it has no fused form (addition-cnn, addition-transformer, "
+            "seq-transformer and image-classifier have one; docs/trainables.md says how to give your own one)",
             source,
             "fuse",
         )

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from search import runner
 from search.store import Store
-from trainables.fused import CannotFuse, FusedAdamW, FusedModels, clip_per_member
+from trainables.fused import CannotFuse, FusedAdamW, FusedModels, FusedSGD, clip_per_member
 from trainables.registry import get
 from trainables.session import LocalGroupSession, LocalSession
 
@@ -78,6 +78,63 @@ def test_a_member_follows_its_solo_twins_curve(name, base, float64):
     assert same_steps and worst < 1e-9, worst  # measured: ~1e-13 after 2 epochs
     accuracy = "exact_match" if name.startswith("addition") else "valid_accuracy"
     assert [h[-1][1][accuracy] for h in group.history.values()] == [s.last[accuracy] for s in solos]
+
+
+IMAGE = {"dataset": "digits", "epochs": 2, "batch_size": 64, "train_subset": 512, "data_seed": 0, "augment": "basic"}
+IMAGE_MEMBERS = [  # every fusible hyperparameter differs somewhere
+    {"lr": 3e-3, "seed": 0, "weight_decay": 0.01},
+    {"lr": 1e-3, "seed": 1, "label_smoothing": 0.1},
+    {"lr": 1e-2, "seed": 2},
+]
+
+
+@pytest.mark.parametrize(
+    "optimizer, model",
+    [("adam", "mnist2"), ("sgd", "mnist1")],
+)
+def test_an_image_member_follows_its_solo_twins_curve(optimizer, model, float64):
+    """The same batches and augmentation for every member: each follows its solo twin's curve."""
+    configs = [{**IMAGE, "model": model, "optimizer": optimizer, **m} for m in IMAGE_MEMBERS]
+    if optimizer == "sgd":
+        configs = [{**c, "lr": c["lr"] * 10, "momentum": mom} for c, mom in zip(configs, (0.9, 0.0, 0.5))]
+    group, solos = solo_and_fused("image-classifier", configs)
+    worst, same_steps = largest_difference(group, solos, "train_loss")
+    assert same_steps and worst < 1e-9, worst
+    for metric in ("valid_accuracy", "test_accuracy"):
+        assert [h[-1][1][metric] for h in group.history.values()] == [s.last[metric] for s in solos]
+
+
+def test_image_models_fuse_unless_they_have_batch_norm():
+    spec = get("image-classifier")
+    fuse = {m: spec.cannot_fuse(spec.params(model=m)) for m in ("alexnet", "vgg16", "vgg50", "mnist1", "mnist2")}
+    assert fuse == dict.fromkeys(fuse)  # None: each of them fuses
+    for model in ("resnet18", "mnist3", "char-resnet", "inception-v1"):
+        assert "has batch norm (BatchNorm2d at" in spec.cannot_fuse(spec.params(model=model))
+    assert "batch norm" in spec.cannot_fuse(spec.params(model="vgg16", batch_norm=True))
+
+
+def test_fused_sgd_is_torch_sgd_for_each_member(float64):
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(3, 2) for _ in range(3)]
+    fused = FusedModels(models)
+    settings = [(1e-1, 0.9, 0.01), (3e-2, 0.0, 0.0), (5e-2, 0.5, 0.1)]  # lr, momentum, weight decay
+    opt = FusedSGD(fused.parameters(), *zip(*settings))
+    solo_opts = [
+        torch.optim.SGD(m.parameters(), lr=lr, momentum=mom, weight_decay=wd)
+        for m, (lr, mom, wd) in zip(models, settings)
+    ]
+    x = torch.randn(5, 3)
+    for _ in range(4):
+        opt.zero_grad()
+        fused(x).pow(2).sum().backward()
+        opt.step()
+        for m, o in zip(models, solo_opts):
+            o.zero_grad()
+            m(x).pow(2).sum().backward()
+            o.step()
+    for i, m in enumerate(models):
+        for name, value in fused.member_state(i).items():
+            assert torch.allclose(value, m.state_dict()[name], atol=1e-12), name
 
 
 def test_in_float32_a_member_stays_within_rounding_of_its_twin():

@@ -279,20 +279,17 @@ def train_addition_fused(models: list[nn.Module], ps: list[AdditionParams], sess
     group = FusedGroup(fused, opt, [p.grad_clip for p in ps])
     gen = torch.Generator(device="cpu").manual_seed(batch_order_seed(first))
     started = time.monotonic()
-    failed: dict[int, str] = {}
+
+    def losses(idx: torch.Tensor) -> tuple[torch.Tensor, int]:
+        out = fused(train_x[idx])  # (members, batch, 3, 10)
+        n = out.shape[0]
+        flat = F.cross_entropy(out.reshape(-1, 10), train_y[idx].reshape(-1).repeat(n), reduction="none")
+        return flat.view(n, -1).mean(dim=1), len(idx)
 
     for epoch in range(first.epochs):
         fused.train()
-        for idx in shuffled(len(train_x), first.batch_size, gen, device):
-            out = fused(train_x[idx])  # (members, batch, 3, 10)
-            n = out.shape[0]
-            flat = F.cross_entropy(out.reshape(-1, 10), train_y[idx].reshape(-1).repeat(n), reduction="none")
-            for m in group.step(flat.view(n, -1).mean(dim=1), len(idx)):
-                failed[m] = group.failed[m]
-            if not group.active:
-                break
-        if not group.active:
-            session.report(epoch + 1, {}, failed=failed)
+        if not group.train_epoch(shuffled(len(train_x), first.batch_size, gen, device), losses):
+            group.report(session, epoch + 1, {}, {}, set())  # every member failed: the search is told
             return
         fused.eval()
         with torch.no_grad():  # in chunks: a (members x 10,000) batch at once runs out of cache
@@ -318,9 +315,8 @@ def train_addition_fused(models: list[nn.Module], ps: list[AdditionParams], sess
                 values |= final_summary(models[m], digits, totals, seconds)
                 checkpoints[m] = {"model": models[m].state_dict(), "epoch": epoch}
             metrics[m] = values
-        if not group.report(session, epoch + 1, metrics, checkpoints, final, failed):
+        if not group.report(session, epoch + 1, metrics, checkpoints, final):
             return
-        failed = {}
 
 
 @torch.no_grad()

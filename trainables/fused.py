@@ -10,7 +10,8 @@ runs far faster than M separate trainings. Here:
   statistics that a vmapped call cannot update per member).
 * ``FusedAdamW`` is AdamW over the stacked weights whose hyperparameters (``lr``, ``weight_decay``,
   ``betas``) are tensors with one entry per member (as HFTA's fused Adam does), so each member follows
-  exactly the update its own ``torch.optim.AdamW`` would make. ``clip_per_member`` clips each member's
+  exactly the update its own ``torch.optim.AdamW`` would make; ``FusedSGD`` does the same for SGD with
+  momentum. ``clip_per_member`` clips each member's
   gradient norm on its own, as ``clip_grad_norm_`` would.
 * ``FusedGroup`` keeps which members are still training: one the search prunes, or whose loss diverges,
   leaves the group, and the stacked weights and optimizer state are repacked without it.
@@ -25,7 +26,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -165,6 +166,45 @@ class FusedAdamW:
         self.beta1, self.beta2 = self.beta1[index], self.beta2[index]
 
 
+class FusedSGD:
+    """SGD with momentum over stacked weights, each member with its own lr, momentum and weight decay,
+    computed as ``torch.optim.SGD`` computes it for one model (no dampening, no Nesterov)."""
+
+    def __init__(
+        self, params: list[torch.Tensor], lr: Sequence[float], momentum: Sequence[float], weight_decay: Sequence[float]
+    ) -> None:
+        like = params[0]
+        self.params = params
+        self.lr = _per_member(lr, like)
+        self.momentum = _per_member(momentum, like)
+        self.weight_decay = _per_member(weight_decay, like)
+        self.buffers: list[torch.Tensor | None] = [None] * len(params)  # made at the first step, as SGD's
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            d = p.grad.add(p * self.weight_decay.view(shape))
+            if self.buffers[i] is None:
+                self.buffers[i] = d.clone()
+            else:  # a member with momentum 0 keeps no history: its buffer is its gradient, as SGD's d_p
+                self.buffers[i].mul_(self.momentum.view(shape)).add_(d)
+            p.sub_(self.lr.view(shape) * self.buffers[i])
+
+    def rebind(self, params: list[torch.Tensor], rows: list[int]) -> None:
+        """After ``FusedModels.keep(rows)``: the new weight tensors, and each kept member's momentum."""
+        index = torch.tensor(rows, device=params[0].device)
+        self.params = params
+        self.buffers = [None if b is None else b[index].clone() for b in self.buffers]
+        self.lr, self.momentum, self.weight_decay = self.lr[index], self.momentum[index], self.weight_decay[index]
+
+
 @torch.no_grad()
 def clip_per_member(params: list[torch.Tensor], max_norm: Sequence[float]) -> None:
     """Each member's gradients scaled to its own ``max_norm`` (0: no clipping), as ``clip_grad_norm_``."""
@@ -182,11 +222,12 @@ class FusedGroup:
     """The members still training, by their index in the group as the search gave it (0..M-1), and the
     one step they all take: backward through the sum of their losses, each clipped to its own norm."""
 
-    def __init__(self, models: FusedModels, optimizer: FusedAdamW, max_norm: Sequence[float]) -> None:
+    def __init__(self, models: FusedModels, optimizer: FusedAdamW | FusedSGD, max_norm: Sequence[float]) -> None:
         self.models = models
         self.optimizer = optimizer
         self.active: list[int] = list(range(len(models)))  # row r of the stack is member active[r]
         self.failed: dict[int, str] = {}
+        self._unreported: dict[int, str] = {}  # failures the search has not been told of yet
         self._max_norm = list(max_norm)  # by member
         self._loss = [0.0] * len(self.active)  # by member: summed batch losses since the last report
         self._n = [0] * len(self.active)
@@ -205,6 +246,15 @@ class FusedGroup:
         bad = self.diverged(losses)
         self.leave(bad)
         return bad
+
+    def train_epoch(self, batches: Iterable[Any], losses: Callable[[Any], tuple[torch.Tensor, int]]) -> bool:
+        """A step per batch: ``losses(batch)`` gives each active member's mean loss (by row) and the batch's
+        example count. Members that diverge leave. Whether any member is left."""
+        for batch in batches:
+            self.step(*losses(batch))
+            if not self.active:
+                return False
+        return True
 
     def train_loss(self, member: int) -> float:
         """The member's mean training loss since its last report; the count starts again."""
@@ -233,10 +283,10 @@ class FusedGroup:
         metrics: dict[int, dict[str, float]],
         checkpoints: dict[int, dict],
         final: set[int],
-        failed: dict[int, str],
     ) -> bool:
-        """Report a step of the members still training; those that ended here or that the search stopped
-        leave. Whether any member is left."""
+        """Report a step of the members still training, and the members that failed since the last report;
+        those that ended here or that the search stopped leave. Whether any member is left."""
+        failed, self._unreported = self._unreported, {}
         session.report(step, metrics, checkpoints=checkpoints, final=final, failed=failed)
         self.leave(set(final) | session.stopped())
         return bool(self.active)
@@ -245,5 +295,5 @@ class FusedGroup:
         """Members whose loss is not finite: they fail alone (their weights never touch the others')."""
         bad = {self.active[r] for r, v in enumerate(losses.tolist()) if not math.isfinite(v)}
         for m in bad:
-            self.failed[m] = "the training loss diverged (not a finite number)"
+            self.failed[m] = self._unreported[m] = "the training loss diverged (not a finite number)"
         return bad

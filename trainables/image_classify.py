@@ -8,6 +8,7 @@ accuracy, seconds per epoch and the parameter count.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Literal
 
@@ -19,9 +20,19 @@ from torch.utils.data import DataLoader, TensorDataset
 from trainables import image_data, image_models
 from trainables.augment import PRESETS, augment
 from trainables.blocks import param_count
+from trainables.fused import (
+    CannotFuse,
+    FusedAdamW,
+    FusedGroup,
+    FusedModels,
+    FusedSGD,
+    batch_order_seed,
+    check_fusible,
+    shared_key,
+)
 from trainables.loop import FitLoop, optimizer_step, shuffled
-from trainables.registry import LOCAL_PATH, Hyperparameters, trainable
-from trainables.session import Session
+from trainables.registry import LOCAL_PATH, Hyperparameters, fusable, trainable
+from trainables.session import GroupSession, Session
 
 ARCH_OPTIONS = ("depth", "kernel_size", "batch_norm", "reduce_1x1", "blocks", "width", "extra_channels")
 
@@ -39,6 +50,7 @@ class ImageParams(Hyperparameters):
     glyph_size: int = Field(90, ge=16)
     glyph_train_per_class: int = Field(110, ge=11)
     train_subset: int | None = Field(None, ge=1, description="train on the first N training images only")
+    data_seed: int | None = Field(None, description="the seed of the batch order and augmentation (default: seed)")
 
     model: str = "mnist2"
     depth: int | None = None
@@ -74,6 +86,25 @@ class ImageParams(Hyperparameters):
         return {k: getattr(self, k) for k in ARCH_OPTIONS if getattr(self, k) is not None}
 
 
+Tensors = tuple[torch.Tensor, torch.Tensor]
+
+
+def load_data(p: ImageParams) -> tuple[image_data.ImageData, Tensors, torch.Tensor, torch.Tensor]:
+    """The data set, its training images (the first ``train_subset`` of them) and their per-channel mean and
+    std on a 0..1 scale."""
+    data = image_data.load(
+        p.dataset, p.data_dir, p.download, p.verify_checksums, p.glyph_size, p.glyph_train_per_class,
+        p.image_size, p.color, p.valid_ratio, p.test_ratio,
+    )  # fmt: skip
+    train_x, train_y = data.train
+    if p.train_subset:
+        train_x, train_y = train_x[: p.train_subset], train_y[: p.train_subset]
+    pixels = train_x.to(torch.get_default_dtype())  # the models' float type (float32 unless a test says)
+    mean = pixels.mean(dim=(0, 2, 3), keepdim=True) / 255
+    std = pixels.std(dim=(0, 2, 3), keepdim=True) / 255 + 1e-6
+    return data, (train_x, train_y), mean, std
+
+
 def preflight(p: ImageParams) -> None:
     image_data.check_available(p.dataset, p.data_dir, p.download)
 
@@ -91,16 +122,8 @@ def image_classifier(p: ImageParams, session: Session) -> None:
     torch.manual_seed(p.seed)
     device = session.device
     cuda = device.type == "cuda"
-    data = image_data.load(
-        p.dataset, p.data_dir, p.download, p.verify_checksums, p.glyph_size, p.glyph_train_per_class,
-        p.image_size, p.color, p.valid_ratio, p.test_ratio,
-    )  # fmt: skip
-    train_x, train_y = data.train
-    if p.train_subset:
-        train_x, train_y = train_x[: p.train_subset], train_y[: p.train_subset]
+    data, (train_x, train_y), mean, std = load_data(p)
     channels, size = data.shape[0], data.shape[-1]
-    mean = train_x.float().mean(dim=(0, 2, 3), keepdim=True) / 255
-    std = train_x.float().std(dim=(0, 2, 3), keepdim=True) / 255 + 1e-6
 
     model = image_models.build(p.model, channels, data.num_classes, p.dropout, size, **p.arch_options()).to(device)
     memory_format = torch.channels_last if cuda and p.channels_last else torch.contiguous_format
@@ -112,11 +135,11 @@ def image_classifier(p: ImageParams, session: Session) -> None:
         opt = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
     use_amp = cuda and p.amp
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    gen = torch.Generator().manual_seed(p.seed)
+    gen = torch.Generator().manual_seed(batch_order_seed(p))  # the batch order and the augmentation
     mean, std = mean.to(device), std.to(device)
 
     def prepare(x: torch.Tensor, train: bool) -> torch.Tensor:
-        x = x.to(device, non_blocking=True).float() / 255
+        x = x.to(device, non_blocking=True).to(mean.dtype) / 255
         if train:
             x = augment(x, p.augment, gen)
         return ((x - mean) / std).contiguous(memory_format=memory_format)
@@ -146,7 +169,7 @@ def image_classifier(p: ImageParams, session: Session) -> None:
             x, y = prepare(x_all[i : i + 1024], False), y_all[i : i + 1024].to(device)
             with torch.autocast(device.type, enabled=use_amp):
                 out = model(x)
-            loss += F.cross_entropy(out.float(), y, reduction="sum").item()
+            loss += F.cross_entropy(out.to(mean.dtype), y, reduction="sum").item()
             correct += (out.argmax(1) == y).sum().item()
         model.train()
         return loss / len(x_all), correct / len(x_all)
@@ -194,3 +217,125 @@ def image_classifier(p: ImageParams, session: Session) -> None:
 
     model.train()
     loop.run(p.epochs, lambda epoch: batches(), train_batch, report)
+
+
+# ----------------------------------------------------------------------------- fused (many lr, one model)
+
+# What may differ between the members of one fused group; the rest (model, data, batch size, augmentation,
+# dropout) is the group's. The seed fuses when data_seed fixes the batch order and augmentation.
+FUSIBLE = ("lr", "weight_decay", "momentum", "label_smoothing", "seed")
+
+
+def fuse_key(p: ImageParams) -> tuple:
+    return shared_key(p, FUSIBLE)
+
+
+def cannot_fuse(p: ImageParams) -> str | None:
+    """Why this configuration cannot train in a fused group (None: it can)."""
+    if p.num_workers or p.pin_memory:
+        return "num_workers / pin_memory feed one model through a DataLoader; fused members share device tensors"
+    if p.grad_norms:
+        return "grad_norms reports the gradient norms of one model's layers"
+    with torch.device("meta"):  # the architecture only: no memory, no time
+        model = image_models.build(p.model, 3, 10, p.dropout, p.image_size, **p.arch_options())
+    try:
+        check_fusible(model)
+    except CannotFuse as e:
+        fusing = "alexnet, vgg16 and vgg50 (batch_norm: false), mnist1, mnist2 fuse"
+        return f"model {p.model} has batch norm ({e}); {fusing}"
+    return None
+
+
+def smoothed_cross_entropy(out: torch.Tensor, y: torch.Tensor, smoothing: torch.Tensor) -> torch.Tensor:
+    """Each member's mean cross-entropy with its own label smoothing, as ``F.cross_entropy`` computes it:
+    out (members, batch, classes), y (batch,), smoothing (members,) -> (members,)."""
+    logp = out.log_softmax(-1)
+    nll = -logp.gather(-1, y.expand(out.shape[0], -1).unsqueeze(-1)).squeeze(-1)
+    uniform = -logp.mean(-1)
+    eps = smoothing.view(-1, 1)
+    return ((1 - eps) * nll + eps * uniform).mean(dim=1)
+
+
+def image_classifier_fused(ps: list[ImageParams], session: GroupSession) -> None:
+    """image-classifier for a group: the same data, batches and augmentation for every member, each with its
+    own initialisation, lr, weight decay, momentum and label smoothing, all as one stacked model. Members
+    train in float32 (no AMP); with dropout each member draws its own masks."""
+    first, device = ps[0], session.device
+    data, (train_x, train_y), mean, std = load_data(first)
+    channels, size = data.shape[0], data.shape[-1]
+    models = []
+    for p in ps:
+        torch.manual_seed(p.seed)  # each member is initialised as it would be alone
+        models.append(image_models.build(p.model, channels, data.num_classes, p.dropout, size, **p.arch_options()))
+    params = param_count(models[0])
+    fused = FusedModels([m.to(device) for m in models])
+    if first.optimizer == "adam":
+        opt = FusedAdamW(fused.parameters(), [p.lr for p in ps], [p.weight_decay for p in ps], [(0.9, 0.999)] * len(ps))
+    else:
+        opt = FusedSGD(fused.parameters(), [p.lr for p in ps], [p.momentum for p in ps], [p.weight_decay for p in ps])
+    group = FusedGroup(fused, opt, [0.0] * len(ps))
+    smoothing = torch.tensor([p.label_smoothing for p in ps], device=device)
+    gen = torch.Generator().manual_seed(batch_order_seed(first))
+    mean, std = mean.to(device), std.to(device)
+    on_device_x, on_device_y = train_x.to(device), train_y.to(device)
+
+    def prepare(x: torch.Tensor, train: bool) -> torch.Tensor:
+        x = x.to(device).to(mean.dtype) / 255
+        if train:
+            x = augment(x, first.augment, gen)
+        return (x - mean) / std
+
+    @torch.no_grad()
+    def evaluate(split: tuple[torch.Tensor, torch.Tensor]) -> tuple[list[float], list[float]]:
+        """Each active member's validation loss and accuracy (by row)."""
+        fused.eval()
+        x_all, y_all = split
+        loss = torch.zeros(len(group.active), device=device)
+        correct = torch.zeros(len(group.active), device=device)
+        for i in range(0, len(x_all), 1024):
+            x, y = prepare(x_all[i : i + 1024], False), y_all[i : i + 1024].to(device)
+            out = fused(x)  # (members, batch, classes)
+            loss += (
+                F.cross_entropy(out.flatten(0, 1), y.repeat(out.shape[0]), reduction="none")
+                .view(out.shape[0], -1)
+                .sum(dim=1)
+            )
+            correct += (out.argmax(-1) == y).sum(dim=1)
+        fused.train()
+        return (loss / len(x_all)).tolist(), (correct / len(x_all)).tolist()
+
+    def losses(idx: torch.Tensor) -> tuple[torch.Tensor, int]:
+        x, y = prepare(on_device_x[idx], True), on_device_y[idx]
+        rows = torch.tensor(group.active, device=device)
+        return smoothed_cross_entropy(fused(x), y, smoothing[rows]), len(y)
+
+    started = time.monotonic()
+    fused.train()
+    for epoch in range(first.epochs):
+        if not group.train_epoch(shuffled(len(train_x), first.batch_size, gen), losses):
+            group.report(session, epoch + 1, {}, {}, set())  # every member failed: the search is told
+            return
+        valid_loss, valid_acc = evaluate(data.valid)
+        last = epoch == first.epochs - 1
+        test_acc = evaluate(data.test)[1] if last else None
+        seconds = (time.monotonic() - started) / (epoch + 1)
+        metrics, checkpoints = {}, {}
+        for r, m in enumerate(group.active):
+            metrics[m] = {
+                "train_loss": group.train_loss(m),
+                "valid_loss": valid_loss[r],
+                "valid_accuracy": valid_acc[r],
+                "epoch": float(epoch + 1),
+                "seconds_per_epoch": seconds,
+                "param_count": float(params),
+            }
+            if last:
+                metrics[m]["test_accuracy"] = test_acc[r]
+                if ps[m].save_model:
+                    checkpoints[m] = {"model": fused.member_state(r), "epoch": epoch + 1}
+        final = set(group.active) if last else set()
+        if not group.report(session, epoch + 1, metrics, checkpoints, final):
+            return
+
+
+fusable("image-classifier", image_classifier_fused, fuse_key, cannot_fuse)

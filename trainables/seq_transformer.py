@@ -169,7 +169,7 @@ def seq_transformer_fused(ps: list[SeqParams], session: GroupSession) -> None:
     )
     group = FusedGroup(fused, opt, [p.max_grad for p in ps])
     gen = torch.Generator().manual_seed(batch_order_seed(first))
-    n, start, failed = first.train_examples, time.monotonic(), {}
+    n, start = first.train_examples, time.monotonic()
 
     @torch.no_grad()
     def evaluate(split: tuple[torch.Tensor, torch.Tensor]) -> list[tuple[float, float]]:
@@ -181,17 +181,17 @@ def seq_transformer_fused(ps: list[SeqParams], session: GroupSession) -> None:
             for out in logits
         ]
 
+    def losses(idx: torch.Tensor) -> tuple[torch.Tensor, int]:
+        out = fused(train[0][idx])
+        k = out.shape[0]
+        flat = F.cross_entropy(out.reshape(-1, out.shape[-1]), train[1][idx].repeat(k), reduction="none")
+        return flat.view(k, -1).mean(dim=1), len(idx)
+
     fused.train()
     for epoch in range(first.epochs):
-        for idx in shuffled(n, first.batch_size, gen, device):
-            out = fused(train[0][idx])
-            k = out.shape[0]
-            losses = F.cross_entropy(out.reshape(-1, out.shape[-1]), train[1][idx].repeat(k), reduction="none")
-            for m in group.step(losses.view(k, -1).mean(dim=1), len(idx)):
-                failed[m] = group.failed[m]
-            if not group.active:
-                session.report(epoch + 1, {}, failed=failed)
-                return
+        if not group.train_epoch(shuffled(n, first.batch_size, gen, device), losses):
+            group.report(session, epoch + 1, {}, {}, set())  # every member failed: the search is told
+            return
         last = epoch == first.epochs - 1
         scores, metrics, checkpoints, final = evaluate(valid), {}, {}, set()
         tests = None
@@ -208,9 +208,8 @@ def seq_transformer_fused(ps: list[SeqParams], session: GroupSession) -> None:
                 values |= run_figures(models[m], epoch + 1, start)
                 checkpoints[m] = {"model": models[m].state_dict(), "epoch": epoch + 1}
             metrics[m] = values
-        if not group.report(session, epoch + 1, metrics, checkpoints, final, failed):
+        if not group.report(session, epoch + 1, metrics, checkpoints, final):
             return
-        failed = {}
 
 
 fusable("seq-transformer", seq_transformer_fused, fuse_key)
