@@ -130,9 +130,10 @@ class OptunaBridge:
         self._stops: dict[str, list[int]] = {}  # Ray trial id -> members pruned since the worker was told
         self.front_pruner = front_pruner
         # A running trial's steps and attributes reach the study in one write a second (write_behind.py);
-        # before a trial is told, every hook here is called with its key (tracking writes its MLflow run).
+        # before a trial is told, every hook here is called with its key (tracking writes its MLflow run)
+        # and may return user attributes for the trial (its run id).
         self._writes = StudyWrites()
-        self.before_tell: list[Callable[[str], None]] = []
+        self.before_tell: list[Callable[[str], dict[str, Any]]] = []
         if front_pruner is not None:
             front_pruner.seed(self._history())
 
@@ -452,7 +453,8 @@ class OptunaBridge:
                 self._writes.set_attr(trial, "value_std", stds if self.multi else stds[0])
         for rec in group:  # every step in both stores before the study holds the trial finished
             for hook in self.before_tell:
-                hook(rec.key)
+                for key, value in hook(rec.key).items():
+                    self._writes.set_attr(trial, key, value)
         self._writes.flush(trial)
         self.study.tell(trial, values if self.multi or values is None else values[0], state=final)
         if final == TrialState.COMPLETE and self.front_pruner is not None:

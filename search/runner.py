@@ -29,6 +29,7 @@ from search.constraints import all_hold
 from search.driver_lock import setting_up, sole_driver
 from search.errors import SpecError, StoreError, StoreFullError, UnreachableError, UserError
 from search.infra import check_reachable, rdb_storage
+from search.mlflow_writer import MlflowWriter
 from search.optuna_bridge import (
     OptunaBridge,
     OptunaSearcher,
@@ -400,6 +401,24 @@ def _drive(
     callbacks: list[tune.Callback],
     parent_run_id: str | None,
 ) -> SweepOutcome:
+    # Trial runs are written by a process of their own (mlflow_writer.py); it starts now, while the study
+    # opens and Ray starts the first trial.
+    writer = MlflowWriter(store.mlflow_url)
+    try:
+        return _drive_with(sweep, store, new, console, callbacks, parent_run_id, writer)
+    finally:
+        writer.close()
+
+
+def _drive_with(
+    sweep: Sweep,
+    store: Store,
+    new: bool,
+    console: Console,
+    callbacks: list[tune.Callback],
+    parent_run_id: str | None,
+    writer: MlflowWriter,
+) -> SweepOutcome:
     spec = sweep.spec
     study = open_study(sweep, store, new, console)
     tracking = Tracking(store.mlflow_url, store.artifacts)
@@ -427,7 +446,7 @@ def _drive(
         spec.fuse,
         fuse_key(sweep.trainable) if spec.fuse > 1 else None,
     )
-    mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge)
+    mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge, writer)
     progress = ProgressCallback(bridge, console)
 
     tuner = build_tuner(sweep, store, bridge, run_name, [mlflow_cb, progress, *callbacks])
@@ -462,6 +481,7 @@ def _drive(
         stopped = bridge.finish_open(reason, as_pruned=by_budget)
         mlflow_cb.finish_open(reason)
         mlflow_cb.writes.flush_all()  # what runs closed earlier still held (nothing, as a rule)
+        writer.sync()  # every trial run written before the parent run ends
         interrupted = not by_budget and (bool(stopped) or len(bridge.views()) < sweep.n_trials * spec.repeats)
         if interrupted and status == "FINISHED":
             status = "KILLED"

@@ -23,6 +23,7 @@ from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from search import trial_logs
+from search.mlflow_writer import InlineWriter, MlflowWriter
 from search.optuna_bridge import OptunaBridge, TrialView, error_line
 from search.ray_session import CHECKPOINT_FILE, MEMBERS_KEY, member_checkpoint_file, member_results
 from search.sweeps import SPACE_ARTIFACT
@@ -64,6 +65,7 @@ class Tracking:
 
     def __init__(self, tracking_uri: str, artifact_root: Path | None) -> None:
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.artifact_root = artifact_root
 
@@ -108,29 +110,50 @@ class MlflowTrialCallback(Callback):
     gets its own metrics, ends when its member does (pruned or finished while the others go on), and
     its checkpoint is the member's own file in the group's Ray checkpoint."""
 
-    def __init__(self, tracking: Tracking, experiment_id: str, parent_run_id: str, bridge: OptunaBridge) -> None:
-        self.client = tracking.client
+    def __init__(
+        self,
+        tracking: Tracking,
+        experiment_id: str,
+        parent_run_id: str,
+        bridge: OptunaBridge,
+        writer: MlflowWriter | InlineWriter | None = None,
+    ) -> None:
+        self.client = tracking.client  # reads, and artifacts (files copied from here)
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.bridge = bridge
-        self.runs: dict[str, str] = {}  # ray trial id -> mlflow run id
+        # Run writes go to the writer (mlflow_writer.py: a process of its own, or these calls inline), a run
+        # named by its key (the Ray trial id, or a fused member's); its metrics, parameters and tags in one
+        # log_batch a second (write_behind.py), all of them written before the study is told how it ended.
+        self.writer = writer if writer is not None else InlineWriter(self.client)
+        self.writes = RunWrites(self.writer.log_batch, self.writer.flush_s)
+        self.runs: set[str] = set()  # the keys that have a run
+        self._id_attr: dict[str, str] = {}  # key -> the study's user attribute for its run id, until set
         self.open: set[str] = set()
         self.placed: set[str] = set()
-        # A run's metrics, parameters and tags go in one log_batch a second (write_behind.py), and all of
-        # them before the study is told how its trial ended.
-        self.writes = RunWrites(self.client)
         bridge.before_tell.append(self._flush)
 
     def __getstate__(self) -> dict[str, Any]:
-        # Ray pickles callbacks with the experiment; the MLflow client stays in the driver.
-        return {k: v for k, v in self.__dict__.items() if k not in ("client", "writes")}
+        # Ray pickles callbacks with the experiment; the MLflow client and writer stay in the driver.
+        return {k: v for k, v in self.__dict__.items() if k not in ("client", "writes", "writer")}
 
-    def _flush(self, key: str) -> None:
-        if key in self.runs:
-            self.writes.flush(self.runs[key])
+    def run_id(self, key: str) -> str:
+        return self.writer.run_id(key)
+
+    def _flush(self, key: str) -> dict[str, str]:
+        """Before the study is told: the run's every write done; the run id for the trial's attributes."""
+        if key not in self.runs:
+            return {}
+        self.writes.flush(key)
+        self.writer.sync()
+        attr = self._id_attr.pop(key, None)
+        return {attr: self.writer.run_id(key)} if attr else {}
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         self.writes.flush_due()
+        for key in list(self._id_attr):  # a running trial's run id, once the writer has sent it
+            if (run_id := self.writer.peek(key)) is not None:
+                self.bridge.set_attr(key, self._id_attr.pop(key), run_id)
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if MEMBERS_KEY in trial.config:
@@ -157,23 +180,20 @@ class MlflowTrialCallback(Callback):
             name, tags["repeat"] = f"{name}-seed{repeat}", str(repeat)
         if group is not None:
             tags |= {"hpsearch.fused_group": group, "hpsearch.fused_member": str(view.member if view else "")}
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        run_id = run.info.run_id
-        self.runs[key] = run_id
+        self.writer.create_run(key, self.experiment_id, name, tags)
         self.open.add(key)
-        self.writes.log(run_id, params=[Param(k, str(v)[:6000]) for k, v in flatten(config).items()])
-        attr = "mlflow_run_id" if repeat is None else f"mlflow_run_id.seed{repeat}"
+        self.writes.log(key, params=[Param(k, str(v)[:6000]) for k, v in flatten(config).items()])
+        self.runs.add(key)
         if view is not None:
-            self.bridge.set_attr(key, attr, run_id)
+            self._id_attr[key] = "mlflow_run_id" if repeat is None else f"mlflow_run_id.seed{repeat}"
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         if self.bridge.is_group(trial.trial_id):
             self._group_result(trial, result)
             return
-        run_id = self.runs.get(trial.trial_id)
-        if run_id is None:
+        if trial.trial_id not in self.runs:
             return
-        self._log_result(trial.trial_id, run_id, result)
+        self._log_result(trial.trial_id, result)
 
     def _group_result(self, trial: Trial, result: dict) -> None:
         """Each member's metrics to its run; a member pruned or failed here ends its run now (one that
@@ -183,7 +203,7 @@ class MlflowTrialCallback(Callback):
         for member, metrics in by_member.items():
             key = keys[member]
             if key in self.open:
-                self._log_result(key, self.runs[key], {**common, **metrics})
+                self._log_result(key, {**common, **metrics})
         for key in keys:
             view = self.bridge.view(key)
             if key in self.open and view is not None and view.state in (TrialState.PRUNED, TrialState.FAIL):
@@ -199,17 +219,17 @@ class MlflowTrialCallback(Callback):
                     continue
                 with tempfile.TemporaryDirectory() as tmp:  # the member's run holds it as a single model's
                     shutil.copy(path, Path(tmp) / CHECKPOINT_FILE)
-                    self.client.log_artifacts(self.runs[key], tmp, "checkpoint")
+                    self.client.log_artifacts(self.run_id(key), tmp, "checkpoint")
                 view = self.bridge.view(key)
                 if view is not None and view.state is not None:
                     self._close(key, *self._ending(view))
 
-    def _log_result(self, key: str, run_id: str, result: dict) -> None:
+    def _log_result(self, key: str, result: dict) -> None:
         if key not in self.placed and result.get("node_id"):
             # Where Ray placed the trial: on a cluster, the node (and host) that ran it.
             self.placed.add(key)
             placement = {"ray.node_id": str(result["node_id"]), "ray.hostname": str(result.get("hostname", ""))}
-            self.writes.log(run_id, tags=placement)
+            self.writes.log(key, tags=placement)
             self.bridge.set_attr(key, "ray_node_id", placement["ray.node_id"])
         step = int(result.get("step", result.get("training_iteration", 0)))
         ts = int(result.get("timestamp", time.time()) * 1000)
@@ -218,7 +238,7 @@ class MlflowTrialCallback(Callback):
             for k, v in result.items()
             if k not in _RAY_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
-        self.writes.log(run_id, metrics=metrics)
+        self.writes.log(key, metrics=metrics)
 
     def _ending(self, view: TrialView | None) -> tuple[int, dict[str, str]]:
         """How a run ends, the way its study trial did: status and tags."""
@@ -258,7 +278,7 @@ class MlflowTrialCallback(Callback):
             if key not in self.open:
                 continue
             for path in files:
-                self.client.log_artifact(self.runs[key], str(path), "logs")
+                self.client.log_artifact(self.run_id(key), str(path), "logs")
             status, tags = self._ending(self.bridge.view(key))
             if error is not None and status == RunStatus.FINISHED:
                 status, tags = RunStatus.FAILED, {"error": error}
@@ -270,33 +290,30 @@ class MlflowTrialCallback(Callback):
             self._close(trial_id, RunStatus.KILLED, {"stopped": reason})
 
     def _end(self, trial: Trial, status: int, tags: dict[str, str]) -> None:
-        run_id = self.runs.get(trial.trial_id)
-        if run_id is None or trial.trial_id not in self.open:
+        if trial.trial_id not in self.runs or trial.trial_id not in self.open:
             return
         self._log_output(trial)
         if trial.checkpoint is not None and status == RunStatus.FINISHED:
             # A local directory as it is; on an object store (--storage-path s3://...) a downloaded copy.
             with trial.checkpoint.as_directory() as path:
-                self.client.log_artifacts(run_id, path, "checkpoint")
+                self.client.log_artifacts(self.run_id(trial.trial_id), path, "checkpoint")
         self._close(trial.trial_id, status, tags)
 
     def _log_output(self, trial: Trial) -> None:
         """The trial's stdout, stderr and traceback: beside its Ray directory and in its run's logs/."""
-        run_id = self.runs.get(trial.trial_id)
         files = trial_logs.collect(trial)
         if files:
             self.bridge.set_log_dir(trial.trial_id, str(files[0].parent))
-        if run_id is None:
+        if trial.trial_id not in self.runs:
             return
         for path in files:
-            self.client.log_artifact(run_id, str(path), "logs")
+            self.client.log_artifact(self.run_id(trial.trial_id), str(path), "logs")
 
-    def _close(self, trial_id: str, status: int, tags: dict[str, str]) -> None:
-        run_id = self.runs[trial_id]
-        view = self.bridge.view(trial_id)
+    def _close(self, key: str, status: int, tags: dict[str, str]) -> None:
+        view = self.bridge.view(key)
         if view is not None and view.state is not None:
             tags = {**tags, "optuna.state": view.state.name}
-        self.writes.log(run_id, tags={k: v[:5000] for k, v in tags.items()})
-        self.writes.flush(run_id)
-        self.client.set_terminated(run_id, RunStatus.to_string(status))
-        self.open.discard(trial_id)
+        self.writes.log(key, tags={k: v[:5000] for k, v in tags.items()})
+        self.writes.flush(key)
+        self.writer.set_terminated(key, RunStatus.to_string(status))
+        self.open.discard(key)

@@ -24,11 +24,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import optuna
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +94,7 @@ def _write(trial: optuna.Trial, pending: _Pending) -> None:
         from optuna.storages import RDBStorage
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
+        from sqlalchemy import insert
 
         if not isinstance(backend, RDBStorage):
             raise TypeError(type(backend).__name__)
@@ -109,13 +109,19 @@ def _write(trial: optuna.Trial, pending: _Pending) -> None:
     with _create_scoped_session(backend.scoped_session) as session:
         row = models.TrialModel.find_or_raise_by_id(trial._trial_id, session)
         backend.check_trial_is_updatable(trial._trial_id, row.state)
+        rows = []
         for step, value in sorted(pending.values.items()):
             stored, kind = to_stored(value)
-            session.add(
-                models.TrialIntermediateValueModel(
-                    trial_id=trial._trial_id, step=step, intermediate_value=stored, intermediate_value_type=kind
-                )
+            rows.append(
+                {
+                    "trial_id": trial._trial_id,
+                    "step": step,
+                    "intermediate_value": stored,
+                    "intermediate_value_type": kind,
+                }
             )
+        if rows:  # one INSERT for all of them (new steps only: StudyWrites.report keeps a step's first value)
+            session.execute(insert(models.TrialIntermediateValueModel), rows)
         for key, value in pending.attrs.items():
             set_attr(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
 
@@ -129,12 +135,13 @@ class _RunPending:
 
 
 class RunWrites:
-    """Unwritten metrics, parameters and tags of open MLflow runs."""
+    """Unwritten metrics, parameters and tags of open MLflow runs, by run key; ``log_batch(key, metrics,
+    params, tags)`` writes them (``MlflowClient.log_batch`` given a run id, or the MLflow writer process)."""
 
-    def __init__(self, client: MlflowClient, flush_s: float = FLUSH_S) -> None:
-        self.client = client
+    def __init__(self, log_batch: Callable[[str, list, list, list], None], flush_s: float = FLUSH_S) -> None:
+        self.log_batch = log_batch
         self.flush_s = flush_s
-        self._pending: dict[str, _RunPending] = {}  # run id -> what it waits for
+        self._pending: dict[str, _RunPending] = {}  # run key -> what it waits for
 
     def log(
         self,
@@ -153,8 +160,8 @@ class RunWrites:
         if pending is None:
             return
         tags = [RunTag(k, v) for k, v in pending.tags.items()]
-        for metrics, params, run_tags in _batches(pending.metrics, pending.params, tags):
-            self.client.log_batch(run_id, metrics=metrics, params=params, tags=run_tags)
+        for metrics, params, run_tags in batches(pending.metrics, pending.params, tags):
+            self.log_batch(run_id, metrics, params, run_tags)
 
     def flush_due(self) -> None:
         now = time.monotonic()
@@ -167,7 +174,7 @@ class RunWrites:
             self.flush(run_id)
 
 
-def _batches(
+def batches(
     metrics: list[Metric], params: list[Param], tags: list[RunTag]
 ) -> Iterator[tuple[list[Metric], list[Param], list[RunTag]]]:
     """Calls within log_batch's limits: params and tags first (a run's parameters arrive with its first

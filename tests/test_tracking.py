@@ -7,21 +7,25 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from search.mlflow_writer import InlineWriter, MlflowWriter
 from search.optuna_bridge import OptunaBridge
 from search.tracking import MlflowTrialCallback, Tracking
 
 
-@pytest.fixture
-def setup(tmp_path):
+@pytest.fixture(params=["process", "inline"])
+def setup(request, tmp_path):
+    """The callback with its runs written by the writer process (as a sweep does) and inline."""
     tracking = Tracking(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
     experiment = tracking.experiment_id("unit")
     parent = tracking.start_parent(experiment, {"name": "unit", "trainable": "flaky"}, "unit", "unit-run")
     pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     study = optuna.create_study(study_name="unit", direction="maximize", pruner=pruner)
     bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], n_trials=3)
-    callback = MlflowTrialCallback(tracking, experiment, parent, bridge)
-    return SimpleNamespace(tracking=tracking, client=tracking.client, parent=parent, study=study, bridge=bridge,
+    writer = MlflowWriter(tracking.tracking_uri) if request.param == "process" else InlineWriter(tracking.client)
+    callback = MlflowTrialCallback(tracking, experiment, parent, bridge, writer)
+    yield SimpleNamespace(tracking=tracking, client=tracking.client, parent=parent, study=study, bridge=bridge,
                            callback=callback, tmp=tmp_path)  # fmt: skip
+    writer.close()
 
 
 def ray_trial(setup, ray_id: str, error: str | None = None) -> SimpleNamespace:
@@ -44,7 +48,8 @@ def report(setup, trial, step: int, score: float) -> None:
 
 
 def run_of(setup, trial):
-    return setup.client.get_run(setup.callback.runs[trial.trial_id])
+    setup.callback.writer.sync()  # what the callback asked for is written
+    return setup.client.get_run(setup.callback.run_id(trial.trial_id))
 
 
 def test_a_completed_trial_is_one_finished_child_run_with_params_and_each_step(setup):

@@ -1,0 +1,300 @@
+"""MLflow's writes for trial runs in a process of their own, so the driver's loop spends no CPU on them.
+
+MLflow's SQL store spends several milliseconds of Python on each call, and a trial needs at least four
+(create, log, tag, end): on the driver's one thread, which Ray's loop and the study also need, that was a
+third of a short trial's cost. Here a writer process makes the same ``MlflowClient`` calls, in the order
+the driver asked for them, on another core:
+
+* ``create_run`` returns at once; ``run_id(key)`` waits for the id when the driver needs it (artifacts,
+  the study's ``mlflow_run_id``);
+* ``log_batch`` and ``set_terminated`` return at once;
+* ``sync()`` waits until everything asked so far is written and raises what failed. The driver syncs
+  before it tells the study that a trial ended, so a trial the study holds as finished has every step
+  in MLflow, as when the driver wrote them itself.
+
+The writer ignores Ctrl-C and SIGTERM: it ends when the driver closes its input (``close``), or dies,
+after writing what it was given. Commands and answers are pickles over its stdin and stdout (the
+tracking URI, which may hold a password, travels that way too, never on a command line).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from typing import IO, Any
+
+from mlflow.entities import Metric, Param, RunTag
+
+from search.write_behind import FLUSH_S, batches
+
+
+class WriterError(RuntimeError):
+    """An MLflow write that failed in the writer process: its exception's last line (``detail``: the
+    writer's traceback)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class InlineWriter:
+    """The same calls made here, in the caller's thread: for a driver that wants no second process (and
+    the callback's unit tests, which run against both)."""
+
+    flush_s = FLUSH_S  # each call costs the caller: a run's steps wait to go in one
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._run_ids: dict[str, str] = {}
+
+    def create_run(self, key: str, experiment_id: str, run_name: str, tags: dict[str, str]) -> None:
+        self._run_ids[key] = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+    def log_batch(self, key: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> None:
+        self.client.log_batch(self._run_ids[key], metrics=metrics, params=params, tags=tags)
+
+    def set_terminated(self, key: str, status: str) -> None:
+        self.client.set_terminated(self._run_ids[key], status)
+
+    def run_id(self, key: str) -> str:
+        return self._run_ids[key]
+
+    def peek(self, key: str) -> str | None:
+        return self._run_ids.get(key)
+
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class MlflowWriter:
+    """The driver's side: the writer process, and the answers a reader thread collects from it."""
+
+    # A run's steps still wait a second in the driver and go together: a write per step would cost this
+    # process less, but the machine more (measured: 68-79 ms a no-op trial buffered, 88-94 at once).
+    flush_s = FLUSH_S
+
+    def __init__(self, tracking_uri: str) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "search.mlflow_writer"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        self._cond = threading.Condition()
+        self._run_ids: dict[str, str] = {}
+        self._synced: dict[int, list[tuple[str, str]]] = {}  # sync token -> the failures it reported
+        self._tokens = 0
+        self._dead: str | None = None
+        self._send(("open", tracking_uri))
+        self._reader = threading.Thread(target=self._read, name="mlflow-writer-answers", daemon=True)
+        self._reader.start()
+
+    # -- asking ---------------------------------------------------------------------------------------
+
+    def create_run(self, key: str, experiment_id: str, run_name: str, tags: dict[str, str]) -> None:
+        self._send(("create", key, experiment_id, run_name, tags))
+
+    def log_batch(self, key: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> None:
+        self._send(("log", key, metrics, params, tags))
+
+    def set_terminated(self, key: str, status: str) -> None:
+        self._send(("end", key, status))
+
+    def run_id(self, key: str) -> str:
+        """The run's id, once the writer has created it."""
+        with self._cond:
+            self._cond.wait_for(lambda: key in self._run_ids or self._dead is not None)
+            if key not in self._run_ids:
+                raise WriterError(self._dead)
+            return self._run_ids[key]
+
+    def peek(self, key: str) -> str | None:
+        """The run's id if the writer has sent it, without waiting."""
+        with self._cond:
+            return self._run_ids.get(key)
+
+    def sync(self) -> None:
+        """Wait until everything asked so far is written; raise the first write that failed."""
+        with self._cond:
+            self._tokens += 1
+            token = self._tokens
+        self._send(("sync", token))
+        with self._cond:
+            self._cond.wait_for(lambda: token in self._synced or self._dead is not None)
+            failures = self._synced.pop(token, None)
+            if failures is None:
+                raise WriterError(self._dead)
+        if failures:
+            raise WriterError(*failures[0])
+
+    def close(self) -> None:
+        """Write what is left, then end the writer. A failure here was raised by the driver's last sync
+        already (or is what ``hpsearch resume`` closes): not raised again over the error being handled."""
+        try:
+            if self._dead is None:
+                self.sync()
+        except WriterError:
+            pass
+        finally:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+            self._proc.wait(timeout=60)
+
+    # -- the pipes ------------------------------------------------------------------------------------
+
+    def _send(self, command: tuple) -> None:
+        if self._dead is not None:
+            raise WriterError(self._dead)
+        try:
+            pickle.dump(command, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self._died()
+            raise WriterError(self._dead) from None
+
+    def _read(self) -> None:
+        while True:
+            try:
+                answer = pickle.load(self._proc.stdout)
+            except (EOFError, OSError, pickle.UnpicklingError):
+                self._died()
+                return
+            with self._cond:
+                if answer[0] == "run":
+                    self._run_ids[answer[1]] = answer[2]
+                elif answer[0] == "synced":
+                    self._synced[answer[1]] = answer[2]
+                self._cond.notify_all()
+
+    def _died(self) -> None:
+        code = self._proc.poll()
+        with self._cond:
+            if self._dead is None:
+                self._dead = "the MLflow writer process ended" + (f" (exit {code})" if code is not None else "")
+            self._cond.notify_all()
+
+
+# ----------------------------------------------------------------------------- the writer process
+
+
+class _Writer:
+    """The writer process's loop: the driver's commands in order. Whatever arrived while a write was made
+    is taken together, and a run's metrics, parameters and tags become one ``log_batch``: the writer keeps
+    up by writing less often, never by falling behind."""
+
+    def __init__(self, commands: IO[bytes], answers: IO[bytes]) -> None:
+        self.commands, self.answers = commands, answers
+        self.inbox: queue.Queue = queue.Queue()
+        self.client: Any = None
+        self.runs: dict[str, str] = {}  # key -> run id
+        self.logs: dict[str, tuple[list, dict, dict]] = {}  # key -> metrics, params, tags not yet written
+        self.failures: list[tuple[str, str]] = []  # (last line, traceback) since the last sync
+
+    def serve(self) -> None:
+        threading.Thread(target=self._receive, name="commands", daemon=True).start()
+        while True:
+            taken = [self.inbox.get()]
+            while not self.inbox.empty():
+                taken.append(self.inbox.get())
+            for command in taken:
+                if command is None:  # the driver closed its end, or died: what it sent is written
+                    self._write_all_logs()
+                    return
+                self._do(*command)
+            self._write_all_logs()
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                self.inbox.put(pickle.load(self.commands))
+            except (EOFError, OSError, pickle.UnpicklingError):
+                self.inbox.put(None)
+                return
+
+    def _do(self, op: str, *args: Any) -> None:
+        if op == "log":
+            key, metrics, params, tags = args
+            pending = self.logs.setdefault(key, ([], {}, {}))
+            pending[0].extend(metrics)
+            pending[1].update({p.key: p for p in params})
+            pending[2].update({t.key: t for t in tags})  # a later value of a tag wins, as it would
+        elif op == "open":
+            from mlflow.tracking import MlflowClient
+
+            self.client = MlflowClient(args[0])
+        elif op == "create":
+            self._attempt(self._create, *args)
+        elif op == "end":
+            self._write_logs(args[0])
+            self._attempt(lambda: self.client.set_terminated(self.runs[args[0]], args[1]))
+        elif op == "sync":
+            self._write_all_logs()
+            self._answer(("synced", args[0], self.failures))
+            self.failures = []
+
+    def _create(self, key: str, experiment_id: str, run_name: str, tags: dict[str, str]) -> None:
+        self.runs[key] = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        self._answer(("run", key, self.runs[key]))
+
+    def _write_logs(self, key: str) -> None:
+        metrics, params, tags = self.logs.pop(key, ([], {}, {}))
+
+        def write() -> None:
+            for m, p, t in batches(metrics, list(params.values()), list(tags.values())):
+                self.client.log_batch(self.runs[key], metrics=m, params=p, tags=t)
+
+        self._attempt(write)
+
+    def _write_all_logs(self) -> None:
+        for key in list(self.logs):
+            self._write_logs(key)
+
+    def _attempt(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as e:
+            self.failures.append((_describe(e), traceback.format_exc()))
+
+    def _answer(self, message: tuple) -> None:
+        pickle.dump(message, self.answers, protocol=pickle.HIGHEST_PROTOCOL)
+        self.answers.flush()
+
+
+def _describe(error: BaseException) -> str:
+    """One line: each exception along the chain of causes, by its type and first line (a full disk shows
+    as sqlite3's "database or disk is full", however deep MLflow wrapped it)."""
+    parts, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        first = (str(error).strip().splitlines() or [""])[0]
+        parts.append(f"{type(error).__name__}: {first}" if first else type(error).__name__)
+        error = error.__cause__ or error.__context__
+    return " <- ".join(parts)
+
+
+def main() -> None:
+    # Ctrl-C and SIGTERM reach the whole process group: the driver stops the sweep and closes its runs
+    # through here, so the writer stays until its input ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a library's print must not corrupt the answers
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # A failed write goes back to the driver (which stops with one line, as for its own writes): MLflow's
+    # own logging of it, traceback and all, would only bury that line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    _Writer(sys.stdin.buffer, answers).serve()
+
+
+if __name__ == "__main__":
+    main()
