@@ -12,7 +12,7 @@ import os
 import signal
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterator
@@ -370,8 +370,10 @@ def run(
     check_store(sweep, store, new)
     init_store(store)
     try:
-        with sole_driver(store, sweep.spec.name):  # the study and MLflow have one writer
-            return _drive(sweep, store, new, console, callbacks, parent_run_id)
+        # Trial runs are written by a process of their own (mlflow_writer.py), started before the study
+        # opens and Ray starts the first trial.
+        with sole_driver(store, sweep.spec.name), closing(MlflowWriter(store.mlflow_url)) as writer:
+            return _drive(sweep, store, new, console, callbacks, parent_run_id, writer)
     except Exception as e:
         # A full disk fails every write that follows (closing trials included): stop with one line.
         if isinstance(e, UserError) or not out_of_space(e):
@@ -394,23 +396,6 @@ def _resumable(store: Store, name: str) -> bool:
 
 
 def _drive(
-    sweep: Sweep,
-    store: Store,
-    new: bool,
-    console: Console,
-    callbacks: list[tune.Callback],
-    parent_run_id: str | None,
-) -> SweepOutcome:
-    # Trial runs are written by a process of their own (mlflow_writer.py); it starts now, while the study
-    # opens and Ray starts the first trial.
-    writer = MlflowWriter(store.mlflow_url)
-    try:
-        return _drive_with(sweep, store, new, console, callbacks, parent_run_id, writer)
-    finally:
-        writer.close()
-
-
-def _drive_with(
     sweep: Sweep,
     store: Store,
     new: bool,
