@@ -26,7 +26,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -66,6 +66,15 @@ class TrialRecord:
     log_dir: str | None = None  # where its stdout, stderr and traceback were put
     latest: dict[str, float] = field(default_factory=dict)  # every number of its latest report
     violations: dict[str, float] | None = None  # each constraint's violation, once the trial ended
+
+
+class TellHook(Protocol):
+    """Another store's part in ending a trial: ``before_tell(key)`` starts writing what it holds of the
+    trial (and returns user attributes for the study's trial); ``written()`` returns once it is written."""
+
+    def before_tell(self, key: str) -> dict[str, Any]: ...
+
+    def written(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -130,10 +139,9 @@ class OptunaBridge:
         self._stops: dict[str, list[int]] = {}  # Ray trial id -> members pruned since the worker was told
         self.front_pruner = front_pruner
         # A running trial's steps and attributes reach the study in one write a second (write_behind.py);
-        # before a trial is told, every hook here is called with its key (tracking writes its MLflow run)
-        # and may return user attributes for the trial (its run id).
+        # the other stores finish writing a trial before it is told (tracking: its MLflow run).
         self._writes = StudyWrites()
-        self.before_tell: list[Callable[[str], dict[str, Any]]] = []
+        self.tell_hooks: list[TellHook] = []
         if front_pruner is not None:
             front_pruner.seed(self._history())
 
@@ -159,7 +167,7 @@ class OptunaBridge:
         # storage, so only the settings travel (the driver's live objects never leave the driver).
         # The live objects (the study, the records and the configuration being repeated, which hold the
         # study) stay here: pickled, they would carry the storage URL, password included, into Ray's files.
-        live = ("study", "_records", "_open_group", "_pending", "fuse_key", "_writes", "before_tell")
+        live = ("study", "_records", "_open_group", "_pending", "fuse_key", "_writes", "tell_hooks")
         return {k: v for k, v in self.__dict__.items() if k not in live}
 
     # -- asking ---------------------------------------------------------------------------------------
@@ -451,11 +459,15 @@ class OptunaBridge:
             if len(group) > 1:
                 stds = [statistics.stdev(column) for column in zip(*per_seed)]
                 self._writes.set_attr(trial, "value_std", stds if self.multi else stds[0])
-        for rec in group:  # every step in both stores before the study holds the trial finished
-            for hook in self.before_tell:
-                for key, value in hook(rec.key).items():
+        # Every step in both stores before the study holds the trial finished: the other stores start
+        # writing, the study's own writes go meanwhile, then they are waited for.
+        for rec in group:
+            for hook in self.tell_hooks:
+                for key, value in hook.before_tell(rec.key).items():
                     self._writes.set_attr(trial, key, value)
         self._writes.flush(trial)
+        for hook in self.tell_hooks:
+            hook.written()
         self.study.tell(trial, values if self.multi or values is None else values[0], state=final)
         if final == TrialState.COMPLETE and self.front_pruner is not None:
             self.front_pruner.completed(trial.number)

@@ -131,7 +131,7 @@ class MlflowTrialCallback(Callback):
         self._id_attr: dict[str, str] = {}  # key -> the study's user attribute for its run id, until set
         self.open: set[str] = set()
         self.placed: set[str] = set()
-        bridge.before_tell.append(self._flush)
+        bridge.tell_hooks.append(self)
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles callbacks with the experiment; the MLflow client and writer stay in the driver.
@@ -140,14 +140,17 @@ class MlflowTrialCallback(Callback):
     def run_id(self, key: str) -> str:
         return self.writer.run_id(key)
 
-    def _flush(self, key: str) -> dict[str, str]:
-        """Before the study is told: the run's every write done; the run id for the trial's attributes."""
+    def before_tell(self, key: str) -> dict[str, str]:
+        """The study is about to be told how the trial ended: its run's last steps go to the writer now
+        (``written`` waits for them); its run id goes to the study's trial with it."""
         if key not in self.runs:
             return {}
         self.writes.flush(key)
-        self.writer.sync()
         attr = self._id_attr.pop(key, None)
         return {attr: self.writer.run_id(key)} if attr else {}
+
+    def written(self) -> None:
+        self.writer.sync()
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         self.writes.flush_due()
