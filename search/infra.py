@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -17,7 +18,7 @@ from urllib.parse import urlparse
 import optuna
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
 from search.errors import UnreachableError, shorten
 from search.store import Store, hide_password
@@ -35,7 +36,18 @@ def engine_kwargs(url: str) -> dict[str, Any]:
 
 
 def rdb_storage(url: str) -> optuna.storages.RDBStorage:
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+    """The Optuna storage. Opening one creates its tables and stamps their version when the database is
+    new; another process opening it at the same moment (a dashboard started first, a script polling the
+    study) makes one of the two fail on the other's rows. The loser opens it again, and finds them."""
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+        except (IntegrityError, OperationalError) as e:
+            raced = isinstance(e, IntegrityError) or "already exists" in str(e)
+            if not raced or attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def check_storage(url: str) -> None:
