@@ -57,7 +57,8 @@ class InlineWriter:
         self._run_ids[key] = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
 
     def log_batch(self, key: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> None:
-        self.client.log_batch(self._run_ids[key], metrics=metrics, params=params, tags=tags)
+        for m, p, t in batches(metrics, params, tags):  # within log_batch's limits, as the writer process
+            self.client.log_batch(self._run_ids[key], metrics=m, params=p, tags=t)
 
     def set_terminated(self, key: str, status: str) -> None:
         self.client.set_terminated(self._run_ids[key], status)

@@ -136,7 +136,7 @@ class _RunPending:
 
 class RunWrites:
     """Unwritten metrics, parameters and tags of open MLflow runs, by run key; ``log_batch(key, metrics,
-    params, tags)`` writes them (``MlflowClient.log_batch`` given a run id, or the MLflow writer process)."""
+    params, tags)`` writes them, split to MLflow's limits (a writer of ``mlflow_writer.py``)."""
 
     def __init__(self, log_batch: Callable[[str, list, list, list], None], flush_s: float = FLUSH_S) -> None:
         self.log_batch = log_batch
@@ -145,33 +145,31 @@ class RunWrites:
 
     def log(
         self,
-        run_id: str,
+        key: str,
         metrics: Iterable[Metric] = (),
         params: Iterable[Param] = (),
         tags: dict[str, str] | None = None,
     ) -> None:
-        pending = self._pending.setdefault(run_id, _RunPending(time.monotonic()))
+        pending = self._pending.setdefault(key, _RunPending(time.monotonic()))
         pending.metrics.extend(metrics)
         pending.params.extend(params)
         pending.tags.update(tags or {})
 
-    def flush(self, run_id: str) -> None:
-        pending = self._pending.pop(run_id, None)
-        if pending is None:
-            return
-        tags = [RunTag(k, v) for k, v in pending.tags.items()]
-        for metrics, params, run_tags in batches(pending.metrics, pending.params, tags):
-            self.log_batch(run_id, metrics, params, run_tags)
+    def flush(self, key: str) -> None:
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            tags = [RunTag(k, v) for k, v in pending.tags.items()]
+            self.log_batch(key, pending.metrics, pending.params, tags)
 
     def flush_due(self) -> None:
         now = time.monotonic()
-        for run_id, pending in list(self._pending.items()):
+        for key, pending in list(self._pending.items()):
             if now - pending.since >= self.flush_s:
-                self.flush(run_id)
+                self.flush(key)
 
     def flush_all(self) -> None:
-        for run_id in list(self._pending):
-            self.flush(run_id)
+        for key in list(self._pending):
+            self.flush(key)
 
 
 def batches(

@@ -7,6 +7,7 @@ import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from search.mlflow_writer import InlineWriter
 from search.write_behind import RunWrites, StudyWrites
 
 
@@ -70,9 +71,12 @@ def test_a_finished_trial_refuses_a_late_write(tmp_path):
 
 
 def test_run_writes_split_a_long_trial_within_log_batch_limits(tmp_path):
+    """RunWrites hands a run's whole backlog to its writer, which keeps each MLflow call within limits."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    writer = InlineWriter(client)
+    writer.create_run("k", client.create_experiment("e"), "trial-0000", {})
+    run_id = writer.run_id("k")
     calls = []
     log_batch = client.log_batch
 
@@ -80,14 +84,15 @@ def test_run_writes_split_a_long_trial_within_log_batch_limits(tmp_path):
         calls.append((len(metrics), len(params), len(tags)))
         return log_batch(run_id, metrics=metrics, params=params, tags=tags)
 
-    writes = RunWrites(counting, flush_s=3600)
-    writes.log(run_id, params=[Param(f"p{i}", str(i)) for i in range(150)])
-    writes.log(run_id, metrics=[Metric("loss", 1.0 / step, 0, step) for step in range(1, 2501)])
-    writes.log(run_id, tags={f"t{i}": "v" for i in range(120)})
+    client.log_batch = counting
+    writes = RunWrites(writer.log_batch, flush_s=3600)
+    writes.log("k", params=[Param(f"p{i}", str(i)) for i in range(150)])
+    writes.log("k", metrics=[Metric("loss", 1.0 / step, 0, step) for step in range(1, 2501)])
+    writes.log("k", tags={f"t{i}": "v" for i in range(120)})
     writes.flush_due()
     assert calls == []
-    writes.flush(run_id)
-    assert all(m <= 1000 and p <= 100 and t <= 100 and m + p + t <= 1000 for m, p, t in calls)
+    writes.flush("k")
+    assert calls and all(m <= 1000 and p <= 100 and t <= 100 and m + p + t <= 1000 for m, p, t in calls)
     run = client.get_run(run_id)
     assert len(run.data.params) == 150 and sum(k.startswith("t") for k in run.data.tags) == 120
     history = client.get_metric_history(run_id, "loss")
