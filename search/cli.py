@@ -378,7 +378,7 @@ def train(
 
     from search.spec import parse_override
     from trainables.registry import get
-    from trainables.session import LocalSession
+    from trainables.session import CheckpointKeeper, LocalSession
 
     trainable, config = _train_target(target, from_, store, trial)
     config |= dict(parse_override(s) for s in set_ or [])
@@ -394,7 +394,10 @@ def train(
             raise SpecError(shown, f"--set {key}") from None
     else:
         shown = config
-    session = LocalSession(device, echo=lambda line: out.print(line, highlight=False))
+    # --save writes the weights of the best step by the trainable's declared metric, as a sweep keeps them
+    # (a plain function declares none: its last checkpoint)
+    keeper = CheckpointKeeper(spec.metric, spec.mode, "best" if spec.metric else "last")
+    session = LocalSession(device, echo=lambda line: out.print(line, highlight=False), keeper=keeper)
     out.print(f"{trainable}: {shown}", highlight=False)
     spec.run(config, session)
     if save is not None:
@@ -402,7 +405,8 @@ def train(
 
         if session.last_checkpoint is None:
             raise SpecError(f"{trainable} reported no checkpoint (session.report(..., checkpoint={{...}}))", "--save")
-        for path in write_model(trainable, session.last_checkpoint, config, Path(save), {"source": "hpsearch train"}):
+        about = {"source": "hpsearch train", "step": session.checkpoint_step}
+        for path in write_model(trainable, session.last_checkpoint, config, Path(save), about):
             out.print(f"  wrote {path}", highlight=False, soft_wrap=True)
 
 
@@ -447,12 +451,24 @@ def export(
     s = open_store(store, storage, tracking_uri)
     result = best_of(s, sweep, trial)
     checkpoint = load_checkpoint(s, result)
-    about = {"sweep": sweep, "trial": result.trial, "metric": result.metric, "value": result.value}
+    about = {
+        "sweep": sweep,
+        "trial": result.trial,
+        "metric": result.metric,
+        "value": result.value,
+        "value_step": result.value_step,
+        # the step whose weights these are, and what they scored there
+        "step": result.checkpoint_step,
+        "metrics": result.checkpoint_metrics,
+    }
     files = write_model(result.trainable, checkpoint, result.config, Path(folder), about)
-    out.print(f"trial {result.trial} of {sweep} ({result.metric} = {result.value:.6g}):", highlight=False)
+    at = f", weights of step {result.checkpoint_step}" if result.checkpoint_step is not None else ""
+    out.print(f"trial {result.trial} of {sweep} ({result.metric} = {result.value:.6g}{at}):", highlight=False)
     for path in files:
         out.print(f"  {path}", highlight=False, soft_wrap=True)
-    out.print('load it:  torch.load("model.pt")  ->  state_dict, config, trainable', highlight=False)
+    out.print('load it:  torch.load("model.pt")  ->  state_dict, config, trainable, step, metrics', highlight=False)
+    if result.notice:
+        err.print(f"note: {result.notice}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -32,12 +32,20 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 from ray.tune.experiment import Trial
+from ray.tune.result import AUTO_RESULT_KEYS
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from search.constraints import Constraint, all_hold, violations
 from search.pareto import INTERMEDIATE_ATTR, ParetoPruner, signed
-from search.ray_session import FINAL_KEY, FINAL_MEMBERS_KEY, MEMBERS_KEY, member_failures, member_results
+from search.ray_session import (
+    FINAL_KEY,
+    FINAL_MEMBERS_KEY,
+    KEPT_KEY,
+    MEMBERS_KEY,
+    member_failures,
+    member_results,
+)
 from search.write_behind import StudyWrites
 
 log = logging.getLogger(__name__)
@@ -66,6 +74,25 @@ class TrialRecord:
     log_dir: str | None = None  # where its stdout, stderr and traceback were put
     latest: dict[str, float] = field(default_factory=dict)  # every number of its latest report
     violations: dict[str, float] | None = None  # each constraint's violation, once the trial ended
+    value_step: int | None = None  # the step whose report gave its value (best, or last)
+    checkpoint_step: int | None = None  # the step of the checkpoint it kept (ray_session.KEPT_KEY)
+    checkpoint_metrics: dict[str, float] | None = None  # what that step reported: what its weights scored
+
+
+# Keys of a result that are Ray's or the session's bookkeeping, not something the trainable measured.
+BOOKKEEPING = set(AUTO_RESULT_KEYS) | {"step", "elapsed_s", "node_id", "done", "trial_id", FINAL_KEY, KEPT_KEY}
+
+
+def measured(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers a trainable reported in a result (its metrics), without Ray's and the session's own."""
+    return {
+        k: float(v)
+        for k, v in result.items()
+        if k not in BOOKKEEPING
+        and not k.startswith("config/")  # Ray adds the trial's config to each result
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+    }
 
 
 class TellHook(Protocol):
@@ -96,6 +123,9 @@ class TrialView:
     log_dir: str | None
     latest: dict[str, float]  # every number of its latest report
     violations: dict[str, float] | None  # constraint -> violation (feasible at <= 0), once it ended
+    value_step: int | None = None
+    checkpoint_step: int | None = None
+    checkpoint_metrics: dict[str, float] | None = None
 
     @property
     def feasible(self) -> bool | None:
@@ -116,6 +146,7 @@ class OptunaBridge:
         front_pruner: ParetoPruner | None = None,
         fuse: int = 1,
         fuse_key: Callable[[dict[str, Any]], Any] | None = None,
+        value_rule: str | None = None,
     ) -> None:
         self.study = study
         self.repeats = repeats
@@ -128,6 +159,10 @@ class OptunaBridge:
         self.metrics, self.modes = list(metrics), list(modes)
         self.metric, self.mode = self.metrics[0], self.modes[0]  # the first (the only one, mostly)
         self.multi = len(self.metrics) > 1
+        # best: a trial's value is its best step's metric; last: its last report's (always, for a trade-off)
+        self.value_rule = "last" if self.multi else (value_rule or "best")
+        if self.value_rule not in ("best", "last"):
+            raise ValueError(f"value_rule is best or last (got {value_rule!r})")
         self.constraints = list(constraints)
         self.n_trials = n_trials
         self._records: dict[str, TrialRecord] = {}
@@ -309,6 +344,8 @@ class OptunaBridge:
         rec.latest.update(
             {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         )
+        if result.get(KEPT_KEY):  # the weights of this step are the ones the trial keeps
+            rec.checkpoint_step, rec.checkpoint_metrics = step, measured(result)
         if not all(math.isfinite(v) for v in vector):
             return True
         if self.front_pruner is not None and rec.repeat == 0:
@@ -316,13 +353,17 @@ class OptunaBridge:
         if self.multi:
             if rec.repeat == 0:  # Optuna keeps no vector per step: a user attribute per step does
                 self._writes.set_attr(rec.optuna_trial, f"{INTERMEDIATE_ATTR}.{step}", list(vector))
-            rec.values, rec.best = vector, vector[0]
+            rec.values, rec.best, rec.value_step = vector, vector[0], step
             return True
         value = vector[0]
         if rec.repeat == 0:  # the study's curve of a repeated configuration is its first seed's
             self._writes.report(rec.optuna_trial, value, step)
-        if rec.best is None or (value > rec.best if self.mode == "max" else value < rec.best):
-            rec.best = value
+        if (
+            self.value_rule == "last"
+            or rec.best is None
+            or (value > rec.best if self.mode == "max" else value < rec.best)
+        ):
+            rec.best, rec.value_step = value, step
         rec.values = (rec.best,)
         return True
 
@@ -449,6 +490,12 @@ class OptunaBridge:
                     r.failure = r.failure or unknown
         if reason:
             self._writes.set_attr(trial, "fail_reason" if final == TrialState.FAIL else "reason", reason)
+        first = group[0]  # the seed whose MLflow run and checkpoint `best` and `export` take
+        if first.value_step is not None:
+            self._writes.set_attr(trial, "value_step", first.value_step)
+        if first.checkpoint_step is not None:
+            self._writes.set_attr(trial, "checkpoint_step", first.checkpoint_step)
+            self._writes.set_attr(trial, "checkpoint_metrics", first.checkpoint_metrics)
         per_seed = [r.values for r in group]  # each seed's vector: (value,) with one objective
         if len(group) > 1:
             shown = [None if v is None else (list(v) if self.multi else v[0]) for v in per_seed]
@@ -512,6 +559,9 @@ def _view(ray_trial_id: str, rec: TrialRecord) -> TrialView:
         log_dir=rec.log_dir,
         latest=dict(rec.latest),
         violations=None if rec.violations is None else dict(rec.violations),
+        value_step=rec.value_step,
+        checkpoint_step=rec.checkpoint_step,
+        checkpoint_metrics=None if rec.checkpoint_metrics is None else dict(rec.checkpoint_metrics),
     )
 
 

@@ -20,6 +20,7 @@ import ray
 from ray import tune
 
 from trainables import registry
+from trainables.session import Checkpoint, CheckpointKeeper, materialize
 
 if TYPE_CHECKING:  # torch is imported where a trial runs: the driver never needs it for a plain trainable
     import torch
@@ -30,6 +31,9 @@ MEMBERS_KEY = "members"  # a fused group's config: {"members": [config, ...]}
 MEMBERS_PREFIX = "members/"  # a group's result: members/<i>/<metric>
 FINAL_MEMBERS_KEY = "final_members"
 FAILED_PREFIX = "failed_members/"
+# In a result: this step's checkpoint was kept (it replaced the trial's or member's kept one). A bool, so
+# MLflow logs it as no metric; the bridge records the step and its metrics as the checkpoint's.
+KEPT_KEY = "checkpoint_kept"
 
 
 def member_checkpoint_file(member: int) -> str:
@@ -69,28 +73,37 @@ class StopBoard:
 
 
 class RaySession:
-    def __init__(self, device: torch.device, budget_s: float | None, report_interval_s: float | None) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        budget_s: float | None,
+        report_interval_s: float | None,
+        keeper: CheckpointKeeper | None = None,
+    ) -> None:
         self.device = device
+        self.keeper = keeper or CheckpointKeeper(None, None, "last")
         self.report_interval_s = report_interval_s
         self.started = time.monotonic()
         self._deadline = None if budget_s is None else self.started + budget_s
         self.node_id = ray.get_runtime_context().get_node_id()
 
     def report(
-        self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None, final: bool = False
+        self, step: int, metrics: dict[str, float], checkpoint: Checkpoint | None = None, final: bool = False
     ) -> None:
         # elapsed_s is the trial's own clock (from the session's start, after imports and data setup):
         # the trial budget is enforced on it.
         payload = {**metrics, "step": step, "elapsed_s": time.monotonic() - self.started, "node_id": self.node_id}
         if final:
             payload[FINAL_KEY] = True
-        if checkpoint is None:
+        # Ray keeps one checkpoint a trial (num_to_keep=1): the last one sent, so only a kept one is sent.
+        if checkpoint is None or not self.keeper.wants(step, metrics):
             tune.report(payload)
             return
+        payload[KEPT_KEY] = True
         with tempfile.TemporaryDirectory() as tmp:
             import torch
 
-            torch.save(checkpoint, Path(tmp) / CHECKPOINT_FILE)
+            torch.save(materialize(checkpoint), Path(tmp) / CHECKPOINT_FILE)
             tune.report(payload, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     def restore(self) -> dict[str, Any] | None:
@@ -109,8 +122,10 @@ class RaySession:
 class RayGroupSession:
     """A fused group's session (``trainables.session.GroupSession``) inside a Ray trial."""
 
-    def __init__(self, device: torch.device, board: Any) -> None:
+    def __init__(self, device: torch.device, board: Any, keeper: Callable[[], CheckpointKeeper] | None = None) -> None:
         self.device = device
+        self._keeper = keeper or (lambda: CheckpointKeeper(None, None, "last"))
+        self.keepers: dict[int, CheckpointKeeper] = {}
         self.report_interval_s = None
         self.started = time.monotonic()
         self.node_id = ray.get_runtime_context().get_node_id()
@@ -121,7 +136,7 @@ class RayGroupSession:
         self,
         step: int,
         metrics: dict[int, dict[str, float]],
-        checkpoints: dict[int, dict[str, Any]] | None = None,
+        checkpoints: dict[int, Checkpoint] | None = None,
         final: set[int] = frozenset(),
         failed: dict[int, str] | None = None,
     ) -> None:
@@ -130,6 +145,12 @@ class RayGroupSession:
             payload |= {f"{MEMBERS_PREFIX}{member}/{k}": v for k, v in values.items()}
         payload[FINAL_MEMBERS_KEY] = sorted(final)
         payload |= {f"{FAILED_PREFIX}{member}": reason for member, reason in (failed or {}).items()}
+        checkpoints = {
+            m: c
+            for m, c in (checkpoints or {}).items()
+            if self.keepers.setdefault(m, self._keeper()).wants(step, metrics.get(m, {}))
+        }
+        payload |= {f"{MEMBERS_PREFIX}{m}/{KEPT_KEY}": True for m in checkpoints}
         if not checkpoints:
             tune.report(payload)
             return
@@ -137,7 +158,7 @@ class RayGroupSession:
 
         with tempfile.TemporaryDirectory() as tmp:
             for member, state in checkpoints.items():
-                torch.save(state, Path(tmp) / member_checkpoint_file(member))
+                torch.save(materialize(state), Path(tmp) / member_checkpoint_file(member))
             tune.report(payload, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     def stopped(self) -> set[int]:
@@ -150,6 +171,8 @@ class RayGroupSession:
 def trial_function(
     trainable_name: str,
     metric: str,
+    mode: str,
+    value_rule: str,
     cpus: float,
     gpus: float,
     budget_s: float | None,
@@ -177,11 +200,17 @@ def trial_function(
 
         torch.set_num_threads(max(1, int(cpus)))
         device = torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
+
+        def keeper() -> CheckpointKeeper:  # the checkpoint that scored the trial's value (value: best | last)
+            return CheckpointKeeper(metric, mode, value_rule)
+
         try:
             if MEMBERS_KEY in config:  # a fused group: several configurations trained as one
-                registry.get(trainable_name).run_group(config[MEMBERS_KEY], RayGroupSession(device, board))
+                session = RayGroupSession(device, board, keeper)
+                registry.get(trainable_name).run_group(config[MEMBERS_KEY], session)
                 return
-            registry.get(trainable_name).run(config, RaySession(device, budget_s, report_interval_s), metric)
+            session = RaySession(device, budget_s, report_interval_s, keeper())
+            registry.get(trainable_name).run(config, session, metric)
         finally:  # the driver copies the trial's stdout/stderr files when it ends: they must be complete
             sys.stdout.flush()
             sys.stderr.flush()

@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from search.errors import SweepError
+from search.scored import weights_notice
 from search.store import Store
 from search.sweeps import load_study, objective_names, recorded_space, require_sweeps
 
@@ -41,6 +42,10 @@ class Best:
     mlflow_run_id: str | None
     checkpoint: str | None  # URI of the trial's checkpoint artifact, if it logged one
     objectives: dict[str, float] = field(default_factory=dict)  # every metric's value (several: a trade-off)
+    value_step: int | None = None  # the step whose report gave the value (of the first seed, with repeats)
+    checkpoint_step: int | None = None  # the step whose weights the checkpoint holds
+    checkpoint_metrics: dict[str, float] | None = None  # what that step reported: what the weights scored
+    notice: str | None = None  # the checkpoint's step scored other values than the trial's (scored.py)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +93,10 @@ def _described(store: Store, study: optuna.Study, sweep: str, trial: optuna.tria
         mlflow_run_id=run_id,
         checkpoint=checkpoint,
         objectives=dict(zip(names, trial.values)),
+        value_step=trial.user_attrs.get("value_step"),
+        checkpoint_step=trial.user_attrs.get("checkpoint_step") if checkpoint else None,
+        checkpoint_metrics=trial.user_attrs.get("checkpoint_metrics") if checkpoint else None,
+        notice=weights_notice(trial, names) if checkpoint else None,
     )
 
 
@@ -129,16 +138,17 @@ def render(b: Best, fmt: str) -> str:
         import json
 
         return json.dumps(b.as_dict(), indent=2) + "\n"
+    note = f"# note: {b.notice}\n" if b.notice else ""
     if len(b.objectives) > 1:
         values = ", ".join(f"{k} = {v:.6g}" for k, v in b.objectives.items())
         return (
-            f"# trial {b.trial} of sweep {b.sweep}, on its Pareto front: {values}\n"
+            f"# trial {b.trial} of sweep {b.sweep}, on its Pareto front: {values}\n{note}"
             f"# retrain it:  hpsearch train --from {b.sweep} --trial {b.trial}"
             f"        export it:  hpsearch export {b.sweep} DIR --trial {b.trial}\n"
         ) + yaml.safe_dump(b.as_dict(), sort_keys=False)
     head = (
         f"# best of sweep {b.sweep}: trial {b.trial}, {b.metric} = {b.value:.6g} ({b.mode})\n"
-        f"# retrain it:  hpsearch train --from {b.sweep}        export it:  hpsearch export {b.sweep} DIR\n"
+        f"# retrain it:  hpsearch train --from {b.sweep}        export it:  hpsearch export {b.sweep} DIR\n{note}"
     )
     return head + yaml.safe_dump(b.as_dict(), sort_keys=False)
 
@@ -171,14 +181,19 @@ def write_model(
         params = spec.params(**config) if spec.params is not None else config
         written += spec.export(checkpoint, params, out)
     state = checkpoint.get("model")
+    # What the trainable put beside the weights to use them (class names, input size, normalisation, the
+    # epoch); the optimizer's state and a tokenizer's files (written by its exporter) are not the model.
+    usage = {k: v for k, v in checkpoint.items() if k not in ("model", "optimizer", "tokenizer", "config")}
     payload = {
         "state_dict" if state is not None else "checkpoint": state if state is not None else checkpoint,
         "config": config,
         "trainable": trainable,
+        **(usage if state is not None else {}),
         **about,
     }
     torch.save(payload, out / MODEL_FILE)
-    (out / "config.yaml").write_text(yaml.safe_dump({"trainable": trainable, "config": config, **about}))
+    described = {"trainable": trainable, "config": config, **(usage if state is not None else {}), **about}
+    (out / "config.yaml").write_text(yaml.safe_dump(_plain(described), sort_keys=False))
     return sorted({*written, out / MODEL_FILE, out / "config.yaml"})
 
 
@@ -192,3 +207,14 @@ def render_front(front: list[Best], fmt: str) -> str:
 
         return json.dumps([b.as_dict() for b in front], indent=2) + "\n"
     return "---\n".join(render(b, fmt) for b in front)
+
+
+def _plain(value: Any) -> Any:
+    """YAML-safe: tuples as lists, tensors and numpy numbers as Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value

@@ -40,6 +40,7 @@ from search.pareto import ParetoPruner
 from search.progress import ProgressCallback, fmt, front_table, objectives_text, rank, results_table
 from search.ray_session import StopBoard, trial_function
 from search.reconcile import close_lost, close_parent
+from search.scored import weights_notice
 from search.spec import SweepSpec, load, objectives
 from search.store import Store, out_of_space
 from search.tracking import MlflowTrialCallback, Tracking, latest_parent_run
@@ -324,7 +325,15 @@ def build_tuner(
     board = StopBoard.remote() if spec.fuse > 1 else None  # pruned members of fused groups, for their workers
     scheduler.attach(bridge, limit, board)
     trainable = trial_function(
-        spec.trainable, sweep.metric, spec.resources.cpu, spec.resources.gpu, budget.trial, interval, board
+        spec.trainable,
+        sweep.metric,
+        sweep.mode,
+        spec.value_rule,
+        spec.resources.cpu,
+        spec.resources.gpu,
+        budget.trial,
+        interval,
+        board,
     )
     return tune.Tuner(
         tune.with_resources(trainable, spec.resources.ray()),
@@ -430,6 +439,7 @@ def _drive(
         sweep.front_pruner,
         spec.fuse,
         fuse_key(sweep.trainable) if spec.fuse > 1 else None,
+        spec.value_rule,
     )
     mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge, writer)
     progress = ProgressCallback(bridge, console)
@@ -570,7 +580,15 @@ def print_summary(sweep: Sweep, store: Store, outcome: SweepOutcome, bridge: Opt
         console.print(results_table(bridge))
     if outcome.best_params is not None:
         shown = ", ".join(f"{k}={fmt(v)}" for k, v in outcome.best_params.items())
-        console.print(f"best {sweep.metric} = {fmt(outcome.best_value)} with {shown}", highlight=False)
+        number = outcome.best_trial.number if outcome.best_trial is not None else "?"
+        console.print(
+            f"best of this run: {sweep.metric} = {fmt(outcome.best_value)} (trial {number}) with {shown}"
+            f"  [the whole study's: hpsearch best {sweep.spec.name}]",
+            highlight=False,
+        )
+        notice = weights_notice(outcome.best_trial, sweep.metrics) if outcome.best_trial is not None else None
+        if notice:
+            console.print(f"note: {notice}", highlight=False, soft_wrap=True)
     if outcome.ray_dir:
         logs = f"{outcome.ray_dir}/trial-<number>-*/"
         console.print(f"trial logs (stdout, stderr, error): {logs}", highlight=False, soft_wrap=True)

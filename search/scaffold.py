@@ -71,7 +71,9 @@ def train(config: dict, session) -> None:
                 "valid_loss": F.cross_entropy(logits, y_valid).item(),
                 "valid_accuracy": (logits.argmax(1) == y_valid).float().mean().item(),
             },
-            checkpoint={"model": model.state_dict()} if last else None,  # `hpsearch export` writes it out
+            # offered at every step: hpsearch keeps the one whose step gave the trial's value (value: best),
+            # so `hpsearch export` writes the weights that scored it; a lambda costs nothing when not kept
+            checkpoint=lambda: {"model": model.state_dict()},
             final=last,  # the last report: never pruned here
         )
 '''
@@ -79,8 +81,9 @@ def train(config: dict, session) -> None:
 SPACE = """# {name}: a sweep over ./{name}.py's train(config, session). Run: hpsearch run {name}.yaml
 name: {name}                      # the Optuna study and the MLflow experiment are named after it
 trainable: ./{name}.py:train      # FILE.py:FUNCTION (relative to this file) or package.module:function
-metric: valid_accuracy            # what train() reports; the trial's value is the best it reached
+metric: valid_accuracy            # what train() reports
 mode: max                         # max or min
+value: best                       # a trial's value: its best step (best) or its last report (last)
 config:                           # fixed for every trial (train() reads them from its config dict)
   epochs: 20
   batch_size: 64

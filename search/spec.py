@@ -227,6 +227,9 @@ class SweepSpec(_Strict):
     metric: str | list[str] | None = None
     mode: Mode | list[Mode] | None = None
     constraints: list[str] = []  # "METRIC <= NUMBER" / ">=": feasible when all hold on the final values
+    # A trial's value: its best step's metric (one objective's default) or its last report's (a trade-off's
+    # rule); the checkpoint a trial keeps is the one of that step.
+    value: Literal["best", "last"] | None = None
     config: dict[str, Any] = {}
     space: dict[str, Param] = {}
     sampler: SamplerSpec = SamplerSpec()
@@ -287,6 +290,11 @@ class SweepSpec(_Strict):
                 raise ValueError(f"constraints.{i}: {e}") from None
         if not self.multi_objective:
             return
+        if self.value == "best":
+            raise ValueError(
+                "value: best takes the best step of one metric; a trade-off's values are its last report's "
+                "(value: last, or leave it out)"
+            )
         if self.sampler.name in SINGLE_OBJECTIVE_SAMPLERS:
             raise ValueError(
                 f"sampler.name: the {self.sampler.name} sampler optimizes one objective; for {len(metrics)} use "
@@ -305,6 +313,11 @@ class SweepSpec(_Strict):
     @property
     def multi_objective(self) -> bool:
         return isinstance(self.metric, list) and len(self.metric) > 1
+
+    @property
+    def value_rule(self) -> str:
+        """best | last: which step's metric is a trial's value (and whose checkpoint it keeps)."""
+        return "last" if self.multi_objective else (self.value or "best")
 
     @property
     def constraint_list(self) -> list[Constraint]:

@@ -1,6 +1,7 @@
 """MLflow: one experiment per sweep name, one parent run per ``hpsearch run``, one child run per trial.
 
-All writes happen in the driver (a Ray Tune callback on results), so a SQLite store has one writer.
+The driver decides every write (a Ray Tune callback on results); the writes of trial runs are made by the
+MLflow writer process (mlflow_writer.py), in the order the driver sends them.
 Each child run carries the Optuna trial number and the Ray trial id as tags, and the Optuna trial gets the
 run id as a user attribute: a user can go from a dashboard trial to its MLflow run and back.
 """
@@ -316,6 +317,8 @@ class MlflowTrialCallback(Callback):
         view = self.bridge.view(key)
         if view is not None and view.state is not None:
             tags = {**tags, "optuna.state": view.state.name}
+        if view is not None and view.checkpoint_step is not None:  # the step whose weights checkpoint/ holds
+            tags = {**tags, "checkpoint_step": str(view.checkpoint_step)}
         self.writes.log(key, tags={k: v[:5000] for k, v in tags.items()})
         self.writes.flush(key)
         self.writer.set_terminated(key, RunStatus.to_string(status))

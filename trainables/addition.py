@@ -211,10 +211,12 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
         }
         reached = p.stop_at_exact_match is not None and metrics["exact_match"] >= p.stop_at_exact_match
         done = last_epoch or reached or loop.out_of_time()
-        checkpoint = None
         if done:
             metrics |= final_summary(model, digits, totals, loop.seconds_per_epoch())
-            checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}
+
+        def checkpoint() -> dict:  # offered at every step: the session keeps the one that scored the value
+            return {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}
+
         session.report(step, metrics, checkpoint=checkpoint, final=done)
         model.train()
         return done
@@ -313,7 +315,8 @@ def train_addition_fused(models: list[nn.Module], ps: list[AdditionParams], sess
                 final.add(m)
                 models[m].load_state_dict(fused.member_state(r))  # the member as one ordinary model
                 values |= final_summary(models[m], digits, totals, seconds)
-                checkpoints[m] = {"model": models[m].state_dict(), "epoch": epoch}
+            # offered at every step: the session keeps the member's weights that scored its value
+            checkpoints[m] = lambda r=r, e=epoch: {"model": fused.member_state(r), "epoch": e}
             metrics[m] = values
         if not group.report(session, epoch + 1, metrics, checkpoints, final):
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +74,7 @@ class ImageParams(Hyperparameters):
     pin_memory: bool = False
     grad_norms: bool = False
     amp: bool = True  # mixed precision, on CUDA only
-    save_model: bool = Field(True, description="the final weights become the trial's checkpoint")
+    save_model: bool = Field(True, description="the weights that scored the trial's value become its checkpoint")
     channels_last: bool = True  # on CUDA only
 
     @model_validator(mode="after")
@@ -103,6 +103,18 @@ def load_data(p: ImageParams) -> tuple[image_data.ImageData, Tensors, torch.Tens
     mean = pixels.mean(dim=(0, 2, 3), keepdim=True) / 255
     std = pixels.std(dim=(0, 2, 3), keepdim=True) / 255 + 1e-6
     return data, (train_x, train_y), mean, std
+
+
+def how_to_use(data: image_data.ImageData, mean: torch.Tensor, std: torch.Tensor) -> dict[str, Any]:
+    """What a checkpoint needs beside its weights to be used without hpsearch: the class names in output
+    order, the input's shape, and the normalisation the model was trained on (pixels / 255, then
+    (x - mean) / std per channel)."""
+    channels, height, width = data.shape
+    return {
+        "classes": data.classes,
+        "input": {"channels": channels, "height": height, "width": width},
+        "normalize": {"scale": 1 / 255, "mean": mean.flatten().tolist(), "std": std.flatten().tolist()},
+    }
 
 
 def preflight(p: ImageParams) -> None:
@@ -136,6 +148,7 @@ def image_classifier(p: ImageParams, session: Session) -> None:
     use_amp = cuda and p.amp
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     gen = torch.Generator().manual_seed(batch_order_seed(p))  # the batch order and the augmentation
+    usage = how_to_use(data, mean, std)  # travels with each checkpoint: the model is usable without hpsearch
     mean, std = mean.to(device), std.to(device)
 
     def prepare(x: torch.Tensor, train: bool) -> torch.Tensor:
@@ -211,7 +224,8 @@ def image_classifier(p: ImageParams, session: Session) -> None:
         done = last or loop.out_of_time()
         if done:
             metrics["test_accuracy"] = evaluate(data.test)[1]
-        checkpoint = {"model": model.state_dict(), "epoch": epoch + 1} if done and p.save_model else None
+        # offered at every step (made only when kept): the session keeps the weights that scored the value
+        checkpoint = (lambda: {"model": model.state_dict(), "epoch": epoch + 1, **usage}) if p.save_model else None
         session.report(step, metrics, checkpoint=checkpoint, final=done)
         return done
 
@@ -276,6 +290,7 @@ def image_classifier_fused(ps: list[ImageParams], session: GroupSession) -> None
     group = FusedGroup(fused, opt, [0.0] * len(ps))
     smoothing = torch.tensor([p.label_smoothing for p in ps], device=device)
     gen = torch.Generator().manual_seed(batch_order_seed(first))
+    usage = how_to_use(data, mean, std)  # travels with each checkpoint: the model is usable without hpsearch
     mean, std = mean.to(device), std.to(device)
     on_device_x, on_device_y = train_x.to(device), train_y.to(device)
 
@@ -331,8 +346,8 @@ def image_classifier_fused(ps: list[ImageParams], session: GroupSession) -> None
             }
             if last:
                 metrics[m]["test_accuracy"] = test_acc[r]
-                if ps[m].save_model:
-                    checkpoints[m] = {"model": fused.member_state(r), "epoch": epoch + 1}
+            if ps[m].save_model:  # offered at every step: the session keeps the one that scored the value
+                checkpoints[m] = lambda r=r, e=epoch + 1: {"model": fused.member_state(r), "epoch": e, **usage}
         final = set(group.active) if last else set()
         if not group.report(session, epoch + 1, metrics, checkpoints, final):
             return

@@ -37,6 +37,7 @@ class ImageData:
     valid: Split
     test: Split
     num_classes: int
+    classes: list[str] | None = None  # the class names, index order (what an exported model predicts)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -99,7 +100,7 @@ def load_cifar10(data_dir: Path, download: bool, verify: bool = True, valid_frac
     x = torch.from_numpy(train.data).permute(0, 3, 1, 2).contiguous()
     (tx, ty), valid = _split_off(x, torch.tensor(train.targets), valid_fraction, seed=0)
     test_x = torch.from_numpy(test.data).permute(0, 3, 1, 2).contiguous()
-    return ImageData((tx, ty), valid, (test_x, torch.tensor(test.targets)), 10)
+    return ImageData((tx, ty), valid, (test_x, torch.tensor(test.targets)), 10, list(train.classes))
 
 
 def load_mnist(data_dir: Path, download: bool, valid_fraction: float = 1 / 12) -> ImageData:
@@ -111,7 +112,7 @@ def load_mnist(data_dir: Path, download: bool, valid_fraction: float = 1 / 12) -
             raise
         raise missing("mnist", data_dir) from None
     (tx, ty), valid = _split_off(train.data.unsqueeze(1), train.targets, valid_fraction, seed=0)
-    return ImageData((tx, ty), valid, (test.data.unsqueeze(1), test.targets), 10)
+    return ImageData((tx, ty), valid, (test.data.unsqueeze(1), test.targets), 10, list(train.classes))
 
 
 def load_digits() -> ImageData:
@@ -123,17 +124,17 @@ def load_digits() -> ImageData:
     y = torch.from_numpy(d.target).long()
     rest, test = _split_off(x, y, 0.2, seed=0)
     train, valid = _split_off(*rest, 0.25, seed=1)
-    return ImageData(train, valid, test, 10)
+    return ImageData(train, valid, test, 10, [str(d) for d in range(10)])
 
 
 def load_glyphs(data_dir: Path, size: int, train_per_class: int, seed: int = 0) -> ImageData:
     s = glyphs.glyph_splits(train_per_class=train_per_class, size=size, seed=seed, cache_dir=str(data_dir))
-    return ImageData(s["train"], s["valid"], s["test"], len(glyphs.CLASSES))
+    return ImageData(s["train"], s["valid"], s["test"], len(glyphs.CLASSES), list(glyphs.CLASSES))
 
 
 def load_folder(root: Path, size: int, color: image_folder.Color, valid_ratio: float, test_ratio: float) -> ImageData:
     splits, classes = image_folder.load(root, size, color, valid_ratio, test_ratio)
-    return ImageData(splits["train"], splits["valid"], splits["test"], len(classes))
+    return ImageData(splits["train"], splits["valid"], splits["test"], len(classes), list(classes))
 
 
 def load(

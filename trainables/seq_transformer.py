@@ -136,8 +136,8 @@ def seq_transformer(p: SeqParams, session: Session) -> None:
         if done:
             metrics["test_loss"], metrics["test_accuracy"] = evaluate(test)
             metrics |= run_figures(model, epoch + 1, start)
-        checkpoint = {"model": model.state_dict(), "epoch": epoch + 1} if done else None
-        session.report(step, metrics, checkpoint=checkpoint, final=done)
+        # offered at every step (made only when kept): the session keeps the weights that scored the value
+        session.report(step, metrics, checkpoint=lambda: {"model": model.state_dict(), "epoch": epoch + 1}, final=done)
         return done
 
     start = time.monotonic()
@@ -206,7 +206,8 @@ def seq_transformer_fused(ps: list[SeqParams], session: GroupSession) -> None:
                 models[m].load_state_dict(fused.member_state(r))
                 values["test_loss"], values["test_accuracy"] = tests[r]
                 values |= run_figures(models[m], epoch + 1, start)
-                checkpoints[m] = {"model": models[m].state_dict(), "epoch": epoch + 1}
+            # offered at every step: the session keeps the member's weights that scored its value
+            checkpoints[m] = lambda r=r, e=epoch + 1: {"model": fused.member_state(r), "epoch": e}
             metrics[m] = values
         if not group.report(session, epoch + 1, metrics, checkpoints, final):
             return

@@ -6,11 +6,50 @@ in-process ``LocalSession`` below. Either way the model code never imports Ray, 
 
 from __future__ import annotations
 
+import math
 import time
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Union
 
 if TYPE_CHECKING:  # torch is imported where a session is made: validating a space file needs no torch
     import torch
+
+
+# A report's checkpoint: the state itself, or a function that makes it, called only when the session keeps
+# it (so a trainable can offer one at every step and pay for the copy only when its metric improved).
+Checkpoint = Union[dict[str, Any], Callable[[], dict[str, Any]]]
+
+
+class CheckpointKeeper:
+    """Which checkpoint a trial keeps: the one whose step gave the trial's value.
+
+    ``value: best`` (one objective's default): a checkpoint is kept when the metric at its step beats every
+    kept one's, the way the trial's value is its best step (ties keep the first, as the value does); the
+    first checkpoint is kept whatever its metric, so a trial never ends with none. ``value: last`` (a
+    trade-off's rule): every checkpoint replaces the one before, since the value is the last report's.
+    As Ray's ``CheckpointConfig(checkpoint_score_attribute=...)`` and Keras' ``save_best_only`` do.
+    """
+
+    def __init__(self, metric: str | None, mode: str | None, rule: str = "best") -> None:
+        self.metric, self.mode, self.rule = metric, mode, rule
+        self.kept: float | None = None  # the metric at the kept checkpoint's step
+        self.kept_step: int | None = None
+
+    def wants(self, step: int, metrics: dict[str, float]) -> bool:
+        """Whether a checkpoint offered with these metrics replaces the kept one (and is then kept)."""
+        value = metrics.get(self.metric) if self.metric else None
+        finite = isinstance(value, (int, float)) and math.isfinite(value)
+        better = (
+            self.rule == "last"
+            or self.kept_step is None
+            or (finite and (self.kept is None or (value > self.kept if self.mode == "max" else value < self.kept)))
+        )
+        if better:
+            self.kept, self.kept_step = (float(value) if finite else None), step
+        return better
+
+
+def materialize(checkpoint: Checkpoint) -> dict[str, Any]:
+    return checkpoint() if callable(checkpoint) else checkpoint
 
 
 class Session(Protocol):
@@ -20,12 +59,14 @@ class Session(Protocol):
     started: float  # time.monotonic() when the trial started: budgets and time steps count from here
 
     def report(
-        self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None, final: bool = False
+        self, step: int, metrics: dict[str, float], checkpoint: Checkpoint | None = None, final: bool = False
     ) -> None:
         """Publish the metrics of one step (epoch 1, 2, ..., or elapsed seconds under a time budget).
 
-        ``final=True`` on the last report says the trial has finished training: it is never pruned there
-        (there is nothing left to save), and it ends COMPLETE."""
+        ``checkpoint`` is kept if this step's metric beats the kept checkpoint's (``CheckpointKeeper``): offer
+        one at every step (a function that returns it costs nothing when it is not kept), and the trial keeps
+        the weights that scored its value. ``final=True`` on the last report says the trial has finished
+        training: it is never pruned there (there is nothing left to save), and it ends COMPLETE."""
 
     def restore(self) -> dict[str, Any] | None:
         """The last checkpoint this trial reported, if it is being resumed."""
@@ -43,6 +84,7 @@ class LocalSession:
         budget_s: float | None = None,
         echo: Callable[[str], None] | None = None,
         report_interval_s: float | None = None,
+        keeper: CheckpointKeeper | None = None,
     ) -> None:
         import torch
 
@@ -50,7 +92,10 @@ class LocalSession:
         self.report_interval_s = report_interval_s
         self.started = time.monotonic()
         self.history: list[tuple[int, dict[str, float]]] = []
+        # The kept checkpoint (by ``keeper``'s rule; without one, the last offered) and its step.
         self.last_checkpoint: dict[str, Any] | None = None
+        self.checkpoint_step: int | None = None
+        self.keeper = keeper or CheckpointKeeper(None, None, "last")
         self._deadline = None if budget_s is None else self.started + budget_s
         self._echo = echo
 
@@ -58,8 +103,8 @@ class LocalSession:
         self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None, final: bool = False
     ) -> None:
         self.history.append((step, dict(metrics)))
-        if checkpoint is not None:
-            self.last_checkpoint = checkpoint
+        if checkpoint is not None and self.keeper.wants(step, metrics):
+            self.last_checkpoint, self.checkpoint_step = materialize(checkpoint), step
         if self._echo:
             shown = "  ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
             self._echo(f"step {step:>5}  {shown}")
@@ -90,12 +135,13 @@ class GroupSession(Protocol):
         self,
         step: int,
         metrics: dict[int, dict[str, float]],
-        checkpoints: dict[int, dict[str, Any]] | None = None,
+        checkpoints: dict[int, Checkpoint] | None = None,
         final: set[int] = frozenset(),
         failed: dict[int, str] | None = None,
     ) -> None:
         """One step of every member still training (``metrics``), the members that failed since the last
-        report with their reasons (``failed``), the checkpoints of those that end here."""
+        report with their reasons (``failed``), and the checkpoints members offer (each kept by its own
+        member's ``CheckpointKeeper``, as a single trial's)."""
 
     def stopped(self) -> set[int]:
         """The members the search has stopped (pruned): they stop updating and leave the group."""
@@ -108,7 +154,13 @@ class LocalGroupSession:
     """A group in this process: each member's reports, as LocalSession keeps one trial's; ``prune_at``
     stops a member after the report of that step (what a pruner would decide), for tests."""
 
-    def __init__(self, members: int, device: str | torch.device = "cpu", prune_at: dict[int, int] | None = None):
+    def __init__(
+        self,
+        members: int,
+        device: str | torch.device = "cpu",
+        prune_at: dict[int, int] | None = None,
+        keeper: Callable[[], CheckpointKeeper] | None = None,
+    ):
         import torch
 
         self.device = torch.device(device)
@@ -120,13 +172,17 @@ class LocalGroupSession:
         self.final: set[int] = set()
         self._prune_at = dict(prune_at or {})
         self._stopped: set[int] = set()
+        make = keeper or (lambda: CheckpointKeeper(None, None, "last"))
+        self.keepers = {m: make() for m in range(members)}
 
     def report(self, step, metrics, checkpoints=None, final=frozenset(), failed=None) -> None:
         for member, values in metrics.items():
             self.history[member].append((step, dict(values)))
             if self._prune_at.get(member) == step:
                 self._stopped.add(member)
-        self.checkpoints |= checkpoints or {}
+        for member, checkpoint in (checkpoints or {}).items():
+            if self.keepers[member].wants(step, metrics.get(member, {})):
+                self.checkpoints[member] = materialize(checkpoint)
         self.failed |= failed or {}
         self.final |= set(final)
 

@@ -72,7 +72,7 @@ class TextParams(Hyperparameters):
     dropout: float | None = Field(None, ge=0, lt=1, description="hidden dropout; none keeps the model's")
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better accuracy")
     amp: bool = True  # bfloat16 autocast, on CUDA only
-    save_model: bool = Field(True, description="the best epoch's weights become the trial's checkpoint")
+    save_model: bool = Field(True, description="the weights that scored the trial's value become its checkpoint")
 
     @model_validator(mode="after")
     def _scratch_options_only_for_scratch(self) -> "TextParams":
@@ -350,20 +350,25 @@ def text_finetune(p: TextParams, session: Session) -> None:
         }
         stalled = p.patience is not None and epoch - best["epoch"] >= p.patience
         done = last or stalled or loop.out_of_time()
-        checkpoint = None
+        # This step's weights: offered at every step, the session keeps the ones that scored the trial's
+        # value (by the sweep's metric, which need not be accuracy); at the end, a copy, since the model
+        # then takes the best epoch's weights to measure the test split.
+        weights = copy.deepcopy(model.state_dict()) if done else model.state_dict()
         if done:
             model.load_state_dict(best["state"])
             metrics["test_loss"], metrics["test_accuracy"] = evaluate(data["test"])
             metrics |= run_figures(model, epoch + 1, start)
-            if p.save_model:
-                checkpoint = {
-                    "model": best["state"],
-                    "config": model.config.to_dict(),
-                    "tokenizer": tokenizer_files(tokenizer),
-                    "label_names": splits.label_names,
-                    "epoch": best["epoch"] + 1,
-                }
-        session.report(step, metrics, checkpoint=checkpoint, final=done)
+
+        def checkpoint() -> dict:
+            return {
+                "model": weights,
+                "config": model.config.to_dict(),
+                "tokenizer": tokenizer_files(tokenizer),
+                "label_names": splits.label_names,
+                "epoch": epoch + 1,
+            }
+
+        session.report(step, metrics, checkpoint=checkpoint if p.save_model else None, final=done)
         return done
 
     def epoch_batches(epoch: int):

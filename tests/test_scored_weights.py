@@ -1,0 +1,256 @@
+"""The exported model is the one that was scored: a trial keeps the checkpoint of the step that gave its
+value (``value: best`` or ``last``), ``best``/``export``/the final table read that step, and a checkpoint
+from another step is said in one line. Mirrors trainables/session.py (CheckpointKeeper), the bridge's
+``value_step``/``checkpoint_step`` and search/scored.py; the end-to-end tests re-evaluate exported models."""
+
+import math
+
+import optuna
+import pytest
+import torch
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from search import runner
+from search.cli import app
+from search.optuna_bridge import OptunaBridge
+from search.ray_session import KEPT_KEY
+from search.scored import weights_notice
+from search.store import Store
+from trainables.session import CheckpointKeeper, LocalSession
+
+
+def kept_steps(keeper: CheckpointKeeper, values: list[float]) -> list[int]:
+    return [step for step, v in enumerate(values, 1) if keeper.wants(step, {"m": v})]
+
+
+# -- the keeper -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "values", "kept", "last_kept"),
+    [
+        ("max", [0.3, 0.7, 0.5, 0.7, 0.9, 0.2], [1, 2, 5], 5),  # a tie (step 4) keeps the first, as the value does
+        ("min", [0.3, 0.7, 0.2, 0.25, 0.1, 0.4], [1, 3, 5], 5),
+        ("max", [0.9, 0.5, 0.4, 0.3], [1], 1),  # the first step is the best: later ones never replace it
+    ],
+)
+def test_best_rule_keeps_each_improvement_and_ends_on_the_best_step(mode, values, kept, last_kept):
+    keeper = CheckpointKeeper("m", mode, "best")
+    assert kept_steps(keeper, values) == kept
+    assert keeper.kept_step == last_kept
+    best = max(values) if mode == "max" else min(values)
+    assert keeper.kept == best
+
+
+def test_last_rule_keeps_every_checkpoint():
+    keeper = CheckpointKeeper("m", "max", "last")
+    assert kept_steps(keeper, [0.9, 0.1, 0.5]) == [1, 2, 3] and keeper.kept_step == 3
+
+
+def test_a_first_checkpoint_is_kept_without_its_metric_and_nan_never_replaces_a_kept_one():
+    keeper = CheckpointKeeper("m", "max", "best")
+    assert keeper.wants(1, {"other": 1.0})  # a trial never ends with no checkpoint
+    assert keeper.wants(2, {"m": 0.4})  # a real score beats an unknown one
+    assert not keeper.wants(3, {"m": float("nan")})
+    assert not keeper.wants(4, {"m": 0.3})
+    assert keeper.wants(5, {"m": 0.6}) and keeper.kept_step == 5
+
+
+def test_a_checkpoint_function_is_called_only_when_it_is_kept():
+    made = []
+    session = LocalSession(keeper=CheckpointKeeper("m", "max", "best"))
+    for step, value in enumerate([0.2, 0.6, 0.4, 0.5, 0.8, 0.1], 1):
+        session.report(step, {"m": value}, checkpoint=lambda step=step: made.append(step) or {"step": step})
+    assert made == [1, 2, 5]
+    assert session.last_checkpoint == {"step": 5} and session.checkpoint_step == 5
+
+
+# -- the bridge records which step each is ------------------------------------------------------------
+
+
+STORAGES = {}
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def study(request, tmp_path):
+    """The bridge's study on SQLite (values must really be written) and in memory."""
+    storage = f"sqlite:///{tmp_path / 'o.db'}" if request.param == "sqlite" else None
+    study = optuna.create_study(storage=storage, direction="maximize", study_name="s")
+    STORAGES[id(study)] = storage
+    return study
+
+
+def reloaded(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials as another process reads them (from the storage, not from the bridge's objects)."""
+    url = STORAGES[id(study)]
+    return study.get_trials() if url is None else optuna.load_study(study_name="s", storage=url).get_trials()
+
+
+def drive(study, value_rule, reports, kept_at):
+    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["m"], ["max"], 1, value_rule=value_rule)
+    bridge.ask("t0")
+    for step, value in enumerate(reports, 1):
+        result = {"m": value, "step": step, **({KEPT_KEY: True} if step in kept_at else {})}
+        bridge.report("t0", result)
+    bridge.complete("t0", None, error=False)
+    (trial,) = reloaded(study)
+    return trial
+
+
+def test_value_best_is_the_best_step_and_the_kept_checkpoint_is_that_steps(study):
+    trial = drive(study, "best", [0.3, 0.8, 0.5, 0.6], kept_at={1, 2})
+    assert trial.state == TrialState.COMPLETE and trial.value == 0.8
+    assert trial.user_attrs["value_step"] == 2 and trial.user_attrs["checkpoint_step"] == 2
+    assert trial.user_attrs["checkpoint_metrics"] == {"m": 0.8}
+    assert weights_notice(trial, ["m"]) is None
+
+
+def test_value_last_is_the_last_report(study):
+    trial = drive(study, "last", [0.3, 0.8, 0.5, 0.6], kept_at={1, 2, 3, 4})
+    assert trial.value == 0.6 and trial.user_attrs["value_step"] == 4
+    assert trial.user_attrs["checkpoint_step"] == 4 and weights_notice(trial, ["m"]) is None
+
+
+def test_a_checkpoint_from_another_step_is_said_in_one_line(study):
+    trial = drive(study, "best", [0.3, 0.8, 0.5, 0.6], kept_at={4})  # saved at the end only
+    notice = weights_notice(trial, ["m"])
+    assert notice.startswith("weights from step 4: m 0.6; the trial's value 0.8 is from step 2")
+    assert "\n" not in notice
+
+
+# -- end to end: the exported model scores the recorded value ---------------------------------------
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(app, list(args), terminal_width=200)
+
+
+def sweep_and_export(write_space, tmp_path, console, space: dict) -> tuple[optuna.trial.FrozenTrial, dict]:
+    store = Store.at(tmp_path / "store")
+    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=console)
+    assert outcome.counts["complete"] >= 1, outcome
+    best = optuna.load_study(study_name=space["name"], storage=store.optuna_url).best_trial
+    result = run_cli("export", space["name"], str(tmp_path / "out"), "--store", str(store.root))
+    assert result.exit_code == 0, result.output
+    assert "note:" not in result.output  # the built-ins keep the scoring step: nothing to warn of
+    exported = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
+    assert exported["step"] == best.user_attrs["value_step"] == best.user_attrs["checkpoint_step"]
+    assert exported["metrics"][space.get("metric", exported["metric"])] == pytest.approx(best.value)
+    return best, exported
+
+
+@pytest.mark.slow
+def test_exported_addition_models_score_their_recorded_exact_match(ray_local, write_space, tmp_path, quiet_console):
+    from trainables.addition import AdditionCNN, addition_pairs, predict
+
+    # large learning rates on a small CNN: exact match climbs and falls back, so a best epoch is not the last
+    space = {
+        "name": "scored-addition",
+        "trainable": "addition-cnn",
+        "config": {"epochs": 3, "embed_dim": 8, "channels": 8, "conv_layers": 1, "seed": 3},
+        "space": {"lr": {"type": "categorical", "choices": [0.05, 0.1, 0.15]}},
+        "sampler": {"name": "grid"},
+        "concurrency": 2,
+    }
+    sweep_and_export(write_space, tmp_path, quiet_console, space)
+    store = tmp_path / "store"
+    trials = optuna.load_study(study_name="scored-addition", storage=f"sqlite:///{store / 'optuna.db'}").trials
+    digits, totals = addition_pairs()
+    for trial in trials:  # every trial's export, not only the best's
+        out = tmp_path / f"out-{trial.number}"
+        result = run_cli("export", "scored-addition", str(out), "--store", str(store), "--trial", str(trial.number))
+        assert result.exit_code == 0, result.output
+        exported = torch.load(out / "model.pt", weights_only=True)
+        c = exported["config"]
+        model = AdditionCNN(c["embed_dim"], c["conv_layers"], c["channels"], 0.0)
+        model.load_state_dict(exported["state_dict"])
+        rescored = (predict(model, digits) == totals).float().mean().item()
+        assert rescored == pytest.approx(trial.value, abs=1e-9), trial.number
+    # the test means something only if a last-epoch checkpoint would have scored otherwise
+    assert any(t.user_attrs["value_step"] < max(t.intermediate_values) for t in trials), [
+        t.intermediate_values for t in trials
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fuse", [1, 2])
+def test_exported_image_model_scores_the_recorded_accuracy_with_what_export_wrote(
+    ray_local, write_space, tmp_path, quiet_console, fuse
+):
+    """Rebuilt from the export alone (its class names, input shape and normalisation), the model scores
+    the trial's recorded validation accuracy on the same split; solo and as a fused member."""
+    from trainables import image_data, image_models
+
+    space = {
+        "name": f"scored-digits-{fuse}",
+        "trainable": "image-classifier",
+        "config": {"dataset": "digits", "model": "mnist2", "epochs": 5, "batch_size": 32, "optimizer": "sgd"},
+        "space": {"lr": {"type": "categorical", "choices": [0.3, 0.05]}},
+        "sampler": {"name": "grid"},
+        "fuse": fuse,
+    }
+    best, exported = sweep_and_export(write_space, tmp_path, quiet_console, space)
+    data = image_data.load_digits()
+    assert exported["classes"] == [str(d) for d in range(10)]
+    shape = exported["input"]
+    assert (shape["channels"], shape["height"], shape["width"]) == tuple(data.shape)
+    model = image_models.build("mnist2", shape["channels"], len(exported["classes"]), 0.0, shape["width"])
+    model.load_state_dict(exported["state_dict"])
+    model.eval()
+    norm = exported["normalize"]
+    mean = torch.tensor(norm["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(norm["std"]).view(1, -1, 1, 1)
+    x, y = data.valid
+    with torch.no_grad():
+        predicted = model((x.float() * norm["scale"] - mean) / std).argmax(1)
+    rescored = (predicted == y).float().mean().item()
+    assert math.isclose(rescored, best.value, abs_tol=1e-6), (rescored, best.value)  # one image is 1/360
+
+
+@pytest.mark.slow
+def test_exported_seq_transformer_scores_the_recorded_accuracy(ray_local, write_space, tmp_path, quiet_console):
+    from trainables.seq_transformer import FILLERS, SeqParams, SeqTransformer, task_splits
+
+    space = {
+        "name": "scored-seq",
+        "trainable": "seq-transformer",
+        "config": {"epochs": 5, "train_examples": 300, "test_examples": 200, "hidden": 16, "batch_size": 10},
+        "space": {"lr": {"type": "categorical", "choices": [0.02]}},
+        "sampler": {"name": "grid"},
+    }
+    best, exported = sweep_and_export(write_space, tmp_path, quiet_console, space)
+    p = SeqParams(**exported["config"])
+    model = SeqTransformer(p.classes + FILLERS, p.seq_len, p.hidden, p.heads, p.layers, p.classes, 0.0)
+    model.load_state_dict(exported["state_dict"])
+    model.eval()
+    _, (x, y), _ = task_splits(p, torch.device("cpu"))
+    with torch.no_grad():
+        rescored = (model(x).argmax(-1) == y).float().mean().item()
+    assert rescored == pytest.approx(best.value, abs=1e-9)
+
+
+PLAIN = """
+def train(config, session):
+    for step, score in enumerate([0.5, 0.9, 0.7], 1):
+        last = step == 3
+        session.report(step, {"acc": score}, checkpoint={"model": {"w": step}} if last else None, final=last)
+"""
+
+
+@pytest.mark.slow
+def test_a_plain_function_that_saves_at_its_end_is_told_in_one_line(ray_local, tmp_path, monkeypatch, quiet_console):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fn.py").write_text(PLAIN)
+    space = "name: plain-end\ntrainable: ./fn.py:train\nmetric: acc\nmode: max\n"
+    (tmp_path / "plain.yaml").write_text(space + "space: {x: {type: float, low: 0.0, high: 1.0}}\ntrials: 1\n")
+    result = run_cli("run", "plain.yaml")
+    assert result.exit_code == 0, result.output
+    line = "weights from step 3: acc 0.7; the trial's value 0.9 is from step 2"
+    assert f"note: {line}" in result.output  # the final table
+    result = run_cli("best", "plain-end")
+    assert f"# note: {line}" in result.stdout
+    result = run_cli("export", "plain-end", "out")
+    assert result.exit_code == 0 and f"note: {line}" in result.stderr
+    assert torch.load(tmp_path / "out" / "model.pt", weights_only=True)["state_dict"] == {"w": 3}
