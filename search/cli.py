@@ -69,6 +69,12 @@ def run(
     set_: Optional[list[str]] = SetOpt,
     store: str = StoreOpt,
     new: bool = typer.Option(False, "--new", help="archive the existing study of this name and start afresh"),
+    accept_change: bool = typer.Option(
+        False,
+        "--accept-change",
+        help="go on in the existing study although its search was defined otherwise (config, space, metric, ...); "
+        "the change is recorded on the study and its later trials",
+    ),
     address: Optional[str] = AddressOpt,
     storage: Optional[str] = StorageOpt,
     tracking_uri: Optional[str] = TrackingOpt,
@@ -96,10 +102,10 @@ def run(
         address = address or c.address
         if with_dashboard:
             check_port_free("127.0.0.1", dashboard_port)
-            runner.create_store(sweep, s, new, address)
+            runner.create_store(sweep, s, new, address, accept_change)
             server = start_dashboard(s.optuna_url, "127.0.0.1", dashboard_port)
             err.print(f"optuna-dashboard on {server.url}", highlight=False)
-        outcome = runner.run(sweep, s, new=new, address=address, console=err)
+        outcome = runner.run(sweep, s, new=new, address=address, console=err, accept_change=accept_change)
     except BaseException:
         if server:
             server.stop()  # no sweep ran, or it broke: its dashboard does not stay up

@@ -147,8 +147,10 @@ class OptunaBridge:
         fuse: int = 1,
         fuse_key: Callable[[dict[str, Any]], Any] | None = None,
         value_rule: str | None = None,
+        trial_attrs: dict[str, Any] | None = None,
     ) -> None:
         self.study = study
+        self.trial_attrs = dict(trial_attrs or {})  # user attributes every trial this run asks gets
         self.repeats = repeats
         self._open_group: list[TrialRecord] = []
         self._told: set[int] = set()  # Optuna trial numbers already told
@@ -272,7 +274,10 @@ class OptunaBridge:
         while sampling leaves a RUNNING trial no record knows, which nothing would ever end)."""
         known = max((r.optuna_trial.number for r in self._records.values()), default=-1)
         try:
-            return self.study.ask(self.distributions)
+            trial = self.study.ask(self.distributions)
+            for key, value in self.trial_attrs.items():
+                self._writes.set_attr(trial, key, value)
+            return trial
         except Exception as e:
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if t.number > known:

@@ -27,6 +27,7 @@ from rich.console import Console
 from search import ray_patches, samplers
 from search.constraints import all_hold
 from search.driver_lock import setting_up, sole_driver
+from search.definition import CHANGES_ATTR, DEFINITION_ATTR, VERSION_ATTR, change_record, definition, differences, recorded
 from search.errors import SpecError, StoreError, StoreFullError, UnreachableError, UserError
 from search.infra import check_reachable, rdb_storage
 from search.mlflow_writer import MlflowWriter
@@ -172,8 +173,14 @@ def prepare_spec(spec: SweepSpec, source: str) -> Sweep:
     return sweep
 
 
-def check_store(sweep: Sweep, store: Store, new: bool) -> None:
-    """Refuse to continue a study that was made for another direction; reads only."""
+def sweep_definition(sweep: Sweep) -> dict[str, Any]:
+    """What defines this sweep's search (search/definition.py): a study that goes on must share it."""
+    return definition(sweep.spec.model_dump(mode="json", exclude={"cluster"}), sweep.metrics, sweep.modes)
+
+
+def check_store(sweep: Sweep, store: Store, new: bool, accept_change: bool = False) -> None:
+    """Refuse to continue a study that was made for another direction, or for another search (its
+    definition differs) unless ``accept_change``; reads only."""
     if new or not store.exists():
         return
     storage = rdb_storage(store.optuna_url)
@@ -183,6 +190,16 @@ def check_store(sweep: Sweep, store: Store, new: bool) -> None:
         return
     finally:
         storage.engine.dispose()
+    modes = ["max" if d == optuna.study.StudyDirection.MAXIMIZE else "min" for d in study.directions]
+    old = recorded(study.user_attrs, study.metric_names, modes)
+    changed = differences(old, sweep_definition(sweep)) if old is not None else []
+    if changed and not accept_change and study.directions == sweep.directions:
+        raise SpecError(
+            f"the study {sweep.spec.name!r} in {store.shown_storage} is another search: {'; '.join(changed)}. "
+            "Name this one differently, pass --new to archive that study and start afresh, or --accept-change "
+            "to go on in it (the change is recorded on the study and its later trials)",
+            sweep.source,
+        )
     if study.directions != sweep.directions:
 
         def said(directions: list[optuna.study.StudyDirection]) -> str:
@@ -196,11 +213,13 @@ def check_store(sweep: Sweep, store: Store, new: bool) -> None:
         )
 
 
-def create_store(sweep: Sweep, store: Store, new: bool = False, address: str | None = None) -> None:
+def create_store(
+    sweep: Sweep, store: Store, new: bool = False, address: str | None = None, accept_change: bool = False
+) -> None:
     """The store's directories and an empty study database, so a dashboard can watch from the start."""
     store.check()
     check_reachable(store, address)
-    check_store(sweep, store, new)
+    check_store(sweep, store, new, accept_change)
     init_store(store)
 
 
@@ -246,6 +265,7 @@ def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optun
         reseeded = sweep.spec.sampler.model_copy(update={"seed": sweep.spec.sampler.seed + len(study.trials)})
         study.sampler = samplers.build_sampler(sweep.spec.model_copy(update={"sampler": reseeded}), sweep.source)
     study.set_metric_names(sweep.metrics)
+    record_definition(study, sweep, console)
     study.set_user_attr("trainable", sweep.spec.trainable)
     study.set_user_attr("space_file", sweep.source)
     if sweep.enqueued:
@@ -254,6 +274,30 @@ def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optun
             if point not in seen:
                 study.enqueue_trial(point, skip_if_exists=sweep.spec.sampler.name == "ofat")
     return study
+
+
+def record_definition(study: optuna.Study, sweep: Sweep, console: Console) -> None:
+    """The study keeps what defines its search; a change ``check_store`` let through (--accept-change) is
+    appended to its ``definition_changes``, and the trials asked from now on carry ``definition_version``."""
+    new = sweep_definition(sweep)
+    modes = ["max" if d == optuna.study.StudyDirection.MAXIMIZE else "min" for d in study.directions]
+    old = recorded(study.user_attrs, study.metric_names, modes)
+    if old is not None and (changed := differences(old, new)):
+        history = [*study.user_attrs.get(CHANGES_ATTR, []), change_record(changed, len(study.trials))]
+        study.set_user_attr(CHANGES_ATTR, history)
+        console.print(
+            f"the search of {study.study_name} changed ({'; '.join(changed)}): recorded on the study as change "
+            f"{len(history)}; its trials from now on carry {VERSION_ATTR} = {len(history)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if old != new:
+        study.set_user_attr(DEFINITION_ATTR, new)
+
+
+def definition_version(study: optuna.Study) -> int:
+    """How many times the study's definition was changed: its trials from now on carry this number."""
+    return len(study.user_attrs.get(CHANGES_ATTR, []))
 
 
 def ensure_ray(address: str | None = None) -> None:
@@ -369,14 +413,16 @@ def run(
     console: Console | None = None,
     callbacks: list[tune.Callback] = (),
     parent_run_id: str | None = None,
+    accept_change: bool = False,
 ) -> SweepOutcome:
-    """Run the sweep; with ``parent_run_id`` (hpsearch resume) its trials join that MLflow parent run."""
+    """Run the sweep; with ``parent_run_id`` (hpsearch resume) its trials join that MLflow parent run;
+    ``accept_change`` goes on in a study whose definition differs (recording the change)."""
     console = console or Console(stderr=True)
     store.check()
     check_reachable(store, address)
+    check_store(sweep, store, new, accept_change)  # before Ray starts: a refusal costs a second, not ten
     ensure_ray(address)
     check_resources(sweep.spec, sweep.source, console, cluster=bool(address))
-    check_store(sweep, store, new)
     init_store(store)
     try:
         # Trial runs are written by a process of their own (mlflow_writer.py), started before the study
@@ -440,6 +486,7 @@ def _drive(
         spec.fuse,
         fuse_key(sweep.trainable) if spec.fuse > 1 else None,
         spec.value_rule,
+        {VERSION_ATTR: version} if (version := definition_version(study)) else {},
     )
     mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge, writer)
     progress = ProgressCallback(bridge, console)
