@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 import click
 import typer
@@ -87,29 +88,31 @@ def run(
     from search import spec as spec_mod  # the space file first: a bad one costs no engine import
 
     server = None
-    try:
-        overrides = [spec_mod.parse_override(s) for s in set_ or []]
-        if trials is not None:
-            overrides.append(("trials", trials))
-        spec, path = spec_mod.load(space, overrides)
-        from search import runner  # Ray, Optuna, MLflow: once the input is known to be good
-        from search.servers import check_port_free, start_dashboard
-        from search.store import Store
+    # Ctrl-C or SIGTERM before the sweep holds them (imports, Ray's start): one line, nothing recorded.
+    with interrupts_end_in_one_line("the sweep had not started; nothing was recorded"):
+        try:
+            overrides = [spec_mod.parse_override(s) for s in set_ or []]
+            if trials is not None:
+                overrides.append(("trials", trials))
+            spec, path = spec_mod.load(space, overrides)
+            from search import runner  # Ray, Optuna, MLflow: once the input is known to be good
+            from search.servers import check_port_free, start_dashboard
+            from search.store import Store
 
-        sweep = runner.prepare_spec(spec, str(path))
-        c = sweep.spec.cluster  # flags and environment first, then the space file
-        s = Store.at(store, storage or c.storage, tracking_uri or c.tracking_uri, storage_path or c.storage_path)
-        address = address or c.address
-        if with_dashboard:
-            check_port_free("127.0.0.1", dashboard_port)
-            runner.create_store(sweep, s, new, address, accept_change)
-            server = start_dashboard(s.optuna_url, "127.0.0.1", dashboard_port)
-            err.print(f"optuna-dashboard on {server.url}", highlight=False)
-        outcome = runner.run(sweep, s, new=new, address=address, console=err, accept_change=accept_change)
-    except BaseException:
-        if server:
-            server.stop()  # no sweep ran, or it broke: its dashboard does not stay up
-        raise
+            sweep = runner.prepare_spec(spec, str(path))
+            c = sweep.spec.cluster  # flags and environment first, then the space file
+            s = Store.at(store, storage or c.storage, tracking_uri or c.tracking_uri, storage_path or c.storage_path)
+            address = address or c.address
+            if with_dashboard:
+                check_port_free("127.0.0.1", dashboard_port)
+                runner.create_store(sweep, s, new, address, accept_change)
+                server = start_dashboard(s.optuna_url, "127.0.0.1", dashboard_port)
+                err.print(f"optuna-dashboard on {server.url}", highlight=False)
+            outcome = runner.run(sweep, s, new=new, address=address, console=err, accept_change=accept_change)
+        except BaseException:
+            if server:
+                server.stop()  # no sweep ran, or it broke: its dashboard does not stay up
+            raise
     if server and not keep_dashboard:
         server.stop()
     if server and keep_dashboard:
@@ -118,8 +121,21 @@ def run(
         err.print(
             f"sweep budget reached after {outcome.wall_s:.0f}s; trials still running were stopped", highlight=False
         )
+    ended(outcome)
+
+
+def ended(outcome) -> None:
+    """How a sweep (run or resumed) ended, as an exit code: an interrupt says how to go on (130, 143); a
+    sweep in which no trial completed gives the first reasons (1)."""
     if outcome.interrupted:
-        raise typer.Exit(130)
+        finished = sum(outcome.counts.get(k, 0) for k in ("complete", "pruned"))
+        err.print(
+            f"interrupted: {finished} trial(s) of this run finished, {len(outcome.stopped)} stopped (FAIL, "
+            f"stopped: interrupted); `hpsearch resume {outcome.study_name}` runs those again and finishes the sweep",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(128 + outcome.signal)
     if outcome.nothing_completed:
         report_failures(outcome.failures)
         raise typer.Exit(1)
@@ -131,6 +147,20 @@ def report_failures(failures: list[tuple[int, str, str | None]], shown: int = 3)
         err.print(f"  trial {number}: {line}", highlight=False, soft_wrap=True)
         if logs:
             err.print(f"    logs: {logs}", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def interrupts_end_in_one_line(said: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM before a command's own handling of them (imports, Ray's start): one line saying
+    what became of the work, and the shell's exit code for the signal (130, 143), not a traceback."""
+    from search import interrupts
+
+    try:
+        with interrupts.interruptible():
+            yield
+    except KeyboardInterrupt as e:
+        err.print(f"interrupted: {said}", highlight=False, soft_wrap=True)
+        raise typer.Exit(143 if isinstance(e, interrupts.Terminated) else 130) from None
 
 
 HostOpt = typer.Option("127.0.0.1", "--host", help="address to bind; 127.0.0.1 keeps it on this machine")
@@ -286,14 +316,12 @@ def resume(
     storage_path: Optional[str] = StoragePathOpt,
 ) -> None:
     """Finish a sweep whose driver died: reconcile the study and MLflow, re-run what was running, go on."""
-    from search.resume import resume as resume_sweep
+    with interrupts_end_in_one_line(f"the resume had not started; {sweep} is as it was"):
+        from search.resume import resume as resume_sweep
 
-    outcome = resume_sweep(open_store(store, storage, tracking_uri, storage_path), sweep, err, address)
-    if outcome is not None and outcome.interrupted:
-        raise typer.Exit(130)
-    if outcome is not None and outcome.nothing_completed:
-        report_failures(outcome.failures)
-        raise typer.Exit(1)
+        outcome = resume_sweep(open_store(store, storage, tracking_uri, storage_path), sweep, err, address)
+    if outcome is not None:
+        ended(outcome)
 
 
 @app.command("list")

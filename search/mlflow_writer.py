@@ -84,8 +84,14 @@ class MlflowWriter:
     flush_s = FLUSH_S
 
     def __init__(self, tracking_uri: str) -> None:
+        # A process group of its own: a Ctrl-C at the terminal reaches the driver's group, and the writer
+        # must not die of it while it imports MLflow, before it can ignore it (main()); it ends when the
+        # driver closes its input, or dies.
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "search.mlflow_writer"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            [sys.executable, "-m", "search.mlflow_writer"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            process_group=0,
         )
         self._cond = threading.Condition()
         self._run_ids: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""``hpsearch resume``: finish a sweep whose driver died (killed, machine rebooted).
+"""``hpsearch resume``: finish a sweep whose driver died (killed, machine rebooted) or was interrupted.
 
 Ray Tune's own ``Tuner.restore`` is not used: after a kill it leaves an Optuna trial RUNNING for ever,
 re-suggests its parameters, and Ray's MLflow callback leaves runs RUNNING and logs duplicates. The state
@@ -9,8 +9,10 @@ rest of the sweep under the same parent run:
 1. the space as it ran is read back from the parent run's ``space.yaml`` artifact (or the study's copy);
 2. what the dead driver left RUNNING is closed (``reconcile``): study trials FAIL, each MLflow run the
    way its study trial ended; nothing that finished is touched or run again;
-3. the lost trials' parameters are enqueued, so they run again first, each as a new trial with its own
-   MLflow run; then the sweep goes on until its trial count is reached.
+3. the parameters of the trials it did not finish, lost with the driver or stopped by Ctrl-C / SIGTERM
+   (FAIL, ``stopped: driver lost | interrupted``), are enqueued, so they run again first, each as a new
+   trial with its own MLflow run and user attribute ``rerun_of`` (a trial already run again is not run a
+   third time); then the sweep goes on until its trial count is reached.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from rich.console import Console
 from search import runner
 from search.driver_lock import sole_driver
 from search.errors import SweepError
-from search.reconcile import close_lost
+from search.reconcile import LOST, close_lost
 from search.spec import validate
 from search.store import Store
 from search.sweeps import load_study, recorded_space, require_sweeps
-from search.tracking import latest_parent_run
+from search.tracking import PARENT_ATTR, latest_parent_run
 
 
 def resume(
@@ -58,21 +60,45 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
     # ones its parent's child runs name.
     numbers = [r.data.tags.get("optuna.trial_number", "") for r in children]
     of_this_run = {int(n) for n in numbers if n.isdigit()}
+    # and those it asked that never got an MLflow run (interrupted as they started)
+    of_this_run |= {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(PARENT_ATTR) == parent.info.run_id}
     finished = {
         t.number
         for t in study.get_trials(deepcopy=False)
         if t.number in of_this_run and t.state in (TrialState.COMPLETE, TrialState.PRUNED)
     }
     remaining = sweep.n_trials - len(finished)
+    # a lost trial may have had no MLflow run yet (killed as it started): it is this run's all the same
+    redo = unfinished(study, of_this_run | {t.number for t in lost})
     console = console or Console(stderr=True)
     console.print(
-        f"resuming {name}: {len(finished)} of {sweep.n_trials} trials finished before the driver was lost, "
-        f"{len(lost)} were running (marked FAIL, run again), {max(remaining, 0)} to go",
+        f"resuming {name}: {len(finished)} of {sweep.n_trials} trials finished, {len(lost)} were running when "
+        f"its driver was lost, {len(redo)} to run again ({', '.join(f'trial {t.number}' for t in redo) or 'none'}), "
+        f"{max(remaining, 0)} to go",
         highlight=False,
+        soft_wrap=True,
     )
     if remaining <= 0:
         client.set_terminated(parent.info.run_id, "FINISHED")
         return None
     sweep.n_trials = remaining
-    sweep.enqueued = [dict(t.params) for t in lost][:remaining] + sweep.enqueued
+    sweep.reruns = [(dict(t.params), t.number) for t in redo][:remaining]
     return runner.run(sweep, store, address=address, console=console, parent_run_id=parent.info.run_id)
+
+
+RERUN = (LOST, "interrupted")  # why a trial did not finish, when it is to run again
+
+
+def unfinished(study, of_this_run: set[int]) -> list:
+    """The trials of this run that the driver's loss or an interrupt stopped (FAIL, ``stopped``), and that
+    no later trial has run again (``rerun_of``), in order."""
+    trials = study.get_trials(deepcopy=False)
+    rerun = {t.user_attrs.get("rerun_of") for t in trials}
+    return [
+        t
+        for t in trials
+        if t.number in of_this_run
+        and t.state == TrialState.FAIL
+        and t.user_attrs.get("stopped") in RERUN
+        and t.number not in rerun
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 import warnings
 from contextlib import closing, contextmanager, nullcontext
@@ -24,7 +25,7 @@ from optuna.trial import TrialState
 from ray import tune
 from rich.console import Console
 
-from search import ray_patches, samplers
+from search import interrupts, ray_patches, samplers
 from search.constraints import all_hold
 from search.driver_lock import setting_up, sole_driver
 from search.definition import CHANGES_ATTR, DEFINITION_ATTR, VERSION_ATTR, change_record, definition, differences, recorded
@@ -44,7 +45,7 @@ from search.reconcile import close_lost, close_parent
 from search.scored import weights_notice
 from search.spec import SweepSpec, load, objectives
 from search.store import Store, out_of_space
-from search.tracking import MlflowTrialCallback, Tracking, latest_parent_run
+from search.tracking import PARENT_ATTR, MlflowTrialCallback, Tracking, latest_parent_run
 from trainables.registry import TrainableSpec
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ class Sweep:
     scheduler: PruningScheduler | ReportingASHA  # its bridge is attached when the sweep runs
     front_pruner: ParetoPruner | None = None  # pruner: pareto (the bridge asks it, not the study)
     enqueued: list[dict[str, Any]] = field(default_factory=list)
+    # (parameters, trial number): trials a lost or interrupted driver did not finish, run again first (resume)
+    reruns: list[tuple[dict[str, Any], int]] = field(default_factory=list)
 
     @property
     def metric(self) -> str:
@@ -119,6 +122,8 @@ class SweepOutcome:
     # (trial number, last line of its error, where its logs are) of the failed trials, in order
     failures: list[tuple[int, str, str | None]] = field(default_factory=list)
     ray_dir: str | None = None  # Ray Tune's experiment directory in a local store: trial logs live there
+    signal: int = 2  # what interrupted it (SIGINT unless SIGTERM came): the exit code is 128 + this
+    stopped: list[int] = field(default_factory=list)  # the trials an interrupt stopped (FAIL): resume reruns them
 
     @property
     def nothing_completed(self) -> bool:
@@ -268,6 +273,8 @@ def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optun
     record_definition(study, sweep, console)
     study.set_user_attr("trainable", sweep.spec.trainable)
     study.set_user_attr("space_file", sweep.source)
+    for params, number in sweep.reruns:
+        study.enqueue_trial(params, user_attrs={"rerun_of": number})
     if sweep.enqueued:
         seen = [t.params for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         for point in sweep.enqueued:
@@ -305,6 +312,8 @@ def ensure_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     local = not address and not os.environ.get("RAY_ADDRESS")
+    # ray.init makes SIGTERM a SystemExit anywhere in the driver; the driver keeps its own handling
+    sigterm = signal.getsignal(signal.SIGTERM)
     try:
         with ray_patches.local_only() if local else nullcontext():  # a Ray started here serves this machine
             ray.init(
@@ -315,6 +324,11 @@ def ensure_ray(address: str | None = None) -> None:
                 logging_level=logging.WARNING,
                 configure_logging=True,
             )
+    except SystemExit as e:  # Ray's own SIGTERM handler while it starts: sys.exit(15)
+        if e.code != signal.SIGTERM:
+            raise
+        interrupts.received.append(signal.SIGTERM)
+        raise interrupts.Terminated() from None
     except (ConnectionError, RuntimeError, ValueError) as e:
         if not address:
             raise
@@ -324,6 +338,9 @@ def ensure_ray(address: str | None = None) -> None:
         else:
             message = (text.strip() or type(e).__name__).splitlines()[0]
         raise UnreachableError(f"cannot join the Ray cluster at {address}: {message}", "--address") from None
+    finally:
+        if sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
 
 
 def check_resources(spec: SweepSpec, source: str, console: Console, cluster: bool) -> None:
@@ -342,11 +359,13 @@ def check_resources(spec: SweepSpec, source: str, console: Console, cluster: boo
 
 
 @contextmanager
-def sigterm_stops_tune() -> Iterator[None]:
-    """Ray Tune stops gracefully on SIGINT/SIGUSR1; make SIGTERM do the same while the sweep runs."""
+def sigterm_stops_tune(seen: list[int]) -> Iterator[None]:
+    """Ray Tune stops gracefully on SIGINT/SIGUSR1; make SIGTERM do the same while the sweep runs (and list
+    it in ``seen``, for the exit code)."""
     previous = signal.getsignal(signal.SIGTERM)
 
     def handler(signum: int, frame: Any) -> None:
+        seen.append(signum)
         os.kill(os.getpid(), signal.SIGUSR1)
 
     signal.signal(signal.SIGTERM, handler)
@@ -423,12 +442,15 @@ def run(
     check_store(sweep, store, new, accept_change)  # before Ray starts: a refusal costs a second, not ten
     ensure_ray(address)
     check_resources(sweep.spec, sweep.source, console, cluster=bool(address))
-    init_store(store)
     try:
-        # Trial runs are written by a process of their own (mlflow_writer.py), started before the study
-        # opens and Ray starts the first trial.
-        with sole_driver(store, sweep.spec.name), closing(MlflowWriter(store.mlflow_url)) as writer:
-            return _drive(sweep, store, new, console, callbacks, parent_run_id, writer)
+        # From here on every write is made whole: an interrupt waits (interrupts.held) until the sweep starts
+        # its trials, where Ray Tune stops them gracefully, and again while the sweep is closed.
+        with interrupts.held() as held:
+            init_store(store)
+            # Trial runs are written by a process of their own (mlflow_writer.py), started before the study
+            # opens and Ray starts the first trial.
+            with sole_driver(store, sweep.spec.name), closing(MlflowWriter(store.mlflow_url)) as writer:
+                return _drive(sweep, store, new, console, callbacks, parent_run_id, writer, held)
     except Exception as e:
         # A full disk fails every write that follows (closing trials included): stop with one line.
         if isinstance(e, UserError) or not out_of_space(e):
@@ -458,6 +480,7 @@ def _drive(
     callbacks: list[tune.Callback],
     parent_run_id: str | None,
     writer: MlflowWriter,
+    held: list[int],
 ) -> SweepOutcome:
     spec = sweep.spec
     study = open_study(sweep, store, new, console)
@@ -486,7 +509,8 @@ def _drive(
         spec.fuse,
         fuse_key(sweep.trainable) if spec.fuse > 1 else None,
         spec.value_rule,
-        {VERSION_ATTR: version} if (version := definition_version(study)) else {},
+        # every trial knows the run that asked it (resume finds it even if its own MLflow run was never made)
+        {PARENT_ATTR: parent_run_id} | ({VERSION_ATTR: version} if (version := definition_version(study)) else {}),
     )
     mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge, writer)
     progress = ProgressCallback(bridge, console)
@@ -508,9 +532,13 @@ def _drive(
     )
     status = "FINISHED"
     started = time.monotonic()
+    signals = held  # those that came while it was set up: then no trial starts
     try:
-        with sigterm_stops_tune():
-            tuner.fit()
+        if not held:
+            with sigterm_stops_tune(signals):
+                tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C ends Ray Tune's loop at once: closed below all the same
+        status = "KILLED"
     except BaseException:
         status = "FAILED"
         raise
@@ -528,6 +556,8 @@ def _drive(
         if interrupted and status == "FINISHED":
             status = "KILLED"
         outcome = _summarize(bridge, parent_run_id, interrupted)
+        outcome.signal = signals[0] if signals else signal.SIGINT
+        outcome.stopped = sorted({v.number for v in bridge.views() if v.ray_trial_id in stopped})
         outcome.stopped_by_budget, outcome.wall_s = by_budget, wall
         if "://" not in store.ray_results:
             outcome.ray_dir = f"{store.ray_results}/{run_name}"

@@ -31,6 +31,7 @@ from search.sweeps import SPACE_ARTIFACT
 from search.write_behind import RunWrites
 
 PARENT_RUN_TAG = "hpsearch.role"
+PARENT_ATTR = "mlflow_parent_run_id"  # on each study trial: the parent run of the `hpsearch run` that asked it
 # MLflow 3's UI opens an experiment on its GenAI overview unless told it holds training runs.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _RAY_KEYS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "step", "node_id"}

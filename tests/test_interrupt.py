@@ -52,9 +52,9 @@ def driver_log(space) -> str:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_stops_the_sweep_and_closes_every_trial(sig, flaky_space, tmp_path):
+def test_signal_stops_the_sweep_closes_every_trial_and_resume_runs_them_again(sig, flaky_space, tmp_path):
     store = Store.at(tmp_path / "store")
-    space = flaky_space("slow", {"steps": 200, "sleep": 0.1}, trials=6, concurrency=2)
+    space = flaky_space("slow", {"steps": 60, "sleep": 0.1}, trials=4, concurrency=2)
     # The driver's output goes to a file, not a pipe: an unread pipe fills up, blocks the driver's
     # prints and with them its event loop, and no trial would ever report.
     log = tmp_path / "driver.log"
@@ -71,7 +71,13 @@ def test_signal_stops_the_sweep_and_closes_every_trial(sig, flaky_space, tmp_pat
             proc.wait(timeout=60)
         finally:
             proc.kill()
-    assert proc.returncode == 130, log.read_text()[-2000:]
+    assert proc.returncode == 128 + sig, log.read_text()[-2000:]  # 130 for Ctrl-C, 143 for SIGTERM
+    output = log.read_text()
+    assert "Traceback" not in output, output[-3000:]
+    assert (
+        "interrupted: 0 trial(s) of this run finished, 2 stopped (FAIL, stopped: interrupted); "
+        "`hpsearch resume slow` runs those again and finishes the sweep"
+    ) in output, output[-2000:]
 
     study = optuna.load_study(study_name="slow", storage=store.optuna_url)
     states = [t.state for t in study.trials]
@@ -86,6 +92,23 @@ def test_signal_stops_the_sweep_and_closes_every_trial(sig, flaky_space, tmp_pat
     assert all(r.data.tags["stopped"] == "interrupted" for r in children)
     parent = next(r for r in runs if r.data.tags.get("hpsearch.role") == "sweep")
     assert parent.info.status == "KILLED"
+
+    # resume runs the two interrupted configurations again (not new ones), then the rest
+    interrupted = {t.number: t.params for t in study.trials}
+    done = subprocess.run(
+        [sys.executable, "-m", "search.cli", "resume", "slow", "--store", str(store.root)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 to run again (trial 0, trial 1)" in done.stderr, done.stderr[-2000:]
+    study = optuna.load_study(study_name="slow", storage=store.optuna_url)
+    reruns = [t for t in study.trials if "rerun_of" in t.user_attrs]
+    assert sorted(t.user_attrs["rerun_of"] for t in reruns) == [0, 1]
+    assert all(t.params == interrupted[t.user_attrs["rerun_of"]] for t in reruns)
+    assert all(t.state == TrialState.COMPLETE for t in reruns)
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 4  # the sweep's trial count
 
 
 def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_trials(flaky_space, tmp_path):
@@ -302,3 +325,50 @@ def test_two_drivers_starting_together_on_a_new_store_both_finish(write_space, t
     for name in ("first", "second"):
         study = optuna.load_study(study_name=name, storage=store.optuna_url)
         assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+
+
+def study_exists(store: Store, name: str) -> bool:
+    if not (store.root / "optuna.db").exists():
+        return False
+    try:
+        return name in optuna.get_all_study_names(storage=store.optuna_url)
+    except Exception:  # the driver is creating the tables right now
+        return False
+
+
+@pytest.mark.parametrize(
+    ("point", "sig"),
+    [
+        ("imports", signal.SIGINT),  # 0.5 s in: Python, Ray, Optuna and MLflow loading
+        ("ray start", signal.SIGTERM),  # 3 s in: Ray's processes starting
+        ("study open", signal.SIGINT),  # the study and the MLflow writer are there, no trial has started
+        ("study open", signal.SIGTERM),
+    ],
+)
+def test_an_interrupt_during_start_up_is_one_line_and_leaves_nothing_running(point, sig, flaky_space, tmp_path):
+    store = Store.at(tmp_path / "store")
+    space = flaky_space("early", {"steps": 5, "sleep": 0.5}, trials=4, concurrency=2)
+    proc = start_driver(space, store)
+    try:
+        if point == "imports":
+            time.sleep(0.5)
+        elif point == "ray start":
+            time.sleep(3.0)
+        else:
+            assert wait_for(lambda: study_exists(store, "early"), timeout=120, every=0.05), driver_log(space)
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=90)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+    output = driver_log(space)
+    assert proc.returncode == 128 + sig, output
+    assert "Traceback" not in output and output.count("interrupted:") == 1, output
+    if (store.root / "optuna.db").exists() and study_exists(store, "early"):
+        study = optuna.load_study(study_name="early", storage=store.optuna_url)
+        assert all(t.state != TrialState.RUNNING for t in study.trials)
+    if (store.root / "mlflow.db").exists():
+        client = MlflowClient(store.mlflow_url)
+        exp = client.get_experiment_by_name("early")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        assert "RUNNING" not in {r.info.status for r in runs}, [(r.info.run_name, r.info.status) for r in runs]
+        assert all(r.info.status == "KILLED" for r in runs if r.data.tags.get("hpsearch.role") == "sweep")

@@ -1,0 +1,74 @@
+"""Ctrl-C and SIGTERM: one line and the shell's exit code (130, 143), never a traceback or a half-written store.
+
+A command that writes (``run``, ``resume``) goes through three phases:
+
+* ``interruptible``: imports, Ray's start. Nothing is written yet, so a signal ends the command at once
+  (``KeyboardInterrupt``, or ``Terminated`` for SIGTERM) and the CLI says so in one line. A signal that
+  lands where Python swallows exceptions (an at-fork hook inside Ray's start) is still remembered in
+  ``received``.
+* ``held``: the stores are set up, the study and the parent run opened, the sweep closed. A signal waits
+  (it is listed) so each of those writes is made whole; the sweep starts no trial when one came.
+* Ray Tune's loop in between, which stops its trials gracefully on SIGINT (and on SIGTERM, through
+  ``runner.sigterm_stops_tune``), after which the sweep closes them.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+received: list[int] = []  # every signal the handlers below saw, in order
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where nothing else handles it: ends a command as Ctrl-C does (exit 143, not 130)."""
+
+
+def exit_code(signum: int) -> int:
+    return 128 + signum
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """A signal raises at once (KeyboardInterrupt, or Terminated for SIGTERM), and is remembered."""
+    if not _main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def held() -> Iterator[list[int]]:
+    """Signals wait: the list holds those that came (and any remembered from before, that Python swallowed)."""
+    got: list[int] = list(received)
+    if not _main_thread():  # signal handlers live in the main thread
+        yield got
+        return
+
+    def hold(signum: int, frame: Any) -> None:
+        received.append(signum)
+        got.append(signum)
+
+    previous = {s: signal.signal(s, hold) for s in SIGNALS}
+    try:
+        yield got
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
