@@ -136,6 +136,15 @@ def ended(outcome) -> None:
             soft_wrap=True,
         )
         raise typer.Exit(128 + outcome.signal)
+    if outcome.failed_fast:
+        logs = next((logs for _, line, logs in outcome.failures if logs), None)
+        err.print(
+            f"error: the sweep stopped: {outcome.failed_fast} (fail_fast: 0 in the space file runs on regardless)"
+            + (f"; logs: {logs}" if logs else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
     if outcome.nothing_completed:
         report_failures(outcome.failures)
         raise typer.Exit(1)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from search.ray_session import (
 from search.write_behind import StudyWrites
 
 log = logging.getLogger(__name__)
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
 @dataclass
@@ -75,6 +77,7 @@ class TrialRecord:
     latest: dict[str, float] = field(default_factory=dict)  # every number of its latest report
     violations: dict[str, float] | None = None  # each constraint's violation, once the trial ended
     value_step: int | None = None  # the step whose report gave its value (best, or last)
+    raised: bool = False  # it failed by raising (its failure is the exception's line), not by what it reported
     checkpoint_step: int | None = None  # the step of the checkpoint it kept (ray_session.KEPT_KEY)
     checkpoint_metrics: dict[str, float] | None = None  # what that step reported: what its weights scored
 
@@ -175,6 +178,11 @@ class OptunaBridge:
         self._asked = 0
         self._stops: dict[str, list[int]] = {}  # Ray trial id -> members pruned since the worker was told
         self.front_pruner = front_pruner
+        # Failing fast: the error lines of the trials that raised, while none has completed (fail_fast).
+        self.fail_fast = 0
+        self._raised: list[str] = []
+        self._completed_any = False
+        self.failing_fast: str | None = None  # the error every one of the first trials raised, once it is so
         # A running trial's steps and attributes reach the study in one write a second (write_behind.py);
         # the other stores finish writing a trial before it is told (tracking: its MLflow run).
         self._writes = StudyWrites()
@@ -418,7 +426,7 @@ class OptunaBridge:
         line = error_line(trial)
         for key in self.members(trial.trial_id):
             if (rec := self._records.get(key)) is not None and rec.state is None:
-                rec.failure = line
+                rec.failure, rec.raised = line, True
 
     def mark_pruned(self, ray_trial_id: str) -> None:
         rec = self._records.get(ray_trial_id)
@@ -523,6 +531,22 @@ class OptunaBridge:
         self.study.tell(trial, values if self.multi or values is None else values[0], state=final)
         if final == TrialState.COMPLETE and self.front_pruner is not None:
             self.front_pruner.completed(trial.number)
+        self._watch_failures(final, group)
+
+    def _watch_failures(self, final: TrialState, group: list[TrialRecord]) -> None:
+        """Fail fast: the first ``fail_fast`` trials all raised the same error and none completed."""
+        if final in (TrialState.COMPLETE, TrialState.PRUNED):
+            self._completed_any = True
+        if self._completed_any or not self.fail_fast or self.failing_fast is not None or final != TrialState.FAIL:
+            return
+        raised = next((r.failure for r in group if r.raised and r.failure), None)
+        if raised is None:
+            return
+        self._raised.append(raised)
+        first = self._raised[: self.fail_fast]
+        # alike: the same exception and message, whatever numbers it quotes (a trial's x=0.41, a size)
+        if len(first) == self.fail_fast and len({_NUMBER.sub("#", line) for line in first}) == 1:
+            self.failing_fast = first[0]
 
     def _constrain(self, trial: optuna.Trial, group: list[TrialRecord]) -> str | None:
         """Tell Optuna each constraint's violation on the configuration's final values (the mean over its

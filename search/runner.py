@@ -49,6 +49,7 @@ from search.tracking import PARENT_ATTR, MlflowTrialCallback, Tracking, latest_p
 from trainables.registry import TrainableSpec
 
 log = logging.getLogger(__name__)
+FAILED_FAST = "the sweep stopped: its first trials all failed alike"
 
 
 def engine_settings() -> None:
@@ -124,11 +125,27 @@ class SweepOutcome:
     ray_dir: str | None = None  # Ray Tune's experiment directory in a local store: trial logs live there
     signal: int = 2  # what interrupted it (SIGINT unless SIGTERM came): the exit code is 128 + this
     stopped: list[int] = field(default_factory=list)  # the trials an interrupt stopped (FAIL): resume reruns them
+    failed_fast: str | None = None  # why it stopped, when its first trials all raised one error (fail_fast)
 
     @property
     def nothing_completed(self) -> bool:
         """Every trial failed: the sweep produced no result, and the command exits non-zero."""
         return not self.interrupted and not self.counts.get("complete") and bool(self.failures)
+
+
+class FailFastStopper(tune.Stopper):
+    """Ends the sweep once its first trials all failed alike (``OptunaBridge.failing_fast``), as Ray's
+    ``FailureConfig(fail_fast=True)`` does on the first failure: a broken set-up stops in seconds, not after
+    every trial has failed the same way."""
+
+    def __init__(self, bridge: OptunaBridge) -> None:
+        self.bridge = bridge
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.bridge.failing_fast is not None
 
 
 class TrialBudgetStopper(tune.Stopper):
@@ -381,6 +398,7 @@ def build_tuner(
     """Ray Tune wired to the bridge: Optuna asks, the pruner (or ASHA) stops, budgets bound time."""
     ray_patches.apply()  # a trial killed for the host's memory fails alone, not the sweep
     spec = sweep.spec
+    bridge.fail_fast = spec.fail_fast
     interval = spec.report_interval_s
     budget = spec.budget
     limit = budget.trial + (interval or 0.0) if budget.trial else None  # as TrialBudgetStopper's
@@ -413,7 +431,9 @@ def build_tuner(
             name=run_name,
             storage_path=store.ray_results,
             verbose=0,
-            stop=TrialBudgetStopper(budget.trial, interval or 0.0) if budget.trial else None,
+            stop=tune.stopper.CombinedStopper(
+                FailFastStopper(bridge), *([TrialBudgetStopper(budget.trial, interval or 0.0)] if budget.trial else [])
+            ),
             callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=0),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -546,18 +566,24 @@ def _drive(
         wall = time.monotonic() - started
         # Ray ends trials at the sweep budget (or on a signal) without telling searcher or callbacks.
         by_budget = budget.sweep is not None and wall >= budget.sweep - 1.0
-        reason = "sweep budget" if by_budget else "interrupted"
+        failing = bridge.failing_fast
+        reason = "sweep budget" if by_budget else FAILED_FAST if failing else "interrupted"
         # With the disk full these writes fail too: what stays RUNNING is what `hpsearch resume` closes.
         stopped = bridge.finish_open(reason, as_pruned=by_budget)
         mlflow_cb.finish_open(reason)
         mlflow_cb.writes.flush_all()  # what runs closed earlier still held (nothing, as a rule)
         writer.sync()  # every trial run written before the parent run ends
-        interrupted = not by_budget and (bool(stopped) or len(bridge.views()) < sweep.n_trials * spec.repeats)
+        interrupted = (
+            not by_budget and not failing and (bool(stopped) or len(bridge.views()) < sweep.n_trials * spec.repeats)
+        )
         if interrupted and status == "FINISHED":
             status = "KILLED"
+        if failing and status == "FINISHED":
+            status = "FAILED"
         outcome = _summarize(bridge, parent_run_id, interrupted)
         outcome.signal = signals[0] if signals else signal.SIGINT
         outcome.stopped = sorted({v.number for v in bridge.views() if v.ray_trial_id in stopped})
+        outcome.failed_fast = f"its first {spec.fail_fast} trials all raised {failing}" if failing else None
         outcome.stopped_by_budget, outcome.wall_s = by_budget, wall
         if "://" not in store.ray_results:
             outcome.ray_dir = f"{store.ray_results}/{run_name}"

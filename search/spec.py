@@ -246,6 +246,9 @@ class SweepSpec(_Strict):
     # Fused trials: up to this many configurations that differ only in fusible hyperparameters (lr, ...)
     # train together as one stacked model in one Ray trial, each still its own Optuna trial and MLflow run.
     fuse: int = Field(1, ge=1, le=MAX_FUSE)
+    # A set-up that is broken (a misspelled key, a missing data folder) fails every trial alike: when the first
+    # this many trials all raised the same error and none completed, the sweep stops. 0: never.
+    fail_fast: int = Field(3, ge=0, le=MAX_TRIALS)
     # The trainable ``validate`` resolved (looked up once); not part of the space, never dumped.
     _resolved: registry.TrainableSpec | None = PrivateAttr(default=None)
 

@@ -42,6 +42,14 @@ def collect(trial: Trial) -> list[Path]:
             files.append(Path(shutil.copyfile(source, target / f"{name}.txt")))
         else:
             files.append(source)
-    if target is not None and (target / "error.txt").is_file():
-        files.append(target / "error.txt")
+    if target is not None:
+        # Ray writes the traceback to the trial's local directory first and syncs it to the store later: a
+        # failed trial's error.txt is copied now, so its run's logs/ and the FAIL line's pointer have it.
+        local = Path(trial.error_file) if getattr(trial, "error_file", None) else None
+        error = target / "error.txt"
+        if local is not None and local.is_file() and local.resolve() != error.resolve():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, error)
+        if error.is_file():
+            files.append(error)
     return files
