@@ -1,6 +1,7 @@
 """``hpsearch compare``: trials (or, with repeats, configurations) of one or more sweeps in one table.
 
-Values come from the study (the mean over seeds for a repeated configuration, with each seed's value);
+Values come from the study (the mean over seeds for a repeated configuration, with each seed's value, its 95%
+confidence interval and whether Welch's t-test tells it apart from its sweep's best: search/seed_stats.py);
 parameter counts and seconds per epoch from the trials' MLflow runs, where the trainable reported them.
 A trade-off sweep has a column per objective and marks each trial on the study's Pareto front; a sweep
 with constraints marks each trial feasible or not (an infeasible trial is never best).
@@ -14,10 +15,12 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from search.constraints import all_hold
+from search.seed_stats import distinct, half_width, welch_p
 from search.store import Store
 from search.sweeps import load_study, objective_names, require_sweeps
 
@@ -38,21 +41,27 @@ class Row:
     values: list[float] | None = None  # every objective's value (a trade-off has several)
     front: bool | None = None  # on its study's Pareto front (trade-offs only)
     feasible: bool | None = None  # every constraint holds (sweeps with constraints only)
+    names: list[str] | None = None  # its sweep's metric names, in the order of ``values``
 
 
 def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[str]]:
-    """Rows of every named sweep, best first (a trade-off's front first); also the metric names and
+    """Rows of every named sweep, best first (a trade-off's front first); also the metric names (of every
+    sweep: sweeps that measure different metrics get a column each, never one another's) and the
     directions of the first sweep."""
     require_sweeps(store, names)
     client = MlflowClient(store.mlflow_url)
     rows: list[Row] = []
     metrics, directions = [], ["maximize"]
+    order = {name: i for i, name in enumerate(names)}
+    signs: dict[str, int] = {}  # each sweep's first direction: -1 ranks larger values first
     for i, name in enumerate(names):
         study = load_study(store, name)
         multi = len(study.directions) > 1
+        own = objective_names(study)
+        signs[name] = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
         if i == 0:
             directions = [d.name.lower() for d in study.directions]
-            metrics = objective_names(study)
+        metrics += [m for m in own if m not in metrics]
         on_front = {t.number for t in study.best_trials} if multi else set()
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
             seeds = [v for v in t.user_attrs.get("repeat_values", []) if v is not None and not multi]
@@ -61,11 +70,21 @@ def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[
             value = t.values[0] if t.values else None
             row = Row(name, t.number, t.state.name, value, std, seeds, dict(t.params), _extra(client, run_ids))
             row.values = list(t.values) if t.values else None
+            row.names = own
             row.front = (t.number in on_front) if multi else None
             row.feasible = all_hold(t.constraints) if t.constraints else None
             rows.append(row)
-    sign = -1 if directions[0] == "maximize" else 1
-    rows.sort(key=lambda r: (not r.front, r.feasible is False, r.value is None, sign * (r.value or 0.0)))
+    # one metric for all: one ranking; different metrics cannot be ranked together: each sweep's rows apart
+    shared = len({tuple(r.names or ()) for r in rows}) <= 1
+    rows.sort(
+        key=lambda r: (
+            0 if shared else order[r.sweep],
+            not r.front,
+            r.feasible is False,
+            r.value is None,
+            signs[r.sweep] * (r.value or 0.0),
+        )
+    )
     return rows, metrics, directions
 
 
@@ -88,14 +107,24 @@ def columns(rows: list[Row], metrics: list[str], raw: bool = False) -> tuple[lis
     repeated = any(r.seeds for r in rows)
     marks = [m for m in ("front", "feasible") if any(getattr(r, m) is not None for r in rows)]
     header = ["sweep", "trial", "state", *metrics, *marks]
-    header += [*(["± std", "n", "seeds"] if repeated else []), *params, *extras]
+    header += [*(["± std", "± 95% CI", "p vs best", "distinct", "n", "seeds"] if repeated else []), *params, *extras]
+    # each sweep's best configuration (rows come best first) is what its others are tested against
+    best_seeds: dict[str, list[float]] = {}
+    for r in rows:
+        if r.seeds and r.state == "COMPLETE":
+            best_seeds.setdefault(r.sweep, r.seeds)
     body = []
     for r in rows:
-        values = ((r.values or []) + [None] * len(metrics))[: len(metrics)]  # none for a trial without values
+        own = dict(zip(r.names or metrics, r.values or []))  # a column holds only its own metric's values
+        values = [own.get(m) for m in metrics]
         cells = [r.sweep, str(r.trial), r.state, *[_fmt(v) for v in values]]
         cells += [{True: "yes", False: "no", None: "-"}[getattr(r, m)] for m in marks]
         if repeated:
-            cells += [_fmt(r.std), str(len(r.seeds) or 1), " ".join(_fmt(v) for v in r.seeds)]
+            best = best_seeds.get(r.sweep)
+            p = None if best is None or r.seeds is best else welch_p(r.seeds, best)
+            mark = "best" if best is not None and r.seeds is best else distinct(p)
+            cells += [_fmt(r.std), _fmt(half_width(r.seeds)), _fmt(p), mark]
+            cells += [str(len(r.seeds) or 1), " ".join(_fmt(v) for v in r.seeds)]
         cells += [_fmt(r.params.get(p, "")) for p in params]
         cells += [_fmt(r.extra.get(k)) for k in extras]
         body.append(cells)

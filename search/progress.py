@@ -13,6 +13,7 @@ from rich.table import Table
 
 from search.optuna_bridge import OptunaBridge, TrialView
 from search.pareto import front_of, signed
+from search.seed_stats import distinct, half_width, welch_p
 
 STATUS_EVERY_S = 10.0
 
@@ -140,9 +141,10 @@ def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
     table = Table(title=f"best trials of {bridge.study.study_name} ({bridge.metric}, {bridge.mode})")
     first_seed = {v.number: v.latest for v in bridge.views() if v.repeat == 0}
     figures = [f for f in FIGURES if f != bridge.metric and any(f in latest for latest in first_seed.values())]
-    columns = [
-        "trial", "state", value_col, *figures, *(["seeds"] if bridge.repeats > 1 else ["steps"]), *names
-    ]  # fmt: skip
+    repeated = ["± 95% CI", "distinct", "seeds"] if bridge.repeats > 1 else ["steps"]
+    columns = ["trial", "state", value_col, *figures, *repeated, *names]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best_seeds = [v for v in complete[0].user_attrs.get("repeat_values", []) if v is not None] if complete else []
     for col in columns:
         # at 80 columns long names fold onto two lines rather than lose their ends
         table.add_column(col, justify="left" if col == "state" else "right", overflow="fold", no_wrap=col == "state")
@@ -152,12 +154,15 @@ def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
             if t.value is not None:
                 value = f"{t.value:.4f} ± {t.user_attrs.get('value_std', 0.0):.4f}"
             seeds = t.user_attrs.get("repeat_values", [])
-            extra = " ".join(fmt(v) if v is not None else "-" for v in seeds)
+            known = [v for v in seeds if v is not None]
+            ci = half_width(known) if t.state == TrialState.COMPLETE else None
+            tell = "best" if complete and t is complete[0] else distinct(welch_p(known, best_seeds) if ci else None)
+            extra = [fmt(ci) if ci is not None else "-", tell, " ".join(fmt(v) if v is not None else "-" for v in seeds)]
         else:
-            extra = str(max(t.intermediate_values)) if t.intermediate_values else "-"
+            extra = [str(max(t.intermediate_values)) if t.intermediate_values else "-"]
         latest = first_seed.get(t.number, {})
         shown = [fmt(latest[f]) if f in latest else "-" for f in figures]
-        table.add_row(str(t.number), t.state.name, value, *shown, extra, *[fmt(t.params.get(n, "")) for n in names])
+        table.add_row(str(t.number), t.state.name, value, *shown, *extra, *[fmt(t.params.get(n, "")) for n in names])
     return table
 
 

@@ -107,6 +107,7 @@ def make_report(store: Store, name: str) -> Report:
             fig.savefig(png, dpi=100, bbox_inches="tight")
             plt.close(fig)
             files += [png, html]
+        files += seed_errorbars(study, out_dir)
         files.append(out_dir / "plotly.min.js")
         text = out_dir / "importances.txt"
         if len(per_objective) == 1:
@@ -126,3 +127,38 @@ def make_report(store: Store, name: str) -> Report:
             for k, v in imp.items():
                 client.log_metric(parent.info.run_id, f"{prefix}{k}", v)
     return Report(importances, files, parent.info.run_id if parent else None)
+
+
+def seed_errorbars(study: optuna.Study, out_dir: Path) -> list[Path]:
+    """With repeats: each configuration's mean over its seeds with a 95% confidence interval as error bars,
+    best first (``seeds.png`` / ``.html``); none for a sweep without repeated seeds."""
+    import plotly.graph_objects as go
+
+    from search.seed_stats import half_width
+
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        seeds = [v for v in t.user_attrs.get("repeat_values", []) if isinstance(v, (int, float))]
+        if len(seeds) >= 2 and t.value is not None:
+            rows.append((t.number, t.value, half_width(seeds), seeds))
+    if not rows:
+        return []
+    rows.sort(key=lambda r: -r[1] if study.direction == optuna.study.StudyDirection.MAXIMIZE else r[1])
+    labels = [f"trial {n}" for n, *_ in rows]
+    means, errors = [r[1] for r in rows], [r[2] for r in rows]
+    metric = objective_names(study)[0]
+    title = f"{study.study_name}: {metric}, mean of the seeds with 95% confidence intervals"
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(rows) + 2), 4))
+    ax.errorbar(range(len(rows)), means, yerr=errors, fmt="o", capsize=4)
+    for i, (_, _, _, seeds) in enumerate(rows):
+        ax.scatter([i] * len(seeds), seeds, s=8, alpha=0.4, color="gray")
+    ax.set_xticks(range(len(rows)), labels, rotation=45, ha="right")
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=9)
+    png, html = out_dir / "seeds.png", out_dir / "seeds.html"
+    fig.savefig(png, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    figure = go.Figure(go.Scatter(x=labels, y=means, error_y={"type": "data", "array": errors}, mode="markers"))
+    figure.update_layout(title=title, yaxis_title=metric)
+    figure.write_html(str(html), include_plotlyjs="directory")
+    return [png, html]

@@ -59,7 +59,17 @@ def test_compare_with_repeats_gives_mean_std_and_each_seed(store):
     for r in rows:
         assert r["n"] == "3" and len(r["seeds"].split()) == 3
         assert float(r["± std"]) == pytest.approx(0.0)  # flaky's score does not depend on the seed
+        assert float(r["± 95% CI"]) == pytest.approx(0.0)
+    # the seeds agree exactly, so the two configurations are told apart by their means
+    assert [r["distinct"] for r in rows] == ["best", "yes"]
         assert float(r["score"]) == pytest.approx(-((float(r["x"]) - 0.3) ** 2))  # best of its two steps
+
+
+def test_report_draws_the_seeds_error_bars(store):
+    result = CliRunner().invoke(app, ["report", "near", "--store", str(store.root)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    out_dir = store.root / "reports" / "near"
+    assert (out_dir / "seeds.png").stat().st_size > 0 and "error_y" in (out_dir / "seeds.html").read_text()
 
 
 def test_compare_two_sweeps_in_one_table_sorted_by_the_metric(store):
