@@ -1,4 +1,8 @@
-"""The bridge alone, on an in-memory study: no Ray."""
+"""The bridge alone, no Ray: every test on SQLite (what a sweep writes, read back as another process reads
+it) and in memory."""
+
+import itertools
+import statistics
 
 import optuna
 import pytest
@@ -17,8 +21,28 @@ class BrokenSampler(optuna.samplers.RandomSampler):
         return super().sample_independent(study, trial, name, distribution)
 
 
+STORAGE: dict[str, str | None] = {"url": None}
+NAMES = itertools.count()
+
+
+@pytest.fixture(autouse=True, params=["sqlite", "memory"])
+def storage(request, tmp_path):
+    """Each test twice: on SQLite, where a value reaches the study only when the bridge writes it, and in
+    memory."""
+    STORAGE["url"] = f"sqlite:///{tmp_path / 'bridge.db'}" if request.param == "sqlite" else None
+    yield STORAGE["url"]
+    STORAGE["url"] = None
+
+
+def stored(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials as another process reads them (a fresh storage), or as memory holds them."""
+    if STORAGE["url"] is None:
+        return study.get_trials()
+    return optuna.load_study(study_name=study.study_name, storage=STORAGE["url"]).get_trials()
+
+
 def test_a_sampler_that_raises_leaves_no_trial_running():
-    study = optuna.create_study(sampler=BrokenSampler(seed=0))
+    study = optuna.create_study(sampler=BrokenSampler(seed=0), storage=STORAGE["url"])
     bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], n_trials=3)
     assert "x" in bridge.ask("ray-0")
     with pytest.raises(RuntimeError, match="the sampler broke"):
@@ -32,6 +56,8 @@ def make_bridge(n_trials=3, repeats=1, mode="max", pruner=None, seed=0):
         direction="maximize" if mode == "max" else "minimize",
         sampler=optuna.samplers.RandomSampler(seed=seed),
         pruner=pruner or optuna.pruners.NopPruner(),
+        storage=STORAGE["url"],
+        study_name=f"bridge-{next(NAMES)}",
     )
     bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {"epochs": 4}, ["score"], [mode], n_trials, repeats)
     return study, bridge
@@ -66,7 +92,8 @@ def test_reports_become_intermediate_values_and_the_best_follows_the_mode():
         bridge.report("a", {"score": 0.1, "step": 2})  # a step seen already: ignored
         bridge.report("a", {"score": float("nan"), "step": 3})  # not a value the study can hold
         bridge.report("a", {"score": 0.2, "step": 4})
-        assert study.trials[0].intermediate_values == {1: 0.5, 2: 0.9, 4: 0.2}
+        bridge.flush()  # a running trial's steps are written once a second (write_behind.py): now
+        assert stored(study)[0].intermediate_values == {1: 0.5, 2: 0.9, 4: 0.2}
         assert bridge.view("a").best == best and bridge.view("a").last_step == 4
         bridge.complete("a", None, error=False)
         assert study.trials[0].state == TrialState.COMPLETE and study.trials[0].value == best
@@ -154,3 +181,78 @@ def test_the_views_are_copies_the_bridge_alone_can_change():
         view.best = 1.0
     bridge.report("a", {"score": 0.5, "step": 1})
     assert bridge.view("a").latest["score"] == 0.5 and view.best is None
+
+
+def seeds(bridge, values: list[float], first_id: str, constraint_metric: dict | None = None) -> None:
+    """One configuration's seeds (one Ray trial each), each reporting its value once, finally."""
+    for i, value in enumerate(values):
+        ray_id = f"{first_id}{i}"
+        assert bridge.ask(ray_id).get("seed", 0) == i  # seed + 0, 1, 2
+        extra = {k: v[i] for k, v in (constraint_metric or {}).items()}
+        bridge.report(ray_id, {"score": value, "step": 1, "final_report": True, **extra})
+        bridge.complete(ray_id, None, error=False)
+
+
+def test_a_repeated_configuration_is_told_the_mean_of_its_seeds():
+    study, bridge = make_bridge(n_trials=2, repeats=3)
+    seeds(bridge, [0.2, 0.8, 0.8], "a")  # mean 0.6; the median would say 0.8
+    seeds(bridge, [0.1, 0.4, 0.9], "b")  # mean 0.4667; the median 0.4, the last seed 0.9
+    first, second = stored(study)
+    assert first.value == pytest.approx(0.6) and second.value == pytest.approx(1.4 / 3)
+    assert first.user_attrs["repeat_values"] == [0.2, 0.8, 0.8]
+    assert first.user_attrs["value_std"] == pytest.approx(statistics.stdev([0.2, 0.8, 0.8]))
+
+
+def constrained_bridge(repeats: int, constraint: str = "cost <= 120"):
+    from search.constraints import Constraint
+
+    study = optuna.create_study(direction="maximize", storage=STORAGE["url"], study_name=f"c-{next(NAMES)}")
+    bridge = OptunaBridge(
+        study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], 4, repeats, [Constraint.parse(constraint)]
+    )
+    return study, bridge
+
+
+def test_constraints_are_judged_on_the_mean_of_the_seeds():
+    study, bridge = constrained_bridge(repeats=3)
+    seeds(bridge, [0.5, 0.5, 0.5], "a", {"cost": [50, 100, 180]})  # mean 110 holds; the last seed (180) breaks it
+    seeds(bridge, [0.9, 0.9, 0.9], "b", {"cost": [200, 150, 50]})  # mean 133 breaks it; the last seed (50) holds
+    holds, breaks = stored(study)
+    assert holds.user_attrs["feasible"] is True and holds.constraints == {"cost <= 120": pytest.approx(-10.0)}
+    assert breaks.user_attrs["feasible"] is False
+    assert breaks.constraints == {"cost <= 120": pytest.approx(400 / 3 - 120)}
+    assert optuna.load_study(study_name=study.study_name, storage=STORAGE["url"] or study._storage).best_trial.number == 0
+
+
+@pytest.mark.parametrize(("constraint", "cost"), [("cost <= 120", 120.0), ("cost >= 0.5", 0.5), ("cost <= 0", 0.0)])
+def test_a_trial_exactly_at_a_bound_is_feasible_here_and_for_optuna(constraint, cost):
+    from search.constraints import all_hold
+
+    study, bridge = constrained_bridge(repeats=1, constraint=constraint)
+    seeds(bridge, [0.5], "a", {"cost": [cost]})
+    seeds(bridge, [0.9], "b", {"cost": [cost + (1.0 if "<=" in constraint else -1.0)]})  # just outside
+    at_bound, outside = stored(study)
+    assert at_bound.user_attrs["feasible"] is True and all_hold(at_bound.constraints)
+    assert outside.user_attrs["feasible"] is False
+    assert bridge.view("a0").feasible is True
+    reread = optuna.load_study(study_name=study.study_name, storage=STORAGE["url"] or study._storage)
+    assert [t.number for t in reread.best_trials] == [0]  # Optuna agrees: feasible, and the best of those
+
+
+def test_a_trial_is_never_pruned_at_its_final_report_but_would_be_before_it():
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    study, bridge = make_bridge(n_trials=6, pruner=pruner)
+    for ray_id, value in (("a", 0.5), ("b", 0.7), ("c", 0.9)):  # median 0.7 at steps 1 and 2
+        bridge.ask(ray_id)
+        run(bridge, ray_id, [value, value])
+    bridge.ask("last")
+    bridge.report("last", {"score": 0.6, "step": 1, "final_report": False})
+    bridge.report("last", {"score": 0.6, "step": 2, "final_report": True})
+    assert not bridge.should_prune("last")  # its final report: it trained fully, nothing to save by stopping
+    bridge.complete("last", None, error=False)
+    bridge.ask("early")
+    bridge.report("early", {"score": 0.6, "step": 1, "final_report": False})
+    assert bridge.should_prune("early")  # the same value before the end: below the median, pruned
+    bridge.complete("early", None, error=False)
+    states = {t.number: t.state for t in stored(study)}
+    assert states[3] == TrialState.COMPLETE and states[4] == TrialState.PRUNED

@@ -301,3 +301,17 @@ def test_a_killed_trade_off_sweep_resumes_without_losing_a_finished_trial(write_
     client = MlflowClient(store.mlflow_url)
     runs = client.search_runs([client.get_experiment_by_name("killed-trade").experiment_id])
     assert "RUNNING" not in {r.info.status for r in runs}
+
+
+def test_a_diverged_trial_leaves_the_front_pruners_judgement_alone():
+    """The bridge never hands the front pruner a vector with a NaN (the pruner drops it too)."""
+    pruner = ParetoPruner(n_startup_trials=0, keep=0.5)
+    study, bridge = make_bridge(n_trials=4, front_pruner=pruner)
+    nan = float("nan")
+    for ray_id, accuracy, cost in (("a", 0.9, 0.1), ("b", 0.7, 0.3), ("d", nan, nan)):
+        bridge.ask(ray_id)
+        bridge.report(ray_id, {"accuracy": accuracy, "cost": cost, "step": 1})
+    bridge.ask("c")
+    bridge.report("c", {"accuracy": 0.8, "cost": 0.2, "step": 1})
+    assert not bridge.should_prune("c")  # second of three finite vectors: kept
+    assert bridge.should_prune("b")  # third: pruned

@@ -119,3 +119,15 @@ def test_fronts_of_many_vectors_stay_consistent():
     layered = fronts(vectors)
     assert layered[0] == [0]  # (0, 0) dominates every other
     assert sum(len(f) for f in layered) == len(vectors)
+
+
+def test_a_nan_vector_never_sits_on_a_front():
+    """A NaN compares false both ways, so it would sit on the first front and push the trials behind it out
+    of ``keep``: a diverged trial must not get the second-best one pruned."""
+    pruner = ParetoPruner(n_startup_trials=0, keep=0.5)
+    nan = float("nan")
+    for number, vector in ((0, (0.9, 0.9)), (1, (0.8, 0.8)), (2, (0.7, 0.7)), (3, (nan, nan))):
+        pruner.record(number, 1, signed(vector, ["max", "max"]))
+    # of three finite trials, keep 0.5 is two: the best alone is ahead of the second, which stays
+    assert not pruner.should_prune(1, 1)
+    assert pruner.should_prune(2, 1)  # two ahead of the third: it goes
