@@ -117,7 +117,9 @@ def run_stock_ray(raw: dict) -> Figures:
     rec = Recorder()
     with tempfile.TemporaryDirectory() as tmp:
         tuner = tune.Tuner(
-            tune.with_resources(trial_function("addition-cnn", "exact_match", "max", "best", 1, 0, None, None), {"cpu": 1}),
+            tune.with_resources(
+                trial_function("addition-cnn", "exact_match", "max", "best", 1, 0, None, None), {"cpu": 1}
+            ),
             param_space=dict(raw["config"]),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,

@@ -157,7 +157,11 @@ def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
             known = [v for v in seeds if v is not None]
             ci = half_width(known) if t.state == TrialState.COMPLETE else None
             tell = "best" if complete and t is complete[0] else distinct(welch_p(known, best_seeds) if ci else None)
-            extra = [fmt(ci) if ci is not None else "-", tell, " ".join(fmt(v) if v is not None else "-" for v in seeds)]
+            extra = [
+                fmt(ci) if ci is not None else "-",
+                tell,
+                " ".join(fmt(v) if v is not None else "-" for v in seeds),
+            ]
         else:
             extra = [str(max(t.intermediate_values)) if t.intermediate_values else "-"]
         latest = first_seed.get(t.number, {})

@@ -61,7 +61,9 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
     numbers = [r.data.tags.get("optuna.trial_number", "") for r in children]
     of_this_run = {int(n) for n in numbers if n.isdigit()}
     # and those it asked that never got an MLflow run (interrupted as they started)
-    of_this_run |= {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(PARENT_ATTR) == parent.info.run_id}
+    of_this_run |= {
+        t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(PARENT_ATTR) == parent.info.run_id
+    }
     finished = {
         t.number
         for t in study.get_trials(deepcopy=False)

@@ -27,8 +27,16 @@ from rich.console import Console
 
 from search import interrupts, ray_patches, samplers
 from search.constraints import all_hold
+from search.definition import (
+    CHANGES_ATTR,
+    DEFINITION_ATTR,
+    VERSION_ATTR,
+    change_record,
+    definition,
+    differences,
+    recorded,
+)
 from search.driver_lock import setting_up, sole_driver
-from search.definition import CHANGES_ATTR, DEFINITION_ATTR, VERSION_ATTR, change_record, definition, differences, recorded
 from search.errors import SpecError, StoreError, StoreFullError, UnreachableError, UserError
 from search.infra import check_reachable, rdb_storage
 from search.mlflow_writer import MlflowWriter

@@ -221,7 +221,9 @@ def test_constraints_are_judged_on_the_mean_of_the_seeds():
     assert holds.user_attrs["feasible"] is True and holds.constraints == {"cost <= 120": pytest.approx(-10.0)}
     assert breaks.user_attrs["feasible"] is False
     assert breaks.constraints == {"cost <= 120": pytest.approx(400 / 3 - 120)}
-    assert optuna.load_study(study_name=study.study_name, storage=STORAGE["url"] or study._storage).best_trial.number == 0
+    assert (
+        optuna.load_study(study_name=study.study_name, storage=STORAGE["url"] or study._storage).best_trial.number == 0
+    )
 
 
 @pytest.mark.parametrize(("constraint", "cost"), [("cost <= 120", 120.0), ("cost >= 0.5", 0.5), ("cost <= 0", 0.0)])
@@ -256,3 +258,20 @@ def test_a_trial_is_never_pruned_at_its_final_report_but_would_be_before_it():
     bridge.complete("early", None, error=False)
     states = {t.number: t.state for t in stored(study)}
     assert states[3] == TrialState.COMPLETE and states[4] == TrialState.PRUNED
+
+
+def test_a_running_trials_steps_reach_the_study_within_about_a_second():
+    """What the dashboard shows lags a running trial by about a second (write_behind.FLUSH_S): not at once
+    (one write per step is what write-behind saves), and not much later."""
+    import time
+
+    study, bridge = make_bridge(n_trials=1)
+    bridge.ask("a")
+    bridge.report("a", {"score": 0.5, "step": 1})
+    bridge.flush_due()
+    if STORAGE["url"] is not None:  # in memory the trial object is the store: nothing to wait for
+        assert stored(study)[0].intermediate_values == {}
+    time.sleep(1.2)
+    bridge.report("a", {"score": 0.6, "step": 2})
+    bridge.flush_due()  # the driver's loop calls this about ten times a second
+    assert stored(study)[0].intermediate_values == {1: 0.5, 2: 0.6}

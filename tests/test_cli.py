@@ -99,3 +99,11 @@ def test_every_user_error_becomes_one_line_and_its_kinds_exit_code_in_one_place(
         assert (result.exit_code, result.stderr.strip()) == (code, line), kind
     bug = CliRunner().invoke(probe, ["fail", "bug"])
     assert bug.exit_code == 1 and isinstance(bug.exception, ZeroDivisionError)
+
+
+def test_init_refuses_to_overwrite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text("# a user's file\n")
+    result = CliRunner().invoke(app, ["init", "mine"])
+    assert result.exit_code == 2 and "already exist (pass --force to overwrite)" in result.stderr
+    assert (tmp_path / "mine.py").read_text() == "# a user's file\n"

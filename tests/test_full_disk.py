@@ -21,12 +21,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def small_disk(tmp_path):
+def small_disk(tmp_path, missing_service):
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)], capture_output=True)
     if mounted.returncode != 0:
-        pytest.skip("filling a disk needs a small tmpfs, which only root can mount")
+        missing_service("filling a disk needs a small tmpfs, which only root can mount")
     yield disk
     subprocess.run(["umount", "-l", str(disk)], check=True)
 

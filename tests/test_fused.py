@@ -179,7 +179,40 @@ def test_pruned_and_diverging_members_leave_the_group_and_the_rest_go_on():
     assert [s for s, _ in group.history[0]] == [1, 2, 3]
     assert [s for s, _ in group.history[1]] == [1]
     assert group.history[2] == [] and "diverged" in group.failed[2]
-    assert group.final == {0} and set(group.checkpoints) == {0}
+    # a checkpoint is offered at every step (kept by the member's own rule): the pruned member has its last
+    assert group.final == {0} and set(group.checkpoints) == {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("name", "configs", "metric"),
+    [
+        ("addition-cnn", [{**ADDITION, "epochs": 3, **m} for m in MEMBERS], "loss"),
+        (
+            "image-classifier",
+            [
+                {**IMAGE, "epochs": 3, "model": "mnist1", "optimizer": "sgd", **m, "lr": m["lr"] * 10, "momentum": mom}
+                for m, mom in zip(IMAGE_MEMBERS, (0.9, 0.0, 0.5))
+            ],
+            "train_loss",
+        ),
+    ],
+)
+@pytest.mark.parametrize("leaves", [0, 1])
+def test_after_a_member_leaves_the_others_still_follow_their_solo_twins(name, configs, metric, leaves, float64):
+    """A member other than the last leaves (pruned after step 1): the group is repacked, and each member left
+    keeps its own learning rate, optimizer state and loss: its whole curve is still its solo twin's."""
+    spec = get(name)
+    group = LocalGroupSession(len(configs), prune_at={leaves: 1})
+    spec.run_group(configs, group)
+    assert [s for s, _ in group.history[leaves]] == [1]
+    for m, config in enumerate(configs):
+        if m == leaves:
+            continue
+        solo = LocalSession()
+        spec.run(config, solo)
+        assert [s for s, _ in group.history[m]] == [s for s, _ in solo.history] == [1, 2, 3]
+        for (_, fused), (_, alone) in zip(group.history[m], solo.history):
+            assert fused[metric] == pytest.approx(alone[metric], rel=1e-9), (m, fused[metric], alone[metric])
 
 
 def test_a_members_checkpoint_loads_into_one_ordinary_model():

@@ -21,12 +21,14 @@ def meminfo() -> dict[str, int]:
     return {k: int(v.split()[0]) * 1024 for k, v in fields.items()}
 
 
-def test_a_trial_killed_by_rays_memory_monitor_fails_alone_and_the_sweep_goes_on(write_space, tmp_path):
+def test_a_trial_killed_by_rays_memory_monitor_fails_alone_and_the_sweep_goes_on(
+    write_space, tmp_path, missing_service
+):
     """Ray's memory monitor kills a worker above a share of the host's memory; the threshold is set a few
     GiB above what is used now, and the trial at x=0.9 takes up to 8 GiB, so only it crosses the line."""
     mem = meminfo()
     if mem["MemAvailable"] < 12 * GiB:
-        pytest.skip("needs 12 GiB of free memory to push one trial over Ray's threshold safely")
+        missing_service("needs 12 GiB of free memory to push one trial over Ray's threshold safely")
     used = mem["MemTotal"] - mem["MemAvailable"]
     threshold = (used + 3.5 * GiB) / mem["MemTotal"]  # room for the driver and Ray's own processes
     store = Store.at(tmp_path / "store")

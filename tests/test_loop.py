@@ -93,3 +93,51 @@ def test_optimizer_step_clips_the_gradient_to_max_norm():
 
     optimizer_step(opt, loss, layer.parameters(), max_norm=1.0, before_step=record)
     assert norms[0] == pytest.approx(1.0, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("interval", "durations", "expected"),
+    [
+        # uneven batches: each report is at the multiple of the interval just passed, none drifts later
+        (2.0, [0.7, 0.7, 0.7, 1.5, 0.6, 2.3, 1.4, 0.2, 4.5], [2, 4, 6, 8, 12]),  # a 4.5 s batch skips 10
+        (3.0, [1.0, 2.1, 0.5, 2.6, 0.1, 3.2, 2.9], [3, 6, 9, 12]),
+        (2.5, [2.4, 0.2, 2.4, 0.2, 2.6, 0.1], [2, 5, 8]),  # steps are whole seconds, rounded
+    ],
+)
+def test_time_reports_stay_on_the_interval_whatever_the_batches_take(clock, interval, durations, expected):
+    session = LocalSession(report_interval_s=interval)
+    loop = FitLoop(session, examples_per_epoch=len(durations))
+    pending = iter(durations)
+    steps = []
+
+    def train_batch(batch):
+        clock.now += next(pending)
+
+    def report(step, epoch, last):
+        if not last:
+            steps.append(step)
+        return last
+
+    loop.run(1, lambda epoch: iter(range(len(durations))), train_batch, report)
+    assert steps == expected
+
+
+@pytest.mark.parametrize(("budget", "epoch_s", "epochs"), [(3.5, 1.0, 4), (3.0, 1.0, 3), (5.0, 2.0, 3)])
+def test_the_loop_itself_ends_a_trial_at_the_first_epoch_end_past_its_budget(clock, budget, epoch_s, epochs):
+    """Even when no report says the trial is over (reports are not due, or the trainable's report ignores
+    the budget), the loop stops at the end of the epoch that spent it, with a final report."""
+    session = LocalSession(budget_s=budget, report_interval_s=100.0)  # no timed report comes in time
+    loop = FitLoop(session, examples_per_epoch=1)
+    trained, finals = [], []
+
+    def train_batch(batch):
+        clock.now += epoch_s
+        trained.append(batch)
+
+    def report(step, epoch, last):
+        finals.append((step, last))
+        return False  # a report that never says done: the loop's own check must stop it
+
+    loop.run(100, lambda epoch: iter([epoch]), train_batch, report)
+    assert len(trained) == epochs
+    assert finals == [(int(epochs * epoch_s), True)]  # one final report, off the clock

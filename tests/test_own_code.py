@@ -69,13 +69,6 @@ def test_init_writes_a_sweep_that_runs_as_written_and_its_best_comes_out(ray_loc
     assert model(torch.zeros(1, 64)).shape == (1, 10)
 
 
-def test_init_refuses_to_overwrite(user_dir):
-    (user_dir / "mine.py").write_text("# a user's file\n")
-    result = run_cli("init", "mine")
-    assert result.exit_code == 2 and "already exist (pass --force to overwrite)" in result.stderr
-    assert (user_dir / "mine.py").read_text() == "# a user's file\n"
-
-
 OBJECTIVE = """
 from pathlib import Path
 

@@ -26,7 +26,12 @@ def stored(study: optuna.Study, number: int = 0) -> optuna.trial.FrozenTrial:
     return fresh.trials[number]
 
 
-def test_steps_wait_for_the_flush_and_then_all_arrive_with_the_attributes(study):
+def test_steps_wait_for_the_flush_and_then_all_arrive_with_the_attributes(study, monkeypatch):
+    from search import write_behind
+
+    made = []
+    real = write_behind._write
+    monkeypatch.setattr(write_behind, "_write", lambda trial, pending: made.append(pending) or real(trial, pending))
     trial = study.ask()
     writes = StudyWrites(flush_s=3600)
     for step, value in ((1, 0.9), (2, 0.8), (2, 0.1), (3, 0.7)):  # a step seen already keeps its first value
@@ -38,7 +43,10 @@ def test_steps_wait_for_the_flush_and_then_all_arrive_with_the_attributes(study)
     writes.flush(trial)
     assert stored(study).intermediate_values == {1: 0.9, 2: 0.8, 3: 0.7}
     assert stored(study).user_attrs == {"ray_trial_id": "abc"}
+    assert len(made) == 1  # one write for all three steps and the attribute
     writes.flush(trial)  # nothing left: a second flush writes nothing twice
+    writes.flush_all()
+    assert len(made) == 1
     study.tell(trial, 0.7)
     assert stored(study).state == optuna.trial.TrialState.COMPLETE
 
