@@ -1,5 +1,6 @@
-"""The fault campaign: SIGKILL the driver (or fill the store's disk) at points chosen by the stores' state,
-resume, audit both stores.
+"""The fault campaign: SIGKILL the driver (or fill the store's disk, or interrupt it: Ctrl-C to its process
+group as a terminal sends it, SIGTERM to the driver) at points chosen by the stores' state, resume, audit
+both stores.
 
     python benchmarks/faults.py [--quick]
 
@@ -14,6 +15,10 @@ until the driver stops, then space freed: the store is on a small tmpfs, so this
 - duplicates: more than one MLflow run for one trial (and seed)
 - disagree: MLflow runs whose status is not the one their study trial's state maps to
 - short: configurations the sweep asked for that did not finish
+
+An interrupt must also end the driver by itself, with exit 130 (Ctrl-C) or 143 (SIGTERM), one
+``interrupted:`` line and no traceback (column ``clean``); its stopped trials are FAIL in the study with
+``stopped: interrupted`` and KILLED in MLflow, which the audit counts as agreeing.
 """
 
 from __future__ import annotations
@@ -87,7 +92,21 @@ KILL_POINTS: list[tuple[str, dict, Callable[[Snapshot], bool]]] = [
     ),
     (DISK_FULL := "disk full, 1 trial finished", {}, lambda s: len(finished(s)) >= 1),
 ]
-QUICK = {"first report", "1 trial finished", "a seed finished, its configuration not told"}
+# Interrupt points: (name, signal, predicate on a snapshot, or seconds after the start for None)
+INTERRUPT_POINTS: list[tuple[str, int, Callable[[Snapshot], bool] | float]] = [
+    ("Ctrl-C during start-up (0.5 s)", signal.SIGINT, 0.5),
+    ("SIGTERM during Ray's start (3 s)", signal.SIGTERM, 3.0),
+    ("Ctrl-C once the study exists, before a trial reports", signal.SIGINT, lambda s: True),
+    ("SIGTERM at the parent run, before a trial reports", signal.SIGTERM, KILL_POINTS[0][2]),
+    ("Ctrl-C at the first report", signal.SIGINT, KILL_POINTS[1][2]),
+    ("SIGTERM with 1 trial finished", signal.SIGTERM, KILL_POINTS[2][2]),
+]
+QUICK = {
+    "first report",
+    "1 trial finished",
+    "a seed finished, its configuration not told",
+    "Ctrl-C at the first report",
+}
 
 
 def fill(disk: Path) -> None:
@@ -113,24 +132,42 @@ def space(name: str, overrides: dict) -> dict:
     }
 
 
-def campaign_point(work: Path, name: str, overrides: dict, predicate: Callable[[Snapshot], bool]) -> dict:
+def campaign_point(
+    work: Path, name: str, overrides: dict, predicate: Callable[[Snapshot], bool] | float, sig: int | None = None
+) -> dict:
     store, path = work / "store", work / "space.yaml"
     spec = space("faults", overrides)
     path.write_text(yaml.safe_dump(spec))
     env = {**os.environ, "HPSEARCH_TRAINABLES": str(ROOT / "tests" / "plugins" / "flaky.py")}
     cmd = [sys.executable, "-m", "search.cli"]
-    proc = subprocess.Popen(
-        [*cmd, "run", str(path), "--store", str(store)],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    output = work / "driver.log"
+    with output.open("wb") as log:
+        proc = subprocess.Popen(
+            [*cmd, "run", str(path), "--store", str(store)],
+            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     hit = False
-    deadline = time.monotonic() + 180
+    started = time.monotonic()
+    deadline = started + 180
     while time.monotonic() < deadline and proc.poll() is None:
-        s = snapshot(store, "faults")
-        if s is not None and predicate(s):
+        if isinstance(predicate, float):
+            if time.monotonic() - started >= predicate:
+                hit = True
+                break
+        elif (s := snapshot(store, "faults")) is not None and predicate(s):
             hit = True
             break
-        time.sleep(0.1)
+        time.sleep(0.05 if sig is not None else 0.1)
+    clean = "-"
+    if sig is not None and proc.poll() is None:  # Ctrl-C reaches the whole group; SIGTERM the driver alone
+        os.killpg(proc.pid, sig) if sig == signal.SIGINT else os.kill(proc.pid, sig)
+        try:
+            rc = proc.wait(timeout=120)
+            text = output.read_text(errors="replace")
+            one_line = text.count("interrupted:") == 1 and "Traceback" not in text
+            clean = "yes" if rc == 128 + sig and one_line else f"no (exit {rc})"
+        except subprocess.TimeoutExpired:
+            clean = "no (still running after 120 s)"
     if name == DISK_FULL:  # the driver must stop by itself, with one line; then there is space again
         fill(work)
         try:
@@ -157,15 +194,18 @@ def campaign_point(work: Path, name: str, overrides: dict, predicate: Callable[[
     keys = collections.Counter(
         (r.data.tags.get("optuna.trial_number"), r.data.tags.get("repeat")) for r in children(after)
     )
+    stopped = {str(t.number) for t in after.trials if t.user_attrs.get("stopped") == "interrupted"}
     disagree = sum(
         1
         for r in children(after)
         if states.get(r.data.tags.get("optuna.trial_number")) in AGREES
         and r.info.status != AGREES[states[r.data.tags["optuna.trial_number"]]]
+        and not (r.info.status == "KILLED" and r.data.tags.get("optuna.trial_number") in stopped)
     )
     return {
         "fault point": name,
         "hit": "yes" if hit else "no (run ended first)",
+        "clean": clean,
         "run rc": run_rc,
         "resume rc": resumed.returncode,
         "lost": lost,
@@ -187,7 +227,9 @@ def main() -> None:
     parser.add_argument("--only", help="only the fault points whose name holds this text")
     args = parser.parse_args()
     rows = []
-    for name, overrides, predicate in KILL_POINTS:
+    points = [(name, overrides, predicate, None) for name, overrides, predicate in KILL_POINTS]
+    points += [(name, {}, predicate, sig) for name, sig, predicate in INTERRUPT_POINTS]
+    for name, overrides, predicate, sig in points:
         if (args.quick and name not in QUICK) or (args.only and args.only not in name):
             continue
         with tempfile.TemporaryDirectory() as tmp:
@@ -196,7 +238,7 @@ def main() -> None:
                 print(f"{name}: skipped (mounting a small tmpfs needs root)", flush=True)
                 continue
             try:
-                row = campaign_point(Path(tmp), name, overrides, predicate)
+                row = campaign_point(Path(tmp), name, overrides, predicate, sig)
             finally:
                 if name == DISK_FULL:
                     subprocess.run(["umount", "-l", tmp])
@@ -209,7 +251,10 @@ def main() -> None:
         print("| " + " | ".join(str(row[k]) for k in header) + " |")
     totals = {k: sum(r[k] for r in rows) for k in ("lost", "running", "duplicates", "disagree", "short")}
     print(f"\nfault points tried: {len(rows)}, hit: {sum(r['hit'] == 'yes' for r in rows)}; totals: {totals}")
-    if any(totals.values()):
+    unclean = [r["fault point"] for r in rows if r["clean"] not in ("-", "yes")]
+    if unclean:
+        print(f"interrupts that did not end in one line with their exit code: {', '.join(unclean)}")
+    if any(totals.values()) or unclean:
         sys.exit(1)
 
 

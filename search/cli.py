@@ -389,13 +389,19 @@ def _train_target(target: str | None, from_: str | None, store: str, trial: int 
     if is_reference(target):
         return spec_mod.resolve_reference(target, Path.cwd(), "train"), {}
     if Path(target).suffix in (".yaml", ".yml"):
-        from search.samplers import baseline
+        from search.samplers import baseline_notes
 
         space, _ = spec_mod.load(target)
         # The searched parameters too: a plain function has no defaults to fall back on. The point is
-        # OFAT's baseline (config, else the trainable's default, else the range's first value).
-        point = baseline(space)
-        err.print("searched parameters at: " + ", ".join(f"{k}={v}" for k, v in point.items()), highlight=False)
+        # OFAT's baseline, a point of the space (config, else the trainable's default if the space holds
+        # it, else the space's middle).
+        point, notes = baseline_notes(space)
+        shown = ", ".join(f"{k}={v}" for k, v in point.items())
+        err.print(
+            f"searched parameters at: {shown}" + (f"; {'; '.join(notes)}" if notes else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
         return space.trainable, {**dict(space.config), **point}
     return target, {}
 

@@ -22,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from search.errors import SpecError, shorten
 from search.pareto import ParetoPruner
-from search.spec import MAX_GRID, PRUNERS, CategoricalParam, FloatParam, IntParam, SweepSpec
+from search.spec import MAX_GRID, PRUNERS, CategoricalParam, FloatParam, IntParam, Param, SweepSpec
 
 DEFAULT_TRIALS = 20
 
@@ -94,11 +94,50 @@ def _grid_values(spec: SweepSpec, source: str, sampler: str) -> dict[str, list[A
 
 
 def baseline(spec: SweepSpec) -> dict[str, Any]:
-    """The point an OFAT sweep varies around: the space file's config, else the trainable's default, else
-    (a plain function declares no defaults) the searched range's first value."""
+    """The point an OFAT sweep varies around (and ``hpsearch train SPACE`` runs): see ``baseline_notes``."""
+    return baseline_notes(spec)[0]
+
+
+def baseline_notes(spec: SweepSpec) -> tuple[dict[str, Any], list[str]]:
+    """A point of the space: each searched parameter at the space file's config value, else the trainable's
+    default when the space holds it, else the space's own middle (the first choice; the middle of a range,
+    geometric on a log scale). The notes say where a default was left for the space's point."""
     defaults = spec.resolved.defaults()
-    first = {name: p.choices[0] if isinstance(p, CategoricalParam) else p.low for name, p in spec.space.items()}
-    return {name: spec.config.get(name, defaults.get(name, first.get(name))) for name in spec.space}
+    point, notes = {}, []
+    for name, p in spec.space.items():
+        if name in spec.config:
+            point[name] = spec.config[name]
+        elif name in defaults and in_space(p, defaults[name]):
+            point[name] = defaults[name]
+        else:
+            point[name] = middle(p)
+            if name in defaults:
+                notes.append(f"{name}={point[name]} (the trainable's default {defaults[name]!r} is not in the space)")
+    return point, notes
+
+
+def in_space(p: Param, value: Any) -> bool:
+    """Whether a value is one the sampler could draw for this parameter."""
+    if isinstance(p, CategoricalParam):
+        return any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in p.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not p.low <= value <= p.high:
+        return False
+    if isinstance(p, IntParam):
+        return float(value).is_integer() and (int(value) - p.low) % p.step == 0
+    return p.step is None or any(math.isclose(value, v, abs_tol=1e-12) for v in p.values())
+
+
+def middle(p: Param) -> Any:
+    """The space's own centre: the first choice, or the middle of a range (geometric on a log scale),
+    on its step."""
+    if isinstance(p, CategoricalParam):
+        return p.choices[0]
+    mid = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
+    if isinstance(p, IntParam):
+        return min(p.values(), key=lambda v: (abs(v - mid), v))
+    if p.step is not None:
+        return min(p.values(), key=lambda v: (abs(v - mid), v))
+    return mid
 
 
 def ofat_points(spec: SweepSpec, source: str) -> list[dict[str, Any]]:

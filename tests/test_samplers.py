@@ -94,3 +94,30 @@ def test_the_scheduler_is_built_once_with_its_options_and_attached_when_the_swee
     bridge = OptunaBridge(optuna.create_study(), {"x": FloatDistribution(0, 1)}, {}, ["exact_match"], ["max"], 1)
     asha.attach(bridge, 10.0)
     assert asha.bridge is bridge and asha.watch.limit_s == 10.0
+
+
+def test_the_baseline_is_a_point_of_the_space_and_says_where_a_default_was_left(write_space):
+    """hpsearch train SPACE and OFAT start from it: a trainable's default outside the space gives way to the
+    space's own middle (first choice, middle of a range, geometric on a log scale), with a note."""
+    from search.samplers import baseline_notes
+    from search.spec import load
+
+    space = {
+        "name": "b",
+        "trainable": "image-classifier",
+        "config": {"dataset": "digits", "epochs": 1},
+        "space": {
+            "batch_size": {"type": "categorical", "choices": [16, 32, 64]},  # default 128: not among them
+            "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},  # default 0.001: in the range
+            "dropout": {"type": "float", "low": 0.1, "high": 0.5, "step": 0.1},  # default 0.0: below it
+            "epochs": {"type": "int", "low": 2, "high": 9},  # in config: the config's value, as given
+        },
+    }
+    spec, _ = load(str(write_space(space)))
+    point, notes = baseline_notes(spec)
+    assert point == {"batch_size": 16, "lr": 0.001, "dropout": 0.3, "epochs": 1}
+    assert [n.split(" ")[0] for n in notes] == ["batch_size=16", "dropout=0.3"]
+    assert "the trainable's default 128 is not in the space" in notes[0]
+    decay = {"weight_decay": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
+    point, _ = baseline_notes(load(str(write_space({**space, "space": decay})))[0])
+    assert point["weight_decay"] == pytest.approx(1e-3)  # default 0.0 is outside: the geometric middle
