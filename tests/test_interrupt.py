@@ -250,7 +250,9 @@ def test_a_live_driver_is_not_resumed_and_a_rerun_after_a_kill_closes_what_it_le
         proc.wait(timeout=30)
 
     # run (not resume) after the kill: what the dead driver left RUNNING is closed, then the new run goes on
-    result = CliRunner().invoke(app, ["run", str(space), "--store", str(store.root), "--set", "config.steps=1"])
+    # (with fewer steps, a change of the search it must be told to accept)
+    args = ["run", str(space), "--store", str(store.root), "--set", "config.steps=1", "--accept-change"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="driven", storage=store.optuna_url)
     assert TrialState.RUNNING not in {t.state for t in study.trials}

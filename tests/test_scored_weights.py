@@ -141,37 +141,89 @@ def sweep_and_export(write_space, tmp_path, console, space: dict) -> tuple[optun
     return best, exported
 
 
-@pytest.mark.slow
-def test_exported_addition_models_score_their_recorded_exact_match(ray_local, write_space, tmp_path, quiet_console):
-    from trainables.addition import AdditionCNN, addition_pairs, predict
+def addition_model(name: str, config: dict) -> torch.nn.Module:
+    """The exported addition model rebuilt from its config alone (dropout off: it is evaluated)."""
+    from trainables.addition import AdditionCNN, AdditionCNNParams, AdditionTransformer, AdditionTransformerParams
 
-    # large learning rates on a small CNN: exact match climbs and falls back, so a best epoch is not the last
+    if name == "addition-cnn":
+        p = AdditionCNNParams(**config)
+        return AdditionCNN(p.embed_dim, p.conv_layers, p.channels, 0.0)
+    p = AdditionTransformerParams(**config)
+    return AdditionTransformer(
+        p.embed_dim, p.encoder_layers, p.hidden_dim, p.heads, 0.0, p.positional_encoding, p.layer_norm
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "config"),
+    [
+        ("addition-cnn", {"epochs": 3, "embed_dim": 8, "channels": 8, "conv_layers": 1, "seed": 3}),
+        ("addition-transformer", {"epochs": 3, "embed_dim": 8, "encoder_layers": 1, "hidden_dim": 16, "heads": 2}),
+    ],
+)
+def test_exported_addition_models_score_their_recorded_exact_match(
+    ray_local, write_space, tmp_path, quiet_console, name, config
+):
+    from trainables.addition import addition_pairs, predict
+
+    # large learning rates on a small model: exact match climbs and falls back, so a best epoch is not the last
     space = {
-        "name": "scored-addition",
-        "trainable": "addition-cnn",
-        "config": {"epochs": 3, "embed_dim": 8, "channels": 8, "conv_layers": 1, "seed": 3},
+        "name": f"scored-{name}",
+        "trainable": name,
+        "config": config,
         "space": {"lr": {"type": "categorical", "choices": [0.05, 0.1, 0.15]}},
         "sampler": {"name": "grid"},
         "concurrency": 2,
     }
     sweep_and_export(write_space, tmp_path, quiet_console, space)
     store = tmp_path / "store"
-    trials = optuna.load_study(study_name="scored-addition", storage=f"sqlite:///{store / 'optuna.db'}").trials
+    trials = optuna.load_study(study_name=space["name"], storage=f"sqlite:///{store / 'optuna.db'}").trials
     digits, totals = addition_pairs()
     for trial in trials:  # every trial's export, not only the best's
         out = tmp_path / f"out-{trial.number}"
-        result = run_cli("export", "scored-addition", str(out), "--store", str(store), "--trial", str(trial.number))
+        result = run_cli("export", space["name"], str(out), "--store", str(store), "--trial", str(trial.number))
         assert result.exit_code == 0, result.output
         exported = torch.load(out / "model.pt", weights_only=True)
-        c = exported["config"]
-        model = AdditionCNN(c["embed_dim"], c["conv_layers"], c["channels"], 0.0)
+        model = addition_model(name, exported["config"])
         model.load_state_dict(exported["state_dict"])
         rescored = (predict(model, digits) == totals).float().mean().item()
         assert rescored == pytest.approx(trial.value, abs=1e-9), trial.number
-    # the test means something only if a last-epoch checkpoint would have scored otherwise
-    assert any(t.user_attrs["value_step"] < max(t.intermediate_values) for t in trials), [
-        t.intermediate_values for t in trials
-    ]
+    if name == "addition-cnn":  # the test means something only if a last-epoch checkpoint would score otherwise
+        assert any(t.user_attrs["value_step"] < max(t.intermediate_values) for t in trials), [
+            t.intermediate_values for t in trials
+        ]
+
+
+@pytest.mark.slow
+def test_exported_text_model_scores_the_recorded_accuracy_from_its_own_directory(
+    ray_local, write_space, tmp_path, quiet_console
+):
+    """text-finetune's export is a Hugging Face directory: loaded with from_pretrained (model and tokenizer),
+    it scores the trial's recorded validation accuracy on the same split."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from trainables.text_finetune import TextParams, batches, encode, load_splits
+
+    space = {
+        "name": "scored-text",
+        "trainable": "text-finetune",
+        "config": {"hidden_size": 32, "layers": 1, "epochs": 3, "generated_examples": 600, "dropout": 0.0},
+        "space": {"lr": {"type": "categorical", "choices": [3e-3]}},
+        "sampler": {"name": "grid"},
+    }
+    best, exported = sweep_and_export(write_space, tmp_path, quiet_console, space)
+    out = tmp_path / "out"
+    tokenizer, model = AutoTokenizer.from_pretrained(out), AutoModelForSequenceClassification.from_pretrained(out)
+    model.eval()
+    p = TextParams(**exported["config"])
+    splits = load_splits(p)
+    valid = encode(tokenizer, splits.valid, splits.label_ids(splits.valid), p.max_length)
+    correct = 0
+    with torch.no_grad():
+        for batch in batches(valid, 256):
+            correct += (model(**batch).logits.argmax(-1) == batch["labels"]).sum().item()
+    assert correct / len(splits.valid.texts) == pytest.approx(best.value, abs=1e-9)
 
 
 @pytest.mark.slow
