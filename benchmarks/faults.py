@@ -181,7 +181,9 @@ def campaign_point(
     run_rc = proc.wait()
     before = snapshot(store, "faults")
     done_before = {t.number: t.user_attrs.get("mlflow_run_id") for t in finished(before)} if before else {}
-    resumed = subprocess.run([*cmd, "resume", "faults", "--store", str(store)], env=env, cwd=ROOT, capture_output=True)
+    # an interrupt before anything was recorded leaves nothing to resume: the sweep is run again instead
+    follow = ["resume", "faults"] if before is not None and before.runs else ["run", str(path)]
+    resumed = subprocess.run([*cmd, *follow, "--store", str(store)], env=env, cwd=ROOT, capture_output=True)
     after = snapshot(store, "faults")
     states = {str(t.number): t.state for t in after.trials}
     by_number = {t.number: t for t in after.trials}
@@ -207,6 +209,7 @@ def campaign_point(
         "hit": "yes" if hit else "no (run ended first)",
         "clean": clean,
         "run rc": run_rc,
+        "then": follow[0],
         "resume rc": resumed.returncode,
         "lost": lost,
         "running": sum(t.state == TrialState.RUNNING for t in after.trials)

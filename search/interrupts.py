@@ -37,7 +37,9 @@ def _main_thread() -> bool:
 
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """A signal raises at once (KeyboardInterrupt, or Terminated for SIGTERM), and is remembered."""
+    """A signal raises at once (KeyboardInterrupt, or Terminated for SIGTERM), and is remembered for this
+    command (what an earlier command in the same process saw is forgotten)."""
+    received.clear()
     if not _main_thread():
         yield
         return
@@ -56,8 +58,10 @@ def interruptible() -> Iterator[None]:
 
 @contextmanager
 def held() -> Iterator[list[int]]:
-    """Signals wait: the list holds those that came (and any remembered from before, that Python swallowed)."""
+    """Signals wait: the list holds those that came (and any remembered from before, that Python swallowed;
+    taken, so that a later sweep in the same process does not see them again)."""
     got: list[int] = list(received)
+    received.clear()
     if not _main_thread():  # signal handlers live in the main thread
         yield got
         return
