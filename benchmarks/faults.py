@@ -166,6 +166,8 @@ def campaign_point(
             text = output.read_text(errors="replace")
             one_line = text.count("interrupted:") == 1 and "Traceback" not in text
             clean = "yes" if rc == 128 + sig and one_line else f"no (exit {rc})"
+            if clean != "yes":
+                print(f"{name}: the driver's last lines:\n" + "\n".join(text.splitlines()[-15:]), flush=True)
         except subprocess.TimeoutExpired:
             clean = "no (still running after 120 s)"
     if name == DISK_FULL:  # the driver must stop by itself, with one line; then there is space again
