@@ -180,8 +180,9 @@ def test_train_on_a_plain_functions_space_file_gives_it_every_searched_parameter
     )
     result = run_cli("train", "fit.yaml")
     assert result.exit_code == 0, result.output
-    assert "searched parameters at: lr=0.01, width=8" in result.stderr
-    assert "score=0.08" in result.stdout and "epochs=2" in result.stdout
+    # the space's middle: geometric on a log scale (sqrt(0.01 * 1.0)), the first choice
+    assert "searched parameters at: lr=0.1, width=8" in result.stderr
+    assert "score=0.8" in result.stdout and "epochs=2" in result.stdout
 
 
 def test_unknown_trainable_says_how_to_name_your_own(tmp_path):
