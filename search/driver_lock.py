@@ -46,7 +46,7 @@ def setting_up(store: Store) -> Iterator[None]:
 @contextmanager
 def sole_driver(store: Store, sweep: str) -> Iterator[None]:
     """Hold the sweep's driver lock (re-entrant within this process), or raise naming the live driver."""
-    path = store.root / "locks" / f"{sweep}.lock"
+    path = store.path_for("locks", sweep, ".lock")  # a study name that leads outside the store is refused
     if path in _held:  # resume holds it, then runs the sweep
         yield
         return

@@ -55,7 +55,7 @@ def check_storage(url: str) -> None:
     if url.startswith("sqlite"):
         return
     try:
-        shown = make_url(url).render_as_string(hide_password=True)
+        shown = hide_password(make_url(url).render_as_string(hide_password=True))
     except ArgumentError:
         raise UnreachableError(f"not a database URL: {hide_password(url)!r}", "--storage") from None
     try:
@@ -72,6 +72,7 @@ def check_storage(url: str) -> None:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as e:
         reason = (str(getattr(e, "orig", None) or e).strip() or type(e).__name__).splitlines()[0]
+        reason = hide_password(reason).replace(make_url(url).password or "\0", "***")  # a driver may echo it
         raise UnreachableError(f"cannot reach the Optuna storage {shown}: {reason}", "--storage") from None
     finally:
         engine.dispose()

@@ -9,7 +9,6 @@ none for such a study (its per-step vectors are the trials' ``intermediate.<step
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,11 +74,7 @@ def importances_of(study: optuna.Study) -> dict[str, dict[str, float]]:
 def report_dir(store: Store, name: str) -> Path:
     """``<store>/reports/<name>``; a study name that would lead elsewhere (``../x``, written into the store
     by other tools) is refused before anything is written."""
-    reports = (store.root / "reports").resolve()
-    out_dir = (reports / name).resolve()
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]*", name) or out_dir.parent != reports:
-        raise SweepError(f"a study named {name!r} cannot name a report folder (letters, digits, . _ - @)", name)
-    return out_dir
+    return store.path_for("reports", name)
 
 
 def make_report(store: Store, name: str) -> Report:

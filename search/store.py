@@ -9,6 +9,7 @@ every Ray node can reach or an object-store URL (s3://...).
 from __future__ import annotations
 
 import errno
+import os
 import re
 import sqlite3
 from contextlib import closing
@@ -36,10 +37,36 @@ def out_of_space(error: BaseException | None) -> bool:
     return False
 
 
+# Query parameters that carry a secret (libpq's password=, a token, an API key, ...), masked like a password.
+SECRET_PARAMS = r"(?:password|passwd|pwd|token|access_token|auth_token|secret|api_key|apikey|key|sslpassword)"
+
+
 def hide_password(url: str) -> str:
-    """``http://user:secret@host`` -> ``http://user:***@host``: for every message and log line."""
+    """``http://user:secret@host`` -> ``http://user:***@host``, and ``?password=secret`` -> ``?password=***``
+    (tokens and keys alike): for every message and log line."""
     # By pattern, not by parsing: a URL too broken to parse must not have its password shown either.
-    return re.sub(r"(://[^/@:]*:)[^/]*@", r"\1***@", url)
+    url = re.sub(r"(://[^/@:]*:)[^/]*@", r"\1***@", url)
+    return re.sub(rf"([?&;]{SECRET_PARAMS}=)[^&;#\s]*", r"\1***", url, flags=re.IGNORECASE)
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*")  # a sweep's name, or an archive's (NAME@time)
+
+
+def tracking_credentials_to_env(uri: str) -> str:
+    """``http://user:pw@host:5000`` -> ``http://host:5000``, with the user and password where MLflow takes
+    them (``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, which the MLflow writer process
+    inherits): MLflow's client cannot use credentials in the URI itself, and they are never shown."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return uri
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(user)
+    if password:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(password)
+    return urlunsplit(parts._replace(netloc=host))
 
 
 @dataclass(frozen=True)
@@ -59,6 +86,7 @@ class Store:
     ) -> "Store":
         if storage_path and "://" not in storage_path:
             storage_path = str(Path(storage_path).expanduser().resolve())
+        tracking_uri = tracking_credentials_to_env(tracking_uri) if tracking_uri else None
         return cls(Path(path).expanduser().resolve(), storage or None, tracking_uri or None, storage_path or None)
 
     @property
@@ -81,7 +109,10 @@ class Store:
     @property
     def shown_storage(self) -> str:
         """The Optuna URL with any password hidden, for messages and logs."""
-        return make_url(self.optuna_url).render_as_string(hide_password=True)
+        try:
+            return hide_password(make_url(self.optuna_url).render_as_string(hide_password=True))
+        except Exception:  # noqa: BLE001 - a URL too broken to parse is still shown, masked by pattern
+            return hide_password(self.optuna_url)
 
     @property
     def shown_tracking(self) -> str:
@@ -124,6 +155,16 @@ class Store:
                     f"{path} is damaged ({problem.splitlines()[0]}): move it aside to start afresh, or restore it",
                     "--store",
                 )
+
+    def path_for(self, folder: str, name: str, suffix: str = "") -> Path:
+        """``<store>/<folder>/<name><suffix>`` for a sweep's own file (its lock, its report). A study name is
+        data from a database that any Optuna client can write: one that would lead outside the folder
+        (``../../victim``) or is no plain name is refused before anything is touched."""
+        base = (self.root / folder).resolve()
+        path = (base / f"{name}{suffix}").resolve()
+        if not SAFE_NAME.fullmatch(name) or path.parent != base:
+            raise StoreError(f"a study named {name!r} cannot name a file in the store (letters, digits, . _ - @)", name)
+        return path
 
     def create(self) -> None:
         local = [self.root] + ([self.artifacts] if self.artifacts else [])

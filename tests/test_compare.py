@@ -129,5 +129,5 @@ def test_report_refuses_a_study_name_that_leads_out_of_the_store(tmp_path):
         study.enqueue_trial({"x": x})
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     result = CliRunner().invoke(app, ["report", "../../escaped", "--store", str(store.root)])
-    assert result.exit_code == 2 and "cannot name a report folder" in result.stderr
+    assert result.exit_code == 2 and "cannot name a file in the store" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"] and not (store.root / "reports").exists()

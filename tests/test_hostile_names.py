@@ -1,0 +1,82 @@
+"""Data from a store is not trusted as a path or shown as a secret: a study name written by any Optuna
+client, a password in a URL's query string, credentials in a tracking URI."""
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from search.cli import app
+from search.store import Store, hide_password
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(app, list(args), terminal_width=200)
+
+
+@pytest.mark.parametrize("name", ["../../victim", "../locks2/x", "a/../../b", ".hidden"])
+def test_resume_of_a_study_named_out_of_the_store_touches_nothing_outside_it(tmp_path, name):
+    store = Store.at(tmp_path / "store")
+    store.create()
+    optuna.create_study(study_name=name, storage=store.optuna_url)
+    (tmp_path / "victim.lock").write_text("a file of the user's")
+    result = run_cli("resume", name, "--store", str(store.root))
+    assert result.exit_code == 2 and "cannot name a file in the store" in result.stderr, result.output
+    assert (tmp_path / "victim.lock").read_text() == "a file of the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store", "victim.lock"]
+    assert not (store.root / "locks").exists() or not any((store.root / "locks").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://user@127.0.0.1:1/x?password=PW", "postgresql://user@127.0.0.1:1/x?password=***"),
+        ("postgresql://u:PW@h/x?sslmode=require&passwd=PW", "postgresql://u:***@h/x?sslmode=require&passwd=***"),
+        ("http://h:5000/?token=PW&x=1", "http://h:5000/?token=***&x=1"),
+        ("mysql://h/db?api_key=PW;secret=PW", "mysql://h/db?api_key=***;secret=***"),
+        ("http://u:PW@h:5000", "http://u:***@h:5000"),
+    ],
+)
+def test_passwords_and_tokens_are_masked_wherever_a_url_is_shown(url, shown):
+    assert hide_password(url) == shown
+    assert "PW" not in Store.at("/tmp/s", storage=url).shown_storage or url.startswith("http")
+
+
+def test_an_unreachable_storage_with_a_password_in_its_query_is_one_line_without_it(tmp_path):
+    url = "postgresql://user@127.0.0.1:1/x?password=SECRETPW&connect_timeout=2"
+    result = run_cli("sweeps", "--store", str(tmp_path / "s"), "--storage", url)
+    assert result.exit_code == 2 and "SECRETPW" not in result.output and "password=***" in result.stderr
+
+
+def test_credentials_in_a_tracking_uri_go_where_mlflow_takes_them(monkeypatch):
+    """MLflow's client takes a tracking server's user and password from the environment, not the URI: the
+    URI form works (it was refused as a host name), and the password is never in what is shown."""
+    import http.server
+    import threading
+
+    from search.infra import check_tracking
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    try:
+        port = server.server_address[1]
+        store = Store.at("/tmp/unused", tracking_uri=f"http://alice:p%40ss%3Aword@127.0.0.1:{port}")
+        assert store.tracking_uri == f"http://127.0.0.1:{port}"
+        import os
+
+        assert os.environ["MLFLOW_TRACKING_USERNAME"] == "alice"
+        assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "p@ss:word"
+        check_tracking(store.mlflow_url)  # the server answers: no "Name or service not known"
+        assert "word" not in store.describe()
+    finally:
+        server.shutdown()
