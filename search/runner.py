@@ -57,6 +57,7 @@ from search.tracking import PARENT_ATTR, MlflowTrialCallback, Tracking, latest_p
 from trainables.registry import TrainableSpec
 
 log = logging.getLogger(__name__)
+ARCHIVING = "archiving"  # true on a study's copy (NAME@time) until --new has copied it whole
 FAILED_FAST = "the sweep stopped: its first trials all failed alike"
 
 
@@ -273,13 +274,33 @@ def init_store(store: Store) -> None:
         ) from e
 
 
+def archive(storage: optuna.storages.BaseStorage, name: str) -> str:
+    """``--new``: the study copied whole to ``NAME@YYYYmmdd-HHMMSS``, then removed. The copy carries
+    ``archiving: true`` (set on the study before it is copied, so the copy has it from its first row) until it
+    holds every trial; a copy a kill interrupted is never listed (``sweeps.list_sweeps``) and is removed by
+    the next ``--new``, and the study itself is removed only after its copy is whole: nothing is lost."""
+    for summary in storage.get_all_studies():  # copies an earlier --new left half made
+        if summary.study_name.startswith(f"{name}@") and summary.user_attrs.get(ARCHIVING):
+            optuna.delete_study(study_name=summary.study_name, storage=storage)
+    original = optuna.load_study(study_name=name, storage=storage)
+    original.set_user_attr(ARCHIVING, True)
+    archived = f"{name}@{datetime.now():%Y%m%d-%H%M%S}"
+    optuna.copy_study(from_study_name=name, from_storage=storage, to_storage=storage, to_study_name=archived)
+    copy = optuna.load_study(study_name=archived, storage=storage)
+    if len(copy.get_trials(deepcopy=False)) != len(original.get_trials(deepcopy=False)):
+        optuna.delete_study(study_name=archived, storage=storage)
+        original.set_user_attr(ARCHIVING, False)
+        raise StoreError(f"the copy of study {name!r} came out short; it is left as it was", "--new")
+    copy.set_user_attr(ARCHIVING, False)
+    optuna.delete_study(study_name=name, storage=storage)
+    return archived
+
+
 def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optuna.Study:
     storage = rdb_storage(store.optuna_url)
     name = sweep.spec.name
     if new and name in {s.study_name for s in storage.get_all_studies()}:
-        archived = f"{name}@{datetime.now():%Y%m%d-%H%M%S}"
-        optuna.copy_study(from_study_name=name, from_storage=storage, to_storage=storage, to_study_name=archived)
-        optuna.delete_study(study_name=name, storage=storage)
+        archived = archive(storage, name)
         console.print(f"previous study {name!r} kept as {archived!r}; starting a fresh one")
     study = optuna.create_study(
         study_name=name,
@@ -295,6 +316,8 @@ def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optun
         reseeded = sweep.spec.sampler.model_copy(update={"seed": sweep.spec.sampler.seed + len(study.trials)})
         study.sampler = samplers.build_sampler(sweep.spec.model_copy(update={"sampler": reseeded}), sweep.source)
     study.set_metric_names(sweep.metrics)
+    if study.user_attrs.get(ARCHIVING):  # a --new a kill interrupted: this study was never removed
+        study.set_user_attr(ARCHIVING, False)
     record_definition(study, sweep, console)
     study.set_user_attr("trainable", sweep.spec.trainable)
     study.set_user_attr("space_file", sweep.source)
@@ -511,12 +534,14 @@ def _drive(
     held: list[int],
 ) -> SweepOutcome:
     spec = sweep.spec
-    study = open_study(sweep, store, new, console)
     tracking = Tracking(store.mlflow_url, store.artifacts)
+    if parent_run_id is None and (existing := existing_study(store, spec.name)) is not None:
+        # what a killed driver left RUNNING is closed before the study goes on, or is archived (--new)
+        close_orphans(store, existing, tracking.client, console)
+    study = open_study(sweep, store, new, console)
     experiment_id = tracking.experiment_id(spec.name)
     run_name = f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
     if parent_run_id is None:
-        close_orphans(store, study, tracking.client, console)
         # Without cluster: its storage URL may hold a password, and where a sweep ran is not a hyperparameter.
         recorded = spec.model_dump(mode="json", exclude={"cluster"})
         study.set_user_attr("space", recorded)  # for resume, should the driver die before space.yaml is logged
@@ -610,6 +635,13 @@ def fuse_key(trainable: TrainableSpec) -> Callable[[dict[str, Any]], Any]:
     return key
 
 
+def existing_study(store: Store, name: str) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=name, storage=rdb_storage(store.optuna_url))
+    except KeyError:
+        return None
+
+
 def close_orphans(store: Store, study: optuna.Study, client: MlflowClient, console: Console) -> None:
     """A sweep run again after its driver was killed: close what that driver left RUNNING (this one holds
     the driver lock, so that driver is dead), so nothing stays RUNNING for ever."""
@@ -622,6 +654,7 @@ def close_orphans(store: Store, study: optuna.Study, client: MlflowClient, conso
         f"the previous run of {study.study_name} lost its driver: {len(lost)} trial(s) it left running are "
         "marked FAIL (hpsearch resume finishes such a run instead of starting a new one)",
         highlight=False,
+        soft_wrap=True,
     )
 
 

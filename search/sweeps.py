@@ -66,6 +66,8 @@ def list_sweeps(store: Store) -> list[SweepRow]:
     rows = []
     try:
         for summary in storage.get_all_studies():
+            if "@" in summary.study_name and summary.user_attrs.get("archiving"):
+                continue  # an archive a kill left half copied (`run --new` removes it): not a sweep
             trials = storage.get_all_trials(storage.get_study_id_from_name(summary.study_name), deepcopy=False)
             counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
             done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]

@@ -80,3 +80,30 @@ def test_credentials_in_a_tracking_uri_go_where_mlflow_takes_them(monkeypatch):
         assert "word" not in store.describe()
     finally:
         server.shutdown()
+
+
+def test_an_archive_appears_whole_or_not_at_all(tmp_path):
+    """`run --new` copies a study to NAME@time; a copy a kill interrupted is never listed and is replaced by
+    the next --new, an older archive (from before the mark) is kept, and the study goes only once copied."""
+    from search.infra import rdb_storage
+    from search.runner import ARCHIVING, archive
+    from search.sweeps import list_sweeps
+
+    store = Store.at(tmp_path / "store")
+    store.create()
+    storage = rdb_storage(store.optuna_url)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    for x in (0.1, 0.5, 0.9):
+        study.enqueue_trial({"x": x})
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    half = optuna.create_study(study_name="s@20260101-000000", storage=storage)  # a kill mid-copy
+    half.set_user_attr(ARCHIVING, True)
+    old = optuna.create_study(study_name="s@20250101-000000", storage=storage)  # an older hpsearch's archive
+    assert {r.name for r in list_sweeps(store)} == {"s", "s@20250101-000000"}
+
+    archived = archive(storage, "s")
+    names = {s.study_name: s for s in storage.get_all_studies()}
+    assert set(names) == {archived, "s@20250101-000000"} and old.study_name in names
+    copy = optuna.load_study(study_name=archived, storage=storage)
+    assert [t.params["x"] for t in copy.trials] == [0.1, 0.5, 0.9] and copy.user_attrs[ARCHIVING] is False
+    assert {r.name for r in list_sweeps(store)} == {archived, "s@20250101-000000"}

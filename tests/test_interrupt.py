@@ -374,3 +374,29 @@ def test_an_interrupt_during_start_up_is_one_line_and_leaves_nothing_running(poi
         runs = client.search_runs([exp.experiment_id]) if exp else []
         assert "RUNNING" not in {r.info.status for r in runs}, [(r.info.run_name, r.info.status) for r in runs]
         assert all(r.info.status == "KILLED" for r in runs if r.data.tags.get("hpsearch.role") == "sweep")
+
+
+def test_run_new_after_a_kill_closes_what_the_dead_driver_left_before_archiving(flaky_space, tmp_path):
+    store = Store.at(tmp_path / "store")
+    space = flaky_space("renewed", {"steps": 200, "sleep": 0.1}, trials=4, concurrency=2)
+    proc = start_driver(space, store)
+    try:
+        assert wait_for(lambda: running_trials(store, "renewed") == 2, timeout=150), driver_log(space)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root), "--new", "--trials", "1"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert "the previous run of renewed lost its driver: 2 trial(s) it left running are marked FAIL" in done.stderr
+    archived = [s for s in optuna.get_all_study_names(store.optuna_url) if s.startswith("renewed@")]
+    assert len(archived) == 1
+    old = optuna.load_study(study_name=archived[0], storage=store.optuna_url)
+    assert [t.state for t in old.trials] == [TrialState.FAIL, TrialState.FAIL]  # none RUNNING for ever
+    assert all(t.user_attrs["stopped"] == "driver lost" for t in old.trials)
+    client = MlflowClient(store.mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name("renewed").experiment_id])
+    assert "RUNNING" not in {r.info.status for r in runs}
