@@ -58,7 +58,8 @@ def open_store(
 
     s = Store.at(store, storage, tracking_uri, storage_path)
     s.check()
-    check_storage(s.optuna_url)
+    if s.storage is not None:  # the store's own optuna.db is made with its folder
+        check_storage(s.storage)
     check_tracking(s.mlflow_url)
     return s
 

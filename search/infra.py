@@ -12,6 +12,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -51,8 +52,14 @@ def rdb_storage(url: str) -> optuna.storages.RDBStorage:
 
 
 def check_storage(url: str) -> None:
-    """The Optuna storage URL parses, its driver is installed, and the database answers."""
+    """The Optuna storage URL parses, its driver is installed, and the database answers; a SQLite file's
+    folder exists (SQLite creates the file, not the folders above it)."""
     if url.startswith("sqlite"):
+        path = url.partition(":///")[2].split("?")[0]
+        if path and path != ":memory:" and not Path(path).expanduser().parent.is_dir():
+            raise UnreachableError(
+                f"the folder of the SQLite file {path} does not exist: create it, or name another", "--storage"
+            )
         return
     try:
         shown = hide_password(make_url(url).render_as_string(hide_password=True))
@@ -131,6 +138,7 @@ def check_storage_path(path: str) -> None:
 def check_reachable(store: Store, address: str | None) -> None:
     """All of a sweep's services, before the first write."""
     check_ray_address(address)
-    check_storage(store.optuna_url)
+    if store.storage is not None:  # the store's own optuna.db is made with its folder
+        check_storage(store.storage)
     check_tracking(store.mlflow_url)
     check_storage_path(store.ray_results)

@@ -107,3 +107,14 @@ def test_an_archive_appears_whole_or_not_at_all(tmp_path):
     copy = optuna.load_study(study_name=archived, storage=storage)
     assert [t.params["x"] for t in copy.trials] == [0.1, 0.5, 0.9] and copy.user_attrs[ARCHIVING] is False
     assert {r.name for r in list_sweeps(store)} == {archived, "s@20250101-000000"}
+
+
+def test_a_sqlite_storage_in_a_folder_that_does_not_exist_is_one_line_before_anything_starts(tmp_path):
+    space = tmp_path / "s.yaml"
+    space.write_text("name: s\ntrainable: flaky\nspace: {x: {type: float, low: 0, high: 1}}\n")
+    url = f"sqlite:///{tmp_path}/missing/dir/x.db"
+    for command in (["run", str(space)], ["sweeps"]):
+        result = run_cli(*command, "--store", str(tmp_path / "store"), "--storage", url)
+        assert result.exit_code == 2, result.output
+        assert "the folder of the SQLite file" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "store").exists() and not (tmp_path / "missing").exists()
