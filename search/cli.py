@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from search.errors import SpecError, UserError
 from trainables.registry import TrainableError
@@ -26,6 +27,13 @@ class Commands(TyperGroup):
         except (UserError, TrainableError) as e:  # TrainableError: the trainables' own (no search/ there)
             err.print(f"error: {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(getattr(e, "exit_code", 2)) from None
+        except TyperException as e:  # click's (vendored by typer) usage errors: the same one line, not a box
+            if getattr(e, "exit_code", None) != 2 or not hasattr(e, "format_message"):
+                raise
+            ctx_ = getattr(e, "ctx", None)
+            command = f"hpsearch {ctx_.info_name}: " if ctx_ is not None and ctx_.parent is not None else ""
+            err.print(f"error: {command}{e.format_message()}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
 
 
 app = typer.Typer(

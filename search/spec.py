@@ -46,6 +46,15 @@ def _divides(low: float, high: float, step: float) -> bool:
 Finite = Annotated[float, Field(allow_inf_nan=False)]  # a NaN or inf bound would only fail mid-sweep
 
 
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic's lax mode would read true as 1
+        raise ValueError(f"expected a whole number, not {str(value).lower()}")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_not_a_bool)]  # a count: `true` is not 1
+
+
 class FloatParam(_Strict):
     type: Literal["float"]
     low: Finite
@@ -103,6 +112,10 @@ class CategoricalParam(_Strict):
                     raise ValueError(f"choices repeat a value: {shorten(b)} and {shorten(a)}")
             if isinstance(a, float) and not math.isfinite(a):
                 raise ValueError(f"choices must be finite numbers (got {a})")
+        kinds = {"text" if isinstance(c, str) else "yes/no" if isinstance(c, bool) else "number"
+                 for c in self.choices if c is not None}  # fmt: skip
+        if len(kinds) > 1:
+            raise ValueError(f"choices mix {' and '.join(sorted(kinds))}: {shorten(self.choices)} (keep one kind)")
         return self
 
     def size(self) -> int:
@@ -197,6 +210,9 @@ class Resources(_Strict):
     def _whole_or_fraction(self) -> "Resources":
         if self.gpu > 1 and self.gpu != int(self.gpu):
             raise ValueError(f"gpu above 1 must be a whole number (got {self.gpu})")
+        for key in self.custom:
+            if key.lower() in ("cpu", "gpu", "memory", "object_store_memory"):
+                raise ValueError(f"custom.{key}: Ray's own resource; set it as resources.{key.lower()}")
         return self
 
 
@@ -234,9 +250,9 @@ class SweepSpec(_Strict):
     space: dict[str, Param] = {}
     sampler: SamplerSpec = SamplerSpec()
     pruner: PrunerSpec = PrunerSpec()
-    trials: int | None = Field(None, ge=1, le=MAX_TRIALS)
-    concurrency: int = Field(1, ge=1, le=MAX_CONCURRENCY)
-    repeats: int = Field(1, ge=1, le=MAX_REPEATS)  # seeds per configuration; the study's value is their mean
+    trials: Count | None = Field(None, ge=1, le=MAX_TRIALS)
+    concurrency: Count = Field(1, ge=1, le=MAX_CONCURRENCY)
+    repeats: Count = Field(1, ge=1, le=MAX_REPEATS)  # seeds per configuration; the study's value is their mean
     resources: Resources = Resources()
     cluster: Cluster = Cluster()
     scheduler: SchedulerSpec = SchedulerSpec()
@@ -245,10 +261,10 @@ class SweepSpec(_Strict):
     report_interval: Duration | None = None  # under report: time; default trial budget / 20, at least 1s
     # Fused trials: up to this many configurations that differ only in fusible hyperparameters (lr, ...)
     # train together as one stacked model in one Ray trial, each still its own Optuna trial and MLflow run.
-    fuse: int = Field(1, ge=1, le=MAX_FUSE)
+    fuse: Count = Field(1, ge=1, le=MAX_FUSE)
     # A set-up that is broken (a misspelled key, a missing data folder) fails every trial alike: when the first
     # this many trials all raised the same error and none completed, the sweep stops. 0: never.
-    fail_fast: int = Field(3, ge=0, le=MAX_TRIALS)
+    fail_fast: Count = Field(3, ge=0, le=MAX_TRIALS)
     # The trainable ``validate`` resolved (looked up once); not part of the space, never dumped.
     _resolved: registry.TrainableSpec | None = PrivateAttr(default=None)
 
@@ -256,6 +272,12 @@ class SweepSpec(_Strict):
     def _consistent(self) -> "SweepSpec":
         if not self.space:
             raise ValueError("space is empty: name at least one hyperparameter to search")
+        both = [k for k in self.config if k in self.space]
+        if both and self.sampler.name != "ofat":
+            raise ValueError(
+                f"config.{both[0]}: also searched in space.{both[0]}, so the fixed value would be ignored: keep one "
+                "(only an ofat sweep starts from a config value)"
+            )
         self._check_objectives()
         if self.scheduler.name == "asha" and self.pruner.name != "none":
             raise ValueError(
@@ -370,6 +392,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", key.strip()):
         raise SpecError(f"expected KEY=VALUE with a dotted KEY, got {text!r}", "--set")
+    if re.fullmatch(r"\s*[-+]?0[xXoObB][0-9a-fA-F_]+\s*|\s*[-+]?0[0-7_]+\s*", raw):
+        return key.strip(), raw.strip()  # YAML reads 0x10 as 16 and 010 as 8: a count is written in decimal
     try:
         return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:

@@ -88,3 +88,27 @@ def test_an_offending_value_is_shown_short(tmp_path):
     result = CliRunner().invoke(app, ["run", str(path), "--store", str(tmp_path / "store")])
     assert result.exit_code == 2 and "space.x.low" in result.stderr
     assert len(result.stderr) < 700  # the value is cut, not printed whole
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trials=true", "trials: expected a whole number, not true"),
+        ("repeats=true", "repeats: expected a whole number, not true"),
+        ("concurrency=0x10", "concurrency: Input should be a valid integer"),
+    ],
+)
+def test_a_bool_or_a_hex_number_is_no_count(override, message, tmp_path):
+    space = tmp_path / "s.yaml"
+    space.write_text("name: s\ntrainable: flaky\nspace: {x: {type: float, low: 0.0, high: 1.0}}\n")
+    result = CliRunner().invoke(app, ["run", str(space), "--set", override, "--store", str(tmp_path / "store")])
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "store").exists()
+
+
+def test_a_bad_option_value_is_one_line_not_a_usage_box(tmp_path):
+    result = CliRunner().invoke(app, ["run", "addition-lr", "--trials", "-1"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: hpsearch run: Invalid value for '--trials': Input should be greater than or equal to 1"
+    ]
