@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import re
 import statistics
 import time
@@ -86,6 +87,11 @@ class TrialRecord:
 BOOKKEEPING = set(AUTO_RESULT_KEYS) | {"step", "elapsed_s", "node_id", "done", "trial_id", FINAL_KEY, KEPT_KEY}
 
 
+def is_number(value: Any) -> bool:
+    """A metric's value: a real number (int, float, a numpy scalar), never a bool or text."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def measured(result: dict[str, Any]) -> dict[str, float]:
     """The numbers a trainable reported in a result (its metrics), without Ray's and the session's own."""
     return {
@@ -93,8 +99,7 @@ def measured(result: dict[str, Any]) -> dict[str, float]:
         for k, v in result.items()
         if k not in BOOKKEEPING
         and not k.startswith("config/")  # Ray adds the trial's config to each result
-        and isinstance(v, (int, float))
-        and not isinstance(v, bool)
+        and is_number(v)
     }
 
 
@@ -348,15 +353,18 @@ class OptunaBridge:
             reported = ", ".join(sorted(k for k in result if not k.startswith(("time_", "timestamp"))))
             rec.failure = f"metric {missing[0]!r} was not reported (reported: {reported})"
             return False
+        wrong = [m for m in self.metrics if not is_number(result[m])]
+        if wrong:  # "0.5" or True would become 0.5 / 1.0 in the study and nothing in MLflow
+            value = result[wrong[0]]
+            rec.failure = f"metric {wrong[0]!r} is not a number (got {value!r}, a {type(value).__name__})"
+            return False
         step = int(result.get("step", result.get("training_iteration", 0)))
         if rec.last_step is not None and step <= rec.last_step:
             return True
         vector = tuple(float(result[m]) for m in self.metrics)
         rec.last_step = step
         rec.final = bool(result.get(FINAL_KEY))
-        rec.latest.update(
-            {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        )
+        rec.latest.update({k: float(v) for k, v in result.items() if is_number(v)})
         if result.get(KEPT_KEY):  # the weights of this step are the ones the trial keeps
             rec.checkpoint_step, rec.checkpoint_metrics = step, measured(result)
         if not all(math.isfinite(v) for v in vector):

@@ -20,7 +20,7 @@ import ray
 from ray import tune
 
 from trainables import registry
-from trainables.session import Checkpoint, CheckpointKeeper, materialize
+from trainables.session import Checkpoint, CheckpointKeeper, materialize, plain
 
 if TYPE_CHECKING:  # torch is imported where a trial runs: the driver never needs it for a plain trainable
     import torch
@@ -92,6 +92,7 @@ class RaySession:
     ) -> None:
         # elapsed_s is the trial's own clock (from the session's start, after imports and data setup):
         # the trial budget is enforced on it.
+        metrics = plain(metrics)
         payload = {**metrics, "step": step, "elapsed_s": time.monotonic() - self.started, "node_id": self.node_id}
         if final:
             payload[FINAL_KEY] = True
@@ -141,6 +142,7 @@ class RayGroupSession:
         failed: dict[int, str] | None = None,
     ) -> None:
         payload: dict[str, Any] = {"step": step, "elapsed_s": time.monotonic() - self.started, "node_id": self.node_id}
+        metrics = {member: plain(values) for member, values in metrics.items()}
         for member, values in metrics.items():
             payload |= {f"{MEMBERS_PREFIX}{member}/{k}": v for k, v in values.items()}
         payload[FINAL_MEMBERS_KEY] = sorted(final)

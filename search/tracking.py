@@ -25,7 +25,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from search import trial_logs
 from search.mlflow_writer import InlineWriter, MlflowWriter
-from search.optuna_bridge import OptunaBridge, TrialView, error_line
+from search.optuna_bridge import OptunaBridge, TrialView, error_line, is_number
 from search.ray_session import CHECKPOINT_FILE, MEMBERS_KEY, member_checkpoint_file, member_results
 from search.sweeps import SPACE_ARTIFACT
 from search.write_behind import RunWrites
@@ -241,7 +241,7 @@ class MlflowTrialCallback(Callback):
         metrics = [
             Metric(k, float(v), ts, step)
             for k, v in result.items()
-            if k not in _RAY_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+            if k not in _RAY_KEYS and is_number(v)
         ]
         self.writes.log(key, metrics=metrics)
 

@@ -275,3 +275,30 @@ def test_a_running_trials_steps_reach_the_study_within_about_a_second():
     bridge.report("a", {"score": 0.6, "step": 2})
     bridge.flush_due()  # the driver's loop calls this about ten times a second
     assert stored(study)[0].intermediate_values == {1: 0.5, 2: 0.6}
+
+
+@pytest.mark.parametrize("value", ["0.5", True, None, [0.5]])
+def test_a_metric_that_is_not_a_number_fails_the_trial_in_one_line(value):
+    study, bridge = make_bridge(n_trials=1)
+    bridge.ask("a")
+    assert bridge.report("a", {"score": value, "step": 1}) is False  # the scheduler stops it
+    bridge.complete("a", None, error=False)
+    (trial,) = stored(study)
+    assert trial.state == TrialState.FAIL
+    if value is not None:
+        assert trial.user_attrs["fail_reason"] == f"metric 'score' is not a number (got {value!r}, a {type(value).__name__})"
+
+
+def test_numpy_scalars_and_plain_tensors_are_numbers():
+    import numpy as np
+    import torch
+
+    from trainables.session import plain
+
+    study, bridge = make_bridge(n_trials=1)
+    bridge.ask("a")
+    assert bridge.report("a", plain({"score": np.float32(0.25), "step": 1}))
+    assert bridge.report("a", plain({"score": torch.tensor(0.5), "step": 2, "final_report": True}))
+    bridge.complete("a", None, error=False)
+    (trial,) = stored(study)
+    assert trial.state == TrialState.COMPLETE and trial.value == 0.5

@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import numbers
 import os
 import sys
 from dataclasses import dataclass
@@ -130,8 +131,8 @@ class _StepTracking:
 def _as_metrics(returned: Any, metric: str | None) -> dict[str, float]:
     if isinstance(returned, dict):
         return dict(returned)
-    if isinstance(returned, (int, float)) and not isinstance(returned, bool) and metric is not None:
-        return {metric: float(returned)}
+    if isinstance(returned, numbers.Real) and not isinstance(returned, bool) and metric is not None:
+        return {metric: float(returned)}  # a numpy scalar too
     raise TypeError(
         f"a trainable returns a number or a dict of metrics (got {type(returned).__name__}); "
         "or it reports each step with session.report(step, metrics) and returns None"

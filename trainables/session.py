@@ -48,6 +48,17 @@ class CheckpointKeeper:
         return better
 
 
+def plain(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A 0-d tensor without a gradient as the number it holds (``loss.detach()`` reported as is); every other
+    value as given, for the search to accept (a real number) or refuse (text, a bool) in one line."""
+    out = {}
+    for key, value in metrics.items():
+        if getattr(value, "ndim", None) == 0 and not getattr(value, "requires_grad", False) and hasattr(value, "item"):
+            value = value.item()
+        out[key] = value
+    return out
+
+
 def materialize(checkpoint: Checkpoint) -> dict[str, Any]:
     return checkpoint() if callable(checkpoint) else checkpoint
 
@@ -102,6 +113,7 @@ class LocalSession:
     def report(
         self, step: int, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None, final: bool = False
     ) -> None:
+        metrics = plain(metrics)
         self.history.append((step, dict(metrics)))
         if checkpoint is not None and self.keeper.wants(step, metrics):
             self.last_checkpoint, self.checkpoint_step = materialize(checkpoint), step
