@@ -238,11 +238,7 @@ class MlflowTrialCallback(Callback):
             self.bridge.set_attr(key, "ray_node_id", placement["ray.node_id"])
         step = int(result.get("step", result.get("training_iteration", 0)))
         ts = int(result.get("timestamp", time.time()) * 1000)
-        metrics = [
-            Metric(k, float(v), ts, step)
-            for k, v in result.items()
-            if k not in _RAY_KEYS and is_number(v)
-        ]
+        metrics = [Metric(k, float(v), ts, step) for k, v in result.items() if k not in _RAY_KEYS and is_number(v)]
         self.writes.log(key, metrics=metrics)
 
     def _ending(self, view: TrialView | None) -> tuple[int, dict[str, str]]:

@@ -286,7 +286,8 @@ def test_a_metric_that_is_not_a_number_fails_the_trial_in_one_line(value):
     (trial,) = stored(study)
     assert trial.state == TrialState.FAIL
     if value is not None:
-        assert trial.user_attrs["fail_reason"] == f"metric 'score' is not a number (got {value!r}, a {type(value).__name__})"
+        reason = f"metric 'score' is not a number (got {value!r}, a {type(value).__name__})"
+        assert trial.user_attrs["fail_reason"] == reason
 
 
 def test_numpy_scalars_and_plain_tensors_are_numbers():
