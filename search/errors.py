@@ -53,6 +53,13 @@ class StoreError(UserError):
     """The store itself: a file where its folder should be, a damaged database, no space to create it."""
 
 
+class WriterLostError(UserError):
+    """The MLflow writer process died mid-sweep (killed, out of memory): the sweep stops (exit 1) with what
+    finished kept whole in both stores, and the rest left as a dead driver leaves it, for ``hpsearch resume``."""
+
+    exit_code = 1
+
+
 class StoreFullError(StoreError):
     """The disk under the store filled up mid-sweep: the sweep stops (exit 1); what finished is kept, and
     ``hpsearch resume`` closes and re-runs the rest once there is space."""

@@ -140,6 +140,12 @@ class MlflowWriter:
         if failures:
             raise WriterError(*failures[0])
 
+    @property
+    def dead(self) -> str | None:
+        """Why the writer process is gone, once it is (None while it serves)."""
+        with self._cond:
+            return self._dead
+
     def close(self) -> None:
         """Write what is left, then end the writer. A failure here was raised by the driver's last sync
         already (or is what ``hpsearch resume`` closes): not raised again over the error being handled."""

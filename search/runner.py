@@ -37,7 +37,7 @@ from search.definition import (
     recorded,
 )
 from search.driver_lock import setting_up, sole_driver
-from search.errors import SpecError, StoreError, StoreFullError, UnreachableError, UserError
+from search.errors import SpecError, StoreError, StoreFullError, UnreachableError, UserError, WriterLostError
 from search.infra import check_reachable, rdb_storage
 from search.mlflow_writer import MlflowWriter
 from search.optuna_bridge import (
@@ -596,6 +596,11 @@ def _drive(
         status = "FAILED"
         raise
     finally:
+        if writer.dead is not None:  # nothing more reaches MLflow: leave both stores as a dead driver would
+            raise WriterLostError(
+                f"{writer.dead} mid-sweep, so the sweep stopped: what finished is whole in both stores, and "
+                f"`hpsearch resume {spec.name}` closes the trials that were running and finishes it"
+            ) from None
         wall = time.monotonic() - started
         # Ray ends trials at the sweep budget (or on a signal) without telling searcher or callbacks.
         by_budget = budget.sweep is not None and wall >= budget.sweep - 1.0

@@ -400,3 +400,36 @@ def test_run_new_after_a_kill_closes_what_the_dead_driver_left_before_archiving(
     client = MlflowClient(store.mlflow_url)
     runs = client.search_runs([client.get_experiment_by_name("renewed").experiment_id])
     assert "RUNNING" not in {r.info.status for r in runs}
+
+
+def test_a_dead_mlflow_writer_stops_the_sweep_in_one_line_and_resume_finishes_it(flaky_space, tmp_path):
+    import psutil
+
+    store = Store.at(tmp_path / "store")
+    space = flaky_space("writer", {"steps": 40, "sleep": 0.1}, trials=4, concurrency=2)
+    proc = start_driver(space, store)
+    try:
+        assert wait_for(lambda: running_trials(store, "writer") >= 1, timeout=150), driver_log(space)
+        writers = [p for p in psutil.Process(proc.pid).children() if "search.mlflow_writer" in " ".join(p.cmdline())]
+        assert len(writers) == 1
+        writers[0].kill()
+        proc.wait(timeout=120)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+    output = driver_log(space)
+    assert proc.returncode == 1 and "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "the MLflow writer process ended" in errors[0] and "hpsearch resume writer" in errors[0]
+    done = subprocess.run(
+        [sys.executable, "-m", "search.cli", "resume", "writer", "--store", str(store.root)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = optuna.load_study(study_name="writer", storage=store.optuna_url)
+    assert TrialState.RUNNING not in {t.state for t in study.trials}
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 4
+    client = MlflowClient(store.mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name("writer").experiment_id])
+    assert "RUNNING" not in {r.info.status for r in runs}
