@@ -100,6 +100,8 @@ INTERRUPT_POINTS: list[tuple[str, int, Callable[[Snapshot], bool] | float]] = [
     ("SIGTERM at the parent run, before a trial reports", signal.SIGTERM, KILL_POINTS[0][2]),
     ("Ctrl-C at the first report", signal.SIGINT, KILL_POINTS[1][2]),
     ("SIGTERM with 1 trial finished", signal.SIGTERM, KILL_POINTS[2][2]),
+    # not a signal to the driver: its MLflow writer process killed; the driver must stop in one line (exit 1)
+    (WRITER := "the MLflow writer killed at the first report", signal.SIGKILL, KILL_POINTS[1][2]),
 ]
 QUICK = {
     "first report",
@@ -160,12 +162,20 @@ def campaign_point(
         time.sleep(0.05 if sig is not None else 0.1)
     clean = "-"
     if sig is not None and proc.poll() is None:  # Ctrl-C reaches the whole group; SIGTERM the driver alone
-        os.killpg(proc.pid, sig) if sig == signal.SIGINT else os.kill(proc.pid, sig)
+        if name == WRITER:
+            import psutil
+
+            for child in psutil.Process(proc.pid).children():
+                if "search.mlflow_writer" in " ".join(child.cmdline()):
+                    child.kill()
+        else:
+            os.killpg(proc.pid, sig) if sig == signal.SIGINT else os.kill(proc.pid, sig)
         try:
             rc = proc.wait(timeout=120)
             text = output.read_text(errors="replace")
-            one_line = text.count("interrupted:") == 1 and "Traceback" not in text
-            clean = "yes" if rc == 128 + sig and one_line else f"no (exit {rc})"
+            said = "error: the MLflow writer process ended" if name == WRITER else "interrupted:"
+            one_line = text.count(said) == 1 and "Traceback" not in text
+            clean = "yes" if rc == (1 if name == WRITER else 128 + sig) and one_line else f"no (exit {rc})"
             if clean != "yes":
                 print(f"{name}: the driver's last lines:\n" + "\n".join(text.splitlines()[-15:]), flush=True)
         except subprocess.TimeoutExpired:
@@ -199,6 +209,7 @@ def campaign_point(
         (r.data.tags.get("optuna.trial_number"), r.data.tags.get("repeat")) for r in children(after)
     )
     stopped = {str(t.number) for t in after.trials if t.user_attrs.get("stopped") == "interrupted"}
+    rerun = sum(1 for t in after.trials if "rerun_of" in t.user_attrs)
     disagree = sum(
         1
         for r in children(after)
@@ -219,6 +230,7 @@ def campaign_point(
         "duplicates": sum(n - 1 for n in keys.values()),
         "disagree": disagree,
         "short": max(0, spec["trials"] - len(finished(after))),
+        "rerun": rerun,
     }
 
 
@@ -255,6 +267,7 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(str(row[k]) for k in header) + " |")
     totals = {k: sum(r[k] for r in rows) for k in ("lost", "running", "duplicates", "disagree", "short")}
+    print(f"configurations run again by resume: {sum(r['rerun'] for r in rows)}")
     print(f"\nfault points tried: {len(rows)}, hit: {sum(r['hit'] == 'yes' for r in rows)}; totals: {totals}")
     unclean = [r["fault point"] for r in rows if r["clean"] not in ("-", "yes")]
     if unclean:

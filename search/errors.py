@@ -60,6 +60,13 @@ class WriterLostError(UserError):
     exit_code = 1
 
 
+class SamplerError(UserError):
+    """The sampler raised while it sampled a trial (an option no check could judge, a sampler's own bug): the
+    sweep stops (exit 1) with the sampler's words, what finished kept."""
+
+    exit_code = 1
+
+
 class StoreFullError(StoreError):
     """The disk under the store filled up mid-sweep: the sweep stops (exit 1); what finished is kept, and
     ``hpsearch resume`` closes and re-runs the rest once there is space."""

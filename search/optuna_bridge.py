@@ -39,6 +39,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialSch
 from ray.tune.search import Searcher
 
 from search.constraints import Constraint, all_hold, violations
+from search.errors import SamplerError
 from search.pareto import INTERMEDIATE_ATTR, ParetoPruner, signed
 from search.ray_session import (
     FINAL_KEY,
@@ -292,11 +293,18 @@ class OptunaBridge:
                 self._writes.set_attr(trial, key, value)
             return trial
         except Exception as e:
+            number = known + 1
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if t.number > known:
                     self.study.tell(t.number, state=TrialState.FAIL)
-                    log.error("trial %d could not be sampled: %s", t.number, e)
-            raise
+                    number = t.number
+            sampler = type(self.study.sampler).__name__
+            line = f"{type(e).__name__}: {e}".strip().splitlines()[0]
+            raise SamplerError(
+                f"the {sampler} failed to sample trial {number} ({line}), so the sweep stopped: check the "
+                "sampler's options in the space file (sampler:); what finished is kept",
+                "sampler",
+            ) from e
 
     # -- reading --------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from search.errors import SamplerError
 from search.optuna_bridge import OptunaBridge
 
 
@@ -45,7 +46,7 @@ def test_a_sampler_that_raises_leaves_no_trial_running():
     study = optuna.create_study(sampler=BrokenSampler(seed=0), storage=STORAGE["url"])
     bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], n_trials=3)
     assert "x" in bridge.ask("ray-0")
-    with pytest.raises(RuntimeError, match="the sampler broke"):
+    with pytest.raises(SamplerError, match=r"the BrokenSampler failed to sample trial 1 \(RuntimeError: the sampler broke\)"):
         bridge.ask("ray-1")
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.RUNNING, TrialState.FAIL]  # the first is its record's to end; the broken one ended
