@@ -46,7 +46,8 @@ def test_a_sampler_that_raises_leaves_no_trial_running():
     study = optuna.create_study(sampler=BrokenSampler(seed=0), storage=STORAGE["url"])
     bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], n_trials=3)
     assert "x" in bridge.ask("ray-0")
-    with pytest.raises(SamplerError, match=r"the BrokenSampler failed to sample trial 1 \(RuntimeError: the sampler broke\)"):
+    said = r"the BrokenSampler failed to sample trial 1 \(RuntimeError: the sampler broke\)"
+    with pytest.raises(SamplerError, match=said):
         bridge.ask("ray-1")
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.RUNNING, TrialState.FAIL]  # the first is its record's to end; the broken one ended
