@@ -415,6 +415,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> di
 
 MAX_FILE_BYTES = 1_000_000  # a space file is a page of YAML; anything this large is a mistake
 MAX_ALIASES = 32  # enough to share a fragment; a YAML alias bomb needs more to blow up
+# What the file holds once its aliases are expanded (each alias a copy, as JSON, MLflow's params and the
+# trials' configs write it): 31 aliases under the alias limit can still turn 400 KB into 100 MB.
+MAX_EXPANDED_CHARS = 2_000_000
 
 
 class SpaceLoader(yaml.SafeLoader):
@@ -449,12 +452,37 @@ class SpaceLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def expanded_size(data: Any, limit: int) -> int:
+    """About how many characters ``data`` takes written out with every alias copied; counting stops just past
+    ``limit`` (the walk never expands anything itself)."""
+    size, stack = 0, [data]
+    while stack and size <= limit:
+        item = stack.pop()
+        if isinstance(item, dict):
+            size += 2 + 2 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            size += 2 + len(item)
+            stack.extend(item)
+        else:
+            size += len(str(item))
+    return size
+
+
 def read_yaml(path: Path, source: str) -> Any:
     """The file's YAML, or a SpecError naming the line (and nothing else read)."""
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise SpecError(f"{path.stat().st_size:,} bytes; a space file is at most {MAX_FILE_BYTES:,}", source)
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=SpaceLoader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SpaceLoader)  # noqa: S506 (a SafeLoader)
+        if (size := expanded_size(data, MAX_EXPANDED_CHARS)) > MAX_EXPANDED_CHARS:
+            raise SpecError(
+                f"expands to over {MAX_EXPANDED_CHARS:,} characters through its aliases (at least {size:,}); "
+                "a space file is a page of YAML",
+                source,
+            )
+        return data
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
