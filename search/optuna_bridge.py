@@ -643,11 +643,12 @@ class BudgetWatch:
     does: COMPLETE with the best value it reported, or FAIL if it reported none.
     """
 
-    STARTUP_ALLOWANCE_S = 60.0  # before a first report: worker start, imports, data loading
+    STARTUP_ALLOWANCE_S = 60.0  # before a first report: worker start, imports, data loading (budget.startup)
     LATENESS_S = 5.0  # after the limit: a report due at the limit may be on its way
 
-    def __init__(self, limit_s: float | None) -> None:
+    def __init__(self, limit_s: float | None, startup_s: float = STARTUP_ALLOWANCE_S) -> None:
         self.limit_s = limit_s
+        self.startup_s = startup_s
         self.zero: dict[str, float] = {}  # trial id -> driver time at which the trial's own clock read 0
         self.measured: set[str] = set()  # trials whose zero came from a report, not from a first sighting
 
@@ -663,7 +664,7 @@ class BudgetWatch:
         for trial in trials:
             if trial.status != Trial.RUNNING:
                 continue
-            zero = self.zero.setdefault(trial.trial_id, now + self.STARTUP_ALLOWANCE_S)  # first seen running
+            zero = self.zero.setdefault(trial.trial_id, now + self.startup_s)  # first seen running
             if now > zero + self.limit_s + self.LATENESS_S:
                 late.append(trial)
         return late
@@ -687,11 +688,13 @@ class _BridgedScheduler:
         self.bridge.record_error(trial)
         super().on_trial_error(tune_controller, trial)
 
-    def attach(self, bridge: OptunaBridge, trial_limit_s: float | None, board: Any = None) -> None:
+    def attach(
+        self, bridge: OptunaBridge, trial_limit_s: float | None, board: Any = None, startup_s: float = 60.0
+    ) -> None:
         """Built when the space is validated (its options checked once), attached when the sweep runs;
         ``board`` (a ``StopBoard`` actor) carries the pruned members of fused groups to their workers."""
         self.bridge = bridge
-        self.watch = BudgetWatch(trial_limit_s)
+        self.watch = BudgetWatch(trial_limit_s, startup_s)
         self.board = board
 
     def __getstate__(self) -> dict[str, Any]:

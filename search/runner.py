@@ -435,7 +435,7 @@ def build_tuner(
     limit = budget.trial + (interval or 0.0) if budget.trial else None  # as TrialBudgetStopper's
     scheduler = sweep.scheduler
     board = StopBoard.remote() if spec.fuse > 1 else None  # pruned members of fused groups, for their workers
-    scheduler.attach(bridge, limit, board)
+    scheduler.attach(bridge, limit, board, budget.startup)
     trainable = trial_function(
         spec.trainable,
         sweep.metric,

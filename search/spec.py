@@ -180,10 +180,14 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class Budget(_Strict):
-    """``sweep``: the whole sweep stops at this time. ``trial``: each trial trains until this time is up."""
+    """``sweep``: the whole sweep stops at this time. ``trial``: each trial trains until this time is up.
+    ``startup``: under a trial budget, how long a trial may take to make its first report (worker start,
+    imports, data loading) before the driver starts its clock anyway: a trial that never reports is stopped
+    at ``startup + trial`` (and a few seconds' grace)."""
 
     sweep: Duration | None = None
     trial: Duration | None = None
+    startup: Duration = Field(60.0, gt=0)
 
 
 class SchedulerSpec(BaseModel):

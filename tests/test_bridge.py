@@ -305,3 +305,22 @@ def test_numpy_scalars_and_plain_tensors_are_numbers():
     bridge.complete("a", None, error=False)
     (trial,) = stored(study)
     assert trial.state == TrialState.COMPLETE and trial.value == 0.5
+
+
+@pytest.mark.parametrize("startup_s", [2.0, 10.0, 60.0])
+def test_a_trial_that_never_reports_is_stopped_after_its_startup_allowance_and_budget(monkeypatch, startup_s):
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+
+    from search import optuna_bridge
+
+    now = [1000.0]
+    monkeypatch.setattr(optuna_bridge.time, "monotonic", lambda: now[0])
+    watch = optuna_bridge.BudgetWatch(limit_s=3.0, startup_s=startup_s)
+    silent = SimpleNamespace(trial_id="t", status=Trial.RUNNING)
+    assert watch.overdue([silent]) == []  # first seen: its clock starts after the allowance
+    now[0] += startup_s + 3.0 + watch.LATENESS_S - 0.1
+    assert watch.overdue([silent]) == []
+    now[0] += 0.2
+    assert watch.overdue([silent]) == [silent]
