@@ -106,6 +106,7 @@ def test_the_baseline_is_a_point_of_the_space_and_says_where_a_default_was_left(
         "name": "b",
         "trainable": "image-classifier",
         "config": {"dataset": "digits", "epochs": 1},
+        "sampler": {"name": "ofat"},  # the sampler that starts from a config value of a searched parameter
         "space": {
             "batch_size": {"type": "categorical", "choices": [16, 32, 64]},  # default 128: not among them
             "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},  # default 0.001: in the range
