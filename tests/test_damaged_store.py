@@ -69,7 +69,9 @@ def test_a_broken_service_url_is_one_line_without_its_password(tmp_path, option,
     result = CliRunner().invoke(app, ["run", str(space), "--store", str(tmp_path / "store"), option, url])
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert result.exit_code == 2 and len(lines) == 1, result.output[-1000:]
-    assert words in lines[0] and "alice:***@" in lines[0] and "s3cret" not in result.output
+    assert words in lines[0] and "s3cret" not in result.output
+    # a database URL keeps its user, masked; a tracking URI's credentials went where MLflow takes them
+    assert ("alice:***@" in lines[0]) if option == "--storage" else ("alice" not in lines[0])
     assert not (tmp_path / "store").exists()
 
 
