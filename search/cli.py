@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
@@ -178,7 +179,15 @@ def interrupts_end_in_one_line(said: str) -> Iterator[None]:
             yield
     except KeyboardInterrupt as e:
         err.print(f"interrupted: {said}", highlight=False, soft_wrap=True)
-        raise typer.Exit(143 if isinstance(e, interrupts.Terminated) else 130) from None
+        code = 143 if isinstance(e, interrupts.Terminated) else 130
+        if not interrupts.has_children():
+            # Interrupted mid-import (Ray, gRPC, torch), a library left half made can still take the process
+            # down with the signal while Python shuts down; nothing was written and nothing was started, so
+            # the process ends here, with its code.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        raise typer.Exit(code) from None
 
 
 HostOpt = typer.Option("127.0.0.1", "--host", help="address to bind; 127.0.0.1 keeps it on this machine")
@@ -548,8 +557,6 @@ def init(
 
 
 def main() -> None:
-    import os
-
     # Downloading a checkpoint (best, export) is one small file: MLflow's progress bar is noise there.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:

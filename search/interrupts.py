@@ -31,6 +31,18 @@ def exit_code(signum: int) -> int:
     return 128 + signum
 
 
+def has_children() -> bool:
+    """Whether this process started others (Ray's, a writer): they must be shut down, not abandoned. Where
+    /proc cannot tell, assume so."""
+    from pathlib import Path
+
+    try:
+        tasks = list(Path("/proc/self/task").iterdir())
+        return any((task / "children").read_text().strip() for task in tasks)
+    except OSError:
+        return True
+
+
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 

@@ -184,7 +184,7 @@ def test_the_trial_budget_holds_for_a_trial_that_stops_reporting(ray_local, writ
     space = {
         "name": "hung",
         "trainable": "flaky",
-        "config": {"x": 0.3, "steps": 5, "hang_after": 1},
+        "config": {"steps": 5, "hang_after": 1},
         "space": {"x": {"type": "categorical", "choices": [0.3]}},
         "sampler": {"name": "grid"},
         "budget": {"trial": "3s"},
