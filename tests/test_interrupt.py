@@ -46,6 +46,12 @@ def start_driver(space, store: Store) -> subprocess.Popen:
     )
 
 
+def hpsearch(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """The CLI in a process of its own, to its end (output captured)."""
+    cmd = [sys.executable, "-m", "search.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
 def driver_log(space) -> str:
     path = Path(space).parent / "driver.log"
     return path.read_text(errors="replace")[-3000:] if path.exists() else "(no output)"
@@ -95,12 +101,7 @@ def test_signal_stops_the_sweep_closes_every_trial_and_resume_runs_them_again(si
 
     # resume runs the two interrupted configurations again (not new ones), then the rest
     interrupted = {t.number: t.params for t in study.trials}
-    done = subprocess.run(
-        [sys.executable, "-m", "search.cli", "resume", "slow", "--store", str(store.root)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = hpsearch("resume", "slow", "--store", str(store.root))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 to run again (trial 0, trial 1)" in done.stderr, done.stderr[-2000:]
     study = optuna.load_study(study_name="slow", storage=store.optuna_url)
@@ -385,12 +386,7 @@ def test_run_new_after_a_kill_closes_what_the_dead_driver_left_before_archiving(
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    done = subprocess.run(
-        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root), "--new", "--trials", "1"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = hpsearch("run", str(space), "--store", str(store.root), "--new", "--trials", "1")
     assert "the previous run of renewed lost its driver: 2 trial(s) it left running are marked FAIL" in done.stderr
     archived = [s for s in optuna.get_all_study_names(store.optuna_url) if s.startswith("renewed@")]
     assert len(archived) == 1
@@ -420,12 +416,7 @@ def test_a_dead_mlflow_writer_stops_the_sweep_in_one_line_and_resume_finishes_it
     assert proc.returncode == 1 and "Traceback" not in output, output
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "the MLflow writer process ended" in errors[0] and "hpsearch resume writer" in errors[0]
-    done = subprocess.run(
-        [sys.executable, "-m", "search.cli", "resume", "writer", "--store", str(store.root)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = hpsearch("resume", "writer", "--store", str(store.root))
     assert done.returncode == 0, done.stderr[-3000:]
     study = optuna.load_study(study_name="writer", storage=store.optuna_url)
     assert TrialState.RUNNING not in {t.state for t in study.trials}
