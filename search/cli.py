@@ -152,6 +152,7 @@ def ended(outcome) -> None:
             f"error: the sweep stopped: {outcome.failed_fast} (fail_fast: 0 in the space file runs on regardless)"
             + (f"; logs: {logs}" if logs else ""),
             highlight=False,
+            markup=False,  # the error's own text may hold brackets
             soft_wrap=True,
         )
         raise typer.Exit(1)
@@ -533,7 +534,11 @@ def export(
     out.print(f"trial {result.trial} of {sweep} ({result.metric} = {result.value:.6g}{at}):", highlight=False)
     for path in files:
         out.print(f"  {path}", highlight=False, soft_wrap=True)
-    out.print('load it:  torch.load("model.pt")  ->  state_dict, config, trainable, step, metrics', highlight=False)
+    out.print(
+        'load it:  torch.load("model.pt")  ->  state_dict, config, trainable, step, metrics',
+        highlight=False,
+        soft_wrap=True,
+    )
     if result.notice:
         err.print(f"note: {result.notice}", highlight=False, soft_wrap=True)
 

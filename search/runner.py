@@ -731,9 +731,11 @@ def print_summary(sweep: Sweep, store: Store, outcome: SweepOutcome, bridge: Opt
         shown = ", ".join(f"{k}={fmt(v)}" for k, v in outcome.best_params.items())
         number = outcome.best_trial.number if outcome.best_trial is not None else "?"
         console.print(
-            f"best of this run: {sweep.metric} = {fmt(outcome.best_value)} (trial {number}) with {shown}"
-            f"  [the whole study's: hpsearch best {sweep.spec.name}]",
+            f"best of this run: {sweep.metric} = {fmt(outcome.best_value)} (trial {number}) with {shown}; "
+            f"the whole study's best: hpsearch best {sweep.spec.name}",
             highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
         notice = weights_notice(outcome.best_trial, sweep.metrics) if outcome.best_trial is not None else None
         if notice:
