@@ -689,7 +689,11 @@ class _BridgedScheduler:
         super().on_trial_error(tune_controller, trial)
 
     def attach(
-        self, bridge: OptunaBridge, trial_limit_s: float | None, board: Any = None, startup_s: float = 60.0
+        self,
+        bridge: OptunaBridge,
+        trial_limit_s: float | None,
+        board: Any = None,
+        startup_s: float = BudgetWatch.STARTUP_ALLOWANCE_S,
     ) -> None:
         """Built when the space is validated (its options checked once), attached when the sweep runs;
         ``board`` (a ``StopBoard`` actor) carries the pruned members of fused groups to their workers."""

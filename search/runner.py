@@ -209,6 +209,12 @@ def sweep_definition(sweep: Sweep) -> dict[str, Any]:
     return definition(sweep.spec.model_dump(mode="json", exclude={"cluster"}), sweep.metrics, sweep.modes)
 
 
+def study_definition(study: optuna.Study) -> dict[str, Any] | None:
+    """What defined the study's search, as it recorded it (None for a study hpsearch never ran)."""
+    modes = ["max" if d == optuna.study.StudyDirection.MAXIMIZE else "min" for d in study.directions]
+    return recorded(study.user_attrs, study.metric_names, modes)
+
+
 def check_store(sweep: Sweep, store: Store, new: bool, accept_change: bool = False) -> None:
     """Refuse to continue a study that was made for another direction, or for another search (its
     definition differs) unless ``accept_change``; reads only."""
@@ -221,8 +227,7 @@ def check_store(sweep: Sweep, store: Store, new: bool, accept_change: bool = Fal
         return
     finally:
         storage.engine.dispose()
-    modes = ["max" if d == optuna.study.StudyDirection.MAXIMIZE else "min" for d in study.directions]
-    old = recorded(study.user_attrs, study.metric_names, modes)
+    old = study_definition(study)
     changed = differences(old, sweep_definition(sweep)) if old is not None else []
     if changed and not accept_change and study.directions == sweep.directions:
         raise SpecError(
@@ -335,8 +340,7 @@ def record_definition(study: optuna.Study, sweep: Sweep, console: Console) -> No
     """The study keeps what defines its search; a change ``check_store`` let through (--accept-change) is
     appended to its ``definition_changes``, and the trials asked from now on carry ``definition_version``."""
     new = sweep_definition(sweep)
-    modes = ["max" if d == optuna.study.StudyDirection.MAXIMIZE else "min" for d in study.directions]
-    old = recorded(study.user_attrs, study.metric_names, modes)
+    old = study_definition(study)
     if old is not None and (changed := differences(old, new)):
         history = [*study.user_attrs.get(CHANGES_ATTR, []), change_record(changed, len(study.trials))]
         study.set_user_attr(CHANGES_ATTR, history)

@@ -187,7 +187,7 @@ class Budget(_Strict):
 
     sweep: Duration | None = None
     trial: Duration | None = None
-    startup: Duration = Field(60.0, gt=0)
+    startup: Duration = Field(60.0, gt=0)  # BudgetWatch.STARTUP_ALLOWANCE_S (the engine is not imported here)
 
 
 class SchedulerSpec(BaseModel):
