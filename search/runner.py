@@ -199,6 +199,7 @@ def prepare_spec(spec: SweepSpec, source: str) -> Sweep:
         scheduler=samplers.build_scheduler(spec, source, metrics[0], modes[0]),
         front_pruner=samplers.build_front_pruner(spec, source),
     )
+    samplers.rehearse(spec, source, modes)
     if spec.sampler.name == "ofat":
         sweep.enqueued = samplers.ofat_points(spec, source)
     return sweep

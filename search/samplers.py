@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import random
+import time
 import warnings
 from typing import Any, Callable
 
@@ -217,6 +219,57 @@ def build_sampler(spec: SweepSpec, source: str) -> optuna.samplers.BaseSampler:
     if name == "cmaes" and any(isinstance(p, CategoricalParam) for p in spec.space.values()):
         options.setdefault("warn_independent_sampling", False)
     return _construct("sampler", name, SAMPLER_CLASSES[name], options, source)
+
+
+REHEARSAL_TRIALS = 120
+REHEARSAL_SECONDS = 2.0
+
+
+def rehearse(spec: SweepSpec, source: str, modes: list[str]) -> None:
+    """Run a fresh copy of the sampler through enough ask/tell rounds, on an in-memory study, to use the
+    options it was given. Some options are checked only where a sampler first uses them (NSGA-III's
+    ``reference_points`` at its second generation, TPE's ``gamma`` after its start-up trials), and their
+    annotations are too loose to check by type: without this they fail mid-sweep, trials in.
+
+    Only a sampler given options is rehearsed (the defaults are Optuna's own, and tested there), and for
+    at most REHEARSAL_TRIALS rounds or REHEARSAL_SECONDS."""
+    options = spec.sampler.options
+    if not options or spec.sampler.name in ("grid", "ofat"):
+        return
+    population = options.get("population_size", 50)
+    startup = options.get("n_startup_trials", 10)
+    rounds = min(REHEARSAL_TRIALS, 2 * population + 2 if spec.sampler.name.startswith("nsga") else startup + 2)
+    directions = ["maximize" if m == "max" else "minimize" for m in modes]
+    space = distributions(spec)
+    rng = random.Random(0)
+    started = time.monotonic()
+    trial = study = None
+    verbosity = optuna.logging.get_verbosity()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the sweep's own sampler has already said what it warns of
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            study = optuna.create_study(sampler=build_sampler(spec, source), directions=directions)
+            for _ in range(max(rounds, 0)):
+                trial = study.ask(space)
+                study.tell(trial, [rng.random() for _ in directions])
+                trial = None
+                if time.monotonic() - started > REHEARSAL_SECONDS:
+                    break
+    except SpecError:
+        raise
+    except Exception as e:
+        at = f"sampler.{next(iter(options))}" if len(options) == 1 else "sampler"
+        line = f"{type(e).__name__}: {e}".strip().splitlines()[0]
+        number = (len(study.trials) - 1 if study else 0) if trial is None else trial.number
+        raise SpecError(
+            f"the {spec.sampler.name} sampler fails with these options at trial {number} of a rehearsal "
+            f"({line[:200]}): check {', '.join(sorted(options))}",
+            source,
+            at,
+        ) from None
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def build_pruner(spec: SweepSpec, source: str) -> optuna.pruners.BasePruner:
