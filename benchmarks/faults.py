@@ -102,7 +102,14 @@ INTERRUPT_POINTS: list[tuple[str, int, Callable[[Snapshot], bool] | float]] = [
     ("SIGTERM with 1 trial finished", signal.SIGTERM, KILL_POINTS[2][2]),
     # not a signal to the driver: its MLflow writer process killed; the driver must stop in one line (exit 1)
     (WRITER := "the MLflow writer killed at the first report", signal.SIGKILL, KILL_POINTS[1][2]),
+    # Ray's head (its GCS server) killed: the driver must stop in one line (exit 1), the stores left for resume
+    (GCS := "Ray's GCS killed at the first report", signal.SIGKILL, KILL_POINTS[1][2]),
 ]
+# A process of the sweep killed, not the driver: what its command line holds, and the driver's one line
+CHILD_KILLS = {
+    WRITER: ("search.mlflow_writer", "error: the MLflow writer process ended"),
+    GCS: ("gcs_server", "error: Ray's head"),
+}
 QUICK = {
     "first report",
     "1 trial finished",
@@ -162,20 +169,20 @@ def campaign_point(
         time.sleep(0.05 if sig is not None else 0.1)
     clean = "-"
     if sig is not None and proc.poll() is None:  # Ctrl-C reaches the whole group; SIGTERM the driver alone
-        if name == WRITER:
+        if name in CHILD_KILLS:
             import psutil
 
-            for child in psutil.Process(proc.pid).children():
-                if "search.mlflow_writer" in " ".join(child.cmdline()):
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                if CHILD_KILLS[name][0] in " ".join(child.cmdline()):
                     child.kill()
         else:
             os.killpg(proc.pid, sig) if sig == signal.SIGINT else os.kill(proc.pid, sig)
         try:
             rc = proc.wait(timeout=120)
             text = output.read_text(errors="replace")
-            said = "error: the MLflow writer process ended" if name == WRITER else "interrupted:"
+            said = CHILD_KILLS[name][1] if name in CHILD_KILLS else "interrupted:"
             one_line = text.count(said) == 1 and "Traceback" not in text
-            clean = "yes" if rc == (1 if name == WRITER else 128 + sig) and one_line else f"no (exit {rc})"
+            clean = "yes" if rc == (1 if name in CHILD_KILLS else 128 + sig) and one_line else f"no (exit {rc})"
             if clean != "yes":
                 print(f"{name}: the driver's last lines:\n" + "\n".join(text.splitlines()[-15:]), flush=True)
         except subprocess.TimeoutExpired:

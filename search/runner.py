@@ -38,6 +38,7 @@ from search.definition import (
 )
 from search.driver_lock import setting_up, sole_driver
 from search.errors import SpecError, StoreError, StoreFullError, UnreachableError, UserError, WriterLostError
+from search.head_watch import HeadWatch
 from search.infra import check_reachable, rdb_storage
 from search.mlflow_writer import MlflowWriter
 from search.optuna_bridge import (
@@ -593,7 +594,7 @@ def _drive(
     signals = held  # those that came while it was set up: then no trial starts
     try:
         if not held:
-            with sigterm_stops_tune(signals):
+            with sigterm_stops_tune(signals), HeadWatch(spec.name):
                 tuner.fit()
     except KeyboardInterrupt:  # a second Ctrl-C ends Ray Tune's loop at once: closed below all the same
         status = "KILLED"

@@ -424,3 +424,35 @@ def test_a_dead_mlflow_writer_stops_the_sweep_in_one_line_and_resume_finishes_it
     client = MlflowClient(store.mlflow_url)
     runs = client.search_runs([client.get_experiment_by_name("writer").experiment_id])
     assert "RUNNING" not in {r.info.status for r in runs}
+
+
+def test_rays_head_killed_mid_sweep_stops_the_driver_in_one_line_and_resume_finishes_it(flaky_space, tmp_path):
+    """Without the head watch, Ray's core worker ends the driver from C++ after 60 s: exit 1, its own log
+    line, no word of resume."""
+    import psutil
+
+    store = Store.at(tmp_path / "store")
+    space = flaky_space("headless", {"steps": 40, "sleep": 0.1}, trials=4, concurrency=2)
+    proc = start_driver(space, store)
+    try:
+        assert wait_for(lambda: running_trials(store, "headless") >= 1, timeout=150), driver_log(space)
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        heads = [p for p in tree if "gcs_server" in " ".join(p.cmdline())]
+        assert len(heads) == 1
+        heads[0].kill()
+        proc.wait(timeout=50)  # under Ray's own 60 s: the watch ended it
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+    output = driver_log(space)
+    assert proc.returncode == 1 and "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Ray's head died" in errors[0] and "hpsearch resume headless" in errors[0], output
+    assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "raylet" in p.name()]
+    done = hpsearch("resume", "headless", "--store", str(store.root))
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = optuna.load_study(study_name="headless", storage=store.optuna_url)
+    assert TrialState.RUNNING not in {t.state for t in study.trials}
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 4
+    client = MlflowClient(store.mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name("headless").experiment_id])
+    assert "RUNNING" not in {r.info.status for r in runs}
