@@ -12,7 +12,8 @@ rest of the sweep under the same parent run:
 3. the parameters of the trials it did not finish, lost with the driver or stopped by Ctrl-C / SIGTERM
    (FAIL, ``stopped: driver lost | interrupted``), are enqueued, so they run again first, each as a new
    trial with its own MLflow run and user attribute ``rerun_of`` (a trial already run again is not run a
-   third time); then the sweep goes on until its trial count is reached.
+   third time); a trial the driver lost while its parameters were being sampled never ran, and is only
+   closed; then the sweep goes on until its trial count is reached.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
     remaining = sweep.n_trials - len(finished)
     # a lost trial may have had no MLflow run yet (killed as it started): it is this run's all the same
     redo = unfinished(study, of_this_run | {t.number for t in lost})
+    # one killed while the sampler chose its parameters never ran: closed, not run again with half of them
+    redo = [t for t in redo if set(sweep.spec.space) <= set(t.params)]
     console = console or Console(stderr=True)
     console.print(
         f"resuming {name}: {len(finished)} of {sweep.n_trials} trials finished, {len(lost)} were running when "
