@@ -275,15 +275,16 @@ class MlflowTrialCallback(Callback):
         files = trial_logs.collect(trial)
         if files:
             self.bridge.set_log_dir(trial.trial_id, str(files[0].parent))
-        for key in self.bridge.members(trial.trial_id):
-            if key not in self.open:
-                continue
-            for path in files:
-                self.client.log_artifact(self.run_id(key), str(path), "logs")
-            status, tags = self._ending(self.bridge.view(key))
-            if error is not None and status == RunStatus.FINISHED:
-                status, tags = RunStatus.FAILED, {"error": error}
-            self._close(key, status, tags)
+        with trial_logs.for_artifacts(files) as logged:
+            for key in self.bridge.members(trial.trial_id):
+                if key not in self.open:
+                    continue
+                for path in logged:
+                    self.client.log_artifact(self.run_id(key), str(path), "logs")
+                status, tags = self._ending(self.bridge.view(key))
+                if error is not None and status == RunStatus.FINISHED:
+                    status, tags = RunStatus.FAILED, {"error": error}
+                self._close(key, status, tags)
 
     def finish_open(self, reason: str) -> None:
         """Runs Ray stopped without a callback (sweep budget, Ctrl-C) end KILLED with the reason."""
@@ -301,14 +302,16 @@ class MlflowTrialCallback(Callback):
         self._close(trial.trial_id, status, tags)
 
     def _log_output(self, trial: Trial) -> None:
-        """The trial's stdout, stderr and traceback: beside its Ray directory and in its run's logs/."""
+        """The trial's stdout, stderr and traceback: beside its Ray directory and in its run's logs/ (cut to
+        trial_logs.ARTIFACT_CAP there)."""
         files = trial_logs.collect(trial)
         if files:
             self.bridge.set_log_dir(trial.trial_id, str(files[0].parent))
         if trial.trial_id not in self.runs:
             return
-        for path in files:
-            self.client.log_artifact(self.run_id(trial.trial_id), str(path), "logs")
+        with trial_logs.for_artifacts(files) as logged:
+            for path in logged:
+                self.client.log_artifact(self.run_id(trial.trial_id), str(path), "logs")
 
     def _close(self, key: str, status: int, tags: dict[str, str]) -> None:
         view = self.bridge.view(key)

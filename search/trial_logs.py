@@ -5,16 +5,24 @@ directory under /tmp/ray, and its traceback (error.txt) into the trial directory
 trial's end the driver copies the first two next to the third, so the store's trial directory
 (``<store>/ray/<run>/trial-<number>-<id>/``) holds all three; the MLflow callback logs them as the run's
 ``logs/`` artifacts, and the progress line of a failed trial says where they are.
+
+The store's copy is the whole log; the run's artifact is that log cut to its first and last part when it is
+larger than ARTIFACT_CAP (a trial that prints 50 MB would otherwise be stored twice, once per fused member
+more), with a line where it was cut that says where the whole log is.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ray.tune.experiment import Trial
 
 STREAMS = ("stdout", "stderr")
+ARTIFACT_CAP = 1 << 20  # bytes of a log kept in its MLflow run: the first quarter and the last three
 
 
 def trial_dir(trial: Trial) -> Path | None:
@@ -53,3 +61,29 @@ def collect(trial: Trial) -> list[Path]:
         if error.is_file():
             files.append(error)
     return files
+
+
+@contextmanager
+def for_artifacts(files: list[Path], cap: int = ARTIFACT_CAP) -> Iterator[list[Path]]:
+    """The log files to log as a run's artifacts: each as it is, or, when larger than ``cap`` bytes, a copy
+    of the same name holding its first and last part and a line saying what was cut and where the whole
+    log is. The copies live until the block ends."""
+    with tempfile.TemporaryDirectory(prefix="hpsearch-logs-") as tmp:
+        yield [_capped(path, Path(tmp), cap) for path in files]
+
+
+def _capped(path: Path, folder: Path, cap: int) -> Path:
+    size = path.stat().st_size
+    if size <= cap:
+        return path
+    head, tail = cap // 4, cap - cap // 4
+    out = folder / path.name
+    with path.open("rb") as source, out.open("wb") as target:
+        target.write(source.read(head))
+        cut = size - head - tail
+        target.write(
+            f"\n[hpsearch: {cut:,} bytes cut here, the log is {size:,} bytes; the whole log is {path}]\n".encode()
+        )
+        source.seek(size - tail)
+        target.write(source.read())
+    return out

@@ -1,0 +1,72 @@
+"""A trial's logs: the store keeps the whole log, its MLflow run a copy cut to ARTIFACT_CAP that says where
+the whole one is (a trial printing 50 MB was stored twice)."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from search import runner
+from search.store import Store
+from search.trial_logs import for_artifacts
+
+
+def lines(n: int) -> bytes:
+    return b"".join(f"line {i:07d}\n".encode() for i in range(n))  # 13 bytes a line
+
+
+@pytest.mark.parametrize("n", [10, 76, 77, 78, 5000])
+def test_a_log_over_the_cap_is_cut_to_its_head_and_tail_with_a_line_that_says_so(n, tmp_path):
+    cap = 1000
+    path = tmp_path / "stdout.txt"
+    path.write_bytes(lines(n))
+    size = path.stat().st_size
+    with for_artifacts([path], cap=cap) as (logged,):
+        text = logged.read_bytes()
+        assert logged.name == "stdout.txt"
+    if size <= cap:
+        assert logged == path and text == lines(n)
+        return
+    head, marker, tail = text.split(b"\n[hpsearch: ")[0], *text.split(b"\n[hpsearch: ")[1].split(b"]\n", 1)
+    assert head == lines(n)[: cap // 4]
+    assert tail == lines(n)[size - (cap - cap // 4) :]
+    assert marker.decode() == f"{size - cap:,} bytes cut here, the log is {size:,} bytes; the whole log is {path}"
+    assert not logged.exists()  # the cut copy lives only while it is logged
+    assert path.read_bytes() == lines(n)  # the whole log is untouched
+
+
+PRINTER = """
+def printer(config):
+    for i in range(config["lines"]):
+        print(f"line {i:07d}")
+    return config["x"]
+"""
+
+
+@pytest.mark.slow
+def test_a_trial_that_prints_megabytes_keeps_them_once_in_the_store(ray_local, tmp_path, monkeypatch, quiet_console):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "printer.py").write_text(PRINTER)
+    space = {
+        "name": "loud",
+        "trainable": "printer.py:printer",
+        "metric": "x",
+        "mode": "max",
+        "config": {"lines": 300_000},  # 3.9 MB
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        "trials": 1,
+    }
+    (tmp_path / "loud.yaml").write_text(yaml.safe_dump(space))
+    store = Store.at(tmp_path / "store")
+    runner.run(runner.prepare("loud.yaml"), store, console=quiet_console)
+    whole = next((store.root / "ray").glob("loud-*/trial-0-*/stdout.txt"))
+    assert whole.read_bytes().endswith(lines(300_000))  # after Ray's own first line (the actor's name)
+    trial = optuna.load_study(study_name="loud", storage=store.optuna_url).trials[0]
+    client = MlflowClient(store.mlflow_url)
+    logged = Path(client.download_artifacts(trial.user_attrs["mlflow_run_id"], "logs/stdout.txt", str(tmp_path)))
+    text = logged.read_text()
+    assert len(text) < 1.01 * (1 << 20)
+    assert "\nline 0000000\n" in text[:100] and text.endswith("line 0299999\n")
+    assert f"the whole log is {whole}]" in text
