@@ -10,7 +10,9 @@ the driver asked for them, on another core:
 * ``log_batch`` and ``set_terminated`` return at once;
 * ``sync()`` waits until everything asked so far is written and raises what failed. The driver syncs
   before it tells the study that a trial ended, so a trial the study holds as finished has every step
-  in MLflow, as when the driver wrote them itself.
+  in MLflow, as when the driver wrote them itself. While it waits for a backlog (a trial that reported a
+  million metric values), ``on_wait(written, sent)`` is called every WAIT_REPORT_S seconds, so the
+  driver can say what it is waiting for.
 
 The writer ignores Ctrl-C and SIGTERM: it ends when the driver closes its input (``close``), or dies,
 after writing what it was given. Commands and answers are pickles over its stdin and stdout (the
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from mlflow.entities import Metric, Param, RunTag
 
@@ -76,6 +78,9 @@ class InlineWriter:
         pass
 
 
+WAIT_REPORT_S = 5.0
+
+
 class MlflowWriter:
     """The driver's side: the writer process, and the answers a reader thread collects from it."""
 
@@ -98,6 +103,9 @@ class MlflowWriter:
         self._synced: dict[int, list[tuple[str, str]]] = {}  # sync token -> the failures it reported
         self._tokens = 0
         self._dead: str | None = None
+        self._sent = 0  # metric values asked to be written, and (below) written, for on_wait
+        self._written = 0
+        self.on_wait: Callable[[int, int], None] | None = None
         self._send(("open", tracking_uri))
         self._reader = threading.Thread(target=self._read, name="mlflow-writer-answers", daemon=True)
         self._reader.start()
@@ -109,6 +117,7 @@ class MlflowWriter:
 
     def log_batch(self, key: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> None:
         self._send(("log", key, metrics, params, tags))
+        self._sent += len(metrics)
 
     def set_terminated(self, key: str, status: str) -> None:
         self._send(("end", key, status))
@@ -133,7 +142,9 @@ class MlflowWriter:
             token = self._tokens
         self._send(("sync", token))
         with self._cond:
-            self._cond.wait_for(lambda: token in self._synced or self._dead is not None)
+            while not self._cond.wait_for(lambda: token in self._synced or self._dead is not None, WAIT_REPORT_S):
+                if self.on_wait is not None:
+                    self.on_wait(self._written, self._sent)
             failures = self._synced.pop(token, None)
             if failures is None:
                 raise WriterError(self._dead)
@@ -185,6 +196,8 @@ class MlflowWriter:
                     self._run_ids[answer[1]] = answer[2]
                 elif answer[0] == "synced":
                     self._synced[answer[1]] = answer[2]
+                elif answer[0] == "wrote":
+                    self._written += answer[1]
                 self._cond.notify_all()
 
     def _died(self) -> None:
@@ -207,6 +220,7 @@ class _Writer:
         self.commands, self.answers = commands, answers
         self.inbox: queue.Queue = queue.Queue()
         self.client: Any = None
+        self.bulk: Any = None  # metric_rows' writer, where the store allows it
         self.runs: dict[str, str] = {}  # key -> run id
         self.logs: dict[str, tuple[list, dict, dict]] = {}  # key -> metrics, params, tags not yet written
         self.failures: list[tuple[str, str]] = []  # (last line, traceback) since the last sync
@@ -242,7 +256,10 @@ class _Writer:
         elif op == "open":
             from mlflow.tracking import MlflowClient
 
+            from search.metric_rows import bulk_writer
+
             self.client = MlflowClient(args[0])
+            self.bulk = bulk_writer(self.client, lambda n: self._answer(("wrote", n)))
         elif op == "create":
             self._attempt(self._create, *args)
         elif op == "end":
@@ -261,8 +278,15 @@ class _Writer:
         metrics, params, tags = self.logs.pop(key, ([], {}, {}))
 
         def write() -> None:
-            for m, p, t in batches(metrics, list(params.values()), list(tags.values())):
+            params_and_tags = (list(params.values()), list(tags.values()))
+            if self.bulk is not None:  # parameters and tags first, as batches() orders them
+                for _, p, t in batches([], *params_and_tags):
+                    self.client.log_batch(self.runs[key], params=p, tags=t)
+                self.bulk(self.runs[key], metrics)
+                return
+            for m, p, t in batches(metrics, *params_and_tags):
                 self.client.log_batch(self.runs[key], metrics=m, params=p, tags=t)
+                self._answer(("wrote", len(m)))
 
         self._attempt(write)
 

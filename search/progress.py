@@ -26,6 +26,25 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+class BacklogLine:
+    """What the driver waits for when a trial's steps are still being written to MLflow (a trial that
+    reported a million metric values keeps it tens of seconds): the MLflow writer's ``on_wait``."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.last: tuple[float, int] | None = None
+
+    def __call__(self, written: int, sent: int) -> None:
+        now = time.monotonic()
+        rate = ""
+        if self.last is not None and now > self.last[0]:
+            rate = f", {(written - self.last[1]) / (now - self.last[0]):,.0f} a second"
+        self.last = (now, written)
+        self.console.print(
+            f"writing to MLflow: {sent - written:,} metric values of {sent:,} still to go{rate}", highlight=False
+        )
+
+
 class ProgressCallback(Callback):
     def __init__(self, bridge: OptunaBridge, console: Console) -> None:
         self.bridge = bridge

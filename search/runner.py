@@ -48,7 +48,7 @@ from search.optuna_bridge import (
     ReportingASHA,
 )
 from search.pareto import ParetoPruner
-from search.progress import ProgressCallback, fmt, front_table, objectives_text, rank, results_table
+from search.progress import BacklogLine, ProgressCallback, fmt, front_table, objectives_text, rank, results_table
 from search.ray_session import StopBoard, trial_function
 from search.reconcile import close_lost, close_parent
 from search.scored import weights_notice
@@ -571,6 +571,7 @@ def _drive(
         # every trial knows the run that asked it (resume finds it even if its own MLflow run was never made)
         {PARENT_ATTR: parent_run_id} | ({VERSION_ATTR: version} if (version := definition_version(study)) else {}),
     )
+    writer.on_wait = BacklogLine(console)
     mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge, writer)
     progress = ProgressCallback(bridge, console)
 

@@ -62,3 +62,43 @@ def test_a_dead_writer_is_an_error_not_a_hang(store):
     with pytest.raises(WriterError, match="MLflow writer process ended"):
         writer.create_run("d", experiment, "trial-0003", {})
         writer.sync()
+
+
+def test_a_sync_that_waits_for_a_backlog_says_how_much_is_left(store, monkeypatch):
+    import search.mlflow_writer
+
+    client, experiment, writer = store
+    monkeypatch.setattr(search.mlflow_writer, "WAIT_REPORT_S", 0.05)
+    seen = []
+    writer.on_wait = lambda written, sent: seen.append((written, sent))
+    writer.create_run("big", experiment, "trial-0003", {})
+    steps = [Metric(f"m{k}", 0.5 * k, 0, s) for s in range(3000) for k in range(40)]  # 120,000 values
+    writer.log_batch("big", steps, [], [])
+    writer.sync()
+    assert seen, "a sync of 120,000 values took under 0.05 s: nothing to report"
+    assert all(sent == 120_000 for _, sent in seen)
+    written = [w for w, _ in seen]
+    assert written == sorted(written) and written[-1] < 120_000  # reported while values were still to go
+    assert len(client.get_metric_history(writer.run_id("big"), "m39")) == 3000
+
+
+def test_the_backlog_line_gives_what_is_left_and_the_rate(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from search.progress import BacklogLine
+
+    out = io.StringIO()
+    line = BacklogLine(Console(file=out, width=200))
+    clock = iter([100.0, 105.0, 107.0])
+    monkeypatch.setattr("search.progress.time.monotonic", lambda: next(clock))
+    line(0, 50_000)
+    line(20_000, 50_000)
+    line(30_000, 60_000)
+    monkeypatch.undo()
+    assert out.getvalue().splitlines() == [
+        "writing to MLflow: 50,000 metric values of 50,000 still to go",
+        "writing to MLflow: 30,000 metric values of 50,000 still to go, 4,000 a second",
+        "writing to MLflow: 30,000 metric values of 60,000 still to go, 5,000 a second",
+    ]
