@@ -48,6 +48,7 @@ AGREES = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialSta
 class Snapshot:
     trials: list[optuna.trial.FrozenTrial]
     runs: list  # MLflow runs of the sweep's experiment
+    archives: list[optuna.Study]  # the studies `run --new` kept (NAME@TIME)
 
 
 def snapshot(store: Path, name: str) -> Snapshot | None:
@@ -56,13 +57,23 @@ def snapshot(store: Path, name: str) -> Snapshot | None:
         client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
         exp = client.get_experiment_by_name(name)
         runs = client.search_runs([exp.experiment_id]) if exp else []
-        return Snapshot(study.get_trials(deepcopy=False), runs)
+        storage = study._storage
+        archives = [
+            optuna.load_study(study_name=a.study_name, storage=storage)
+            for a in optuna.get_all_study_summaries(storage)
+            if a.study_name.startswith(f"{name}@")
+        ]
+        return Snapshot(study.get_trials(deepcopy=False), runs, archives)
     except Exception:  # the stores are still being created
         return None
 
 
 def children(s: Snapshot) -> list:
     return [r for r in s.runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def reports(s: Snapshot) -> int:
+    return sum(len(t.intermediate_values) for t in s.trials)
 
 
 def finished(s: Snapshot) -> list[optuna.trial.FrozenTrial]:
@@ -90,8 +101,34 @@ KILL_POINTS: list[tuple[str, dict, Callable[[Snapshot], bool]]] = [
         {},
         lambda s: len(finished(s)) >= 4 and any(t.state == TrialState.RUNNING for t in s.trials),
     ),
+    ("a fused group's first report", {"fuse": 2, "trials": 4}, lambda s: any(t.intermediate_values for t in s.trials)),
+    (
+        "a trade-off sweep with Pareto pruning, 1 trial finished",
+        {
+            "trainable": "tradeoff",
+            "metric": ["accuracy", "cost"],
+            "mode": ["max", "min"],
+            "pruner": {"name": "pareto"},
+            "config": {"steps": 6, "sleep": 0.2},
+        },
+        lambda s: len(finished(s)) >= 1,
+    ),
+    ("`resume` killed at its first report", {}, lambda s: len(finished(s)) >= 1),
+    ("`run --new` killed at its first report", {}, lambda s: any(t.intermediate_values for t in s.trials)),
     (DISK_FULL := "disk full, 1 trial finished", {}, lambda s: len(finished(s)) >= 1),
 ]
+# A second kill: after the first, this command runs and is killed in turn when its predicate holds; then resume
+AGAIN: dict[str, tuple[list[str], Callable[[Snapshot, Snapshot], bool]]] = {
+    "`resume` killed at its first report": (
+        ["resume", "faults"],
+        lambda s, first: reports(s) > reports(first),
+    ),
+    "`run --new` killed at its first report": (
+        ["run", "SPACE", "--new"],  # the study is a fresh one: any report is its own
+        lambda s, first: bool(s.archives) and any(t.intermediate_values for t in s.trials),
+    ),
+}
+STOP_FOR_S = 90.0  # SIGSTOP of the driver, then SIGCONT: its trials go on in Ray's workers meanwhile
 # Interrupt points: (name, signal, predicate on a snapshot, or seconds after the start for None)
 INTERRUPT_POINTS: list[tuple[str, int, Callable[[Snapshot], bool] | float]] = [
     ("Ctrl-C during start-up (0.5 s)", signal.SIGINT, 0.5),
@@ -104,6 +141,8 @@ INTERRUPT_POINTS: list[tuple[str, int, Callable[[Snapshot], bool] | float]] = [
     (WRITER := "the MLflow writer killed at the first report", signal.SIGKILL, KILL_POINTS[1][2]),
     # Ray's head (its GCS server) killed: the driver must stop in one line (exit 1), the stores left for resume
     (GCS := "Ray's GCS killed at the first report", signal.SIGKILL, KILL_POINTS[1][2]),
+    # SIGSTOP of the driver at the first report, SIGCONT STOP_FOR_S later: the sweep must finish by itself
+    (STOPPED := "the driver stopped (SIGSTOP) at the first report, then continued", signal.SIGSTOP, KILL_POINTS[1][2]),
 ]
 # A process of the sweep killed, not the driver: what its command line holds, and the driver's one line
 CHILD_KILLS = {
@@ -169,7 +208,11 @@ def campaign_point(
         time.sleep(0.05 if sig is not None else 0.1)
     clean = "-"
     if sig is not None and proc.poll() is None:  # Ctrl-C reaches the whole group; SIGTERM the driver alone
-        if name in CHILD_KILLS:
+        if name == STOPPED:
+            os.kill(proc.pid, signal.SIGSTOP)
+            time.sleep(STOP_FOR_S)
+            os.kill(proc.pid, signal.SIGCONT)
+        elif name in CHILD_KILLS:
             import psutil
 
             for child in psutil.Process(proc.pid).children(recursive=True):
@@ -182,7 +225,10 @@ def campaign_point(
             text = output.read_text(errors="replace")
             said = CHILD_KILLS[name][1] if name in CHILD_KILLS else "interrupted:"
             one_line = text.count(said) == 1 and "Traceback" not in text
-            clean = "yes" if rc == (1 if name in CHILD_KILLS else 128 + sig) and one_line else f"no (exit {rc})"
+            if name == STOPPED:  # not an error: the sweep goes on and ends as it would have
+                one_line, said = "Traceback" not in text and "error:" not in text, None
+            wanted = 0 if name == STOPPED else 1 if name in CHILD_KILLS else 128 + sig
+            clean = "yes" if rc == wanted and one_line else f"no (exit {rc})"
             if clean != "yes":
                 print(f"{name}: the driver's last lines:\n" + "\n".join(text.splitlines()[-15:]), flush=True)
         except subprocess.TimeoutExpired:
@@ -198,11 +244,35 @@ def campaign_point(
     except ProcessLookupError:  # the driver stopped by itself (disk full), and its Ray processes with it
         pass
     run_rc = proc.wait()
+    if name in AGAIN:  # the command that repairs it, killed in turn
+        again, holds = AGAIN[name]
+        first = snapshot(store, "faults")
+        again = [str(path) if a == "SPACE" else a for a in again]
+        with output.open("ab") as log:
+            proc = subprocess.Popen(
+                [*cmd, *again, "--store", str(store)],
+                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 180
+        hit = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (s := snapshot(store, "faults")) is not None and holds(s, first):
+                hit = True
+                break
+            time.sleep(0.05)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
     before = snapshot(store, "faults")
     done_before = {t.number: t.user_attrs.get("mlflow_run_id") for t in finished(before)} if before else {}
     # an interrupt before anything was recorded leaves nothing to resume: the sweep is run again instead
     follow = ["resume", "faults"] if before is not None and before.runs else ["run", str(path)]
-    resumed = subprocess.run([*cmd, *follow, "--store", str(store)], env=env, cwd=ROOT, capture_output=True)
+    if name == STOPPED:  # it finished by itself: nothing to resume
+        follow = ["nothing"]
+    else:
+        resumed = subprocess.run([*cmd, *follow, "--store", str(store)], env=env, cwd=ROOT, capture_output=True)
     after = snapshot(store, "faults")
     states = {str(t.number): t.state for t in after.trials}
     by_number = {t.number: t for t in after.trials}
@@ -212,28 +282,32 @@ def campaign_point(
         if by_number[n].state not in (TrialState.COMPLETE, TrialState.PRUNED)
         or by_number[n].user_attrs.get("mlflow_run_id") != run_id
     )
-    keys = collections.Counter(
-        (r.data.tags.get("optuna.trial_number"), r.data.tags.get("repeat")) for r in children(after)
-    )
+    # the runs of this study's parent runs (after `run --new`, the archived study's runs share trial numbers)
+    parents = {t.user_attrs.get("mlflow_parent_run_id") for t in after.trials}
+    ours = [r for r in children(after) if r.data.tags.get("mlflow.parentRunId") in parents]
+    keys = collections.Counter((r.data.tags.get("optuna.trial_number"), r.data.tags.get("repeat")) for r in ours)
     stopped = {str(t.number) for t in after.trials if t.user_attrs.get("stopped") == "interrupted"}
     rerun = sum(1 for t in after.trials if "rerun_of" in t.user_attrs)
     disagree = sum(
         1
-        for r in children(after)
+        for r in ours
         if states.get(r.data.tags.get("optuna.trial_number")) in AGREES
         and r.info.status != AGREES[states[r.data.tags["optuna.trial_number"]]]
         and not (r.info.status == "KILLED" and r.data.tags.get("optuna.trial_number") in stopped)
     )
+    # what `run --new` archived must be closed too (trials a dead driver left RUNNING are FAIL there)
+    archived_running = sum(t.state == TrialState.RUNNING for a in after.archives for t in a.trials)
     return {
         "fault point": name,
         "hit": "yes" if hit else "no (run ended first)",
         "clean": clean,
         "run rc": run_rc,
         "then": follow[0],
-        "resume rc": resumed.returncode,
+        "resume rc": "-" if name == STOPPED else resumed.returncode,
         "lost": lost,
         "running": sum(t.state == TrialState.RUNNING for t in after.trials)
-        + sum(r.info.status == "RUNNING" for r in after.runs),
+        + sum(r.info.status == "RUNNING" for r in after.runs)
+        + archived_running,
         "duplicates": sum(n - 1 for n in keys.values()),
         "disagree": disagree,
         "short": max(0, spec["trials"] - len(finished(after))),
