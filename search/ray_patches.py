@@ -1,4 +1,5 @@
-"""Where Ray, as installed (2.60), falls short of what a sweep needs: each fix is small, named and tested.
+"""Where Ray falls short of what a sweep needs: each fix is small, named and tested (on Ray 2.60, the
+version ``constraints.txt`` pins).
 
 **A trial killed for memory fails alone.** Ray's memory monitor kills the worker of a trial that takes
 the host's memory; the trial's pending call then fails with ``ray.exceptions.OutOfMemoryError``. That
@@ -15,16 +16,50 @@ which it takes to be the machine's outward address unless clusters are switched 
 (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, read once when Ray is imported, on by default on Linux); then it
 is 127.0.0.1. A sweep on one machine needs no other, so while this process starts its own Ray the switch
 is off (in the environment, for the processes Ray starts, and in the constant Ray has already read).
+
+Both reach into Ray's private modules. A Ray whose internals moved is run unpatched, with one warning
+naming the fix that is off (``missing()`` says which): a trial killed for memory then ends the sweep, and
+a local Ray listens where Ray's default puts it.
 """
 
+import logging
 import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ray._private import ray_constants
-from ray.air.execution._internal.actor_manager import RayActorManager
 from ray.exceptions import OutOfMemoryError, RayActorError, RayError, RayTaskError
+
+log = logging.getLogger(__name__)
+
+try:  # private to Ray: where they are in the Ray this was tested on
+    from ray.air.execution._internal.actor_manager import RayActorManager
+except ImportError:  # pragma: no cover - another Ray
+    RayActorManager = None
+try:
+    from ray._private import ray_constants
+except ImportError:  # pragma: no cover - another Ray
+    ray_constants = None
+
+MEMORY_FIX, LOOPBACK_FIX = "a trial killed for memory fails alone", "a local Ray listens on loopback only"
+_warned: set[str] = set()
+
+
+def missing() -> list[str]:
+    """The fixes this Ray cannot take (the private names they use moved): the sweep runs without them."""
+    out = []
+    if RayActorManager is None or not callable(getattr(RayActorManager, "_actor_task_failed", None)):
+        out.append(MEMORY_FIX)
+    names = ("ENABLE_RAY_CLUSTERS_ENV_VAR", "ENABLE_RAY_CLUSTER")
+    if ray_constants is None or not all(hasattr(ray_constants, n) for n in names):
+        out.append(LOOPBACK_FIX)
+    return out
+
+
+def _warn_once(fix: str) -> None:
+    if fix not in _warned:
+        _warned.add(fix)
+        log.warning("this Ray's internals are not Ray 2.60's: running without the fix '%s' (ray_patches.py)", fix)
 
 
 class WorkerLost(RayActorError):
@@ -62,6 +97,10 @@ def _fail_the_trial_alone(original):
 def local_only() -> Iterator[None]:
     """A ``ray.init()`` without an address inside starts a Ray that listens on 127.0.0.1 only. The switch
     is put back after: a Ray node or cluster this process starts or joins later is not touched."""
+    if LOOPBACK_FIX in missing():
+        _warn_once(LOOPBACK_FIX)
+        yield
+        return
     name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
     saved_env, saved_constant = os.environ.get(name), ray_constants.ENABLE_RAY_CLUSTER
     os.environ[name], ray_constants.ENABLE_RAY_CLUSTER = "0", False
@@ -77,6 +116,9 @@ def local_only() -> Iterator[None]:
 
 def apply() -> None:
     """Install the trial fixes in this process (the driver); calling it again changes nothing."""
+    if MEMORY_FIX in missing():
+        _warn_once(MEMORY_FIX)
+        return
     current = RayActorManager._actor_task_failed
     if not getattr(current, "hpsearch_patched", False):
         RayActorManager._actor_task_failed = _fail_the_trial_alone(current)

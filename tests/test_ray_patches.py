@@ -1,5 +1,7 @@
 """The Ray fixes in search/ray_patches.py, without starting Ray."""
 
+import os
+
 from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
 
 from search import ray_patches
@@ -69,3 +71,32 @@ def test_a_local_ray_listens_on_loopback_only():
     names = {name for name, _ in listening}
     assert {"gcs_server", "raylet"} <= names, listening  # the servers were seen, so the check means something
     assert {ip for _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
+
+
+def test_on_this_ray_every_fix_is_in():
+    assert ray_patches.missing() == []  # the Ray of constraints.txt: if this fails, Ray's internals moved
+
+
+def test_a_ray_whose_internals_moved_runs_unpatched_with_one_warning_naming_the_fix(monkeypatch, caplog):
+    monkeypatch.setattr(ray_patches, "RayActorManager", None)
+    monkeypatch.setattr(ray_patches, "ray_constants", None)
+    monkeypatch.setattr(ray_patches, "_warned", set())
+    assert ray_patches.missing() == [ray_patches.MEMORY_FIX, ray_patches.LOOPBACK_FIX]
+    with caplog.at_level("WARNING", logger="search.ray_patches"):
+        ray_patches.apply()
+        ray_patches.apply()
+        with ray_patches.local_only():
+            pass
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2
+    assert "a trial killed for memory fails alone" in warned[0] and "a local Ray listens on loopback" in warned[1]
+
+
+def test_a_ray_without_the_cluster_switch_keeps_its_environment(monkeypatch):
+    import types
+
+    monkeypatch.setattr(ray_patches, "ray_constants", types.SimpleNamespace())  # the module, its names gone
+    monkeypatch.setattr(ray_patches, "_warned", set())
+    before = dict(os.environ)
+    with ray_patches.local_only():
+        assert dict(os.environ) == before
