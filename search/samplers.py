@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from search.errors import SpecError, shorten
 from search.pareto import ParetoPruner
-from search.spec import MAX_GRID, PRUNERS, CategoricalParam, FloatParam, IntParam, Param, SweepSpec
+from search.spec import MAX_GRID, PRUNERS, SAMPLERS, CategoricalParam, FloatParam, IntParam, Param, SweepSpec
 
 DEFAULT_TRIALS = 20
 
@@ -40,17 +40,9 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
         pass
 
 
-SAMPLER_CLASSES: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
-    "tpe": optuna.samplers.TPESampler,
-    "random": optuna.samplers.RandomSampler,
-    "grid": AskTellGridSampler,
-    "cmaes": optuna.samplers.CmaEsSampler,
-    "gp": optuna.samplers.GPSampler,
-    "qmc": optuna.samplers.QMCSampler,
-    "nsga2": optuna.samplers.NSGAIISampler,
-    "nsga3": optuna.samplers.NSGAIIISampler,
-    "ofat": optuna.samplers.RandomSampler,  # the points are enqueued; see ofat_points
-}
+def sampler_class(name: str) -> Callable[..., optuna.samplers.BaseSampler]:
+    """Optuna's sampler for a name of ``spec.SAMPLERS`` (the one list of them); grid is AskTellGridSampler."""
+    return AskTellGridSampler if name == "grid" else getattr(optuna.samplers, SAMPLERS[name])
 
 
 def pruner_class(name: str) -> Callable[..., optuna.pruners.BasePruner]:
@@ -182,7 +174,7 @@ def _construct(kind: str, name: str, cls: Callable[..., Any], options: dict[str,
 def _check_types(kind: str, name: str, cls: Callable[..., Any], options: dict[str, Any], source: str) -> None:
     """Each option against the class's own annotation: Optuna checks few at construction, and a wrong type
     (``n_startup_trials: ten``) would otherwise fail mid-sweep, in the first trial that uses it."""
-    module_globals = getattr(getattr(cls, "__init__", cls), "__globals__", {})
+    module_globals = getattr(inspect.unwrap(getattr(cls, "__init__", cls)), "__globals__", {})
     params = inspect.signature(cls).parameters
     for key, value in options.items():
         annotation = params[key].annotation if key in params else inspect.Parameter.empty
@@ -218,7 +210,7 @@ def build_sampler(spec: SweepSpec, source: str) -> optuna.samplers.BaseSampler:
         options.setdefault("constant_liar", True)
     if name == "cmaes" and any(isinstance(p, CategoricalParam) for p in spec.space.values()):
         options.setdefault("warn_independent_sampling", False)
-    return _construct("sampler", name, SAMPLER_CLASSES[name], options, source)
+    return _construct("sampler", name, sampler_class(name), options, source)
 
 
 REHEARSAL_TRIALS = 120

@@ -27,7 +27,19 @@ from search.errors import SpecError, shorten
 from trainables import registry
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2", "nsga3", "ofat")
+# The one list of samplers: each name with the Optuna class it builds (samplers.sampler_class); grid is
+# that class under ask/tell, ofat enqueues its points for a random sampler.
+SAMPLERS = {
+    "tpe": "TPESampler",
+    "random": "RandomSampler",
+    "grid": "GridSampler",
+    "cmaes": "CmaEsSampler",
+    "gp": "GPSampler",
+    "qmc": "QMCSampler",
+    "nsga2": "NSGAIISampler",
+    "nsga3": "NSGAIIISampler",
+    "ofat": "RandomSampler",
+}
 # pareto is hpsearch's own (search/pareto.py): it prunes on a front, where Optuna's prune on one value.
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "threshold", "patient", "pareto")
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
@@ -143,7 +155,7 @@ class SamplerSpec(BaseModel):
     """``name`` and ``seed``; every other key is passed to the Optuna sampler and checked against it."""
 
     model_config = ConfigDict(extra="allow")
-    name: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
+    name: Literal[tuple(SAMPLERS)] = "tpe"  # type: ignore[valid-type]
     seed: int | None = None
 
     @property
@@ -587,8 +599,9 @@ def check_against_trainable(spec: SweepSpec, trainable: registry.TrainableSpec, 
         )
     if spec.fuse > 1 and (trainable.fused is None or trainable.plain):
         raise SpecError(
-            f"{spec.trainable} cannot fuse: it has no fused form (addition-cnn, addition-transformer, "
-            "seq-transformer and image-classifier have one; docs/trainables.md says how to give your own one)",
+            f"{spec.trainable} cannot fuse: it has no fused form ("
+            + ", ".join(t.name for t in registry.all_trainables() if t.fused is not None and not t.plain)
+            + " have one; docs/trainables.md says how to give your own one)",
             source,
             "fuse",
         )

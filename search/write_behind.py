@@ -16,7 +16,9 @@ Pruning is unchanged: the pruner judges a trial on every value it reported, writ
 ``StudyWrites`` writes one trial's intermediate values and user attributes in a single RDB transaction.
 Optuna has no public call for that, so it uses ``RDBStorage``'s own helpers; with another storage, or
 an Optuna whose internals moved, it writes through the public calls one by one (same result, slower).
-``RunWrites`` does the same for MLflow runs with ``log_batch`` (whose limits it respects).
+``RunWrites`` does the same for MLflow runs: it hands a run's pending steps, parameters and tags to the
+MLflow writer (mlflow_writer.py) in one call, and the writer splits them to ``log_batch``'s limits
+(``batches``) or, on a SQL store, writes the steps in bulk (metric_rows.py).
 """
 
 from __future__ import annotations
