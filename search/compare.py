@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from search.constraints import all_hold
+from search.names import RUN_ID_ATTR
 from search.seed_stats import distinct, half_width, welch_p
 from search.store import Store
 from search.sweeps import load_study, objective_names, require_sweeps
@@ -66,7 +67,7 @@ def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
             seeds = [v for v in t.user_attrs.get("repeat_values", []) if v is not None and not multi]
             std = t.user_attrs.get("value_std") if seeds else None
-            run_ids = [v for k, v in t.user_attrs.items() if k.startswith("mlflow_run_id")]
+            run_ids = [v for k, v in t.user_attrs.items() if k.startswith(RUN_ID_ATTR)]
             value = t.values[0] if t.values else None
             row = Row(name, t.number, t.state.name, value, std, seeds, dict(t.params), _extra(client, run_ids))
             row.values = list(t.values) if t.values else None

@@ -20,6 +20,8 @@ Optuna with each trial (``Trial.set_constraint``), so its ``best_trials`` hold f
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import math
 import numbers
@@ -40,15 +42,23 @@ from ray.tune.search import Searcher
 
 from search.constraints import Constraint, all_hold, violations
 from search.errors import SamplerError
-from search.pareto import INTERMEDIATE_ATTR, ParetoPruner, signed
-from search.ray_session import (
+from search.names import (
+    CHECKPOINT_METRICS_ATTR,
+    CHECKPOINT_STEP_ATTR,
+    FAIL_REASON_ATTR,
     FINAL_KEY,
     FINAL_MEMBERS_KEY,
     KEPT_KEY,
     MEMBERS_KEY,
+    RAY_TRIAL_ATTR,
+    REASON_ATTR,
+    STOPPED_ATTR,
+    VALUE_STEP_ATTR,
     member_failures,
+    member_key,
     member_results,
 )
+from search.pareto import INTERMEDIATE_ATTR, ParetoPruner, signed
 from search.write_behind import StudyWrites
 
 log = logging.getLogger(__name__)
@@ -80,7 +90,7 @@ class TrialRecord:
     violations: dict[str, float] | None = None  # each constraint's violation, once the trial ended
     value_step: int | None = None  # the step whose report gave its value (best, or last)
     raised: bool = False  # it failed by raising (its failure is the exception's line), not by what it reported
-    checkpoint_step: int | None = None  # the step of the checkpoint it kept (ray_session.KEPT_KEY)
+    checkpoint_step: int | None = None  # the step of the checkpoint it kept (names.KEPT_KEY)
     checkpoint_metrics: dict[str, float] | None = None  # what that step reported: what its weights scored
 
 
@@ -240,7 +250,7 @@ class OptunaBridge:
         group.append(rec)
         self._records[ray_trial_id] = rec
         ids = [rid for rid, r in self._records.items() if r.optuna_trial is trial]
-        self._writes.set_attr(trial, "ray_trial_id", ids[0] if self.repeats == 1 else ids)
+        self._writes.set_attr(trial, RAY_TRIAL_ATTR, ids[0] if self.repeats == 1 else ids)
         config = {**self.fixed_config, **trial.params}
         if self.repeats > 1:
             config["seed"] = config.get("seed", 0) + rec.repeat
@@ -267,7 +277,7 @@ class OptunaBridge:
             rec = TrialRecord(trial, key=keys[-1], member=i)
             rec.group = [rec]
             self._records[keys[-1]] = rec
-            self._writes.set_attr(trial, "ray_trial_id", ray_trial_id)
+            self._writes.set_attr(trial, RAY_TRIAL_ATTR, ray_trial_id)
             self._writes.set_attr(trial, "fused_member", i)
         self._groups[ray_trial_id] = keys
         return {MEMBERS_KEY: [{**self.fixed_config, **t.params} for t in trials]}
@@ -478,12 +488,12 @@ class OptunaBridge:
         ended = []
         for ray_id, rec in self._records.items():
             if rec.state is None:
-                self._writes.set_attr(rec.optuna_trial, "stopped", reason)
+                self._writes.set_attr(rec.optuna_trial, STOPPED_ATTR, reason)
                 self._tell(rec, TrialState.PRUNED if as_pruned else TrialState.FAIL, reason=reason)
                 ended.append(ray_id)
         for rec in self._records.values():  # configurations whose later seeds never started
             if rec.optuna_trial.number not in self._told:
-                self._writes.set_attr(rec.optuna_trial, "stopped", reason)
+                self._writes.set_attr(rec.optuna_trial, STOPPED_ATTR, reason)
                 self._tell_group(rec.group, TrialState.PRUNED if as_pruned else TrialState.FAIL, reason)
         return ended
 
@@ -518,13 +528,13 @@ class OptunaBridge:
                 for r in group:
                     r.failure = r.failure or unknown
         if reason:
-            self._writes.set_attr(trial, "fail_reason" if final == TrialState.FAIL else "reason", reason)
+            self._writes.set_attr(trial, FAIL_REASON_ATTR if final == TrialState.FAIL else REASON_ATTR, reason)
         first = group[0]  # the seed whose MLflow run and checkpoint `best` and `export` take
         if first.value_step is not None:
-            self._writes.set_attr(trial, "value_step", first.value_step)
+            self._writes.set_attr(trial, VALUE_STEP_ATTR, first.value_step)
         if first.checkpoint_step is not None:
-            self._writes.set_attr(trial, "checkpoint_step", first.checkpoint_step)
-            self._writes.set_attr(trial, "checkpoint_metrics", first.checkpoint_metrics)
+            self._writes.set_attr(trial, CHECKPOINT_STEP_ATTR, first.checkpoint_step)
+            self._writes.set_attr(trial, CHECKPOINT_METRICS_ATTR, first.checkpoint_metrics)
         per_seed = [r.values for r in group]  # each seed's vector: (value,) with one objective
         if len(group) > 1:
             shown = [None if v is None else (list(v) if self.multi else v[0]) for v in per_seed]
@@ -680,7 +690,7 @@ class _BridgedScheduler:
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         self.bridge.flush_due()
         for trial in self.watch.overdue(tune_controller.get_live_trials()):
-            self.bridge.set_attr(trial.trial_id, "stopped", "trial budget (no report in time)")
+            self.bridge.set_attr(trial.trial_id, STOPPED_ATTR, "trial budget (no report in time)")
             tune_controller.stop_trial(trial)
         return super().choose_trial_to_run(tune_controller)
 
@@ -727,20 +737,24 @@ class PruningScheduler(_BridgedScheduler, FIFOScheduler):
 
 class ReportingASHA(_BridgedScheduler, AsyncHyperBandScheduler):
     """Ray's ASHA deciding, the study recording: trials ASHA stops end PRUNED, not COMPLETE. It takes
-    ASHA's own options (its signature is ASHA's), so they are checked as ASHA's."""
+    ASHA's own options (its signature is ASHA's), so they are checked as ASHA's. It keeps its own copies of
+    the two it reads (ASHA's attributes for them are private)."""
+
+    @functools.wraps(AsyncHyperBandScheduler.__init__)
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        given = inspect.signature(AsyncHyperBandScheduler.__init__).bind(self, *args, **options)
+        given.apply_defaults()
+        self.time_attr, self.max_t = given.arguments["time_attr"], given.arguments["max_t"]
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         if not self._recorded(trial, result):
             return TrialScheduler.STOP
         decision = super().on_trial_result(tune_controller, trial, result)
         # ASHA also says STOP when a trial reaches max_t: that one finished, it was not pruned.
-        if decision == TrialScheduler.STOP and result[self._time_attr] < self._max_t and not result.get(FINAL_KEY):
+        if decision == TrialScheduler.STOP and result[self.time_attr] < self.max_t and not result.get(FINAL_KEY):
             self.bridge.mark_pruned(trial.trial_id)
         return decision
-
-
-def member_key(ray_trial_id: str, member: int) -> str:
-    return f"{ray_trial_id}#{member}"
 
 
 def error_line(trial: Trial) -> str:

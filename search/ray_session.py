@@ -19,43 +19,21 @@ from typing import TYPE_CHECKING, Any, Callable
 import ray
 from ray import tune
 
+from search.names import (
+    CHECKPOINT_FILE,
+    FAILED_PREFIX,
+    FINAL_KEY,
+    FINAL_MEMBERS_KEY,
+    KEPT_KEY,
+    MEMBERS_KEY,
+    MEMBERS_PREFIX,
+    member_checkpoint_file,
+)
 from trainables import registry
 from trainables.session import Checkpoint, CheckpointKeeper, materialize, plain
 
 if TYPE_CHECKING:  # torch is imported where a trial runs: the driver never needs it for a plain trainable
     import torch
-
-CHECKPOINT_FILE = "checkpoint.pt"
-FINAL_KEY = "final_report"  # in a result: the trainable's last report (never pruned there)
-MEMBERS_KEY = "members"  # a fused group's config: {"members": [config, ...]}
-MEMBERS_PREFIX = "members/"  # a group's result: members/<i>/<metric>
-FINAL_MEMBERS_KEY = "final_members"
-FAILED_PREFIX = "failed_members/"
-# In a result: this step's checkpoint was kept (it replaced the trial's or member's kept one). A bool, so
-# MLflow logs it as no metric; the bridge records the step and its metrics as the checkpoint's.
-KEPT_KEY = "checkpoint_kept"
-
-
-def member_checkpoint_file(member: int) -> str:
-    return f"member-{member}.pt"
-
-
-def member_results(result: dict[str, Any]) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
-    """A group's result split into what all members share (step, elapsed_s, ...) and each member's metrics."""
-    common: dict[str, Any] = {}
-    members: dict[int, dict[str, Any]] = {}
-    for key, value in result.items():
-        if key.startswith(MEMBERS_PREFIX):
-            member, _, name = key[len(MEMBERS_PREFIX) :].partition("/")
-            members.setdefault(int(member), {})[name] = value
-        else:
-            common[key] = value
-    return common, members
-
-
-def member_failures(common: dict[str, Any]) -> dict[int, str]:
-    """The failed members' reasons, taken out of a group result's shared part (``member_results``)."""
-    return {int(k[len(FAILED_PREFIX) :]): str(common.pop(k)) for k in list(common) if k.startswith(FAILED_PREFIX)}
 
 
 @ray.remote(num_cpus=0)

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from search.infra import rdb_storage
+from search.names import STATE_TAG, STOPPED_ATTR, STOPPED_TAG, TRIAL_NUMBER_TAG
 from search.store import Store
 
 LOST = "driver lost"
@@ -43,7 +44,7 @@ def close_lost(
         study_id = storage.get_study_id_from_name(study.study_name)
         for t in lost:
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-            storage.set_trial_user_attr(trial_id, "stopped", LOST)
+            storage.set_trial_user_attr(trial_id, STOPPED_ATTR, LOST)
             study.tell(t.number, state=TrialState.FAIL)
     finally:
         storage.engine.dispose()  # a storage of its own, for these writes only
@@ -51,12 +52,12 @@ def close_lost(
     lost_numbers = {str(t.number) for t in lost}
     children = children_of(client, parent)
     for run in children:
-        number = run.data.tags.get("optuna.trial_number", "")
+        number = run.data.tags.get(TRIAL_NUMBER_TAG, "")
         if run.info.status == "FINISHED" and number in lost_numbers:
             # With repeats: this seed finished, but its configuration was lost and runs again as a new trial;
             # its value counts nowhere, so the run must not read FINISHED beside a FAIL trial.
-            client.set_tag(run.info.run_id, "stopped", f"{LOST} (this seed finished; its configuration did not)")
-            client.set_tag(run.info.run_id, "optuna.state", TrialState.FAIL.name)
+            client.set_tag(run.info.run_id, STOPPED_TAG, f"{LOST} (this seed finished; its configuration did not)")
+            client.set_tag(run.info.run_id, STATE_TAG, TrialState.FAIL.name)
             client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
             continue
         if run.info.status != "RUNNING":
@@ -64,13 +65,13 @@ def close_lost(
         state = states.get(number)
         status = _RUN_STATUS.get(state, RunStatus.FAILED)
         if status == RunStatus.FAILED:
-            client.set_tag(run.info.run_id, "stopped", LOST)
+            client.set_tag(run.info.run_id, STOPPED_TAG, LOST)
         if state is not None:
-            client.set_tag(run.info.run_id, "optuna.state", state.name)
+            client.set_tag(run.info.run_id, STATE_TAG, state.name)
         client.set_terminated(run.info.run_id, RunStatus.to_string(status))
     return lost, children
 
 
 def close_parent(client: MlflowClient, parent: Run) -> None:
-    client.set_tag(parent.info.run_id, "stopped", LOST)
+    client.set_tag(parent.info.run_id, STOPPED_TAG, LOST)
     client.set_terminated(parent.info.run_id, RunStatus.to_string(RunStatus.FAILED))

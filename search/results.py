@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from search.errors import SweepError
+from search.names import CHECKPOINT_METRICS_ATTR, CHECKPOINT_STEP_ATTR, RUN_ID_ATTR, VALUE_STEP_ATTR
 from search.scored import weights_notice
 from search.store import Store
 from search.sweeps import load_study, objective_names, recorded_space, require_sweeps
@@ -71,7 +72,7 @@ def front(store: Store, sweep: str) -> list[Best]:
 
 def _described(store: Store, study: optuna.Study, sweep: str, trial: optuna.trial.FrozenTrial) -> Best:
     client = MlflowClient(store.mlflow_url)
-    run_ids = [v for k, v in sorted(trial.user_attrs.items()) if k.startswith("mlflow_run_id")]
+    run_ids = [v for k, v in sorted(trial.user_attrs.items()) if k.startswith(RUN_ID_ATTR)]
     run_id = run_ids[0] if run_ids else None  # with repeats: the first seed's run
     run = client.get_run(run_id) if run_id is not None else None
     parent = run.data.tags.get("mlflow.parentRunId") if run is not None else None
@@ -93,9 +94,9 @@ def _described(store: Store, study: optuna.Study, sweep: str, trial: optuna.tria
         mlflow_run_id=run_id,
         checkpoint=checkpoint,
         objectives=dict(zip(names, trial.values)),
-        value_step=trial.user_attrs.get("value_step"),
-        checkpoint_step=trial.user_attrs.get("checkpoint_step") if checkpoint else None,
-        checkpoint_metrics=trial.user_attrs.get("checkpoint_metrics") if checkpoint else None,
+        value_step=trial.user_attrs.get(VALUE_STEP_ATTR),
+        checkpoint_step=trial.user_attrs.get(CHECKPOINT_STEP_ATTR) if checkpoint else None,
+        checkpoint_metrics=trial.user_attrs.get(CHECKPOINT_METRICS_ATTR) if checkpoint else None,
         notice=weights_notice(trial, names) if checkpoint else None,
     )
 

@@ -25,11 +25,12 @@ from rich.console import Console
 from search import runner
 from search.driver_lock import sole_driver
 from search.errors import SweepError
+from search.names import PARENT_ATTR, RERUN_OF_ATTR, STOPPED_ATTR, TRIAL_NUMBER_TAG
 from search.reconcile import LOST, close_lost
 from search.spec import validate
 from search.store import Store
 from search.sweeps import load_study, recorded_space, require_sweeps
-from search.tracking import PARENT_ATTR, latest_parent_run
+from search.tracking import latest_parent_run
 
 
 def resume(
@@ -59,7 +60,7 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
     # A configuration finished when the study was told so: with repeats, one seed's FINISHED run is not
     # enough (the configuration is told once all its seeds have ended). The trials of this run are the
     # ones its parent's child runs name.
-    numbers = [r.data.tags.get("optuna.trial_number", "") for r in children]
+    numbers = [r.data.tags.get(TRIAL_NUMBER_TAG, "") for r in children]
     of_this_run = {int(n) for n in numbers if n.isdigit()}
     # and those it asked that never got an MLflow run (interrupted as they started)
     of_this_run |= {
@@ -98,12 +99,12 @@ def unfinished(study, of_this_run: set[int]) -> list:
     """The trials of this run that the driver's loss or an interrupt stopped (FAIL, ``stopped``), and that
     no later trial has run again (``rerun_of``), in order."""
     trials = study.get_trials(deepcopy=False)
-    rerun = {t.user_attrs.get("rerun_of") for t in trials}
+    rerun = {t.user_attrs.get(RERUN_OF_ATTR) for t in trials}
     return [
         t
         for t in trials
         if t.number in of_this_run
         and t.state == TrialState.FAIL
-        and t.user_attrs.get("stopped") in RERUN
+        and t.user_attrs.get(STOPPED_ATTR) in RERUN
         and t.number not in rerun
     ]

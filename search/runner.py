@@ -41,6 +41,7 @@ from search.errors import SpecError, StoreError, StoreFullError, UnreachableErro
 from search.head_watch import HeadWatch
 from search.infra import check_reachable, rdb_storage
 from search.mlflow_writer import MlflowWriter
+from search.names import PARENT_ATTR, RERUN_OF_ATTR, RUN_ID_ATTR
 from search.optuna_bridge import (
     OptunaBridge,
     OptunaSearcher,
@@ -54,7 +55,7 @@ from search.reconcile import close_lost, close_parent
 from search.scored import weights_notice
 from search.spec import SweepSpec, load, objectives
 from search.store import Store, out_of_space
-from search.tracking import PARENT_ATTR, MlflowTrialCallback, Tracking, latest_parent_run
+from search.tracking import MlflowTrialCallback, Tracking, latest_parent_run
 from trainables.registry import TrainableSpec
 
 log = logging.getLogger(__name__)
@@ -329,7 +330,7 @@ def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optun
     study.set_user_attr("trainable", sweep.spec.trainable)
     study.set_user_attr("space_file", sweep.source)
     for params, number in sweep.reruns:
-        study.enqueue_trial(params, user_attrs={"rerun_of": number})
+        study.enqueue_trial(params, user_attrs={RERUN_OF_ATTR: number})
     if sweep.enqueued:
         seen = [t.params for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         for point in sweep.enqueued:
@@ -713,12 +714,12 @@ def _parent_tags(outcome: SweepOutcome) -> dict[str, str]:
     if outcome.front:
         return {
             "front_trial_numbers": ",".join(str(t.number) for t in outcome.front),
-            "front_mlflow_run_ids": ",".join(str(t.user_attrs.get("mlflow_run_id", "")) for t in outcome.front),
+            "front_mlflow_run_ids": ",".join(str(t.user_attrs.get(RUN_ID_ATTR, "")) for t in outcome.front),
         }
     best = outcome.best_trial
     if best is None:
         return {}
-    return {"best_trial_number": str(best.number), "best_mlflow_run_id": str(best.user_attrs.get("mlflow_run_id", ""))}
+    return {"best_trial_number": str(best.number), "best_mlflow_run_id": str(best.user_attrs.get(RUN_ID_ATTR, ""))}
 
 
 def print_summary(sweep: Sweep, store: Store, outcome: SweepOutcome, bridge: OptunaBridge, console: Console) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from search.names import CHECKPOINT_METRICS_ATTR, CHECKPOINT_STEP_ATTR, VALUE_STEP_ATTR
+
 
 def seed_values(trial: Any, names: list[str]) -> list[float] | None:
     """The values of the seed whose weights a trial keeps: the trial's own, or with repeats its first seed's."""
@@ -30,7 +32,7 @@ def weights_notice(trial: Any, names: list[str]) -> str | None:
     """One line when the kept checkpoint's step scored other values than the trial's; None when they agree,
     or when the trial kept no checkpoint (or ran before hpsearch recorded its steps)."""
     attrs = trial.user_attrs
-    step, scored = attrs.get("checkpoint_step"), attrs.get("checkpoint_metrics")
+    step, scored = attrs.get(CHECKPOINT_STEP_ATTR), attrs.get(CHECKPOINT_METRICS_ATTR)
     values = seed_values(trial, names)
     if step is None or scored is None or values is None:
         return None
@@ -41,6 +43,6 @@ def weights_notice(trial: Any, names: list[str]) -> str | None:
         shown = "not reported" if at is None else f"{float(at):.4g}"
         return (
             f"weights from step {step}: {name} {shown}; the trial's value {value:.4g} is from step "
-            f"{attrs.get('value_step', '?')} (report a checkpoint at every step, and the one that scored is kept)"
+            f"{attrs.get(VALUE_STEP_ATTR, '?')} (report a checkpoint at every step, and the one that scored is kept)"
         )
     return None

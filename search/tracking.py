@@ -25,13 +25,26 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from search import trial_logs
 from search.mlflow_writer import InlineWriter, MlflowWriter
+from search.names import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_STEP_TAG,
+    ERROR_TAG,
+    MEMBERS_KEY,
+    RAY_TRIAL_TAG,
+    REPEAT_TAG,
+    ROLE_TAG,
+    STATE_TAG,
+    STOPPED_TAG,
+    TRIAL_NUMBER_TAG,
+    member_checkpoint_file,
+    member_results,
+    ray_trial_of,
+    run_id_attr,
+)
 from search.optuna_bridge import OptunaBridge, TrialView, error_line, is_number
-from search.ray_session import CHECKPOINT_FILE, MEMBERS_KEY, member_checkpoint_file, member_results
 from search.sweeps import SPACE_ARTIFACT
 from search.write_behind import RunWrites
 
-PARENT_RUN_TAG = "hpsearch.role"
-PARENT_ATTR = "mlflow_parent_run_id"  # on each study trial: the parent run of the `hpsearch run` that asked it
 # MLflow 3's UI opens an experiment on its GenAI overview unless told it holds training runs.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _RAY_KEYS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "step", "node_id"}
@@ -55,7 +68,7 @@ def latest_parent_run(client: MlflowClient, sweep: str) -> Run | None:
         return None
     runs = client.search_runs(
         [exp.experiment_id],
-        f"tags.`{PARENT_RUN_TAG}` = 'sweep'",
+        f"tags.`{ROLE_TAG}` = 'sweep'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -86,7 +99,7 @@ class Tracking:
         run = self.client.create_run(
             experiment_id,
             run_name=run_name,
-            tags={PARENT_RUN_TAG: "sweep", "optuna.study": study_name, "hpsearch.trainable": spec["trainable"]},
+            tags={ROLE_TAG: "sweep", "optuna.study": study_name, "hpsearch.trainable": spec["trainable"]},
         )
         run_id = run.info.run_id
         params = [Param(k, str(v)[:6000]) for k, v in flatten(spec).items()]
@@ -171,18 +184,18 @@ class MlflowTrialCallback(Callback):
         self._start(trial.trial_id, self.bridge.view(trial.trial_id), trial.config, None)
 
     def _start(self, key: str, view: TrialView | None, config: dict[str, Any], group: str | None) -> None:
-        trial_id = key.partition("#")[0]
+        trial_id = ray_trial_of(key)
         number = view.number if view is not None else None
         repeat = view.repeat if view is not None and self.bridge.repeats > 1 else None
         name = f"trial-{number:04d}" if number is not None else trial_id
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
             "optuna.study": self.bridge.study.study_name,
-            "optuna.trial_number": str(number),
-            "ray.trial_id": trial_id,
+            TRIAL_NUMBER_TAG: str(number),
+            RAY_TRIAL_TAG: trial_id,
         }
         if repeat is not None:
-            name, tags["repeat"] = f"{name}-seed{repeat}", str(repeat)
+            name, tags[REPEAT_TAG] = f"{name}-seed{repeat}", str(repeat)
         if group is not None:
             tags |= {"hpsearch.fused_group": group, "hpsearch.fused_member": str(view.member if view else "")}
         self.writer.create_run(key, self.experiment_id, name, tags)
@@ -190,7 +203,7 @@ class MlflowTrialCallback(Callback):
         self.writes.log(key, params=[Param(k, str(v)[:6000]) for k, v in flatten(config).items()])
         self.runs.add(key)
         if view is not None:
-            self._id_attr[key] = "mlflow_run_id" if repeat is None else f"mlflow_run_id.seed{repeat}"
+            self._id_attr[key] = run_id_attr(repeat)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         if self.bridge.is_group(trial.trial_id):
@@ -250,7 +263,7 @@ class MlflowTrialCallback(Callback):
             tags = {"pruned": "true", "pruned_at_step": str(view.pruned_at)}
         elif view is not None and view.state == TrialState.FAIL:
             status = RunStatus.FAILED
-            tags = {"error": view.failure or "failed"}
+            tags = {ERROR_TAG: view.failure or "failed"}
         if view is not None and view.violations is not None:
             # feasible when every constraint holds: each constraint's violation (<= 0 holds) beside it
             tags["feasible"] = str(view.feasible).lower()
@@ -268,7 +281,7 @@ class MlflowTrialCallback(Callback):
             self._end_group(trial, error_line(trial))
             return
         view = self.bridge.view(trial.trial_id)
-        self._end(trial, RunStatus.FAILED, {"error": view.failure if view and view.failure else error_line(trial)})
+        self._end(trial, RunStatus.FAILED, {ERROR_TAG: view.failure if view and view.failure else error_line(trial)})
 
     def _end_group(self, trial: Trial, error: str | None) -> None:
         """The group's Ray trial ended: its logs go to every member's run, and the runs still open end."""
@@ -283,13 +296,13 @@ class MlflowTrialCallback(Callback):
                     self.client.log_artifact(self.run_id(key), str(path), "logs")
                 status, tags = self._ending(self.bridge.view(key))
                 if error is not None and status == RunStatus.FINISHED:
-                    status, tags = RunStatus.FAILED, {"error": error}
+                    status, tags = RunStatus.FAILED, {ERROR_TAG: error}
                 self._close(key, status, tags)
 
     def finish_open(self, reason: str) -> None:
         """Runs Ray stopped without a callback (sweep budget, Ctrl-C) end KILLED with the reason."""
         for trial_id in list(self.open):
-            self._close(trial_id, RunStatus.KILLED, {"stopped": reason})
+            self._close(trial_id, RunStatus.KILLED, {STOPPED_TAG: reason})
 
     def _end(self, trial: Trial, status: int, tags: dict[str, str]) -> None:
         if trial.trial_id not in self.runs or trial.trial_id not in self.open:
@@ -316,9 +329,9 @@ class MlflowTrialCallback(Callback):
     def _close(self, key: str, status: int, tags: dict[str, str]) -> None:
         view = self.bridge.view(key)
         if view is not None and view.state is not None:
-            tags = {**tags, "optuna.state": view.state.name}
+            tags = {**tags, STATE_TAG: view.state.name}
         if view is not None and view.checkpoint_step is not None:  # the step whose weights checkpoint/ holds
-            tags = {**tags, "checkpoint_step": str(view.checkpoint_step)}
+            tags = {**tags, CHECKPOINT_STEP_TAG: str(view.checkpoint_step)}
         self.writes.log(key, tags={k: v[:5000] for k, v in tags.items()})
         self.writes.flush(key)
         self.writer.set_terminated(key, RunStatus.to_string(status))

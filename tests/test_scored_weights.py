@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from search import runner
 from search.cli import app
+from search.names import KEPT_KEY
 from search.optuna_bridge import OptunaBridge
-from search.ray_session import KEPT_KEY
 from search.scored import weights_notice
 from search.store import Store
 from trainables.session import CheckpointKeeper, LocalSession

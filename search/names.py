@@ -1,0 +1,92 @@
+"""The names shared across processes and stores: one place for each, so that what one side writes the
+other reads under the same name. A leaf module: it imports nothing of hpsearch's, nor Ray, Optuna or
+MLflow, so the worker, the driver, the writer and the read-only commands can all take it.
+
+Three kinds:
+
+* keys of a trial's **result** (what a worker reports through Ray, ``ray_session.py``, and the driver
+  reads, ``optuna_bridge.py`` and ``tracking.py``), and the fused members' keys in it;
+* **user attributes** of study trials (Optuna), which ``best``, ``compare``, ``export`` and ``resume``
+  read back;
+* **tags** of MLflow runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# -- a trial's result, as a worker reports it ------------------------------------------------------------
+
+CHECKPOINT_FILE = "checkpoint.pt"
+FINAL_KEY = "final_report"  # the trainable's last report (never pruned there)
+MEMBERS_KEY = "members"  # a fused group's config: {"members": [config, ...]}
+MEMBERS_PREFIX = "members/"  # a group's result: members/<i>/<metric>
+FINAL_MEMBERS_KEY = "final_members"
+FAILED_PREFIX = "failed_members/"
+# This step's checkpoint was kept (it replaced the trial's or member's kept one). A bool, so MLflow logs it
+# as no metric; the bridge records the step and its metrics as the checkpoint's.
+KEPT_KEY = "checkpoint_kept"
+
+
+def member_checkpoint_file(member: int) -> str:
+    return f"member-{member}.pt"
+
+
+def member_results(result: dict[str, Any]) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """A group's result split into what all members share (step, elapsed_s, ...) and each member's metrics."""
+    common: dict[str, Any] = {}
+    members: dict[int, dict[str, Any]] = {}
+    for key, value in result.items():
+        if key.startswith(MEMBERS_PREFIX):
+            member, _, name = key[len(MEMBERS_PREFIX) :].partition("/")
+            members.setdefault(int(member), {})[name] = value
+        else:
+            common[key] = value
+    return common, members
+
+
+def member_failures(common: dict[str, Any]) -> dict[int, str]:
+    """The failed members' reasons, taken out of a group result's shared part (``member_results``)."""
+    return {int(k[len(FAILED_PREFIX) :]): str(common.pop(k)) for k in list(common) if k.startswith(FAILED_PREFIX)}
+
+
+# -- the driver's key for one configuration: a Ray trial, or one member of a fused group (RAYID#MEMBER) ----
+
+
+def member_key(ray_trial_id: str, member: int) -> str:
+    return f"{ray_trial_id}#{member}"
+
+
+def ray_trial_of(key: str) -> str:
+    """The Ray trial a key belongs to: itself, or the group of a member's key."""
+    return key.partition("#")[0]
+
+
+# -- user attributes of a study trial ----------------------------------------------------------------------
+
+RUN_ID_ATTR = "mlflow_run_id"  # its MLflow run; with repeats one per seed: mlflow_run_id.seed<N>
+PARENT_ATTR = "mlflow_parent_run_id"  # the parent run of the `hpsearch run` that asked it
+RAY_TRIAL_ATTR = "ray_trial_id"
+STOPPED_ATTR = "stopped"  # why it ended early: interrupted, driver lost, sweep budget, trial budget, ...
+FAIL_REASON_ATTR = "fail_reason"
+REASON_ATTR = "reason"  # why a trial that did not fail ended as it did (pruned, ...)
+RERUN_OF_ATTR = "rerun_of"  # resume ran this trial's configuration again as this one
+VALUE_STEP_ATTR = "value_step"  # the step whose report gave its value
+CHECKPOINT_STEP_ATTR = "checkpoint_step"  # the step whose weights its checkpoint holds
+CHECKPOINT_METRICS_ATTR = "checkpoint_metrics"  # what that step reported
+
+
+def run_id_attr(repeat: int | None) -> str:
+    return RUN_ID_ATTR if repeat is None else f"{RUN_ID_ATTR}.seed{repeat}"
+
+
+# -- tags of MLflow runs -----------------------------------------------------------------------------------
+
+ROLE_TAG = "hpsearch.role"  # "sweep" on a parent run
+TRIAL_NUMBER_TAG = "optuna.trial_number"
+STATE_TAG = "optuna.state"
+RAY_TRIAL_TAG = "ray.trial_id"
+REPEAT_TAG = "repeat"
+ERROR_TAG = "error"
+STOPPED_TAG = "stopped"
+CHECKPOINT_STEP_TAG = "checkpoint_step"
