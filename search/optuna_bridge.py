@@ -2,12 +2,9 @@
 
 Ray's stock ``OptunaSearch`` never asks an Optuna pruner, and when a Ray scheduler stops a trial it tells
 the study COMPLETE with the partial value, so TPE learns from half-trained trials and the dashboard shows
-no pruned trial. Here one ``OptunaBridge`` owns the study and the Ray-trial -> Optuna-trial map:
-
-* ``OptunaSearcher`` (a Ray ``Searcher``) asks the study for each new trial and tells it the outcome.
-* ``PruningScheduler`` (a Ray ``FIFOScheduler``) records every reported step on the Optuna trial, so the
-  dashboard shows intermediate values live, and stops the trial when the study's pruner says so.
-* ``ReportingASHA`` does the same recording under Ray's ASHA and marks the trials ASHA stops as pruned.
+no pruned trial. Here one ``OptunaBridge`` owns the study and the Ray-trial -> Optuna-trial map: the
+ledger of trials, and all that is told to the study. Ray Tune reaches it through the searcher and the
+schedulers of ``tune_glue.py``; the trial budget is ``trial_budget.py``'s.
 
 Stopped-by-pruning trials end PRUNED in the study, never COMPLETE. Only the driver writes the study.
 
@@ -20,16 +17,12 @@ Optuna with each trial (``Trial.set_constraint``), so its ``best_trials`` hold f
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import math
 import numbers
 import re
 import statistics
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import optuna
@@ -37,8 +30,6 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS
-from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
-from ray.tune.search import Searcher
 
 from search.constraints import Constraint, all_hold, violations
 from search.errors import SamplerError
@@ -59,6 +50,7 @@ from search.names import (
     member_results,
 )
 from search.pareto import INTERMEDIATE_ATTR, ParetoPruner, signed
+from search.trial_logs import error_line
 from search.write_behind import StudyWrites
 
 log = logging.getLogger(__name__)
@@ -618,153 +610,3 @@ def _view(ray_trial_id: str, rec: TrialRecord) -> TrialView:
         checkpoint_step=rec.checkpoint_step,
         checkpoint_metrics=None if rec.checkpoint_metrics is None else dict(rec.checkpoint_metrics),
     )
-
-
-class OptunaSearcher(Searcher):
-    def __init__(self, bridge: OptunaBridge) -> None:
-        super().__init__(metric=bridge.metric, mode=bridge.mode)
-        self.bridge = bridge
-
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
-        return True
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        config = self.bridge.ask(trial_id)
-        return Searcher.FINISHED if config is None else config
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        self.bridge.complete(trial_id, result, error)
-
-    # The search state is the Optuna study in its RDB storage; Ray's own searcher checkpoint is not needed.
-    def save(self, checkpoint_path: str) -> None:
-        pass
-
-    def restore(self, checkpoint_path: str) -> None:
-        pass
-
-
-class BudgetWatch:
-    """The trial budget without the trainable's help: a trial past it is stopped even if it stopped
-    reporting (hung in a data loader, a deadlock, a very long epoch).
-
-    A trainable's own clock starts after its imports and data set-up; the driver learns it from the first
-    report (now - elapsed_s). Ray asks the scheduler which trial to run on every step of its loop (about
-    ten times a second), so that is where the watch looks. A trial stopped here ends as a budget stop
-    does: COMPLETE with the best value it reported, or FAIL if it reported none.
-    """
-
-    STARTUP_ALLOWANCE_S = 60.0  # before a first report: worker start, imports, data loading (budget.startup)
-    LATENESS_S = 5.0  # after the limit: a report due at the limit may be on its way
-
-    def __init__(self, limit_s: float | None, startup_s: float = STARTUP_ALLOWANCE_S) -> None:
-        self.limit_s = limit_s
-        self.startup_s = startup_s
-        self.zero: dict[str, float] = {}  # trial id -> driver time at which the trial's own clock read 0
-        self.measured: set[str] = set()  # trials whose zero came from a report, not from a first sighting
-
-    def saw_result(self, trial_id: str, result: dict) -> None:
-        if self.limit_s is not None and trial_id not in self.measured and "elapsed_s" in result:
-            self.zero[trial_id] = time.monotonic() - float(result["elapsed_s"])
-            self.measured.add(trial_id)
-
-    def overdue(self, trials: list[Trial]) -> list[Trial]:
-        if self.limit_s is None:
-            return []
-        now, late = time.monotonic(), []
-        for trial in trials:
-            if trial.status != Trial.RUNNING:
-                continue
-            zero = self.zero.setdefault(trial.trial_id, now + self.startup_s)  # first seen running
-            if now > zero + self.limit_s + self.LATENESS_S:
-                late.append(trial)
-        return late
-
-
-class _BridgedScheduler:
-    """What both schedulers do beside deciding: keep a failed trial's error line for the bridge (Ray tells
-    schedulers of errors before searchers), and stop trials past their budget on every loop step."""
-
-    bridge: OptunaBridge
-    watch: BudgetWatch
-
-    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
-        self.bridge.flush_due()
-        for trial in self.watch.overdue(tune_controller.get_live_trials()):
-            self.bridge.set_attr(trial.trial_id, STOPPED_ATTR, "trial budget (no report in time)")
-            tune_controller.stop_trial(trial)
-        return super().choose_trial_to_run(tune_controller)
-
-    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
-        self.bridge.record_error(trial)
-        super().on_trial_error(tune_controller, trial)
-
-    def attach(
-        self,
-        bridge: OptunaBridge,
-        trial_limit_s: float | None,
-        board: Any = None,
-        startup_s: float = BudgetWatch.STARTUP_ALLOWANCE_S,
-    ) -> None:
-        """Built when the space is validated (its options checked once), attached when the sweep runs;
-        ``board`` (a ``StopBoard`` actor) carries the pruned members of fused groups to their workers."""
-        self.bridge = bridge
-        self.watch = BudgetWatch(trial_limit_s, startup_s)
-        self.board = board
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "board"}
-
-    def _tell_worker(self, trial: Trial) -> None:
-        """The members of a fused group pruned at this step: the worker drops them at its next one."""
-        stops = self.bridge.take_stops(trial.trial_id)
-        if stops and getattr(self, "board", None) is not None:
-            self.board.stop.remote(trial.trial_id, stops)
-
-    def _recorded(self, trial: Trial, result: dict) -> bool:
-        """Record the step on the study; False when the trial must stop (it did not report the metric)."""
-        self.watch.saw_result(trial.trial_id, result)
-        return self.bridge.report(trial.trial_id, result)
-
-
-class PruningScheduler(_BridgedScheduler, FIFOScheduler):
-    """Records each step on the study and stops the trial when the study's pruner says so."""
-
-    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
-        stop = not self._recorded(trial, result) or self.bridge.should_prune(trial.trial_id)
-        self._tell_worker(trial)
-        return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
-
-
-class ReportingASHA(_BridgedScheduler, AsyncHyperBandScheduler):
-    """Ray's ASHA deciding, the study recording: trials ASHA stops end PRUNED, not COMPLETE. It takes
-    ASHA's own options (its signature is ASHA's), so they are checked as ASHA's. It keeps its own copies of
-    the two it reads (ASHA's attributes for them are private)."""
-
-    @functools.wraps(AsyncHyperBandScheduler.__init__)
-    def __init__(self, *args: Any, **options: Any) -> None:
-        super().__init__(*args, **options)
-        given = inspect.signature(AsyncHyperBandScheduler.__init__).bind(self, *args, **options)
-        given.apply_defaults()
-        self.time_attr, self.max_t = given.arguments["time_attr"], given.arguments["max_t"]
-
-    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
-        if not self._recorded(trial, result):
-            return TrialScheduler.STOP
-        decision = super().on_trial_result(tune_controller, trial, result)
-        # ASHA also says STOP when a trial reaches max_t: that one finished, it was not pruned.
-        if decision == TrialScheduler.STOP and result[self.time_attr] < self.max_t and not result.get(FINAL_KEY):
-            self.bridge.mark_pruned(trial.trial_id)
-        return decision
-
-
-def error_line(trial: Trial) -> str:
-    """The last line of a failed trial's traceback: the exception and its message."""
-    # Ray writes the trace to the trial's local directory first and syncs it to storage later.
-    local = Path(trial.error_file) if trial.error_file else None
-    if local is not None and local.is_file():
-        text = local.read_text()
-    else:
-        error = trial.get_error()
-        text = str(error) if error is not None else "the trial raised an error"
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else text

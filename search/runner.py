@@ -42,12 +42,7 @@ from search.head_watch import HeadWatch
 from search.infra import check_reachable, rdb_storage
 from search.mlflow_writer import MlflowWriter
 from search.names import PARENT_ATTR, RERUN_OF_ATTR, RUN_ID_ATTR
-from search.optuna_bridge import (
-    OptunaBridge,
-    OptunaSearcher,
-    PruningScheduler,
-    ReportingASHA,
-)
+from search.optuna_bridge import OptunaBridge
 from search.pareto import ParetoPruner
 from search.progress import BacklogLine, ProgressCallback, fmt, front_table, objectives_text, rank, results_table
 from search.ray_session import StopBoard, trial_function
@@ -56,6 +51,8 @@ from search.scored import weights_notice
 from search.spec import SweepSpec, load, objectives
 from search.store import Store, out_of_space
 from search.tracking import MlflowTrialCallback, Tracking, latest_parent_run
+from search.trial_budget import TrialBudgetStopper
+from search.tune_glue import OptunaSearcher, PruningScheduler, ReportingASHA
 from trainables.registry import TrainableSpec
 
 log = logging.getLogger(__name__)
@@ -157,26 +154,6 @@ class FailFastStopper(tune.Stopper):
 
     def stop_all(self) -> bool:
         return self.bridge.failing_fast is not None
-
-
-class TrialBudgetStopper(tune.Stopper):
-    """The trial budget for every trainable: a trial is stopped at its first report past the budget.
-
-    A trainable that watches ``session.time_left()`` makes its last report itself, with its end-of-run
-    summary, within one report interval of the limit; one that does not is stopped here all the same,
-    at its first report past the limit plus that interval. Either way the trial ends COMPLETE with the
-    best value it reached within its time. Time is the trial's own clock (``elapsed_s``), not Ray's,
-    which also counts the worker's start-up.
-    """
-
-    def __init__(self, budget_s: float, grace_s: float) -> None:
-        self.limit_s = budget_s + grace_s
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        return result.get("elapsed_s", 0.0) >= self.limit_s
-
-    def stop_all(self) -> bool:
-        return False
 
 
 def prepare(name_or_path: str, overrides: list[tuple[str, Any]] = (), trials: int | None = None) -> Sweep:

@@ -301,7 +301,7 @@ def build_front_pruner(spec: SweepSpec, source: str) -> ParetoPruner | None:
 def build_scheduler(spec: SweepSpec, source: str, metric: str, mode: str) -> Any:
     """The Ray scheduler, built once with its options checked; the sweep attaches its bridge when it runs.
     fifo: trials run on unless the Optuna pruner stops them; asha: Ray's ASHA, with its own options."""
-    from search.optuna_bridge import PruningScheduler, ReportingASHA  # Ray Tune, only once a sweep is built
+    from search.tune_glue import PruningScheduler, ReportingASHA  # Ray Tune, only once a sweep is built
 
     if spec.scheduler.name != "asha":
         if spec.scheduler.options:

@@ -199,7 +199,9 @@ class Budget(_Strict):
 
     sweep: Duration | None = None
     trial: Duration | None = None
-    startup: Duration = Field(60.0, gt=0)  # BudgetWatch.STARTUP_ALLOWANCE_S (the engine is not imported here)
+    startup: Duration = Field(
+        60.0, gt=0
+    )  # trial_budget.BudgetWatch.STARTUP_ALLOWANCE_S
 
 
 class SchedulerSpec(BaseModel):

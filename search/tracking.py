@@ -41,8 +41,9 @@ from search.names import (
     ray_trial_of,
     run_id_attr,
 )
-from search.optuna_bridge import OptunaBridge, TrialView, error_line, is_number
+from search.optuna_bridge import OptunaBridge, TrialView, is_number
 from search.sweeps import SPACE_ARTIFACT
+from search.trial_logs import error_line
 from search.write_behind import RunWrites
 
 # MLflow 3's UI opens an experiment on its GenAI overview unless told it holds training runs.

@@ -87,3 +87,16 @@ def _capped(path: Path, folder: Path, cap: int) -> Path:
         source.seek(size - tail)
         target.write(source.read())
     return out
+
+
+def error_line(trial: Trial) -> str:
+    """The last line of a failed trial's traceback: the exception and its message."""
+    # Ray writes the trace to the trial's local directory first and syncs it to storage later.
+    local = Path(trial.error_file) if trial.error_file else None
+    if local is not None and local.is_file():
+        text = local.read_text()
+    else:
+        error = trial.get_error()
+        text = str(error) if error is not None else "the trial raised an error"
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else text

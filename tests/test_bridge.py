@@ -313,11 +313,11 @@ def test_a_trial_that_never_reports_is_stopped_after_its_startup_allowance_and_b
 
     from ray.tune.experiment import Trial
 
-    from search import optuna_bridge
+    from search import trial_budget
 
     now = [1000.0]
-    monkeypatch.setattr(optuna_bridge.time, "monotonic", lambda: now[0])
-    watch = optuna_bridge.BudgetWatch(limit_s=3.0, startup_s=startup_s)
+    monkeypatch.setattr(trial_budget.time, "monotonic", lambda: now[0])
+    watch = trial_budget.BudgetWatch(limit_s=3.0, startup_s=startup_s)
     silent = SimpleNamespace(trial_id="t", status=Trial.RUNNING)
     assert watch.overdue([silent]) == []  # first seen: its clock starts after the allowance
     now[0] += startup_s + 3.0 + watch.LATENESS_S - 0.1

@@ -85,7 +85,7 @@ def test_a_minimizing_sweep_keeps_its_lowest_value_as_best():
 
 
 def test_the_scheduler_is_built_once_with_its_options_and_attached_when_the_sweep_runs():
-    from search.optuna_bridge import PruningScheduler, ReportingASHA
+    from search.tune_glue import PruningScheduler, ReportingASHA
 
     spec = spec_with(scheduler={"name": "asha", "grace_period": 2, "max_t": 30})
     asha = samplers.build_scheduler(spec, "unit.yaml", "exact_match", "max")

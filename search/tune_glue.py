@@ -1,0 +1,124 @@
+"""Ray Tune's side of the bridge: the searcher and the schedulers Ray calls, each handing on to the
+``OptunaBridge`` (optuna_bridge.py), which owns the study.
+
+* ``OptunaSearcher`` (a Ray ``Searcher``) asks the study for each new trial and tells it the outcome.
+* ``PruningScheduler`` (a Ray ``FIFOScheduler``) records every reported step on the Optuna trial, so the
+  dashboard shows intermediate values live, and stops the trial when the study's pruner says so.
+* ``ReportingASHA`` does the same recording under Ray's ASHA and marks the trials ASHA stops as pruned.
+
+Both schedulers also keep the trial budget's watch (trial_budget.py) on every step of Ray's loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from search.names import FINAL_KEY, STOPPED_ATTR
+from search.optuna_bridge import OptunaBridge
+from search.trial_budget import BudgetWatch
+
+
+class OptunaSearcher(Searcher):
+    def __init__(self, bridge: OptunaBridge) -> None:
+        super().__init__(metric=bridge.metric, mode=bridge.mode)
+        self.bridge = bridge
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        config = self.bridge.ask(trial_id)
+        return Searcher.FINISHED if config is None else config
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.bridge.complete(trial_id, result, error)
+
+    # The search state is the Optuna study in its RDB storage; Ray's own searcher checkpoint is not needed.
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+
+class _BridgedScheduler:
+    """What both schedulers do beside deciding: keep a failed trial's error line for the bridge (Ray tells
+    schedulers of errors before searchers), and stop trials past their budget on every loop step."""
+
+    bridge: OptunaBridge
+    watch: BudgetWatch
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        self.bridge.flush_due()
+        for trial in self.watch.overdue(tune_controller.get_live_trials()):
+            self.bridge.set_attr(trial.trial_id, STOPPED_ATTR, "trial budget (no report in time)")
+            tune_controller.stop_trial(trial)
+        return super().choose_trial_to_run(tune_controller)
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self.bridge.record_error(trial)
+        super().on_trial_error(tune_controller, trial)
+
+    def attach(
+        self,
+        bridge: OptunaBridge,
+        trial_limit_s: float | None,
+        board: Any = None,
+        startup_s: float = BudgetWatch.STARTUP_ALLOWANCE_S,
+    ) -> None:
+        """Built when the space is validated (its options checked once), attached when the sweep runs;
+        ``board`` (a ``StopBoard`` actor) carries the pruned members of fused groups to their workers."""
+        self.bridge = bridge
+        self.watch = BudgetWatch(trial_limit_s, startup_s)
+        self.board = board
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "board"}
+
+    def _tell_worker(self, trial: Trial) -> None:
+        """The members of a fused group pruned at this step: the worker drops them at its next one."""
+        stops = self.bridge.take_stops(trial.trial_id)
+        if stops and getattr(self, "board", None) is not None:
+            self.board.stop.remote(trial.trial_id, stops)
+
+    def _recorded(self, trial: Trial, result: dict) -> bool:
+        """Record the step on the study; False when the trial must stop (it did not report the metric)."""
+        self.watch.saw_result(trial.trial_id, result)
+        return self.bridge.report(trial.trial_id, result)
+
+
+class PruningScheduler(_BridgedScheduler, FIFOScheduler):
+    """Records each step on the study and stops the trial when the study's pruner says so."""
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        stop = not self._recorded(trial, result) or self.bridge.should_prune(trial.trial_id)
+        self._tell_worker(trial)
+        return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
+
+
+class ReportingASHA(_BridgedScheduler, AsyncHyperBandScheduler):
+    """Ray's ASHA deciding, the study recording: trials ASHA stops end PRUNED, not COMPLETE. It takes
+    ASHA's own options (its signature is ASHA's), so they are checked as ASHA's. It keeps its own copies of
+    the two it reads (ASHA's attributes for them are private)."""
+
+    @functools.wraps(AsyncHyperBandScheduler.__init__)
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        given = inspect.signature(AsyncHyperBandScheduler.__init__).bind(self, *args, **options)
+        given.apply_defaults()
+        self.time_attr, self.max_t = given.arguments["time_attr"], given.arguments["max_t"]
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        if not self._recorded(trial, result):
+            return TrialScheduler.STOP
+        decision = super().on_trial_result(tune_controller, trial, result)
+        # ASHA also says STOP when a trial reaches max_t: that one finished, it was not pruned.
+        if decision == TrialScheduler.STOP and result[self.time_attr] < self.max_t and not result.get(FINAL_KEY):
+            self.bridge.mark_pruned(trial.trial_id)
+        return decision
