@@ -105,7 +105,7 @@ def run(
             if trials is not None:
                 overrides.append(("trials", trials))
             spec, path = spec_mod.load(space, overrides)
-            from search import runner  # Ray, Optuna, MLflow: once the input is known to be good
+            from search import runner, study_setup  # Ray, Optuna, MLflow: once the input is known to be good
             from search.servers import check_port_free, start_dashboard
             from search.store import Store
 
@@ -115,10 +115,12 @@ def run(
             address = address or c.address
             if with_dashboard:
                 check_port_free("127.0.0.1", dashboard_port)
-                runner.create_store(sweep, s, new, address, accept_change)
+                study_setup.create_store(sweep, s, new, address, accept_change)
                 server = start_dashboard(s.optuna_url, "127.0.0.1", dashboard_port)
                 err.print(f"optuna-dashboard on {server.url}", highlight=False)
-            outcome = runner.run(sweep, s, new=new, address=address, console=err, accept_change=accept_change)
+            outcome = runner.run(
+                sweep, s, new=new, address=address, console=err, accept_change=accept_change, checked=with_dashboard
+            )
         except BaseException:
             if server:
                 server.stop()  # no sweep ran, or it broke: its dashboard does not stay up

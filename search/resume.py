@@ -29,19 +29,18 @@ from search.names import PARENT_ATTR, RERUN_OF_ATTR, STOPPED_ATTR, TRIAL_NUMBER_
 from search.reconcile import LOST, close_lost
 from search.spec import validate
 from search.store import Store
+from search.summary import SweepOutcome
 from search.sweeps import load_study, recorded_space, require_sweeps
 from search.tracking import latest_parent_run
 
 
-def resume(
-    store: Store, name: str, console: Console | None = None, address: str | None = None
-) -> runner.SweepOutcome | None:
+def resume(store: Store, name: str, console: Console | None = None, address: str | None = None) -> SweepOutcome | None:
     require_sweeps(store, [name])
     with sole_driver(store, name):  # a live driver's trials are not lost: refuse while one holds the sweep
         return _resume(store, name, console, address)
 
 
-def _resume(store: Store, name: str, console: Console | None, address: str | None) -> runner.SweepOutcome | None:
+def _resume(store: Store, name: str, console: Console | None, address: str | None) -> SweepOutcome | None:
     client = MlflowClient(store.mlflow_url)
     parent = latest_parent_run(client, name)
     if parent is None:

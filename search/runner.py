@@ -21,42 +21,33 @@ from typing import Any, Callable, Iterator
 import optuna
 import ray
 from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
 from ray import tune
 from rich.console import Console
 
 from search import interrupts, ray_patches, samplers
-from search.constraints import all_hold
 from search.definition import (
-    CHANGES_ATTR,
-    DEFINITION_ATTR,
     VERSION_ATTR,
-    change_record,
-    definition,
-    differences,
-    recorded,
 )
-from search.driver_lock import setting_up, sole_driver
-from search.errors import SpecError, StoreError, StoreFullError, UnreachableError, UserError, WriterLostError
+from search.driver_lock import sole_driver
+from search.errors import SpecError, StoreFullError, UnreachableError, UserError, WriterLostError
 from search.head_watch import HeadWatch
-from search.infra import check_reachable, rdb_storage
+from search.infra import check_reachable
 from search.mlflow_writer import MlflowWriter
-from search.names import PARENT_ATTR, RERUN_OF_ATTR, RUN_ID_ATTR
+from search.names import PARENT_ATTR
 from search.optuna_bridge import OptunaBridge
 from search.pareto import ParetoPruner
-from search.progress import BacklogLine, ProgressCallback, fmt, front_table, objectives_text, rank, results_table
+from search.progress import BacklogLine, ProgressCallback, objectives_text
 from search.ray_session import StopBoard, trial_function
-from search.reconcile import close_lost, close_parent
-from search.scored import weights_notice
 from search.spec import SweepSpec, load, objectives
 from search.store import Store, out_of_space
+from search.study_setup import check_store, close_orphans, definition_version, existing_study, init_store, open_study
+from search.summary import SweepOutcome, parent_metrics, parent_tags, print_summary, summarize
 from search.tracking import MlflowTrialCallback, Tracking, latest_parent_run
 from search.trial_budget import TrialBudgetStopper
 from search.tune_glue import OptunaSearcher, PruningScheduler, ReportingASHA
 from trainables.registry import TrainableSpec
 
 log = logging.getLogger(__name__)
-ARCHIVING = "archiving"  # true on a study's copy (NAME@time) until --new has copied it whole
 FAILED_FAST = "the sweep stopped: its first trials all failed alike"
 
 
@@ -116,31 +107,6 @@ class Sweep:
         return [d.MAXIMIZE if m == "max" else d.MINIMIZE for m in self.modes]
 
 
-@dataclass
-class SweepOutcome:
-    study_name: str
-    parent_run_id: str
-    counts: dict[str, int]
-    best_value: float | None
-    best_params: dict[str, Any] | None
-    interrupted: bool
-    stopped_by_budget: bool = False
-    wall_s: float = 0.0
-    best_trial: optuna.trial.FrozenTrial | None = None
-    front: list[optuna.trial.FrozenTrial] = field(default_factory=list)  # a trade-off's: study.best_trials
-    # (trial number, last line of its error, where its logs are) of the failed trials, in order
-    failures: list[tuple[int, str, str | None]] = field(default_factory=list)
-    ray_dir: str | None = None  # Ray Tune's experiment directory in a local store: trial logs live there
-    signal: int = 2  # what interrupted it (SIGINT unless SIGTERM came): the exit code is 128 + this
-    stopped: list[int] = field(default_factory=list)  # the trials an interrupt stopped (FAIL): resume reruns them
-    failed_fast: str | None = None  # why it stopped, when its first trials all raised one error (fail_fast)
-
-    @property
-    def nothing_completed(self) -> bool:
-        """Every trial failed: the sweep produced no result, and the command exits non-zero."""
-        return not self.interrupted and not self.counts.get("complete") and bool(self.failures)
-
-
 class FailFastStopper(tune.Stopper):
     """Ends the sweep once its first trials all failed alike (``OptunaBridge.failing_fast``), as Ray's
     ``FailureConfig(fail_fast=True)`` does on the first failure: a broken set-up stops in seconds, not after
@@ -182,161 +148,6 @@ def prepare_spec(spec: SweepSpec, source: str) -> Sweep:
     if spec.sampler.name == "ofat":
         sweep.enqueued = samplers.ofat_points(spec, source)
     return sweep
-
-
-def sweep_definition(sweep: Sweep) -> dict[str, Any]:
-    """What defines this sweep's search (search/definition.py): a study that goes on must share it."""
-    return definition(sweep.spec.model_dump(mode="json", exclude={"cluster"}), sweep.metrics, sweep.modes)
-
-
-def study_definition(study: optuna.Study) -> dict[str, Any] | None:
-    """What defined the study's search, as it recorded it (None for a study hpsearch never ran)."""
-    modes = ["max" if d == optuna.study.StudyDirection.MAXIMIZE else "min" for d in study.directions]
-    return recorded(study.user_attrs, study.metric_names, modes)
-
-
-def check_store(sweep: Sweep, store: Store, new: bool, accept_change: bool = False) -> None:
-    """Refuse to continue a study that was made for another direction, or for another search (its
-    definition differs) unless ``accept_change``; reads only."""
-    if new or not store.exists():
-        return
-    storage = rdb_storage(store.optuna_url)
-    try:
-        study = optuna.load_study(study_name=sweep.spec.name, storage=storage)
-    except KeyError:
-        return
-    finally:
-        storage.engine.dispose()
-    old = study_definition(study)
-    changed = differences(old, sweep_definition(sweep)) if old is not None else []
-    if changed and not accept_change and study.directions == sweep.directions:
-        raise SpecError(
-            f"the study {sweep.spec.name!r} in {store.shown_storage} is another search: {'; '.join(changed)}. "
-            "Name this one differently, pass --new to archive that study and start afresh, or --accept-change "
-            "to go on in it (the change is recorded on the study and its later trials)",
-            sweep.source,
-        )
-    if study.directions != sweep.directions:
-
-        def said(directions: list[optuna.study.StudyDirection]) -> str:
-            return ", ".join(d.name.lower() for d in directions)
-
-        raise SpecError(
-            f"the study {sweep.spec.name!r} in {store.shown_storage} was made to {said(study.directions)}; "
-            f"this file asks to {said(sweep.directions)} (pass --new to start a fresh study)",
-            sweep.source,
-            "mode",
-        )
-
-
-def create_store(
-    sweep: Sweep, store: Store, new: bool = False, address: str | None = None, accept_change: bool = False
-) -> None:
-    """The store's directories and an empty study database, so a dashboard can watch from the start."""
-    store.check()
-    check_reachable(store, address)
-    check_store(sweep, store, new, accept_change)
-    init_store(store)
-
-
-def init_store(store: Store) -> None:
-    """Directories, the Optuna tables and MLflow's schema, created by one process at a time; on a full
-    disk, one line and no half-made database left behind."""
-    new_files = [p for p in store.local_databases() if not p.exists()]
-    try:
-        store.create()
-        with setting_up(store):
-            rdb_storage(store.optuna_url).engine.dispose()
-            MlflowClient(store.mlflow_url).search_experiments(max_results=1)
-    except Exception as e:
-        if not out_of_space(e):
-            raise
-        for path in new_files:
-            path.unlink(missing_ok=True)
-        raise StoreError(
-            f"no space left on the disk of the store ({store.describe()}): nothing was recorded; free some space",
-            "--store",
-        ) from e
-
-
-def archive(storage: optuna.storages.BaseStorage, name: str) -> str:
-    """``--new``: the study copied whole to ``NAME@YYYYmmdd-HHMMSS``, then removed. The copy carries
-    ``archiving: true`` (set on the study before it is copied, so the copy has it from its first row) until it
-    holds every trial; a copy a kill interrupted is never listed (``sweeps.list_sweeps``) and is removed by
-    the next ``--new``, and the study itself is removed only after its copy is whole: nothing is lost."""
-    for summary in storage.get_all_studies():  # copies an earlier --new left half made
-        if summary.study_name.startswith(f"{name}@") and summary.user_attrs.get(ARCHIVING):
-            optuna.delete_study(study_name=summary.study_name, storage=storage)
-    original = optuna.load_study(study_name=name, storage=storage)
-    original.set_user_attr(ARCHIVING, True)
-    archived = f"{name}@{datetime.now():%Y%m%d-%H%M%S}"
-    optuna.copy_study(from_study_name=name, from_storage=storage, to_storage=storage, to_study_name=archived)
-    copy = optuna.load_study(study_name=archived, storage=storage)
-    if len(copy.get_trials(deepcopy=False)) != len(original.get_trials(deepcopy=False)):
-        optuna.delete_study(study_name=archived, storage=storage)
-        original.set_user_attr(ARCHIVING, False)
-        raise StoreError(f"the copy of study {name!r} came out short; it is left as it was", "--new")
-    copy.set_user_attr(ARCHIVING, False)
-    optuna.delete_study(study_name=name, storage=storage)
-    return archived
-
-
-def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optuna.Study:
-    storage = rdb_storage(store.optuna_url)
-    name = sweep.spec.name
-    if new and name in {s.study_name for s in storage.get_all_studies()}:
-        archived = archive(storage, name)
-        console.print(f"previous study {name!r} kept as {archived!r}; starting a fresh one")
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        directions=sweep.directions,
-        sampler=sweep.sampler,
-        pruner=sweep.pruner,
-        load_if_exists=True,
-    )
-    if study.trials and sweep.spec.sampler.seed is not None:
-        # A study that goes on (run again, resumed): the same seed would draw the finished trials' points
-        # again. Offset it by the trials already there, so a rerun is still reproducible but new.
-        reseeded = sweep.spec.sampler.model_copy(update={"seed": sweep.spec.sampler.seed + len(study.trials)})
-        study.sampler = samplers.build_sampler(sweep.spec.model_copy(update={"sampler": reseeded}), sweep.source)
-    study.set_metric_names(sweep.metrics)
-    if study.user_attrs.get(ARCHIVING):  # a --new a kill interrupted: this study was never removed
-        study.set_user_attr(ARCHIVING, False)
-    record_definition(study, sweep, console)
-    study.set_user_attr("trainable", sweep.spec.trainable)
-    study.set_user_attr("space_file", sweep.source)
-    for params, number in sweep.reruns:
-        study.enqueue_trial(params, user_attrs={RERUN_OF_ATTR: number})
-    if sweep.enqueued:
-        seen = [t.params for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        for point in sweep.enqueued:
-            if point not in seen:
-                study.enqueue_trial(point, skip_if_exists=sweep.spec.sampler.name == "ofat")
-    return study
-
-
-def record_definition(study: optuna.Study, sweep: Sweep, console: Console) -> None:
-    """The study keeps what defines its search; a change ``check_store`` let through (--accept-change) is
-    appended to its ``definition_changes``, and the trials asked from now on carry ``definition_version``."""
-    new = sweep_definition(sweep)
-    old = study_definition(study)
-    if old is not None and (changed := differences(old, new)):
-        history = [*study.user_attrs.get(CHANGES_ATTR, []), change_record(changed, len(study.trials))]
-        study.set_user_attr(CHANGES_ATTR, history)
-        console.print(
-            f"the search of {study.study_name} changed ({'; '.join(changed)}): recorded on the study as change "
-            f"{len(history)}; its trials from now on carry {VERSION_ATTR} = {len(history)}",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if old != new:
-        study.set_user_attr(DEFINITION_ATTR, new)
-
-
-def definition_version(study: optuna.Study) -> int:
-    """How many times the study's definition was changed: its trials from now on carry this number."""
-    return len(study.user_attrs.get(CHANGES_ATTR, []))
 
 
 def ensure_ray(address: str | None = None) -> None:
@@ -468,13 +279,16 @@ def run(
     callbacks: list[tune.Callback] = (),
     parent_run_id: str | None = None,
     accept_change: bool = False,
+    checked: bool = False,
 ) -> SweepOutcome:
     """Run the sweep; with ``parent_run_id`` (hpsearch resume) its trials join that MLflow parent run;
-    ``accept_change`` goes on in a study whose definition differs (recording the change)."""
+    ``accept_change`` goes on in a study whose definition differs (recording the change); ``checked``: the
+    store was checked and created already (``study_setup.create_store``, for a dashboard that came first)."""
     console = console or Console(stderr=True)
-    store.check()
-    check_reachable(store, address)
-    check_store(sweep, store, new, accept_change)  # before Ray starts: a refusal costs a second, not ten
+    if not checked:
+        store.check()
+        check_reachable(store, address)
+        check_store(sweep, store, new, accept_change)  # before Ray starts: a refusal costs a second, not ten
     ensure_ray(address)
     check_resources(sweep.spec, sweep.source, console, cluster=bool(address))
     try:
@@ -603,14 +417,14 @@ def _drive(
             status = "KILLED"
         if failing and status == "FINISHED":
             status = "FAILED"
-        outcome = _summarize(bridge, parent_run_id, interrupted)
+        outcome = summarize(bridge, parent_run_id, interrupted)
         outcome.signal = signals[0] if signals else signal.SIGINT
         outcome.stopped = sorted({v.number for v in bridge.views() if v.ray_trial_id in stopped})
         outcome.failed_fast = f"its first {spec.fail_fast} trials all raised {failing}" if failing else None
         outcome.stopped_by_budget, outcome.wall_s = by_budget, wall
         if "://" not in store.ray_results:
             outcome.ray_dir = f"{store.ray_results}/{run_name}"
-        tracking.end_parent(parent_run_id, status, _parent_metrics(outcome), _parent_tags(outcome))
+        tracking.end_parent(parent_run_id, status, parent_metrics(outcome), parent_tags(outcome))
     console.print(progress.status_line(), highlight=False)
     print_summary(sweep, store, outcome, bridge, console)
     return outcome
@@ -623,118 +437,3 @@ def fuse_key(trainable: TrainableSpec) -> Callable[[dict[str, Any]], Any]:
         return trainable.fuse_key(trainable.params(**config))
 
     return key
-
-
-def existing_study(store: Store, name: str) -> optuna.Study | None:
-    try:
-        return optuna.load_study(study_name=name, storage=rdb_storage(store.optuna_url))
-    except KeyError:
-        return None
-
-
-def close_orphans(store: Store, study: optuna.Study, client: MlflowClient, console: Console) -> None:
-    """A sweep run again after its driver was killed: close what that driver left RUNNING (this one holds
-    the driver lock, so that driver is dead), so nothing stays RUNNING for ever."""
-    parent = latest_parent_run(client, study.study_name)
-    if parent is None or parent.info.status != "RUNNING":
-        return
-    lost, _ = close_lost(store, study, client, parent)
-    close_parent(client, parent)
-    console.print(
-        f"the previous run of {study.study_name} lost its driver: {len(lost)} trial(s) it left running are "
-        "marked FAIL (hpsearch resume finishes such a run instead of starting a new one)",
-        highlight=False,
-        soft_wrap=True,
-    )
-
-
-def _summarize(bridge: OptunaBridge, parent_run_id: str, interrupted: bool) -> SweepOutcome:
-    trials = bridge.finished_trials()
-    counts = {
-        s.name.lower(): sum(t.state == s for t in trials)
-        for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    }
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
-    if bridge.constraints:
-        counts["infeasible"] = sum(not all_hold(t.constraints) for t in done)
-    done = [t for t in done if all_hold(t.constraints)]  # an infeasible trial never counts as best
-    outcome = SweepOutcome(
-        study_name=bridge.study.study_name,
-        parent_run_id=parent_run_id,
-        counts=counts,
-        best_value=None,
-        best_params=None,
-        interrupted=interrupted,
-        failures=[(v.number, v.failure or "failed", v.log_dir) for v in bridge.views() if v.state == TrialState.FAIL],
-    )
-    if bridge.multi:
-        # The study's own front (feasible trials only), over every run of this sweep.
-        outcome.front = sorted(bridge.study.best_trials, key=lambda t: t.number)
-        on_front = {t.number for t in outcome.front}
-        counts["dominated"] = sum(t.number not in on_front for t in done)
-    elif done:
-        best = min(done, key=lambda t: rank(t, bridge.mode))
-        outcome.best_trial, outcome.best_value, outcome.best_params = best, best.value, dict(best.params)
-    return outcome
-
-
-def _parent_metrics(outcome: SweepOutcome) -> dict[str, float]:
-    metrics = {f"trials_{k}": float(v) for k, v in outcome.counts.items()}
-    if outcome.best_value is not None:
-        metrics["best_value"] = outcome.best_value
-    if outcome.front:
-        metrics["front_size"] = float(len(outcome.front))
-    return metrics
-
-
-def _parent_tags(outcome: SweepOutcome) -> dict[str, str]:
-    if outcome.front:
-        return {
-            "front_trial_numbers": ",".join(str(t.number) for t in outcome.front),
-            "front_mlflow_run_ids": ",".join(str(t.user_attrs.get(RUN_ID_ATTR, "")) for t in outcome.front),
-        }
-    best = outcome.best_trial
-    if best is None:
-        return {}
-    return {"best_trial_number": str(best.number), "best_mlflow_run_id": str(best.user_attrs.get(RUN_ID_ATTR, ""))}
-
-
-def print_summary(sweep: Sweep, store: Store, outcome: SweepOutcome, bridge: OptunaBridge, console: Console) -> None:
-    if bridge.multi:
-        console.print(front_table(bridge, outcome.front))
-        c = outcome.counts
-        console.print(
-            f"front: {len(outcome.front)} trial(s); of this run {c.get('complete', 0)} complete "
-            f"({c.get('dominated', 0)} dominated"
-            + (f", {c['infeasible']} infeasible" if "infeasible" in c else "")
-            + f"), {c.get('pruned', 0)} pruned, {c.get('fail', 0)} failed",
-            highlight=False,
-        )
-    else:
-        console.print(results_table(bridge))
-    if outcome.best_params is not None:
-        shown = ", ".join(f"{k}={fmt(v)}" for k, v in outcome.best_params.items())
-        number = outcome.best_trial.number if outcome.best_trial is not None else "?"
-        console.print(
-            f"best of this run: {sweep.metric} = {fmt(outcome.best_value)} (trial {number}) with {shown}; "
-            f"the whole study's best: hpsearch best {sweep.spec.name}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
-        notice = weights_notice(outcome.best_trial, sweep.metrics) if outcome.best_trial is not None else None
-        if notice:
-            console.print(f"note: {notice}", highlight=False, soft_wrap=True)
-    if outcome.ray_dir:
-        logs = f"{outcome.ray_dir}/trial-<number>-*/"
-        console.print(f"trial logs (stdout, stderr, error): {logs}", highlight=False, soft_wrap=True)
-    console.print("watch and compare:", highlight=False)
-    console.print(f"  optuna-dashboard {store.shown_storage}", highlight=False, soft_wrap=True)
-    if store.artifacts is None:
-        console.print(f"  MLflow runs on {store.shown_tracking}", highlight=False, soft_wrap=True)
-    else:
-        console.print(
-            f"  mlflow ui --backend-store-uri {store.mlflow_url} --default-artifact-root {store.artifacts.as_uri()}",
-            highlight=False,
-            soft_wrap=True,
-        )

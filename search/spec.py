@@ -199,9 +199,7 @@ class Budget(_Strict):
 
     sweep: Duration | None = None
     trial: Duration | None = None
-    startup: Duration = Field(
-        60.0, gt=0
-    )  # trial_budget.BudgetWatch.STARTUP_ALLOWANCE_S
+    startup: Duration = Field(60.0, gt=0)  # trial_budget.BudgetWatch.STARTUP_ALLOWANCE_S
 
 
 class SchedulerSpec(BaseModel):

@@ -86,7 +86,7 @@ def test_an_archive_appears_whole_or_not_at_all(tmp_path):
     """`run --new` copies a study to NAME@time; a copy a kill interrupted is never listed and is replaced by
     the next --new, an older archive (from before the mark) is kept, and the study goes only once copied."""
     from search.infra import rdb_storage
-    from search.runner import ARCHIVING, archive
+    from search.study_setup import ARCHIVING, archive
     from search.sweeps import list_sweeps
 
     store = Store.at(tmp_path / "store")

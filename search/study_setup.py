@@ -1,0 +1,216 @@
+"""The stores a sweep writes, made ready before its first trial: the checks that read them (is this study
+the same search, the same directions?), their creation, the study opened (or archived by ``--new``) with its
+definition recorded, and what a killed driver left RUNNING closed. ``runner.run`` calls these in order;
+``hpsearch run --dashboard`` creates the store first, so its dashboard watches from the first trial.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from rich.console import Console
+
+from search import samplers
+from search.definition import (
+    CHANGES_ATTR,
+    DEFINITION_ATTR,
+    VERSION_ATTR,
+    change_record,
+    definition,
+    differences,
+    recorded,
+)
+from search.driver_lock import setting_up
+from search.errors import SpecError, StoreError
+from search.infra import check_reachable, rdb_storage
+from search.names import RERUN_OF_ATTR
+from search.reconcile import close_lost, close_parent
+from search.store import Store, out_of_space
+from search.tracking import latest_parent_run
+
+if TYPE_CHECKING:
+    from search.runner import Sweep
+
+ARCHIVING = "archiving"  # true on a study's copy (NAME@time) until --new has copied it whole
+
+
+def sweep_definition(sweep: Sweep) -> dict[str, Any]:
+    """What defines this sweep's search (search/definition.py): a study that goes on must share it."""
+    return definition(sweep.spec.model_dump(mode="json", exclude={"cluster"}), sweep.metrics, sweep.modes)
+
+
+def study_definition(study: optuna.Study) -> dict[str, Any] | None:
+    """What defined the study's search, as it recorded it (None for a study hpsearch never ran)."""
+    modes = ["max" if d == optuna.study.StudyDirection.MAXIMIZE else "min" for d in study.directions]
+    return recorded(study.user_attrs, study.metric_names, modes)
+
+
+def check_store(sweep: Sweep, store: Store, new: bool, accept_change: bool = False) -> None:
+    """Refuse to continue a study that was made for another direction, or for another search (its
+    definition differs) unless ``accept_change``; reads only."""
+    if new or not store.exists():
+        return
+    storage = rdb_storage(store.optuna_url)
+    try:
+        study = optuna.load_study(study_name=sweep.spec.name, storage=storage)
+    except KeyError:
+        return
+    finally:
+        storage.engine.dispose()
+    old = study_definition(study)
+    changed = differences(old, sweep_definition(sweep)) if old is not None else []
+    if changed and not accept_change and study.directions == sweep.directions:
+        raise SpecError(
+            f"the study {sweep.spec.name!r} in {store.shown_storage} is another search: {'; '.join(changed)}. "
+            "Name this one differently, pass --new to archive that study and start afresh, or --accept-change "
+            "to go on in it (the change is recorded on the study and its later trials)",
+            sweep.source,
+        )
+    if study.directions != sweep.directions:
+
+        def said(directions: list[optuna.study.StudyDirection]) -> str:
+            return ", ".join(d.name.lower() for d in directions)
+
+        raise SpecError(
+            f"the study {sweep.spec.name!r} in {store.shown_storage} was made to {said(study.directions)}; "
+            f"this file asks to {said(sweep.directions)} (pass --new to start a fresh study)",
+            sweep.source,
+            "mode",
+        )
+
+
+def create_store(
+    sweep: Sweep, store: Store, new: bool = False, address: str | None = None, accept_change: bool = False
+) -> None:
+    """The store's directories and an empty study database, so a dashboard can watch from the start."""
+    store.check()
+    check_reachable(store, address)
+    check_store(sweep, store, new, accept_change)
+    init_store(store)
+
+
+def init_store(store: Store) -> None:
+    """Directories, the Optuna tables and MLflow's schema, created by one process at a time; on a full
+    disk, one line and no half-made database left behind."""
+    new_files = [p for p in store.local_databases() if not p.exists()]
+    try:
+        store.create()
+        with setting_up(store):
+            rdb_storage(store.optuna_url).engine.dispose()
+            MlflowClient(store.mlflow_url).search_experiments(max_results=1)
+    except Exception as e:
+        if not out_of_space(e):
+            raise
+        for path in new_files:
+            path.unlink(missing_ok=True)
+        raise StoreError(
+            f"no space left on the disk of the store ({store.describe()}): nothing was recorded; free some space",
+            "--store",
+        ) from e
+
+
+def archive(storage: optuna.storages.BaseStorage, name: str) -> str:
+    """``--new``: the study copied whole to ``NAME@YYYYmmdd-HHMMSS``, then removed. The copy carries
+    ``archiving: true`` (set on the study before it is copied, so the copy has it from its first row) until it
+    holds every trial; a copy a kill interrupted is never listed (``sweeps.list_sweeps``) and is removed by
+    the next ``--new``, and the study itself is removed only after its copy is whole: nothing is lost."""
+    for summary in storage.get_all_studies():  # copies an earlier --new left half made
+        if summary.study_name.startswith(f"{name}@") and summary.user_attrs.get(ARCHIVING):
+            optuna.delete_study(study_name=summary.study_name, storage=storage)
+    original = optuna.load_study(study_name=name, storage=storage)
+    original.set_user_attr(ARCHIVING, True)
+    archived = f"{name}@{datetime.now():%Y%m%d-%H%M%S}"
+    optuna.copy_study(from_study_name=name, from_storage=storage, to_storage=storage, to_study_name=archived)
+    copy = optuna.load_study(study_name=archived, storage=storage)
+    if len(copy.get_trials(deepcopy=False)) != len(original.get_trials(deepcopy=False)):
+        optuna.delete_study(study_name=archived, storage=storage)
+        original.set_user_attr(ARCHIVING, False)
+        raise StoreError(f"the copy of study {name!r} came out short; it is left as it was", "--new")
+    copy.set_user_attr(ARCHIVING, False)
+    optuna.delete_study(study_name=name, storage=storage)
+    return archived
+
+
+def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optuna.Study:
+    storage = rdb_storage(store.optuna_url)
+    name = sweep.spec.name
+    if new and name in {s.study_name for s in storage.get_all_studies()}:
+        archived = archive(storage, name)
+        console.print(f"previous study {name!r} kept as {archived!r}; starting a fresh one")
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        directions=sweep.directions,
+        sampler=sweep.sampler,
+        pruner=sweep.pruner,
+        load_if_exists=True,
+    )
+    if study.trials and sweep.spec.sampler.seed is not None:
+        # A study that goes on (run again, resumed): the same seed would draw the finished trials' points
+        # again. Offset it by the trials already there, so a rerun is still reproducible but new.
+        reseeded = sweep.spec.sampler.model_copy(update={"seed": sweep.spec.sampler.seed + len(study.trials)})
+        study.sampler = samplers.build_sampler(sweep.spec.model_copy(update={"sampler": reseeded}), sweep.source)
+    study.set_metric_names(sweep.metrics)
+    if study.user_attrs.get(ARCHIVING):  # a --new a kill interrupted: this study was never removed
+        study.set_user_attr(ARCHIVING, False)
+    record_definition(study, sweep, console)
+    study.set_user_attr("trainable", sweep.spec.trainable)
+    study.set_user_attr("space_file", sweep.source)
+    for params, number in sweep.reruns:
+        study.enqueue_trial(params, user_attrs={RERUN_OF_ATTR: number})
+    if sweep.enqueued:
+        seen = [t.params for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        for point in sweep.enqueued:
+            if point not in seen:
+                study.enqueue_trial(point, skip_if_exists=sweep.spec.sampler.name == "ofat")
+    return study
+
+
+def record_definition(study: optuna.Study, sweep: Sweep, console: Console) -> None:
+    """The study keeps what defines its search; a change ``check_store`` let through (--accept-change) is
+    appended to its ``definition_changes``, and the trials asked from now on carry ``definition_version``."""
+    new = sweep_definition(sweep)
+    old = study_definition(study)
+    if old is not None and (changed := differences(old, new)):
+        history = [*study.user_attrs.get(CHANGES_ATTR, []), change_record(changed, len(study.trials))]
+        study.set_user_attr(CHANGES_ATTR, history)
+        console.print(
+            f"the search of {study.study_name} changed ({'; '.join(changed)}): recorded on the study as change "
+            f"{len(history)}; its trials from now on carry {VERSION_ATTR} = {len(history)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if old != new:
+        study.set_user_attr(DEFINITION_ATTR, new)
+
+
+def definition_version(study: optuna.Study) -> int:
+    """How many times the study's definition was changed: its trials from now on carry this number."""
+    return len(study.user_attrs.get(CHANGES_ATTR, []))
+
+
+def existing_study(store: Store, name: str) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=name, storage=rdb_storage(store.optuna_url))
+    except KeyError:
+        return None
+
+
+def close_orphans(store: Store, study: optuna.Study, client: MlflowClient, console: Console) -> None:
+    """A sweep run again after its driver was killed: close what that driver left RUNNING (this one holds
+    the driver lock, so that driver is dead), so nothing stays RUNNING for ever."""
+    parent = latest_parent_run(client, study.study_name)
+    if parent is None or parent.info.status != "RUNNING":
+        return
+    lost, _ = close_lost(store, study, client, parent)
+    close_parent(client, parent)
+    console.print(
+        f"the previous run of {study.study_name} lost its driver: {len(lost)} trial(s) it left running are "
+        "marked FAIL (hpsearch resume finishes such a run instead of starting a new one)",
+        highlight=False,
+        soft_wrap=True,
+    )
