@@ -1,5 +1,9 @@
 """Optuna inside Ray Tune, with Optuna's own semantics kept.
 
+Two words for two things: a configuration's **seeds** are the Ray trials ``repeats`` runs of it (one Optuna
+trial, told once all have ended); a fused **group** is one Ray trial that trains several configurations
+(its **members**, one Optuna trial each).
+
 Ray's stock ``OptunaSearch`` never asks an Optuna pruner, and when a Ray scheduler stops a trial it tells
 the study COMPLETE with the partial value, so TPE learns from half-trained trials and the dashboard shows
 no pruned trial. Here one ``OptunaBridge`` owns the study and the Ray-trial -> Optuna-trial map: the
@@ -62,14 +66,14 @@ class TrialRecord:
     """What the driver knows of one Ray trial: its Optuna trial, its repeat, and how it ended, if it has.
 
     With ``repeats: N`` one Optuna trial (a configuration) runs as N Ray trials with seeds seed+0..N-1;
-    they share ``optuna_trial`` and ``group``, and the study is told once, when the last one ends.
+    they share ``optuna_trial`` and ``seeds``, and the study is told once, when the last one ends.
     """
 
     optuna_trial: optuna.Trial
     key: str = ""  # its key in the bridge: the Ray trial id, or "<ray id>#<member>" in a fused group
     repeat: int = 0
     member: int | None = None  # its place in a fused group (one Ray trial training several configurations)
-    group: list["TrialRecord"] = field(default_factory=list)
+    seeds: list["TrialRecord"] = field(default_factory=list)  # the records of its configuration's seeds
     best: float | None = None  # the best value; of a trade-off, the first metric's value in its last report
     values: tuple[float, ...] | None = None  # a trade-off's vector: its last finite report's values
     last_step: int | None = None
@@ -163,7 +167,7 @@ class OptunaBridge:
         self.study = study
         self.trial_attrs = dict(trial_attrs or {})  # user attributes every trial this run asks gets
         self.repeats = repeats
-        self._open_group: list[TrialRecord] = []
+        self._open_seeds: list[TrialRecord] = []
         self._told: set[int] = set()  # Optuna trial numbers already told
         self.distributions = distributions
         self.fixed_config = fixed_config
@@ -181,7 +185,7 @@ class OptunaBridge:
         self._records: dict[str, TrialRecord] = {}
         # Fused trials: a Ray trial carries a group of Optuna trials (members), each keyed "<ray id>#<member>".
         self.fuse, self.fuse_key = fuse, fuse_key
-        self._groups: dict[str, list[str]] = {}  # Ray trial id -> its members' keys
+        self._fused: dict[str, list[str]] = {}  # Ray trial id -> its members' keys
         self._pending: list[list[optuna.Trial]] = []  # groups asked, not yet given to a Ray trial
         self._asked = 0
         self._stops: dict[str, list[int]] = {}  # Ray trial id -> members pruned since the worker was told
@@ -220,26 +224,26 @@ class OptunaBridge:
         # storage, so only the settings travel (the driver's live objects never leave the driver).
         # The live objects (the study, the records and the configuration being repeated, which hold the
         # study) stay here: pickled, they would carry the storage URL, password included, into Ray's files.
-        live = ("study", "_records", "_open_group", "_pending", "fuse_key", "_writes", "tell_hooks")
+        live = ("study", "_records", "_open_seeds", "_pending", "fuse_key", "_writes", "tell_hooks")
         return {k: v for k, v in self.__dict__.items() if k not in live}
 
     # -- asking ---------------------------------------------------------------------------------------
 
     def ask(self, ray_trial_id: str) -> dict[str, Any] | None:
         """A Ray trial's config: a new Optuna trial, or the next seed of the configuration being repeated;
-        with ``fuse``, a group of Optuna trials that train as one (``{"members": [config, ...]}``)."""
+        with ``fuse``, a fused group of Optuna trials that train as one (``{"members": [config, ...]}``)."""
         if self.fuse > 1:
-            return self._ask_group(ray_trial_id)
-        group = self._open_group
-        if not group or len(group) >= self.repeats:
+            return self._ask_fused(ray_trial_id)
+        seeds = self._open_seeds
+        if not seeds or len(seeds) >= self.repeats:
             if len(self._records) >= self.n_trials * self.repeats:
                 return None
-            group = self._open_group = []
+            seeds = self._open_seeds = []
             trial = self._ask()
         else:
-            trial = group[0].optuna_trial
-        rec = TrialRecord(trial, key=ray_trial_id, repeat=len(group), group=group)
-        group.append(rec)
+            trial = seeds[0].optuna_trial
+        rec = TrialRecord(trial, key=ray_trial_id, repeat=len(seeds), seeds=seeds)
+        seeds.append(rec)
         self._records[ray_trial_id] = rec
         ids = [rid for rid, r in self._records.items() if r.optuna_trial is trial]
         self._writes.set_attr(trial, RAY_TRIAL_ATTR, ids[0] if self.repeats == 1 else ids)
@@ -248,7 +252,7 @@ class OptunaBridge:
             config["seed"] = config.get("seed", 0) + rec.repeat
         return config
 
-    def _ask_group(self, ray_trial_id: str) -> dict[str, Any] | None:
+    def _ask_fused(self, ray_trial_id: str) -> dict[str, Any] | None:
         """Up to ``fuse`` Optuna trials asked together (a sampler with a constant liar spreads them), split
         by what must be shared (``fuse_key``: the architecture, the batches); one group per Ray trial."""
         if not self._pending:
@@ -267,19 +271,19 @@ class OptunaBridge:
         for i, trial in enumerate(trials):
             keys.append(member_key(ray_trial_id, i))
             rec = TrialRecord(trial, key=keys[-1], member=i)
-            rec.group = [rec]
+            rec.seeds = [rec]
             self._records[keys[-1]] = rec
             self._writes.set_attr(trial, RAY_TRIAL_ATTR, ray_trial_id)
             self._writes.set_attr(trial, "fused_member", i)
-        self._groups[ray_trial_id] = keys
+        self._fused[ray_trial_id] = keys
         return {MEMBERS_KEY: [{**self.fixed_config, **t.params} for t in trials]}
 
     def members(self, ray_trial_id: str) -> list[str]:
         """The record keys of a Ray trial: its members' if it is a fused group, else its own id."""
-        return self._groups.get(ray_trial_id, [ray_trial_id])
+        return self._fused.get(ray_trial_id, [ray_trial_id])
 
-    def is_group(self, ray_trial_id: str) -> bool:
-        return ray_trial_id in self._groups
+    def is_fused(self, ray_trial_id: str) -> bool:
+        return ray_trial_id in self._fused
 
     def take_stops(self, ray_trial_id: str) -> list[int]:
         """The members of a group pruned since the last call: the worker must drop them."""
@@ -353,8 +357,8 @@ class OptunaBridge:
     def report(self, ray_trial_id: str, result: dict[str, Any]) -> bool:
         """Record one step on the Optuna trial. Returns False if the trial must stop (no usable metric; of a
         group: no member left)."""
-        if ray_trial_id in self._groups:
-            return self._report_group(ray_trial_id, result)
+        if ray_trial_id in self._fused:
+            return self._report_fused(ray_trial_id, result)
         rec = self._records.get(ray_trial_id)
         if rec is None or rec.state is not None:
             return True
@@ -398,14 +402,14 @@ class OptunaBridge:
         rec.values = (rec.best,)
         return True
 
-    def _report_group(self, ray_trial_id: str, result: dict[str, Any]) -> bool:
+    def _report_fused(self, ray_trial_id: str, result: dict[str, Any]) -> bool:
         """One step of a fused group: each member's metrics go to its own trial; a member that ended here
         (its last step, a failure, a missing metric) is told now, while the others go on."""
         common, by_member = member_results(result)
         finals = set(common.pop(FINAL_MEMBERS_KEY, None) or [])
         failed = member_failures(common)
         common.pop(FINAL_KEY, None)
-        keys = self._groups[ray_trial_id]
+        keys = self._fused[ray_trial_id]
         for i, metrics in sorted(by_member.items()):
             if not self.report(keys[i], {**common, **metrics, FINAL_KEY: i in finals}) or i in finals:
                 self.complete(keys[i], None, error=False)  # COMPLETE, or FAIL for a missing metric
@@ -418,8 +422,8 @@ class OptunaBridge:
     def should_prune(self, ray_trial_id: str) -> bool:
         """Whether the trial must stop now; a group's members are judged one by one (the pruned ones end
         PRUNED now, and ``take_stops`` names them for the worker), and the group stops once none is left."""
-        if ray_trial_id in self._groups:
-            keys = self._groups[ray_trial_id]
+        if ray_trial_id in self._fused:
+            keys = self._fused[ray_trial_id]
             for i, key in enumerate(keys):
                 if self._should_prune(key):
                     self.complete(key, None, error=False)
@@ -454,8 +458,8 @@ class OptunaBridge:
     # -- telling --------------------------------------------------------------------------------------
 
     def complete(self, ray_trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
-        if ray_trial_id in self._groups:  # the group's last result was recorded when it came
-            for key in self._groups[ray_trial_id]:
+        if ray_trial_id in self._fused:  # the group's last result was recorded when it came
+            for key in self._fused[ray_trial_id]:
                 self.complete(key, None, error)
             return
         rec = self._records.get(ray_trial_id)
@@ -486,60 +490,60 @@ class OptunaBridge:
         for rec in self._records.values():  # configurations whose later seeds never started
             if rec.optuna_trial.number not in self._told:
                 self._writes.set_attr(rec.optuna_trial, STOPPED_ATTR, reason)
-                self._tell_group(rec.group, TrialState.PRUNED if as_pruned else TrialState.FAIL, reason)
+                self._tell_seeds(rec.seeds, TrialState.PRUNED if as_pruned else TrialState.FAIL, reason)
         return ended
 
     def _tell(self, rec: TrialRecord, state: TrialState, reason: str = "") -> None:
-        """End one Ray trial; tell the study once its whole group (its repeats) has ended."""
+        """End one Ray trial; tell the study once all the seeds of its configuration (its repeats) have ended."""
         rec.state = state
         if reason and rec.failure is None and state == TrialState.FAIL:
             rec.failure = reason
-        if len(rec.group) == self.repeats and all(r.state is not None for r in rec.group):
-            self._tell_group(rec.group, None, reason)
+        if len(rec.seeds) == self.repeats and all(r.state is not None for r in rec.seeds):
+            self._tell_seeds(rec.seeds, None, reason)
 
-    def _tell_group(self, group: list[TrialRecord], missing: TrialState | None, reason: str) -> None:
+    def _tell_seeds(self, seeds: list[TrialRecord], missing: TrialState | None, reason: str) -> None:
         """Tell the study how a configuration ended: FAIL if a seed failed (or, for seeds that never ran,
         ``missing``), PRUNED if one was pruned, else COMPLETE with the mean of its seeds' values (of each
         objective, for a trade-off), its constraints told with it."""
-        trial = group[0].optuna_trial
+        trial = seeds[0].optuna_trial
         if trial.number in self._told:
             return
         self._told.add(trial.number)
-        states = {r.state for r in group} | ({missing} if missing and len(group) < self.repeats else set())
+        states = {r.state for r in seeds} | ({missing} if missing and len(seeds) < self.repeats else set())
         if TrialState.FAIL in states:
             final = TrialState.FAIL
-            reason = next((r.failure for r in group if r.state == TrialState.FAIL), None) or reason
+            reason = next((r.failure for r in seeds if r.state == TrialState.FAIL), None) or reason
         elif TrialState.PRUNED in states:
             final = TrialState.PRUNED
         else:
             final = TrialState.COMPLETE
         if self.constraints and final != TrialState.FAIL:
-            unknown = self._constrain(trial, group)
+            unknown = self._constrain(trial, seeds)
             if unknown is not None and final == TrialState.COMPLETE:
                 final, reason = TrialState.FAIL, unknown
-                for r in group:
+                for r in seeds:
                     r.failure = r.failure or unknown
         if reason:
             self._writes.set_attr(trial, FAIL_REASON_ATTR if final == TrialState.FAIL else REASON_ATTR, reason)
-        first = group[0]  # the seed whose MLflow run and checkpoint `best` and `export` take
+        first = seeds[0]  # the seed whose MLflow run and checkpoint `best` and `export` take
         if first.value_step is not None:
             self._writes.set_attr(trial, VALUE_STEP_ATTR, first.value_step)
         if first.checkpoint_step is not None:
             self._writes.set_attr(trial, CHECKPOINT_STEP_ATTR, first.checkpoint_step)
             self._writes.set_attr(trial, CHECKPOINT_METRICS_ATTR, first.checkpoint_metrics)
-        per_seed = [r.values for r in group]  # each seed's vector: (value,) with one objective
-        if len(group) > 1:
+        per_seed = [r.values for r in seeds]  # each seed's vector: (value,) with one objective
+        if len(seeds) > 1:
             shown = [None if v is None else (list(v) if self.multi else v[0]) for v in per_seed]
             self._writes.set_attr(trial, "repeat_values", shown)
         values = None
         if final == TrialState.COMPLETE:
             values = [statistics.fmean(column) for column in zip(*per_seed)]
-            if len(group) > 1:
+            if len(seeds) > 1:
                 stds = [statistics.stdev(column) for column in zip(*per_seed)]
                 self._writes.set_attr(trial, "value_std", stds if self.multi else stds[0])
         # Every step in both stores before the study holds the trial finished: the other stores start
         # writing, the study's own writes go meanwhile, then they are waited for.
-        for rec in group:
+        for rec in seeds:
             for hook in self.tell_hooks:
                 for key, value in hook.before_tell(rec.key).items():
                     self._writes.set_attr(trial, key, value)
@@ -549,15 +553,15 @@ class OptunaBridge:
         self.study.tell(trial, values if self.multi or values is None else values[0], state=final)
         if final == TrialState.COMPLETE and self.front_pruner is not None:
             self.front_pruner.completed(trial.number)
-        self._watch_failures(final, group)
+        self._watch_failures(final, seeds)
 
-    def _watch_failures(self, final: TrialState, group: list[TrialRecord]) -> None:
+    def _watch_failures(self, final: TrialState, seeds: list[TrialRecord]) -> None:
         """Fail fast: the first ``fail_fast`` trials all raised the same error and none completed."""
         if final in (TrialState.COMPLETE, TrialState.PRUNED):
             self._completed_any = True
         if self._completed_any or not self.fail_fast or self.failing_fast is not None or final != TrialState.FAIL:
             return
-        raised = next((r.failure for r in group if r.raised and r.failure), None)
+        raised = next((r.failure for r in seeds if r.raised and r.failure), None)
         if raised is None:
             return
         self._raised.append(raised)
@@ -566,10 +570,10 @@ class OptunaBridge:
         if len(first) == self.fail_fast and len({_NUMBER.sub("#", line) for line in first}) == 1:
             self.failing_fast = first[0]
 
-    def _constrain(self, trial: optuna.Trial, group: list[TrialRecord]) -> str | None:
+    def _constrain(self, trial: optuna.Trial, seeds: list[TrialRecord]) -> str | None:
         """Tell Optuna each constraint's violation on the configuration's final values (the mean over its
         seeds); the reason it cannot be told, when a constraint's metric was never reported."""
-        reported = [r.latest for r in group if r.latest]
+        reported = [r.latest for r in seeds if r.latest]
         finals = {
             k: statistics.fmean(latest[k] for latest in reported)
             for k in {k for latest in reported for k in latest}
@@ -585,7 +589,7 @@ class OptunaBridge:
         for text, amount in amounts.items():
             trial.set_constraint(text, amount)
         self._writes.set_attr(trial, "feasible", all_hold(amounts))
-        for r in group:
+        for r in seeds:
             r.violations = dict(amounts)
         return None
 

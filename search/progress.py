@@ -94,7 +94,7 @@ class ProgressCallback(Callback):
         )
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
-        for key in self.bridge.members(trial.trial_id) if self.bridge.is_group(trial.trial_id) else ():
+        for key in self.bridge.members(trial.trial_id) if self.bridge.is_fused(trial.trial_id) else ():
             view = self.bridge.view(key)
             if view is not None and view.state is not None:  # a member that ended while its group goes on
                 self._announce(key)

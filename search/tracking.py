@@ -207,7 +207,7 @@ class MlflowTrialCallback(Callback):
             self._id_attr[key] = run_id_attr(repeat)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
-        if self.bridge.is_group(trial.trial_id):
+        if self.bridge.is_fused(trial.trial_id):
             self._group_result(trial, result)
             return
         if trial.trial_id not in self.runs:
@@ -229,7 +229,7 @@ class MlflowTrialCallback(Callback):
                 self._close(key, *self._ending(view))
 
     def on_checkpoint(self, iteration: int, trials: list[Trial], trial: Trial, checkpoint: Any, **info: Any) -> None:
-        if not self.bridge.is_group(trial.trial_id):
+        if not self.bridge.is_fused(trial.trial_id):
             return
         with checkpoint.as_directory() as folder:
             for member, key in enumerate(self.bridge.members(trial.trial_id)):
@@ -272,13 +272,13 @@ class MlflowTrialCallback(Callback):
         return status, tags
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        if self.bridge.is_group(trial.trial_id):
+        if self.bridge.is_fused(trial.trial_id):
             self._end_group(trial, None)
             return
         self._end(trial, *self._ending(self.bridge.view(trial.trial_id)))
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        if self.bridge.is_group(trial.trial_id):
+        if self.bridge.is_fused(trial.trial_id):
             self._end_group(trial, error_line(trial))
             return
         view = self.bridge.view(trial.trial_id)
