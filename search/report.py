@@ -23,8 +23,7 @@ from optuna.visualization import matplotlib as vis_mpl
 
 from search.errors import SweepError
 from search.store import Store
-from search.sweeps import load_study, objective_names, require_sweeps
-from search.tracking import latest_parent_run
+from search.sweeps import latest_parent_run, load_study, objective_names, require_sweeps
 
 
 @dataclass

@@ -30,8 +30,7 @@ from search.reconcile import LOST, close_lost
 from search.spec import validate
 from search.store import Store
 from search.summary import SweepOutcome
-from search.sweeps import load_study, recorded_space, require_sweeps
-from search.tracking import latest_parent_run
+from search.sweeps import latest_parent_run, load_study, recorded_space, require_sweeps
 
 
 def resume(store: Store, name: str, console: Console | None = None, address: str | None = None) -> SweepOutcome | None:

@@ -42,7 +42,8 @@ from search.spec import SweepSpec, load, objectives
 from search.store import Store, out_of_space
 from search.study_setup import check_store, close_orphans, definition_version, existing_study, init_store, open_study
 from search.summary import SweepOutcome, parent_metrics, parent_tags, print_summary, summarize
-from search.tracking import MlflowTrialCallback, Tracking, latest_parent_run
+from search.sweeps import latest_parent_run
+from search.tracking import MlflowTrialCallback, Tracking
 from search.trial_budget import TrialBudgetStopper
 from search.tune_glue import OptunaSearcher, PruningScheduler, ReportingASHA
 from trainables.registry import TrainableSpec

@@ -30,7 +30,7 @@ from search.infra import check_reachable, rdb_storage
 from search.names import RERUN_OF_ATTR
 from search.reconcile import close_lost, close_parent
 from search.store import Store, out_of_space
-from search.tracking import latest_parent_run
+from search.sweeps import latest_parent_run
 
 if TYPE_CHECKING:
     from search.runner import Sweep

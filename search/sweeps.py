@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 import yaml
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -16,6 +17,7 @@ from optuna.trial import TrialState
 from search.constraints import all_hold
 from search.errors import SweepError
 from search.infra import rdb_storage
+from search.names import ROLE_TAG
 from search.store import Store
 
 SPACE_ARTIFACT = "space.yaml"  # the space as the sweep ran it, on its parent MLflow run
@@ -92,3 +94,17 @@ def recorded_space(client: MlflowClient, parent_run_id: str, study_attrs: dict[s
             return yaml.safe_load(f) or {}
     except (OSError, MlflowException):
         return study_attrs.get("space")
+
+
+def latest_parent_run(client: MlflowClient, sweep: str) -> Run | None:
+    """The most recent ``hpsearch run`` of a sweep: its parent run in the sweep's experiment."""
+    exp = client.get_experiment_by_name(sweep)
+    if exp is None:
+        return None
+    runs = client.search_runs(
+        [exp.experiment_id],
+        f"tags.`{ROLE_TAG}` = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None

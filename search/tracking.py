@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from ray.tune import Callback
@@ -60,20 +60,6 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-
-
-def latest_parent_run(client: MlflowClient, sweep: str) -> Run | None:
-    """The most recent ``hpsearch run`` of a sweep: its parent run in the sweep's experiment."""
-    exp = client.get_experiment_by_name(sweep)
-    if exp is None:
-        return None
-    runs = client.search_runs(
-        [exp.experiment_id],
-        f"tags.`{ROLE_TAG}` = 'sweep'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0] if runs else None
 
 
 class Tracking:
