@@ -146,7 +146,7 @@ INTERRUPT_POINTS: list[tuple[str, int, Callable[[Snapshot], bool] | float]] = [
 ]
 # A process of the sweep killed, not the driver: what its command line holds, and the driver's one line
 CHILD_KILLS = {
-    WRITER: ("search.mlflow_writer", "error: the MLflow writer process ended"),
+    WRITER: ("search.stores.mlflow_writer", "error: the MLflow writer process ended"),
     GCS: ("gcs_server", "error: Ray's head"),
 }
 QUICK = {
@@ -187,7 +187,7 @@ def campaign_point(
     spec = space("faults", overrides)
     path.write_text(yaml.safe_dump(spec))
     env = {**os.environ, "HPSEARCH_TRAINABLES": str(ROOT / "tests" / "plugins" / "flaky.py")}
-    cmd = [sys.executable, "-m", "search.cli"]
+    cmd = [sys.executable, "-m", "search.commands.cli"]
     output = work / "driver.log"
     with output.open("wb") as log:
         proc = subprocess.Popen(

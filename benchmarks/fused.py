@@ -25,9 +25,9 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
-from search import runner
-from search import spec as spec_mod
-from search.store import Store
+from search.driver import plan, runner
+from search.space import spec as spec_mod
+from search.stores.store import Store
 
 
 def space(configs: int, epochs: int, fuse: int, gpu: float) -> dict:
@@ -49,7 +49,7 @@ def space(configs: int, epochs: int, fuse: int, gpu: float) -> dict:
 def sweep(raw: dict, store: Store) -> tuple[float, dict[float, float]]:
     """Wall time of the whole sweep, and each learning rate's final exact match."""
     spec = spec_mod.validate(raw, raw["name"])
-    prepared = runner.prepare_spec(spec, raw["name"])
+    prepared = plan.prepare_spec(spec, raw["name"])
     started = time.monotonic()
     runner.run(prepared, store, console=Console(file=io.StringIO()))
     wall = time.monotonic() - started

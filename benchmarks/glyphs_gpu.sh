@@ -9,7 +9,7 @@ python3 -c "from trainables.glyphs import glyph_splits; glyph_splits(train_per_c
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 2 > "$out/gpu.csv" &
 smi=$!
 trap 'kill $smi 2>/dev/null || true' EXIT
-python3 -m search.cli run glyphs-10min --store /tmp/gpu-store \
+python3 -m search.commands.cli run glyphs-10min --store /tmp/gpu-store \
   --set budget.trial=90s --set budget.sweep=7m --set report_interval=10s \
   --set pruner.n_warmup_steps=40 --set trials=16 --set concurrency=4 \
   --set resources.gpu=0.25 --set resources.cpu=3 "$@" 2>&1 | tee "$out/sweep.log"

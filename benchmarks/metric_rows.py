@@ -1,5 +1,5 @@
 """How fast a run's metric values reach MLflow's SQL store: MlflowClient.log_batch (1,000 a call, MLflow's
-limit) against search/metric_rows.py's bulk rows, one after the other in this process, each on a fresh
+limit) against search/stores/metric_rows.py's bulk rows, one after the other in this process, each on a fresh
 SQLite store, the same values.
 
     python benchmarks/metric_rows.py [--steps 2000] [--metrics 100]
@@ -18,7 +18,7 @@ import time
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from search.metric_rows import bulk_writer
+from search.stores.metric_rows import bulk_writer
 
 
 def in_batches(client: MlflowClient):

@@ -59,8 +59,9 @@ def ray_tune(n: int, folder: str) -> float:
 
 
 def hpsearch(n: int, folder: str) -> float:
-    from search import runner, spec
-    from search.store import Store
+    from search.driver import plan, runner
+    from search.space import spec
+    from search.stores.store import Store
 
     raw = {
         "name": "noop",
@@ -72,7 +73,7 @@ def hpsearch(n: int, folder: str) -> float:
         "trials": n,
     }
     started = time.monotonic()
-    sweep = runner.prepare_spec(spec.validate(raw, "overhead"), "overhead")
+    sweep = plan.prepare_spec(spec.validate(raw, "overhead"), "overhead")
     runner.run(sweep, Store.at(folder), console=Console(file=io.StringIO()))
     return time.monotonic() - started
 
@@ -84,7 +85,7 @@ def main() -> None:
     small, large = (20, 60) if args.quick else (100, 300)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from search.runner import ensure_ray
+    from search.driver.runner import ensure_ray
 
     ensure_ray()  # one Ray for both Ray-based drivers; its start-up is not a trial's
     rows = {}

@@ -29,10 +29,11 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 from rich.console import Console
 
-from search import runner, samplers
-from search import spec as spec_mod
-from search.ray_session import trial_function
-from search.store import Store
+from search.driver import plan, runner
+from search.driver.ray_session import trial_function
+from search.space import samplers
+from search.space import spec as spec_mod
+from search.stores.store import Store
 
 METRIC = "exact_match"
 
@@ -99,7 +100,7 @@ def run_hpsearch(raw: dict) -> Figures:
             yaml.safe_dump(raw, f)
         rec = Recorder()
         t = time.monotonic()
-        runner.run(runner.prepare(path), Store.at(f"{tmp}/store"), console=Console(file=io.StringIO()), callbacks=[rec])
+        runner.run(plan.prepare(path), Store.at(f"{tmp}/store"), console=Console(file=io.StringIO()), callbacks=[rec])
         return figures(rec, time.monotonic() - t)
 
 

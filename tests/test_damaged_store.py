@@ -7,8 +7,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from search.cli import app
-from search.store import Store
+from search.commands.cli import app
+from search.stores.store import Store
 
 SPACE = """name: fine
 trainable: flaky

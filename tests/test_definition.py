@@ -1,4 +1,4 @@
-"""One sweep name means one search: search/definition.py, and ``run`` refusing (or, asked to, recording) a
+"""One sweep name means one search: search/space/definition.py, and ``run`` refusing (or, asked to, recording) a
 changed definition of an existing study."""
 
 import optuna
@@ -6,9 +6,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from search.cli import app
-from search.definition import definition, differences, recorded
-from search.store import Store
+from search.commands.cli import app
+from search.space.definition import definition, differences, recorded
+from search.stores.store import Store
 
 SPACE = {
     "trainable": "flaky",

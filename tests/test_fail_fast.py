@@ -11,8 +11,8 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from search.optuna_bridge import OptunaBridge
-from search.store import Store
+from search.driver.optuna_bridge import OptunaBridge
+from search.stores.store import Store
 
 
 def bridge_on_sqlite(tmp_path, fail_fast: int) -> OptunaBridge:
@@ -73,7 +73,7 @@ def test_a_sweep_whose_trials_all_raise_alike_stops_with_one_line(flaky_space, t
         "broken", {"fail_above": -1.0, "sleep": 0.3}, trials=12, concurrency=2, sampler={"name": "random"}
     )
     done = subprocess.run(
-        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
+        [sys.executable, "-m", "search.commands.cli", "run", str(space), "--store", str(store.root)],
         capture_output=True,
         text=True,
         timeout=240,

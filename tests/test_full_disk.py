@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from search.store import Store
+from search.stores.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +39,8 @@ def fill(disk) -> None:
 
 def hpsearch(*args, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "search.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True, **kwargs,
+        [sys.executable, "-m", "search.commands.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True, **kwargs,
     )  # fmt: skip
 
 
@@ -60,7 +60,7 @@ def test_a_store_on_a_full_disk_is_one_line_and_no_database(small_disk, flaky_sp
     fill(small_disk)
     store = small_disk / "store"
     done = subprocess.run(
-        [sys.executable, "-m", "search.cli", "run", full_sweep(flaky_space), "--store", str(store)],
+        [sys.executable, "-m", "search.commands.cli", "run", full_sweep(flaky_space), "--store", str(store)],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr[-2000:]
@@ -118,7 +118,7 @@ def test_out_of_space_is_found_however_deep_and_however_wrapped():
     import errno
     import sqlite3
 
-    from search.store import out_of_space
+    from search.stores.store import out_of_space
 
     def chained(inner: BaseException, outer: BaseException) -> BaseException:
         try:

@@ -11,8 +11,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from search import runner
-from search.store import Store
+from search.driver import plan, runner
+from search.stores.store import Store
 from trainables.fused import CannotFuse, FusedAdamW, FusedModels, FusedSGD, clip_per_member
 from trainables.registry import get
 from trainables.session import LocalGroupSession, LocalSession
@@ -258,7 +258,7 @@ def test_fused_sweep_members_are_trials_runs_and_checkpoints_of_their_own(
         "fused.yaml",
     )
     store = Store.at(tmp_path / "store")
-    outcome = runner.run(runner.prepare(str(space)), store, console=quiet_console)
+    outcome = runner.run(plan.prepare(str(space)), store, console=quiet_console)
     assert outcome.counts["complete"] == 6
     study = optuna.load_study(study_name="fused", storage=store.optuna_url)
     groups = {}
@@ -277,7 +277,7 @@ def test_fused_sweep_members_are_trials_runs_and_checkpoints_of_their_own(
 
     from typer.testing import CliRunner
 
-    from search.cli import app
+    from search.commands.cli import app
 
     best = study.best_trial
     out = tmp_path / "export"
@@ -304,7 +304,7 @@ def test_members_are_pruned_and_fail_alone_in_a_sweep(ray_local, flaky_space, tm
         concurrency=1,  # the second group is judged against the first one's finished members
     )
     store = Store.at(tmp_path / "store")
-    runner.run(runner.prepare(str(space)), store, console=quiet_console)
+    runner.run(plan.prepare(str(space)), store, console=quiet_console)
     study = optuna.load_study(study_name="fused-prune", storage=store.optuna_url)
     by_state = {s: [t for t in study.trials if t.state == s] for s in TrialState}
     assert len(study.trials) == 12 and not by_state[TrialState.RUNNING]

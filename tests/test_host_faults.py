@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from search.store import Store
+from search.stores.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def test_a_trial_killed_by_rays_memory_monitor_fails_alone_and_the_sweep_goes_on
     )
     env = os.environ | {"RAY_memory_usage_threshold": f"{threshold:.3f}"}
     done = subprocess.run(
-        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
+        [sys.executable, "-m", "search.commands.cli", "run", str(space), "--store", str(store.root)],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     out = done.stdout + done.stderr

@@ -5,8 +5,8 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from search.cli import app
-from search.store import Store, hide_password
+from search.commands.cli import app
+from search.stores.store import Store, hide_password
 
 
 def run_cli(*args: str):
@@ -53,7 +53,7 @@ def test_credentials_in_a_tracking_uri_go_where_mlflow_takes_them(monkeypatch):
     import http.server
     import threading
 
-    from search.infra import check_tracking
+    from search.stores.infra import check_tracking
 
     class Health(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's name
@@ -85,9 +85,9 @@ def test_credentials_in_a_tracking_uri_go_where_mlflow_takes_them(monkeypatch):
 def test_an_archive_appears_whole_or_not_at_all(tmp_path):
     """`run --new` copies a study to NAME@time; a copy a kill interrupted is never listed and is replaced by
     the next --new, an older archive (from before the mark) is kept, and the study goes only once copied."""
-    from search.infra import rdb_storage
-    from search.study_setup import ARCHIVING, archive
-    from search.sweeps import list_sweeps
+    from search.driver.study_setup import ARCHIVING, archive
+    from search.readback.sweeps import list_sweeps
+    from search.stores.infra import rdb_storage
 
     store = Store.at(tmp_path / "store")
     store.create()

@@ -9,9 +9,9 @@ from PIL import Image
 from torchvision import datasets
 from typer.testing import CliRunner
 
-from search import runner
-from search.cli import app
-from search.store import Store
+from search.commands.cli import app
+from search.driver import plan, runner
+from search.stores.store import Store
 from trainables import image_folder
 from trainables.registry import get
 from trainables.session import LocalSession
@@ -66,7 +66,7 @@ def test_a_folder_dataset_sweeps_the_zoo(ray_local, glyph_folder, write_space, t
     space |= {"sampler": {"name": "grid"}, "concurrency": 2}
     del space["trials"]  # the grid's size
     store = Store.at(tmp_path / "store")
-    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    outcome = runner.run(plan.prepare(str(write_space(space))), store, console=quiet_console)
     study = optuna.load_study(study_name="folder", storage=store.optuna_url)
     assert outcome.counts["complete"] == len(models), [t.user_attrs for t in study.trials]
     assert sorted(t.params["model"] for t in study.trials) == sorted(models)

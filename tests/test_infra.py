@@ -1,4 +1,4 @@
-"""search/infra.py: the doors to the stores."""
+"""search/stores/infra.py: the doors to the stores."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import time
 
 OPEN = """
 import pathlib, sys, time
-from search.infra import rdb_storage
+from search.stores.infra import rdb_storage
 folder = pathlib.Path(sys.argv[1])
 (folder / f"ready-{sys.argv[2]}").touch()
 while not (folder / "go").exists():  # every process opens the new database at the same moment

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from search.store import Store
+from search.stores.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def start_driver(space, store: Store) -> subprocess.Popen:
     output goes to driver.log beside the space (a file, not an unread pipe that would block the driver)."""
     log = (Path(space).parent / "driver.log").open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
+        [sys.executable, "-m", "search.commands.cli", "run", str(space), "--store", str(store.root)],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -48,7 +48,7 @@ def start_driver(space, store: Store) -> subprocess.Popen:
 
 def hpsearch(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     """The CLI in a process of its own, to its end (output captured)."""
-    cmd = [sys.executable, "-m", "search.cli", *args]
+    cmd = [sys.executable, "-m", "search.commands.cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -66,7 +66,7 @@ def test_signal_stops_the_sweep_closes_every_trial_and_resume_runs_them_again(si
     log = tmp_path / "driver.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
+            [sys.executable, "-m", "search.commands.cli", "run", str(space), "--store", str(store.root)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -141,7 +141,7 @@ def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_tria
 
     from typer.testing import CliRunner
 
-    from search.cli import app
+    from search.commands.cli import app
 
     result = CliRunner().invoke(app, ["resume", "killed", "--store", str(store.root)])
     assert result.exit_code == 0, result.output
@@ -206,7 +206,7 @@ def test_resume_with_repeats_reruns_every_configuration_not_told_to_the_study(fl
 
     from typer.testing import CliRunner
 
-    from search.cli import app
+    from search.commands.cli import app
 
     result = CliRunner().invoke(app, ["resume", "killed-repeats", "--store", str(store.root)])
     assert result.exit_code == 0, result.output
@@ -225,7 +225,7 @@ def test_resume_with_repeats_reruns_every_configuration_not_told_to_the_study(fl
 def test_a_live_driver_is_not_resumed_and_a_rerun_after_a_kill_closes_what_it_left(write_space, tmp_path):
     from typer.testing import CliRunner
 
-    from search.cli import app
+    from search.commands.cli import app
 
     store = Store.at(tmp_path / "store")
     space = write_space(
@@ -273,8 +273,8 @@ def test_resume_after_a_kill_between_the_study_and_mlflow_agrees_with_the_study(
     """The crash point chosen by store state: the study has told a trial COMPLETE, MLflow has not yet ended
     its run, and the parent is still RUNNING. Resume must end that run FINISHED, as the study says, and
     run nothing more: every trial of the sweep finished."""
-    from search import runner
-    from search.resume import resume
+    from search.driver import plan, runner
+    from search.driver.resume import resume
 
     store = Store.at(tmp_path / "store")
     space = {
@@ -284,7 +284,7 @@ def test_resume_after_a_kill_between_the_study_and_mlflow_agrees_with_the_study(
         "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
         "trials": 2,
     }
-    runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    runner.run(plan.prepare(str(write_space(space))), store, console=quiet_console)
     client = MlflowClient(store.mlflow_url)
     runs = client.search_runs([client.get_experiment_by_name("between").experiment_id])
     child = next(r for r in runs if "mlflow.parentRunId" in r.data.tags)
@@ -316,7 +316,7 @@ def test_two_drivers_starting_together_on_a_new_store_both_finish(write_space, t
     ]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
+            [sys.executable, "-m", "search.commands.cli", "run", str(space), "--store", str(store.root)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -406,7 +406,9 @@ def test_a_dead_mlflow_writer_stops_the_sweep_in_one_line_and_resume_finishes_it
     proc = start_driver(space, store)
     try:
         assert wait_for(lambda: running_trials(store, "writer") >= 1, timeout=150), driver_log(space)
-        writers = [p for p in psutil.Process(proc.pid).children() if "search.mlflow_writer" in " ".join(p.cmdline())]
+        writers = [
+            p for p in psutil.Process(proc.pid).children() if "search.stores.mlflow_writer" in " ".join(p.cmdline())
+        ]
         assert len(writers) == 1
         writers[0].kill()
         proc.wait(timeout=120)

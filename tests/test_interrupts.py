@@ -1,11 +1,11 @@
-"""search/interrupts.py: a signal before a command writes ends it at once; while it writes, it waits."""
+"""search/driver/interrupts.py: a signal before a command writes ends it at once; while it writes, it waits."""
 
 import os
 import signal
 
 import pytest
 
-from search import interrupts
+from search.driver import interrupts
 
 
 def test_a_signal_while_held_waits_and_is_listed():

@@ -8,7 +8,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from search.metric_rows import bulk_writer
+from search.stores.metric_rows import bulk_writer
 
 
 @pytest.fixture

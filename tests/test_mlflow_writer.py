@@ -8,7 +8,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from search.mlflow_writer import MlflowWriter, WriterError
+from search.stores.mlflow_writer import MlflowWriter, WriterError
 
 
 @pytest.fixture
@@ -65,10 +65,10 @@ def test_a_dead_writer_is_an_error_not_a_hang(store):
 
 
 def test_a_sync_that_waits_for_a_backlog_says_how_much_is_left(store, monkeypatch):
-    import search.mlflow_writer
+    import search.stores.mlflow_writer
 
     client, experiment, writer = store
-    monkeypatch.setattr(search.mlflow_writer, "WAIT_REPORT_S", 0.05)
+    monkeypatch.setattr(search.stores.mlflow_writer, "WAIT_REPORT_S", 0.05)
     seen = []
     writer.on_wait = lambda written, sent: seen.append((written, sent))
     writer.create_run("big", experiment, "trial-0003", {})
@@ -87,12 +87,12 @@ def test_the_backlog_line_gives_what_is_left_and_the_rate(monkeypatch):
 
     from rich.console import Console
 
-    from search.progress import BacklogLine
+    from search.driver.progress import BacklogLine
 
     out = io.StringIO()
     line = BacklogLine(Console(file=out, width=200))
     clock = iter([100.0, 105.0, 107.0])
-    monkeypatch.setattr("search.progress.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("search.driver.progress.time.monotonic", lambda: next(clock))
     line(0, 50_000)
     line(20_000, 50_000)
     line(30_000, 60_000)

@@ -20,13 +20,13 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from search import runner
-from search.cli import app
-from search.constraints import Constraint
-from search.optuna_bridge import OptunaBridge
-from search.pareto import ParetoPruner
-from search.servers import free_port, start_dashboard
-from search.store import Store
+from search.commands.cli import app
+from search.commands.servers import free_port, start_dashboard
+from search.driver import plan, runner
+from search.driver.optuna_bridge import OptunaBridge
+from search.space.constraints import Constraint
+from search.space.pareto import ParetoPruner
+from search.stores.store import Store
 
 # ----------------------------------------------------------------------------- the bridge alone
 
@@ -170,7 +170,7 @@ def test_a_trade_off_sweep_ends_with_the_studys_front_everywhere(
         pruner={"name": "pareto", "n_startup_trials": 2, "keep": 0.5},
     )
     store = Store.at(tmp_path / "store")
-    outcome = runner.run(runner.prepare(str(space)), store, console=quiet_console)
+    outcome = runner.run(plan.prepare(str(space)), store, console=quiet_console)
     printed = quiet_console.file.getvalue()
 
     study = optuna.load_study(study_name="trade", storage=store.optuna_url)
@@ -236,8 +236,8 @@ def test_a_trade_off_study_goes_on_archives_and_refuses_other_directions(
 ):
     store = Store.at(tmp_path / "store")
     space = tradeoff_space(write_space, "more", trials=3)
-    runner.run(runner.prepare(str(space)), store, console=quiet_console)
-    outcome = runner.run(runner.prepare(str(space)), store, console=quiet_console)  # the study goes on
+    runner.run(plan.prepare(str(space)), store, console=quiet_console)
+    outcome = runner.run(plan.prepare(str(space)), store, console=quiet_console)  # the study goes on
     study = optuna.load_study(study_name="more", storage=store.optuna_url)
     assert len(study.trials) == 6 and [t.number for t in outcome.front] == sorted(t.number for t in study.best_trials)
 
@@ -265,7 +265,7 @@ def test_a_killed_trade_off_sweep_resumes_without_losing_a_finished_trial(write_
     )
     log = (tmp_path / "driver.log").open("wb")  # a file, not an unread pipe that would block the driver
     proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root)],
+        [sys.executable, "-m", "search.commands.cli", "run", str(space), "--store", str(store.root)],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -12,9 +12,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from search import runner
-from search.cli import app
-from search.store import Store
+from search.commands.cli import app
+from search.driver import plan, runner
+from search.stores.store import Store
 from trainables.session import LocalSession
 
 pytestmark = pytest.mark.slow
@@ -99,7 +99,7 @@ def test_file_and_module_trainables_run_in_ray_workers_with_relative_paths(ray_l
     }
     (user_dir / "spaces" / "own.yaml").write_text(yaml.safe_dump(space))
     store = Store.at(user_dir / "store")
-    outcome = runner.run(runner.prepare("spaces/own.yaml"), store, console=quiet_console)
+    outcome = runner.run(plan.prepare("spaces/own.yaml"), store, console=quiet_console)
     study = optuna.load_study(study_name="own-file", storage=store.optuna_url)
     assert outcome.counts["complete"] == 3
     for t in study.trials:  # the value the function computed from the file, as its last (and only) step
@@ -117,7 +117,7 @@ def test_file_and_module_trainables_run_in_ray_workers_with_relative_paths(ray_l
     (user_dir / "spaces" / "my_objectives.py").write_text(OBJECTIVE)
     space |= {"name": "own-module", "trainable": "my_objectives:objective", "trials": 1}
     (user_dir / "spaces" / "own-module.yaml").write_text(yaml.safe_dump(space))
-    outcome = runner.run(runner.prepare("spaces/own-module.yaml"), store, console=quiet_console)
+    outcome = runner.run(plan.prepare("spaces/own-module.yaml"), store, console=quiet_console)
     assert outcome.counts["complete"] == 1
 
 
@@ -209,7 +209,7 @@ def test_a_trial_that_fails_without_raising_keeps_its_logs_too(ray_local, user_d
     }
     (user_dir / "wrong-metric.yaml").write_text(yaml.safe_dump(space))
     store = Store.at(user_dir / "store")
-    outcome = runner.run(runner.prepare("wrong-metric.yaml"), store, console=quiet_console)
+    outcome = runner.run(plan.prepare("wrong-metric.yaml"), store, console=quiet_console)
     [(number, line, logs)] = outcome.failures
     assert "metric 'accuracy' was not reported" in line and logs is not None
     assert "reporting the wrong name" in (Path(logs) / "stdout.txt").read_text()

@@ -1,11 +1,11 @@
-"""search/pareto.py alone: dominance, non-dominated sorting, and the front pruner's decisions."""
+"""search/space/pareto.py alone: dominance, non-dominated sorting, and the front pruner's decisions."""
 
 import itertools
 import random
 
 import pytest
 
-from search.pareto import ParetoPruner, dominates, front_of, fronts, signed
+from search.space.pareto import ParetoPruner, dominates, front_of, fronts, signed
 
 
 def test_signed_turns_maximised_objectives_round():

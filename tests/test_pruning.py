@@ -7,8 +7,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from search import runner
-from search.store import Store
+from search.driver import plan, runner
+from search.stores.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def test_median_pruner_prunes_through_the_bridge(ray_local, write_space, tmp_pat
         [0.3, 0.31, 0.32, 0.9, 0.29, 1.0],
         pruner={"name": "median", "n_startup_trials": 3, "n_warmup_steps": 2},
     )
-    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    outcome = runner.run(plan.prepare(str(write_space(space))), store, console=quiet_console)
     assert outcome.counts == {"complete": 4, "pruned": 2, "fail": 0}
 
     study = optuna.load_study(study_name="median", storage=store.optuna_url)
@@ -68,7 +68,7 @@ def test_a_trial_is_never_pruned_at_its_final_report(ray_local, write_space, tmp
         "final", [0.3, 0.31, 0.32, 0.9], pruner={"name": "median", "n_startup_trials": 3, "n_warmup_steps": 2}
     )
     space["config"]["steps"] = 2
-    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    outcome = runner.run(plan.prepare(str(write_space(space))), store, console=quiet_console)
     assert outcome.counts == {"complete": 4, "pruned": 0, "fail": 0}
     study = optuna.load_study(study_name="final", storage=store.optuna_url)
     worst = next(t for t in study.trials if t.params["x"] == 0.9)
@@ -86,7 +86,7 @@ def test_median_pruner_on_addition_prunes_slow_learning_rates(ray_local, write_s
         "concurrency": 1,
         "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 2},  # epochs count from 1
     }
-    runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    runner.run(plan.prepare(str(write_space(space))), store, console=quiet_console)
     study = optuna.load_study(study_name="addition-median", storage=store.optuna_url)
     states = {t.params["lr"]: (t.state, len(t.intermediate_values)) for t in study.trials}
     assert states[5e-3] == (TrialState.COMPLETE, 6) and states[3e-3] == (TrialState.COMPLETE, 6)
@@ -100,7 +100,7 @@ def test_asha_stops_are_recorded_as_pruned_not_complete(ray_local, write_space, 
         [0.3, 0.9, 0.31, 1.0, 0.32, 0.95],
         scheduler={"name": "asha", "grace_period": 1, "max_t": 8, "reduction_factor": 2},
     )
-    runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    runner.run(plan.prepare(str(write_space(space))), store, console=quiet_console)
     study = optuna.load_study(study_name="asha", storage=store.optuna_url)
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
@@ -113,7 +113,7 @@ def test_asha_stops_are_recorded_as_pruned_not_complete(ray_local, write_space, 
 def test_sweep_budget_ends_the_sweep_on_time_and_closes_everything(ray_local, flaky_space, tmp_path, quiet_console):
     store = Store.at(tmp_path / "store")
     space = flaky_space("budget", {"steps": 1000, "sleep": 0.1}, trials=10, concurrency=2, budget={"sweep": "12s"})
-    outcome = runner.run(runner.prepare(str(space)), store, console=quiet_console)
+    outcome = runner.run(plan.prepare(str(space)), store, console=quiet_console)
     assert outcome.stopped_by_budget and not outcome.interrupted
     # Not a time window a loaded machine can miss: not before the budget, and long before its 10 trials of
     # 100 s each could have ended by themselves.
@@ -142,7 +142,7 @@ def test_trial_budget_with_time_reports(ray_local, write_space, tmp_path, quiet_
         "budget": {"trial": "6s"},
         "report_interval": "2s",
     }
-    sweep = runner.prepare(str(write_space(space)))
+    sweep = plan.prepare(str(write_space(space)))
     assert sweep.spec.reports_by_time
     runner.run(sweep, store, console=quiet_console)
     study = optuna.load_study(study_name="trial-budget", storage=store.optuna_url)
@@ -172,7 +172,7 @@ def test_trial_budget_stops_a_trainable_that_ignores_it(ray_local, flaky_space, 
     store = Store.at(tmp_path / "store")
     config = {"steps": 100, "sleep": 0.25}
     space = flaky_space("ignores-budget", config, trials=1, budget={"trial": "2s"}, report="epoch")
-    runner.run(runner.prepare(str(space)), store, console=quiet_console)
+    runner.run(plan.prepare(str(space)), store, console=quiet_console)
     trial = optuna.load_study(study_name="ignores-budget", storage=store.optuna_url).trials[0]
     assert trial.state == TrialState.COMPLETE
     assert 6 <= len(trial.intermediate_values) <= 2 / 0.25 + 2  # one report past the limit at most
@@ -191,7 +191,7 @@ def test_the_trial_budget_holds_for_a_trial_that_stops_reporting(ray_local, writ
         "report": "epoch",
     }
     started = time.monotonic()
-    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    outcome = runner.run(plan.prepare(str(write_space(space))), store, console=quiet_console)
     assert time.monotonic() - started < 60  # not the 90 s the trainable hangs for
     assert outcome.counts == {"complete": 1, "pruned": 0, "fail": 0}
     trial = optuna.load_study(study_name="hung", storage=store.optuna_url).trials[0]

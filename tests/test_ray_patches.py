@@ -1,10 +1,10 @@
-"""The Ray fixes in search/ray_patches.py, without starting Ray."""
+"""The Ray fixes in search/driver/ray_patches.py, without starting Ray."""
 
 import os
 
 from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
 
-from search import ray_patches
+from search.driver import ray_patches
 
 RAY_OOM_TEXT = """1 worker(s) were killed due to the node running low on memory.
 Memory on the node (IP: 10.0.0.2, ID: cbc4f6) was 9.54GB used /
@@ -44,7 +44,7 @@ def test_apply_installs_the_fix_once():
 
 LISTENS = r"""
 import json, psutil, ray, sys
-from search.runner import ensure_ray
+from search.driver.runner import ensure_ray
 ensure_ray()
 ray.get(ray.remote(lambda: 1).remote())  # a worker too
 me = psutil.Process()
@@ -82,7 +82,7 @@ def test_a_ray_whose_internals_moved_runs_unpatched_with_one_warning_naming_the_
     monkeypatch.setattr(ray_patches, "ray_constants", None)
     monkeypatch.setattr(ray_patches, "_warned", set())
     assert ray_patches.missing() == [ray_patches.MEMORY_FIX, ray_patches.LOOPBACK_FIX]
-    with caplog.at_level("WARNING", logger="search.ray_patches"):
+    with caplog.at_level("WARNING", logger="search.driver.ray_patches"):
         ray_patches.apply()
         ray_patches.apply()
         with ray_patches.local_only():

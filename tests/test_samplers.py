@@ -5,9 +5,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from search import samplers
-from search.optuna_bridge import OptunaBridge
-from search.spec import PRUNERS, SAMPLERS, validate
+from search.driver.optuna_bridge import OptunaBridge
+from search.space import samplers
+from search.space.spec import PRUNERS, SAMPLERS, validate
 
 BASE = {
     "name": "unit",
@@ -85,12 +85,12 @@ def test_a_minimizing_sweep_keeps_its_lowest_value_as_best():
 
 
 def test_the_scheduler_is_built_once_with_its_options_and_attached_when_the_sweep_runs():
-    from search.tune_glue import PruningScheduler, ReportingASHA
+    from search.driver.tune_glue import PruningScheduler, ReportingASHA, build_scheduler
 
     spec = spec_with(scheduler={"name": "asha", "grace_period": 2, "max_t": 30})
-    asha = samplers.build_scheduler(spec, "unit.yaml", "exact_match", "max")
+    asha = build_scheduler(spec, "unit.yaml", "exact_match", "max")
     assert isinstance(asha, ReportingASHA) and (asha._max_t, asha._metric, asha._mode) == (30, "exact_match", "max")
-    assert isinstance(samplers.build_scheduler(spec_with(), "unit.yaml", "exact_match", "max"), PruningScheduler)
+    assert isinstance(build_scheduler(spec_with(), "unit.yaml", "exact_match", "max"), PruningScheduler)
     bridge = OptunaBridge(optuna.create_study(), {"x": FloatDistribution(0, 1)}, {}, ["exact_match"], ["max"], 1)
     asha.attach(bridge, 10.0)
     assert asha.bridge is bridge and asha.watch.limit_s == 10.0
@@ -99,8 +99,8 @@ def test_the_scheduler_is_built_once_with_its_options_and_attached_when_the_swee
 def test_the_baseline_is_a_point_of_the_space_and_says_where_a_default_was_left(write_space):
     """hpsearch train SPACE and OFAT start from it: a trainable's default outside the space gives way to the
     space's own middle (first choice, middle of a range, geometric on a log scale), with a note."""
-    from search.samplers import baseline_notes
-    from search.spec import load
+    from search.space.samplers import baseline_notes
+    from search.space.spec import load
 
     space = {
         "name": "b",

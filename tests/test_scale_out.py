@@ -24,10 +24,10 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from search.cli import app
-from search.servers import free_port
-from search.store import Store
-from search.sweeps import list_sweeps
+from search.commands.cli import app
+from search.commands.servers import free_port
+from search.readback.sweeps import list_sweeps
+from search.stores.store import Store
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

@@ -1,7 +1,7 @@
 """The exported model is the one that was scored: a trial keeps the checkpoint of the step that gave its
 value (``value: best`` or ``last``), ``best``/``export``/the final table read that step, and a checkpoint
 from another step is said in one line. Mirrors trainables/session.py (CheckpointKeeper), the bridge's
-``value_step``/``checkpoint_step`` and search/scored.py; the end-to-end tests re-evaluate exported models."""
+``value_step``/``checkpoint_step`` and search/readback/scored.py; the end-to-end tests re-evaluate exported models."""
 
 import math
 
@@ -12,12 +12,12 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from search import runner
-from search.cli import app
+from search.commands.cli import app
+from search.driver import plan, runner
+from search.driver.optuna_bridge import OptunaBridge
 from search.names import KEPT_KEY
-from search.optuna_bridge import OptunaBridge
-from search.scored import weights_notice
-from search.store import Store
+from search.readback.scored import weights_notice
+from search.stores.store import Store
 from trainables.session import CheckpointKeeper, LocalSession
 
 
@@ -129,7 +129,7 @@ def run_cli(*args: str):
 
 def sweep_and_export(write_space, tmp_path, console, space: dict) -> tuple[optuna.trial.FrozenTrial, dict]:
     store = Store.at(tmp_path / "store")
-    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=console)
+    outcome = runner.run(plan.prepare(str(write_space(space))), store, console=console)
     assert outcome.counts["complete"] >= 1, outcome
     best = optuna.load_study(study_name=space["name"], storage=store.optuna_url).best_trial
     result = run_cli("export", space["name"], str(tmp_path / "out"), "--store", str(store.root))

@@ -1,12 +1,12 @@
-"""Repeated seeds compared honestly: search/seed_stats.py, and the columns compare builds from it."""
+"""Repeated seeds compared honestly: search/readback/seed_stats.py, and the columns compare builds from it."""
 
 import math
 import statistics
 
 import pytest
 
-from search.compare import Row, columns
-from search.seed_stats import distinct, half_width, welch_p
+from search.readback.compare import Row, columns
+from search.readback.seed_stats import distinct, half_width, welch_p
 
 
 def test_half_width_is_students_t_on_the_seeds():

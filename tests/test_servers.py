@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from search import runner
-from search.cli import app
-from search.servers import free_port, start_dashboard, start_mlflow_ui
-from search.store import Store
+from search.commands.cli import app
+from search.commands.servers import free_port, start_dashboard, start_mlflow_ui
+from search.driver import plan, runner
+from search.stores.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def swept_store(tmp_path_factory, ray_local):
         )
     )
     store = Store.at(root / "store")
-    runner.run(runner.prepare(str(path)), store, console=Console(file=io.StringIO()))
+    runner.run(plan.prepare(str(path)), store, console=Console(file=io.StringIO()))
     return store
 
 
@@ -120,7 +120,9 @@ def command(tmp_path):
     def start(args: list[str]) -> tuple[subprocess.Popen, Path]:
         log = tmp_path / f"out-{len(started)}.txt"
         with log.open("wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "search.cli", *args], stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "search.commands.cli", *args], stdout=out, stderr=subprocess.STDOUT
+            )
         started.append(proc)
         return proc, log
 
@@ -204,7 +206,7 @@ def test_run_with_dashboard_shows_the_sweep_live_and_stops_it_after(flaky_space,
     store = Store.at(tmp_path / "store")
     space = flaky_space("live", {"steps": 40, "sleep": 0.25}, trials=2, concurrency=2)
     port = free_port()
-    cmd = [sys.executable, "-m", "search.cli", "run", str(space), "--store", str(store.root), "--dashboard"]
+    cmd = [sys.executable, "-m", "search.commands.cli", "run", str(space), "--store", str(store.root), "--dashboard"]
     proc = subprocess.Popen(
         [*cmd, "--dashboard-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

@@ -5,8 +5,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from search import runner
-from search.store import Store
+from search.driver import plan, runner
+from search.stores.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def child_runs(store: Store, name: str):
 
 def test_four_trial_sweep_fills_all_three_stores(ray_local, write_space, tmp_path, quiet_console):
     store = Store.at(tmp_path / "store")
-    sweep = runner.prepare(str(write_space(addition_space())))
+    sweep = plan.prepare(str(write_space(addition_space())))
     outcome = runner.run(sweep, store, console=quiet_console)
 
     study = optuna.load_study(study_name="tiny-addition", storage=store.optuna_url)
@@ -76,7 +76,7 @@ def test_failing_trial_is_fail_and_failed_and_the_sweep_goes_on(ray_local, write
         "sampler": {"name": "grid"},
         "concurrency": 1,
     }
-    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    outcome = runner.run(plan.prepare(str(write_space(space))), store, console=quiet_console)
     assert outcome.counts == {"complete": 2, "pruned": 0, "fail": 1}
 
     study = optuna.load_study(study_name="flaky", storage=store.optuna_url)
@@ -101,7 +101,7 @@ def test_missing_metric_fails_the_trial_with_the_reason(ray_local, write_space, 
         "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
         "trials": 1,
     }
-    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    outcome = runner.run(plan.prepare(str(write_space(space))), store, console=quiet_console)
     assert outcome.counts["fail"] == 1
     trial = optuna.load_study(study_name="wrong-metric", storage=store.optuna_url).trials[0]
     assert "metric 'score' was not reported" in trial.user_attrs["fail_reason"]
@@ -111,14 +111,14 @@ def test_missing_metric_fails_the_trial_with_the_reason(ray_local, write_space, 
 def test_rerunning_a_sweep_continues_its_study_and_new_archives_it(ray_local, write_space, tmp_path, quiet_console):
     store = Store.at(tmp_path / "store")
     path = str(write_space(addition_space(trials=2, config={"epochs": 1, "embed_dim": 4, "channels": 4})))
-    runner.run(runner.prepare(path), store, console=quiet_console)
-    runner.run(runner.prepare(path), store, console=quiet_console)
+    runner.run(plan.prepare(path), store, console=quiet_console)
+    runner.run(plan.prepare(path), store, console=quiet_console)
     study = optuna.load_study(study_name="tiny-addition", storage=store.optuna_url)
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
     _, parents, children = child_runs(store, "tiny-addition")
     assert len(parents) == 2 and len(children) == 4
 
-    runner.run(runner.prepare(path), store, new=True, console=quiet_console)
+    runner.run(plan.prepare(path), store, new=True, console=quiet_console)
     names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(store.optuna_url)}
     assert names["tiny-addition"] == 2
     archived = [n for n in names if n.startswith("tiny-addition@")]
@@ -137,7 +137,7 @@ def test_ofat_runs_each_factor_around_the_baseline(ray_local, write_space, tmp_p
         },
         "sampler": {"name": "ofat"},
     }
-    sweep = runner.prepare(str(write_space(space)))
+    sweep = plan.prepare(str(write_space(space)))
     assert sweep.n_trials == 4  # baseline, x=0.1, x=0.9, steps=2
     runner.run(sweep, store, console=quiet_console)
     study = optuna.load_study(study_name="ofat", storage=store.optuna_url)
@@ -162,7 +162,7 @@ def test_repeats_run_each_configuration_with_several_seeds(ray_local, write_spac
     )
     del space["trials"]
     out = io.StringIO()
-    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=Console(file=out, width=200))
+    outcome = runner.run(plan.prepare(str(write_space(space))), store, console=Console(file=out, width=200))
     assert outcome.counts["complete"] == 2
 
     study = optuna.load_study(study_name="repeats", storage=store.optuna_url)
@@ -197,7 +197,7 @@ def test_repeats_wait_for_every_seed_before_telling_the_study(ray_local, write_s
         "repeats": 3,
         "concurrency": 1,
     }
-    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    outcome = runner.run(plan.prepare(str(write_space(space))), store, console=quiet_console)
     assert outcome.counts == {"complete": 2, "pruned": 0, "fail": 0}
     study = optuna.load_study(study_name="repeats-serial", storage=store.optuna_url)
     assert [len(t.user_attrs["repeat_values"]) for t in study.trials] == [3, 3]
@@ -207,8 +207,8 @@ def test_repeats_wait_for_every_seed_before_telling_the_study(ray_local, write_s
 def test_a_seeded_sweep_run_again_samples_new_points(ray_local, flaky_space, tmp_path, quiet_console):
     store = Store.at(tmp_path / "store")
     path = str(flaky_space("again", {"steps": 1}, sampler={"name": "random", "seed": 7}, trials=3, concurrency=1))
-    runner.run(runner.prepare(path), store, console=quiet_console)
-    runner.run(runner.prepare(path), store, console=quiet_console)  # the same file, the same seed
+    runner.run(plan.prepare(path), store, console=quiet_console)
+    runner.run(plan.prepare(path), store, console=quiet_console)  # the same file, the same seed
     study = optuna.load_study(study_name="again", storage=store.optuna_url)
     xs = [t.params["x"] for t in study.trials]
     assert len(xs) == 6 and len(set(xs)) == 6  # no finished point drawn twice

@@ -8,9 +8,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from search import runner
-from search.cli import app
-from search.store import Store
+from search.commands.cli import app
+from search.driver import plan, runner
+from search.stores.store import Store
 from trainables import registry, text_data, text_finetune
 from trainables.session import LocalSession
 
@@ -98,7 +98,7 @@ def test_relative_data_paths_are_made_absolute_for_the_trials(tmp_path, write_sp
     write_rows(tmp_path / "train.csv", ROWS * 10)
     space = write_space({"name": "t", "trainable": "text-finetune", "config": {"train_file": "train.csv"},
                          "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}})  # fmt: skip
-    sweep = runner.prepare(str(space))
+    sweep = plan.prepare(str(space))
     assert sweep.spec.config["train_file"] == str(tmp_path / "train.csv")
 
 
@@ -242,7 +242,7 @@ def test_two_trial_sweep_on_the_tiny_model_lands_in_optuna_and_mlflow(ray_local,
         "concurrency": 2,
     }
     store = Store.at(tmp_path / "store")
-    outcome = runner.run(runner.prepare(str(write_space(space))), store, console=quiet_console)
+    outcome = runner.run(plan.prepare(str(write_space(space))), store, console=quiet_console)
     assert outcome.counts == {"complete": 2, "pruned": 0, "fail": 0}
 
     study = optuna.load_study(study_name="tiny-text", storage=store.optuna_url)

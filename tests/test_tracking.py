@@ -7,9 +7,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from search.mlflow_writer import InlineWriter, MlflowWriter
-from search.optuna_bridge import OptunaBridge
-from search.tracking import MlflowTrialCallback, Tracking
+from search.driver.optuna_bridge import OptunaBridge
+from search.driver.tracking import MlflowTrialCallback, Tracking
+from search.stores.mlflow_writer import InlineWriter, MlflowWriter
 
 
 @pytest.fixture(params=["process", "inline"])

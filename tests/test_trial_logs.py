@@ -8,9 +8,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from search import runner
-from search.store import Store
-from search.trial_logs import for_artifacts
+from search.driver import plan, runner
+from search.stores.store import Store
+from search.stores.trial_logs import for_artifacts
 
 
 def lines(n: int) -> bytes:
@@ -60,7 +60,7 @@ def test_a_trial_that_prints_megabytes_keeps_them_once_in_the_store(ray_local, t
     }
     (tmp_path / "loud.yaml").write_text(yaml.safe_dump(space))
     store = Store.at(tmp_path / "store")
-    runner.run(runner.prepare("loud.yaml"), store, console=quiet_console)
+    runner.run(plan.prepare("loud.yaml"), store, console=quiet_console)
     whole = next((store.root / "ray").glob("loud-*/trial-0-*/stdout.txt"))
     assert whole.read_bytes().endswith(lines(300_000))  # after Ray's own first line (the actor's name)
     trial = optuna.load_study(study_name="loud", storage=store.optuna_url).trials[0]

@@ -7,8 +7,8 @@ import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from search.mlflow_writer import InlineWriter
-from search.write_behind import RunWrites, StudyWrites
+from search.stores.mlflow_writer import InlineWriter
+from search.stores.write_behind import RunWrites, StudyWrites
 
 
 @pytest.fixture(params=["rdb", "memory"])
@@ -27,7 +27,7 @@ def stored(study: optuna.Study, number: int = 0) -> optuna.trial.FrozenTrial:
 
 
 def test_steps_wait_for_the_flush_and_then_all_arrive_with_the_attributes(study, monkeypatch):
-    from search import write_behind
+    from search.stores import write_behind
 
     made = []
     real = write_behind._write

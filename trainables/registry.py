@@ -67,7 +67,7 @@ class TrainableSpec:
     # it raises ValueError or FileNotFoundError with a message for the user.
     preflight: Callable[[Any], None] | None = None
     # Writes a trained checkpoint in a form that loads without hpsearch (hpsearch export); the default
-    # writes the state dict with its config (search/results.py, ``export``).
+    # writes the state dict with its config (search/readback/results.py, ``export``).
     export: Callable[[dict[str, Any], Any, Path], list[Path]] | None = None
     # Fused trials (trainables/fused.py): ``fused(list of params, group session)`` trains several
     # configurations as one stacked model; ``fuse_key(params)`` is what members of one group share, and

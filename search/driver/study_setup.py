@@ -14,8 +14,11 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from rich.console import Console
 
-from search import samplers
-from search.definition import (
+from search.errors import SpecError, StoreError
+from search.names import RERUN_OF_ATTR
+from search.readback.sweeps import latest_parent_run
+from search.space import samplers
+from search.space.definition import (
     CHANGES_ATTR,
     DEFINITION_ATTR,
     VERSION_ATTR,
@@ -24,22 +27,19 @@ from search.definition import (
     differences,
     recorded,
 )
-from search.driver_lock import setting_up
-from search.errors import SpecError, StoreError
-from search.infra import check_reachable, rdb_storage
-from search.names import RERUN_OF_ATTR
-from search.reconcile import close_lost, close_parent
-from search.store import Store, out_of_space
-from search.sweeps import latest_parent_run
+from search.stores.driver_lock import setting_up
+from search.stores.infra import check_reachable, rdb_storage
+from search.stores.reconcile import close_lost, close_parent
+from search.stores.store import Store, out_of_space
 
 if TYPE_CHECKING:
-    from search.runner import Sweep
+    from search.driver.plan import Sweep
 
 ARCHIVING = "archiving"  # true on a study's copy (NAME@time) until --new has copied it whole
 
 
 def sweep_definition(sweep: Sweep) -> dict[str, Any]:
-    """What defines this sweep's search (search/definition.py): a study that goes on must share it."""
+    """What defines this sweep's search (search/space/definition.py): a study that goes on must share it."""
     return definition(sweep.spec.model_dump(mode="json", exclude={"cluster"}), sweep.metrics, sweep.modes)
 
 

@@ -19,9 +19,12 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from search.driver.optuna_bridge import OptunaBridge
+from search.driver.trial_budget import BudgetWatch
+from search.errors import SpecError
 from search.names import FINAL_KEY, STOPPED_ATTR
-from search.optuna_bridge import OptunaBridge
-from search.trial_budget import BudgetWatch
+from search.space.samplers import construct
+from search.space.spec import SweepSpec
 
 
 class OptunaSearcher(Searcher):
@@ -122,3 +125,18 @@ class ReportingASHA(_BridgedScheduler, AsyncHyperBandScheduler):
         if decision == TrialScheduler.STOP and result[self.time_attr] < self.max_t and not result.get(FINAL_KEY):
             self.bridge.mark_pruned(trial.trial_id)
         return decision
+
+
+def build_scheduler(spec: SweepSpec, source: str, metric: str, mode: str) -> Any:
+    """The Ray scheduler, built once with its options checked; the sweep attaches its bridge when it runs.
+    fifo: trials run on unless the Optuna pruner stops them; asha: Ray's ASHA, with its own options."""
+    if spec.scheduler.name != "asha":
+        if spec.scheduler.options:
+            key = next(iter(spec.scheduler.options))
+            raise SpecError("the fifo scheduler takes no options", source, f"scheduler.{key}")
+        return PruningScheduler()
+    for reserved in ("metric", "mode"):
+        if reserved in spec.scheduler.options:
+            raise SpecError("set by the sweep's metric and mode, not here", source, f"scheduler.{reserved}")
+    options = {**spec.scheduler.options, "metric": metric, "mode": mode}
+    return construct("scheduler", "asha", ReportingASHA, options, source)

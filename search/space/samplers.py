@@ -23,8 +23,8 @@ from optuna.distributions import (
 from pydantic import TypeAdapter, ValidationError
 
 from search.errors import SpecError, shorten
-from search.pareto import ParetoPruner
-from search.spec import MAX_GRID, PRUNERS, SAMPLERS, CategoricalParam, FloatParam, IntParam, Param, SweepSpec
+from search.space.pareto import ParetoPruner
+from search.space.spec import MAX_GRID, PRUNERS, SAMPLERS, CategoricalParam, FloatParam, IntParam, Param, SweepSpec
 
 DEFAULT_TRIALS = 20
 
@@ -154,7 +154,7 @@ def trial_count(spec: SweepSpec, source: str) -> int:
     return DEFAULT_TRIALS
 
 
-def _construct(kind: str, name: str, cls: Callable[..., Any], options: dict[str, Any], source: str) -> Any:
+def construct(kind: str, name: str, cls: Callable[..., Any], options: dict[str, Any], source: str) -> Any:
     params = inspect.signature(cls).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     for key in options:
@@ -210,7 +210,7 @@ def build_sampler(spec: SweepSpec, source: str) -> optuna.samplers.BaseSampler:
         options.setdefault("constant_liar", True)
     if name == "cmaes" and any(isinstance(p, CategoricalParam) for p in spec.space.values()):
         options.setdefault("warn_independent_sampling", False)
-    return _construct("sampler", name, sampler_class(name), options, source)
+    return construct("sampler", name, sampler_class(name), options, source)
 
 
 REHEARSAL_TRIALS = 120
@@ -285,31 +285,14 @@ def build_pruner(spec: SweepSpec, source: str) -> optuna.pruners.BasePruner:
         # so "none" (the default) wraps nothing and patience alone decides.
         wrapped = None if inner["name"] == "none" else pruner_class(inner["name"])
         if wrapped is not None:
-            options["wrapped_pruner"] = _construct("pruner", inner["name"], wrapped, inner_options, source)
+            options["wrapped_pruner"] = construct("pruner", inner["name"], wrapped, inner_options, source)
         else:
             options["wrapped_pruner"] = None
-    return _construct("pruner", name, pruner_class(name), options, source)
+    return construct("pruner", name, pruner_class(name), options, source)
 
 
 def build_front_pruner(spec: SweepSpec, source: str) -> ParetoPruner | None:
     """``pruner: pareto`` with its options checked (one objective or several); None under any other."""
     if spec.pruner.name != "pareto":
         return None
-    return _construct("pruner", "pareto", ParetoPruner, dict(spec.pruner.options), source)
-
-
-def build_scheduler(spec: SweepSpec, source: str, metric: str, mode: str) -> Any:
-    """The Ray scheduler, built once with its options checked; the sweep attaches its bridge when it runs.
-    fifo: trials run on unless the Optuna pruner stops them; asha: Ray's ASHA, with its own options."""
-    from search.tune_glue import PruningScheduler, ReportingASHA  # Ray Tune, only once a sweep is built
-
-    if spec.scheduler.name != "asha":
-        if spec.scheduler.options:
-            key = next(iter(spec.scheduler.options))
-            raise SpecError("the fifo scheduler takes no options", source, f"scheduler.{key}")
-        return PruningScheduler()
-    for reserved in ("metric", "mode"):
-        if reserved in spec.scheduler.options:
-            raise SpecError("set by the sweep's metric and mode, not here", source, f"scheduler.{reserved}")
-    options = {**spec.scheduler.options, "metric": metric, "mode": mode}
-    return _construct("scheduler", "asha", ReportingASHA, options, source)
+    return construct("pruner", "pareto", ParetoPruner, dict(spec.pruner.options), source)

@@ -22,11 +22,11 @@ from pydantic import (
     model_validator,
 )
 
-from search.constraints import Constraint
 from search.errors import SpecError, shorten
+from search.space.constraints import Constraint
 from trainables import registry
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
+SPACES_DIR = Path(__file__).resolve().parents[2] / "spaces"
 # The one list of samplers: each name with the Optuna class it builds (samplers.sampler_class); grid is
 # that class under ask/tell, ofat enqueues its points for a random sampler.
 SAMPLERS = {
@@ -40,7 +40,7 @@ SAMPLERS = {
     "nsga3": "NSGAIIISampler",
     "ofat": "RandomSampler",
 }
-# pareto is hpsearch's own (search/pareto.py): it prunes on a front, where Optuna's prune on one value.
+# pareto is hpsearch's own (search/space/pareto.py): it prunes on a front, where Optuna's prune on one value.
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "threshold", "patient", "pareto")
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 Mode = Literal["min", "max"]

@@ -15,7 +15,7 @@ Stopped-by-pruning trials end PRUNED in the study, never COMPLETE. Only the driv
 A trade-off sweep (several metrics) is the same loop with a vector for a value: the study has one
 direction per metric, a trial's values are those of its last report, and since Optuna stores no
 multi-valued intermediate values, each step's vector is kept as the user attribute ``intermediate.<step>``
-(the dashboard lists it) and the front pruner (``search/pareto.py``) decides. Constraints are told to
+(the dashboard lists it) and the front pruner (``search/space/pareto.py``) decides. Constraints are told to
 Optuna with each trial (``Trial.set_constraint``), so its ``best_trials`` hold feasible trials only.
 """
 
@@ -35,7 +35,6 @@ from optuna.trial import TrialState
 from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from search.constraints import Constraint, all_hold, violations
 from search.errors import SamplerError
 from search.names import (
     CHECKPOINT_METRICS_ATTR,
@@ -53,9 +52,10 @@ from search.names import (
     member_key,
     member_results,
 )
-from search.pareto import INTERMEDIATE_ATTR, ParetoPruner, signed
-from search.trial_logs import error_line
-from search.write_behind import StudyWrites
+from search.space.constraints import Constraint, all_hold, violations
+from search.space.pareto import INTERMEDIATE_ATTR, ParetoPruner, signed
+from search.stores.trial_logs import error_line
+from search.stores.write_behind import StudyWrites
 
 log = logging.getLogger(__name__)
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")

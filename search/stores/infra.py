@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
 from search.errors import UnreachableError, shorten
-from search.store import Store, hide_password
+from search.stores.store import Store, hide_password
 
 CONNECT_TIMEOUT_S = 5
 

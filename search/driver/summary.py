@@ -11,15 +11,15 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
-from search.constraints import all_hold
+from search.driver.optuna_bridge import OptunaBridge
+from search.driver.progress import fmt, front_table, rank, results_table
 from search.names import RUN_ID_ATTR
-from search.optuna_bridge import OptunaBridge
-from search.progress import fmt, front_table, rank, results_table
-from search.scored import weights_notice
-from search.store import Store
+from search.readback.scored import weights_notice
+from search.space.constraints import all_hold
+from search.stores.store import Store
 
 if TYPE_CHECKING:
-    from search.runner import Sweep
+    from search.driver.plan import Sweep
 
 
 @dataclass

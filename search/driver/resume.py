@@ -22,15 +22,15 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from rich.console import Console
 
-from search import runner
-from search.driver_lock import sole_driver
+from search.driver import plan, runner
+from search.driver.summary import SweepOutcome
 from search.errors import SweepError
 from search.names import PARENT_ATTR, RERUN_OF_ATTR, STOPPED_ATTR, TRIAL_NUMBER_TAG
-from search.reconcile import LOST, close_lost
-from search.spec import validate
-from search.store import Store
-from search.summary import SweepOutcome
-from search.sweeps import latest_parent_run, load_study, recorded_space, require_sweeps
+from search.readback.sweeps import latest_parent_run, load_study, recorded_space, require_sweeps
+from search.space.spec import validate
+from search.stores.driver_lock import sole_driver
+from search.stores.reconcile import LOST, close_lost
+from search.stores.store import Store
 
 
 def resume(store: Store, name: str, console: Console | None = None, address: str | None = None) -> SweepOutcome | None:
@@ -51,7 +51,7 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
     raw = recorded_space(client, parent.info.run_id, study.user_attrs)
     if raw is None:
         raise SweepError("the space it ran is recorded neither in MLflow nor in the study", source)
-    sweep = runner.prepare_spec(validate(raw, source), source)
+    sweep = plan.prepare_spec(validate(raw, source), source)
 
     # 1-2. the study's RUNNING trials end FAIL, their MLflow runs the way the study ended them
     lost, children = close_lost(store, study, client, parent)

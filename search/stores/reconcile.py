@@ -18,9 +18,9 @@ from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from search.infra import rdb_storage
 from search.names import STATE_TAG, STOPPED_ATTR, STOPPED_TAG, TRIAL_NUMBER_TAG
-from search.store import Store
+from search.stores.infra import rdb_storage
+from search.stores.store import Store
 
 LOST = "driver lost"
 _RUN_STATUS = {TrialState.COMPLETE: RunStatus.FINISHED, TrialState.PRUNED: RunStatus.KILLED}

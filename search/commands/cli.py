@@ -62,8 +62,8 @@ def open_store(
     store: str, storage: str | None = None, tracking_uri: str | None = None, storage_path: str | None = None
 ):
     """The store named by --store, with the parts that live on services (--storage, ...) moved there."""
-    from search.infra import check_storage, check_tracking
-    from search.store import Store
+    from search.stores.infra import check_storage, check_tracking
+    from search.stores.store import Store
 
     s = Store.at(store, storage, tracking_uri, storage_path)
     s.check()
@@ -95,7 +95,7 @@ def run(
     keep_dashboard: bool = typer.Option(False, "--keep-dashboard", help="leave the dashboard up after the sweep"),
 ) -> None:
     """Run a sweep: Ray Tune runs the trials, Optuna samples them, MLflow records them."""
-    from search import spec as spec_mod  # the space file first: a bad one costs no engine import
+    from search.space import spec as spec_mod  # the space file first: a bad one costs no engine import
 
     server = None
     # Ctrl-C or SIGTERM before the sweep holds them (imports, Ray's start): one line, nothing recorded.
@@ -105,11 +105,12 @@ def run(
             if trials is not None:
                 overrides.append(("trials", trials))
             spec, path = spec_mod.load(space, overrides)
-            from search import runner, study_setup  # Ray, Optuna, MLflow: once the input is known to be good
-            from search.servers import check_port_free, start_dashboard
-            from search.store import Store
+            # Ray, Optuna, MLflow: once the input is known to be good
+            from search.commands.servers import check_port_free, start_dashboard
+            from search.driver import plan, runner, study_setup
+            from search.stores.store import Store
 
-            sweep = runner.prepare_spec(spec, str(path))
+            sweep = plan.prepare_spec(spec, str(path))
             c = sweep.spec.cluster  # flags and environment first, then the space file
             s = Store.at(store, storage or c.storage, tracking_uri or c.tracking_uri, storage_path or c.storage_path)
             address = address or c.address
@@ -175,7 +176,7 @@ def report_failures(failures: list[tuple[int, str, str | None]], shown: int = 3)
 def interrupts_end_in_one_line(said: str) -> Iterator[None]:
     """Ctrl-C or SIGTERM before a command's own handling of them (imports, Ray's start): one line saying
     what became of the work, and the shell's exit code for the signal (130, 143), not a traceback."""
-    from search import interrupts
+    from search.driver import interrupts
 
     try:
         with interrupts.interruptible():
@@ -197,7 +198,7 @@ HostOpt = typer.Option("127.0.0.1", "--host", help="address to bind; 127.0.0.1 k
 
 
 def serve_until_interrupted(server) -> None:
-    from search.servers import sigterm_interrupts
+    from search.commands.servers import sigterm_interrupts
 
     try:
         with sigterm_interrupts():
@@ -211,8 +212,8 @@ def serve_until_interrupted(server) -> None:
 
 def serve_store(s, start) -> None:
     """Start a watch server on an existing store and keep it up until Ctrl-C or SIGTERM."""
-    from search.servers import sigterm_interrupts
-    from search.sweeps import require_store
+    from search.commands.servers import sigterm_interrupts
+    from search.readback.sweeps import require_store
 
     server = None
     try:
@@ -235,7 +236,7 @@ def dashboard(
     host: str = HostOpt,
 ) -> None:
     """optuna-dashboard on the store's studies (or --storage's): trials, intermediate values and plots, live."""
-    from search.servers import start_dashboard
+    from search.commands.servers import start_dashboard
 
     serve_store(open_store(store, storage), lambda s: start_dashboard(s.optuna_url, host, port))
 
@@ -247,7 +248,7 @@ def ui(
     host: str = HostOpt,
 ) -> None:
     """The MLflow UI on the store's runs: one experiment per sweep, a child run per trial."""
-    from search.servers import start_mlflow_ui
+    from search.commands.servers import start_mlflow_ui
 
     def start(s):
         server = start_mlflow_ui(s, host, port)
@@ -264,8 +265,8 @@ def ui(
 @app.command()
 def sweeps(store: str = StoreOpt, storage: Optional[str] = StorageOpt) -> None:
     """Every sweep in the store: trials by state, best value, when it last ran."""
-    from search.progress import fmt
-    from search.sweeps import list_sweeps
+    from search.driver.progress import fmt
+    from search.readback.sweeps import list_sweeps
 
     s = open_store(store, storage)
     rows = list_sweeps(s)
@@ -293,7 +294,7 @@ def compare(
     format_: str = typer.Option("table", "--format", help="table | markdown | csv"),
 ) -> None:
     """Trials (or configurations with their seeds, mean ± std) of one or more sweeps, best first."""
-    from search.compare import collect, columns, render
+    from search.readback.compare import collect, columns, render
 
     if format_ not in ("table", "markdown", "csv"):
         raise SpecError(f"expected table, markdown or csv (got {format_!r})", "--format")
@@ -321,7 +322,7 @@ def report(
     tracking_uri: Optional[str] = TrackingOpt,
 ) -> None:
     """Hyperparameter importances and plots (PNG + interactive HTML), logged on the sweep's parent run."""
-    from search.report import make_report
+    from search.readback.report import make_report
 
     result = make_report(open_store(store, storage, tracking_uri), sweep)
     table = Table(title=f"hyperparameter importances of {sweep} (Optuna, fANOVA)")
@@ -347,7 +348,7 @@ def resume(
 ) -> None:
     """Finish a sweep whose driver died: reconcile the study and MLflow, re-run what was running, go on."""
     with interrupts_end_in_one_line(f"the resume had not started; {sweep} is as it was"):
-        from search.resume import resume as resume_sweep
+        from search.driver.resume import resume as resume_sweep
 
         outcome = resume_sweep(open_store(store, storage, tracking_uri, storage_path), sweep, err, address)
     if outcome is not None:
@@ -360,7 +361,7 @@ def list_() -> None:
     import yaml
     from rich.padding import Padding
 
-    from search.spec import SPACES_DIR, space_names
+    from search.space.spec import SPACES_DIR, space_names
     from trainables.registry import all_trainables
 
     # One block per trainable, not a table: its hyperparameters wrap at any width (80 columns included).
@@ -385,7 +386,7 @@ def _train_target(target: str | None, from_: str | None, store: str, trial: int 
 
     import yaml
 
-    from search import spec as spec_mod
+    from search.space import spec as spec_mod
     from trainables.registry import is_reference
 
     if from_ is not None:
@@ -401,7 +402,7 @@ def _train_target(target: str | None, from_: str | None, store: str, trial: int 
                     from_,
                 )
             return target or saved["trainable"], dict(saved["config"])
-        from search.results import best
+        from search.readback.results import best
 
         b = best(open_store(store), from_, trial)
         return target or b.trainable, b.config
@@ -410,7 +411,7 @@ def _train_target(target: str | None, from_: str | None, store: str, trial: int 
     if is_reference(target):
         return spec_mod.resolve_reference(target, Path.cwd(), "train"), {}
     if Path(target).suffix in (".yaml", ".yml"):
-        from search.samplers import baseline_notes
+        from search.space.samplers import baseline_notes
 
         space, _ = spec_mod.load(target)
         # The searched parameters too: a plain function has no defaults to fall back on. The point is
@@ -446,7 +447,7 @@ def train(
 
     from pydantic import ValidationError
 
-    from search.spec import parse_override
+    from search.space.spec import parse_override
     from trainables.registry import get
     from trainables.session import CheckpointKeeper, LocalSession
 
@@ -471,7 +472,7 @@ def train(
     out.print(f"{trainable}: {shown}", highlight=False)
     spec.run(config, session)
     if save is not None:
-        from search.results import write_model
+        from search.readback.results import write_model
 
         if session.last_checkpoint is None:
             raise SpecError(f"{trainable} reported no checkpoint (session.report(..., checkpoint={{...}}))", "--save")
@@ -491,8 +492,8 @@ def best(
 ) -> None:
     """The best configuration of a sweep (a trade-off's: its Pareto front), ready for `hpsearch train --from`,
     and where its checkpoint is."""
-    from search.results import best as best_of
-    from search.results import front, render, render_front
+    from search.readback.results import best as best_of
+    from search.readback.results import front, render, render_front
 
     if format_ not in ("yaml", "json"):
         raise SpecError(f"expected yaml or json (got {format_!r})", "--format")
@@ -515,8 +516,8 @@ def export(
     """Write the best trial's model where it loads without hpsearch: model.pt (+ save_pretrained for text)."""
     from pathlib import Path
 
-    from search.results import best as best_of
-    from search.results import load_checkpoint, write_model
+    from search.readback.results import best as best_of
+    from search.readback.results import load_checkpoint, write_model
 
     s = open_store(store, storage, tracking_uri)
     result = best_of(s, sweep, trial)
@@ -554,7 +555,7 @@ def init(
     """Write a trainable (NAME.py) and its space file (NAME.yaml) that run as they are: edit, then run."""
     from pathlib import Path
 
-    from search.scaffold import write
+    from search.commands.scaffold import write
 
     files = write(name, Path(folder), force)
     for path in files:

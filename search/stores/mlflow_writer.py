@@ -33,7 +33,7 @@ from typing import IO, Any, Callable
 
 from mlflow.entities import Metric, Param, RunTag
 
-from search.write_behind import FLUSH_S, batches
+from search.stores.write_behind import FLUSH_S, batches
 
 
 class WriterError(RuntimeError):
@@ -93,7 +93,7 @@ class MlflowWriter:
         # must not die of it while it imports MLflow, before it can ignore it (main()); it ends when the
         # driver closes its input, or dies.
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "search.mlflow_writer"],
+            [sys.executable, "-m", "search.stores.mlflow_writer"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             process_group=0,
@@ -256,7 +256,7 @@ class _Writer:
         elif op == "open":
             from mlflow.tracking import MlflowClient
 
-            from search.metric_rows import bulk_writer
+            from search.stores.metric_rows import bulk_writer
 
             self.client = MlflowClient(args[0])
             self.bulk = bulk_writer(self.client, lambda n: self._answer(("wrote", n)))

@@ -1,7 +1,7 @@
 """``hpsearch compare``: trials (or, with repeats, configurations) of one or more sweeps in one table.
 
 Values come from the study (the mean over seeds for a repeated configuration, with each seed's value, its 95%
-confidence interval and whether Welch's t-test tells it apart from its sweep's best: search/seed_stats.py);
+confidence interval and whether Welch's t-test tells it apart from its sweep's best: search/readback/seed_stats.py);
 parameter counts and seconds per epoch from the trials' MLflow runs, where the trainable reported them.
 A trade-off sweep has a column per objective and marks each trial on the study's Pareto front; a sweep
 with constraints marks each trial feasible or not (an infeasible trial is never best).
@@ -19,11 +19,11 @@ import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from search.constraints import all_hold
 from search.names import RUN_ID_ATTR
-from search.seed_stats import distinct, half_width, welch_p
-from search.store import Store
-from search.sweeps import load_study, objective_names, require_sweeps
+from search.readback.seed_stats import distinct, half_width, welch_p
+from search.readback.sweeps import load_study, objective_names, require_sweeps
+from search.space.constraints import all_hold
+from search.stores.store import Store
 
 # The seed reports' own figures beside the metric: test accuracy, final training loss, size and speed.
 EXTRA_METRICS = ("test_accuracy", "train_loss", "loss", "param_count", "seconds_per_epoch")

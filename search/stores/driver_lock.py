@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from search.errors import SweepError
-from search.store import Store
+from search.stores.store import Store
 
 _held: dict[Path, int] = {}  # lock files this process holds, with their file descriptors
 

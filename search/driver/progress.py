@@ -11,9 +11,9 @@ from ray.tune.experiment import Trial
 from rich.console import Console
 from rich.table import Table
 
-from search.optuna_bridge import OptunaBridge, TrialView
-from search.pareto import front_of, signed
-from search.seed_stats import distinct, half_width, welch_p
+from search.driver.optuna_bridge import OptunaBridge, TrialView
+from search.readback.seed_stats import distinct, half_width, welch_p
+from search.space.pareto import front_of, signed
 
 STATUS_EVERY_S = 10.0
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from search.errors import ServerError
-from search.store import Store
+from search.stores.store import Store
 
 
 @dataclass

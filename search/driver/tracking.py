@@ -23,8 +23,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from search import trial_logs
-from search.mlflow_writer import InlineWriter, MlflowWriter
+from search.driver.optuna_bridge import OptunaBridge, TrialView, is_number
 from search.names import (
     CHECKPOINT_FILE,
     CHECKPOINT_STEP_TAG,
@@ -41,10 +40,11 @@ from search.names import (
     ray_trial_of,
     run_id_attr,
 )
-from search.optuna_bridge import OptunaBridge, TrialView, is_number
-from search.sweeps import SPACE_ARTIFACT
-from search.trial_logs import error_line
-from search.write_behind import RunWrites
+from search.readback.sweeps import SPACE_ARTIFACT
+from search.stores import trial_logs
+from search.stores.mlflow_writer import InlineWriter, MlflowWriter
+from search.stores.trial_logs import error_line
+from search.stores.write_behind import RunWrites
 
 # MLflow 3's UI opens an experiment on its GenAI overview unless told it holds training runs.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}

@@ -22,9 +22,9 @@ from optuna.trial import TrialState
 
 from search.errors import SweepError
 from search.names import CHECKPOINT_METRICS_ATTR, CHECKPOINT_STEP_ATTR, RUN_ID_ATTR, VALUE_STEP_ATTR
-from search.scored import weights_notice
-from search.store import Store
-from search.sweeps import load_study, objective_names, recorded_space, require_sweeps
+from search.readback.scored import weights_notice
+from search.readback.sweeps import load_study, objective_names, recorded_space, require_sweeps
+from search.stores.store import Store
 
 CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.pt"
 MODEL_FILE = "model.pt"

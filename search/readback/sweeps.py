@@ -14,11 +14,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from search.constraints import all_hold
 from search.errors import SweepError
-from search.infra import rdb_storage
 from search.names import ROLE_TAG
-from search.store import Store
+from search.space.constraints import all_hold
+from search.stores.infra import rdb_storage
+from search.stores.store import Store
 
 SPACE_ARTIFACT = "space.yaml"  # the space as the sweep ran it, on its parent MLflow run
 

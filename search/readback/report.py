@@ -22,8 +22,8 @@ from optuna.trial import TrialState
 from optuna.visualization import matplotlib as vis_mpl
 
 from search.errors import SweepError
-from search.store import Store
-from search.sweeps import latest_parent_run, load_study, objective_names, require_sweeps
+from search.readback.sweeps import latest_parent_run, load_study, objective_names, require_sweeps
+from search.stores.store import Store
 
 
 @dataclass
@@ -128,7 +128,7 @@ def seed_errorbars(study: optuna.Study, out_dir: Path) -> list[Path]:
     best first (``seeds.png`` / ``.html``); none for a sweep without repeated seeds."""
     import plotly.graph_objects as go
 
-    from search.seed_stats import half_width
+    from search.readback.seed_stats import half_width
 
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

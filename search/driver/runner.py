@@ -14,7 +14,6 @@ import threading
 import time
 import warnings
 from contextlib import closing, contextmanager, nullcontext
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
@@ -24,28 +23,36 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from rich.console import Console
 
-from search import interrupts, ray_patches, samplers
-from search.definition import (
+from search.driver import interrupts, ray_patches
+from search.driver.head_watch import HeadWatch
+from search.driver.optuna_bridge import OptunaBridge
+from search.driver.plan import Sweep
+from search.driver.progress import BacklogLine, ProgressCallback, objectives_text
+from search.driver.ray_session import StopBoard, trial_function
+from search.driver.study_setup import (
+    check_store,
+    close_orphans,
+    definition_version,
+    existing_study,
+    init_store,
+    open_study,
+)
+from search.driver.summary import SweepOutcome, parent_metrics, parent_tags, print_summary, summarize
+from search.driver.tracking import MlflowTrialCallback, Tracking
+from search.driver.trial_budget import TrialBudgetStopper
+from search.driver.tune_glue import OptunaSearcher
+from search.errors import SpecError, StoreFullError, UnreachableError, UserError, WriterLostError
+from search.names import PARENT_ATTR
+from search.readback.sweeps import latest_parent_run
+from search.space import samplers
+from search.space.definition import (
     VERSION_ATTR,
 )
-from search.driver_lock import sole_driver
-from search.errors import SpecError, StoreFullError, UnreachableError, UserError, WriterLostError
-from search.head_watch import HeadWatch
-from search.infra import check_reachable
-from search.mlflow_writer import MlflowWriter
-from search.names import PARENT_ATTR
-from search.optuna_bridge import OptunaBridge
-from search.pareto import ParetoPruner
-from search.progress import BacklogLine, ProgressCallback, objectives_text
-from search.ray_session import StopBoard, trial_function
-from search.spec import SweepSpec, load, objectives
-from search.store import Store, out_of_space
-from search.study_setup import check_store, close_orphans, definition_version, existing_study, init_store, open_study
-from search.summary import SweepOutcome, parent_metrics, parent_tags, print_summary, summarize
-from search.sweeps import latest_parent_run
-from search.tracking import MlflowTrialCallback, Tracking
-from search.trial_budget import TrialBudgetStopper
-from search.tune_glue import OptunaSearcher, PruningScheduler, ReportingASHA
+from search.space.spec import SweepSpec
+from search.stores.driver_lock import sole_driver
+from search.stores.infra import check_reachable
+from search.stores.mlflow_writer import MlflowWriter
+from search.stores.store import Store, out_of_space
 from trainables.registry import TrainableSpec
 
 log = logging.getLogger(__name__)
@@ -76,38 +83,6 @@ def engine_settings() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-@dataclass
-class Sweep:
-    """A validated sweep: everything needed to run it, nothing written anywhere yet."""
-
-    spec: SweepSpec
-    source: str
-    trainable: TrainableSpec  # resolved once, here; the workers look it up by name in their own process
-    metrics: list[str]  # one, or several for a trade-off
-    modes: list[str]
-    n_trials: int
-    sampler: optuna.samplers.BaseSampler
-    pruner: optuna.pruners.BasePruner
-    scheduler: PruningScheduler | ReportingASHA  # its bridge is attached when the sweep runs
-    front_pruner: ParetoPruner | None = None  # pruner: pareto (the bridge asks it, not the study)
-    enqueued: list[dict[str, Any]] = field(default_factory=list)
-    # (parameters, trial number): trials a lost or interrupted driver did not finish, run again first (resume)
-    reruns: list[tuple[dict[str, Any], int]] = field(default_factory=list)
-
-    @property
-    def metric(self) -> str:
-        return self.metrics[0]
-
-    @property
-    def mode(self) -> str:
-        return self.modes[0]
-
-    @property
-    def directions(self) -> list[optuna.study.StudyDirection]:
-        d = optuna.study.StudyDirection
-        return [d.MAXIMIZE if m == "max" else d.MINIMIZE for m in self.modes]
-
-
 class FailFastStopper(tune.Stopper):
     """Ends the sweep once its first trials all failed alike (``OptunaBridge.failing_fast``), as Ray's
     ``FailureConfig(fail_fast=True)`` does on the first failure: a broken set-up stops in seconds, not after
@@ -121,34 +96,6 @@ class FailFastStopper(tune.Stopper):
 
     def stop_all(self) -> bool:
         return self.bridge.failing_fast is not None
-
-
-def prepare(name_or_path: str, overrides: list[tuple[str, Any]] = (), trials: int | None = None) -> Sweep:
-    if trials is not None:
-        overrides = [*overrides, ("trials", trials)]
-    spec, path = load(name_or_path, overrides)
-    return prepare_spec(spec, str(path))
-
-
-def prepare_spec(spec: SweepSpec, source: str) -> Sweep:
-    trainable = spec.resolved  # looked up once, when the space was validated
-    metrics, modes = objectives(spec, trainable)
-    sweep = Sweep(
-        spec=spec,
-        source=source,
-        trainable=trainable,
-        metrics=metrics,
-        modes=modes,
-        n_trials=samplers.trial_count(spec, source),
-        sampler=samplers.build_sampler(spec, source),
-        pruner=samplers.build_pruner(spec, source),
-        scheduler=samplers.build_scheduler(spec, source, metrics[0], modes[0]),
-        front_pruner=samplers.build_front_pruner(spec, source),
-    )
-    samplers.rehearse(spec, source, modes)
-    if spec.sampler.name == "ofat":
-        sweep.enqueued = samplers.ofat_points(spec, source)
-    return sweep
 
 
 def ensure_ray(address: str | None = None) -> None:

@@ -1,0 +1,3 @@
+"""The space file and everything checked before anything runs: its schema (``spec``), constraints, what
+defines a study's search (``definition``), and the samplers and pruners built by name (``samplers``,
+``pareto``). Nothing here touches a store or starts Ray: a refusal costs a fraction of a second."""
