@@ -1,5 +1,6 @@
 """The README and docs/ as a user reads them: every command and option they name exists, every key of their
-space-file examples is a key hpsearch takes, and the README's full example is a space file it accepts."""
+space-file examples is a key hpsearch takes, the reference's full example is a space file it accepts, the
+README lists every built-in space, and docs/cli.md is what the CLI says."""
 
 import re
 from pathlib import Path
@@ -33,7 +34,7 @@ def commands() -> dict[str, set[str]]:
     """Each command's name with the options it takes."""
     group = typer.main.get_command(app)
     return {
-        name: {opt for p in cmd.params for opt in getattr(p, "opts", []) + getattr(p, "secondary_opts", [])}
+        name: {o for p in cmd.params for o in getattr(p, "opts", []) + getattr(p, "secondary_opts", []) if o[0] == "-"}
         for name, cmd in group.commands.items()
     }
 
@@ -71,8 +72,22 @@ def test_every_key_of_the_docs_space_file_examples_is_a_space_file_key():
     assert {"name", "trainable", "space", "sampler", "pruner", "budget", "fuse"} <= seen
 
 
-def test_the_readmes_full_space_file_is_one_hpsearch_accepts():
-    block = next(b for b in yaml_blocks(ROOT / "README.md") if b.startswith("name: addition-lr"))
+def test_the_references_full_space_file_is_one_hpsearch_accepts():
+    block = next(b for b in yaml_blocks(ROOT / "docs" / "space-files.md") if b.startswith("name: addition-lr"))
     raw = yaml.safe_load(block)
     raw.pop("cluster")  # a database and a server that are not here; its keys are checked by the test above
-    assert spec.validate(raw, "README.md").trainable == "addition-cnn"
+    assert spec.validate(raw, "docs/space-files.md").trainable == "addition-cnn"
+
+
+def test_the_readme_lists_every_built_in_space():
+    listed = set(re.findall(r"^\| `([a-z0-9-]+)` \| `", (ROOT / "README.md").read_text(), re.M))
+    assert listed == {p.stem for p in (ROOT / "spaces").glob("*.yaml")}
+
+
+def test_the_cli_reference_is_what_the_cli_says():
+    from search.commands.reference import reference
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    assert text == reference(), "docs/cli.md is behind the CLI: python -m search.commands.reference > docs/cli.md"
+    for name, options in commands().items():
+        assert f"## hpsearch {name}" in text and all(f"`{o}`" in text for o in options - {"--help"})
