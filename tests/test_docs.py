@@ -91,3 +91,9 @@ def test_the_cli_reference_is_what_the_cli_says():
     assert text == reference(), "docs/cli.md is behind the CLI: python -m search.commands.reference > docs/cli.md"
     for name, options in commands().items():
         assert f"## hpsearch {name}" in text and all(f"`{o}`" in text for o in options - {"--help"})
+
+
+def test_the_space_file_reference_has_one_row_for_each_key_the_schema_takes():
+    text = (ROOT / "docs" / "space-files.md").read_text()
+    rows = re.findall(r"^\| `([a-z_]+)` \|", text, re.M)
+    assert sorted(rows) == sorted(spec.SweepSpec.model_fields)

@@ -398,34 +398,52 @@ def test_run_new_after_a_kill_closes_what_the_dead_driver_left_before_archiving(
     assert "RUNNING" not in {r.info.status for r in runs}
 
 
-def test_a_dead_mlflow_writer_stops_the_sweep_in_one_line_and_resume_finishes_it(flaky_space, tmp_path):
+def kill_one_of_its_processes_mid_sweep(flaky_space, tmp_path, name: str, command_line: str, wait_s: float):
+    """A sweep, and one process of its tree (by what its command line holds) killed at its first report; the
+    driver must end by itself within ``wait_s``. Returns the store, the driver's exit code and output, and
+    its process tree as it was."""
     import psutil
 
     store = Store.at(tmp_path / "store")
-    space = flaky_space("writer", {"steps": 40, "sleep": 0.1}, trials=4, concurrency=2)
+    space = flaky_space(name, {"steps": 40, "sleep": 0.1}, trials=4, concurrency=2)
     proc = start_driver(space, store)
     try:
-        assert wait_for(lambda: running_trials(store, "writer") >= 1, timeout=150), driver_log(space)
-        writers = [
-            p for p in psutil.Process(proc.pid).children() if "search.stores.mlflow_writer" in " ".join(p.cmdline())
-        ]
-        assert len(writers) == 1
-        writers[0].kill()
-        proc.wait(timeout=120)
+        assert wait_for(lambda: running_trials(store, name) >= 1, timeout=150), driver_log(space)
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        targets = [p for p in tree if command_line in " ".join(p.cmdline())]
+        assert len(targets) == 1
+        targets[0].kill()
+        proc.wait(timeout=wait_s)
     finally:
         os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
-    output = driver_log(space)
-    assert proc.returncode == 1 and "Traceback" not in output, output
+    return store, proc.returncode, driver_log(space), tree
+
+
+def one_error_line(returncode: int, output: str) -> str:
+    assert returncode == 1 and "Traceback" not in output, output
     errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "the MLflow writer process ended" in errors[0] and "hpsearch resume writer" in errors[0]
-    done = hpsearch("resume", "writer", "--store", str(store.root))
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+def resume_finishes(store: Store, name: str, trials: int) -> None:
+    done = hpsearch("resume", name, "--store", str(store.root))
     assert done.returncode == 0, done.stderr[-3000:]
-    study = optuna.load_study(study_name="writer", storage=store.optuna_url)
+    study = optuna.load_study(study_name=name, storage=store.optuna_url)
     assert TrialState.RUNNING not in {t.state for t in study.trials}
-    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 4
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= trials
     client = MlflowClient(store.mlflow_url)
-    runs = client.search_runs([client.get_experiment_by_name("writer").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
     assert "RUNNING" not in {r.info.status for r in runs}
+
+
+def test_a_dead_mlflow_writer_stops_the_sweep_in_one_line_and_resume_finishes_it(flaky_space, tmp_path):
+    store, code, output, _ = kill_one_of_its_processes_mid_sweep(
+        flaky_space, tmp_path, "writer", "search.stores.mlflow_writer", wait_s=120
+    )
+    error = one_error_line(code, output)
+    assert "the MLflow writer process ended" in error and "hpsearch resume writer" in error
+    resume_finishes(store, "writer", trials=4)
 
 
 def test_rays_head_killed_mid_sweep_stops_the_driver_in_one_line_and_resume_finishes_it(flaky_space, tmp_path):
@@ -433,31 +451,14 @@ def test_rays_head_killed_mid_sweep_stops_the_driver_in_one_line_and_resume_fini
     line, no word of resume."""
     import psutil
 
-    store = Store.at(tmp_path / "store")
-    space = flaky_space("headless", {"steps": 40, "sleep": 0.1}, trials=4, concurrency=2)
-    proc = start_driver(space, store)
-    try:
-        assert wait_for(lambda: running_trials(store, "headless") >= 1, timeout=150), driver_log(space)
-        tree = psutil.Process(proc.pid).children(recursive=True)
-        heads = [p for p in tree if "gcs_server" in " ".join(p.cmdline())]
-        assert len(heads) == 1
-        heads[0].kill()
-        proc.wait(timeout=50)  # under Ray's own 60 s: the watch ended it
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
-    output = driver_log(space)
-    assert proc.returncode == 1 and "Traceback" not in output, output
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Ray's head died" in errors[0] and "hpsearch resume headless" in errors[0], output
+    # under Ray's own 60 s: the watch ended it
+    store, code, output, tree = kill_one_of_its_processes_mid_sweep(
+        flaky_space, tmp_path, "headless", "gcs_server", wait_s=50
+    )
+    error = one_error_line(code, output)
+    assert "Ray's head died" in error and "hpsearch resume headless" in error
     assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "raylet" in p.name()]
-    done = hpsearch("resume", "headless", "--store", str(store.root))
-    assert done.returncode == 0, done.stderr[-3000:]
-    study = optuna.load_study(study_name="headless", storage=store.optuna_url)
-    assert TrialState.RUNNING not in {t.state for t in study.trials}
-    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 4
-    client = MlflowClient(store.mlflow_url)
-    runs = client.search_runs([client.get_experiment_by_name("headless").experiment_id])
-    assert "RUNNING" not in {r.info.status for r in runs}
+    resume_finishes(store, "headless", trials=4)
 
 
 def test_a_trial_lost_while_its_parameters_were_sampled_is_closed_and_not_run_again_with_half_of_them(
