@@ -11,7 +11,8 @@ from ray.tune.experiment import Trial
 from rich.console import Console
 from rich.table import Table
 
-from search.driver.optuna_bridge import OptunaBridge, TrialView
+from search.driver.optuna_bridge import OptunaBridge
+from search.driver.trial_records import TrialView
 from search.readback.seed_stats import distinct, half_width, welch_p
 from search.space.pareto import front_of, signed
 

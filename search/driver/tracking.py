@@ -23,7 +23,8 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from search.driver.optuna_bridge import OptunaBridge, TrialView, is_number
+from search.driver.optuna_bridge import OptunaBridge
+from search.driver.trial_records import TrialView, is_number
 from search.names import (
     CHECKPOINT_FILE,
     CHECKPOINT_STEP_TAG,
