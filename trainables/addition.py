@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, checkpoint_bytes, param_count
-from trainables.fused import FusedAdamW, FusedGroup, FusedModels, batch_order_seed, shared_key
+from trainables.fused import FusedAdamW, FusedGroup, FusedModels, batch_order_seed, fit_fused, shared_key
 from trainables.loop import FitLoop, optimizer_step, shuffled
 from trainables.registry import Hyperparameters, fusable, trainable
 from trainables.session import GroupSession, Session
@@ -288,18 +288,13 @@ def train_addition_fused(models: list[nn.Module], ps: list[AdditionParams], sess
         flat = F.cross_entropy(out.reshape(-1, 10), train_y[idx].reshape(-1).repeat(n), reduction="none")
         return flat.view(n, -1).mean(dim=1), len(idx)
 
-    for epoch in range(first.epochs):
-        fused.train()
-        if not group.train_epoch(shuffled(len(train_x), first.batch_size, gen, device), losses):
-            group.report(session, epoch + 1, {}, {}, set())  # every member failed: the search is told
-            return
+    def evaluate(epoch: int, last: bool) -> tuple[dict, dict, set]:
         fused.eval()
         with torch.no_grad():  # in chunks: a (members x 10,000) batch at once runs out of cache
             d = torch.cat([fused(digits[i : i + 1024]).argmax(-1) for i in range(0, len(digits), 1024)], dim=1)
         predicted = d[..., 0] * 100 + d[..., 1] * 10 + d[..., 2]
-        last = epoch == first.epochs - 1
         metrics, checkpoints, final = {}, {}, set()
-        seconds = (time.monotonic() - started) / (epoch + 1)
+        seconds = (time.monotonic() - started) / epoch
         for r, m in enumerate(group.active):
             p, correct = ps[m], predicted[r] == totals
             values = {
@@ -307,7 +302,7 @@ def train_addition_fused(models: list[nn.Module], ps: list[AdditionParams], sess
                 "exact_match": correct.float().mean().item(),
                 "train_exact_match": correct[~held].float().mean().item(),
                 "heldout_exact_match": correct[held].float().mean().item() if held.any() else float("nan"),
-                "epoch": float(epoch + 1),
+                "epoch": float(epoch),
                 **size,
             }
             reached = p.stop_at_exact_match is not None and values["exact_match"] >= p.stop_at_exact_match
@@ -316,10 +311,12 @@ def train_addition_fused(models: list[nn.Module], ps: list[AdditionParams], sess
                 models[m].load_state_dict(fused.member_state(r))  # the member as one ordinary model
                 values |= final_summary(models[m], digits, totals, seconds)
             # offered at every step: the session keeps the member's weights that scored its value
-            checkpoints[m] = lambda r=r, e=epoch: {"model": fused.member_state(r), "epoch": e}
+            checkpoints[m] = lambda r=r, e=epoch - 1: {"model": fused.member_state(r), "epoch": e}
             metrics[m] = values
-        if not group.report(session, epoch + 1, metrics, checkpoints, final):
-            return
+        return metrics, checkpoints, final
+
+    batches = lambda: shuffled(len(train_x), first.batch_size, gen, device)  # noqa: E731
+    fit_fused(group, session, first.epochs, batches, losses, evaluate)
 
 
 @torch.no_grad()

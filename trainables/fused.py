@@ -15,6 +15,14 @@ runs far faster than M separate trainings. Here:
   gradient norm on its own, as ``clip_grad_norm_`` would.
 * ``FusedGroup`` keeps which members are still training: one the search prunes, or whose loss diverges,
   leaves the group, and the stacked weights and optimizer state are repacked without it.
+* ``fit_fused`` is the epoch loop every fused trainable shares: a trainable gives its batches, its losses
+  and what it measures at an epoch's end, as it does to ``loop.FitLoop`` alone.
+
+The fused optimizers are not ``torch.optim.Optimizer`` subclasses, on purpose: an Optimizer's param groups
+hold one value of each hyperparameter per group, where these hold one per member along the stacked weights'
+first dimension, and the one thing a subclass would add, ``state_dict``, would be written into checkpoints
+that nothing reads: a checkpoint here is one member's model (``member_state``), for ``best`` and ``export``,
+and ``hpsearch resume`` runs an unfinished trial again from its start, never from a checkpoint.
 
 The losses of the members are summed before ``backward``: each member's weights get exactly its own
 loss's gradient. No Ray, Optuna or MLflow here: a group session (``trainables.session.GroupSession``)
@@ -297,3 +305,31 @@ class FusedGroup:
         for m in bad:
             self.failed[m] = self._unreported[m] = "the training loss diverged (not a finite number)"
         return bad
+
+
+# evaluate(epoch, last) -> (metrics, checkpoints, final), by member index: what a fused trainable measures
+# at an epoch's end, the checkpoints it offers, and the members that end here.
+Evaluate = Callable[[int, bool], tuple[dict[int, dict[str, float]], dict[int, Any], set[int]]]
+
+
+def fit_fused(
+    group: FusedGroup,
+    session: GroupSession,
+    epochs: int,
+    batches: Callable[[], Iterable[Any]],
+    losses: Callable[[Any], tuple[torch.Tensor, int]],
+    evaluate: Evaluate,
+) -> None:
+    """The epoch loop every fused trainable shares (``loop.FitLoop`` is the solo one): an epoch of steps for
+    the members still training, then ``evaluate`` and one report, until every member has ended (its last
+    epoch, its target, pruned by the search, diverged). If every member fails in an epoch the search is
+    told at that epoch's step, with no metrics."""
+    group.models.train()
+    for epoch in range(1, epochs + 1):
+        if not group.train_epoch(batches(), losses):
+            group.report(session, epoch, {}, {}, set())
+            return
+        metrics, checkpoints, final = evaluate(epoch, epoch == epochs)
+        group.models.train()
+        if not group.report(session, epoch, metrics, checkpoints, final):
+            return

@@ -28,6 +28,7 @@ from trainables.fused import (
     FusedSGD,
     batch_order_seed,
     check_fusible,
+    fit_fused,
     shared_key,
 )
 from trainables.loop import FitLoop, optimizer_step, shuffled
@@ -324,33 +325,29 @@ def image_classifier_fused(ps: list[ImageParams], session: GroupSession) -> None
         rows = torch.tensor(group.active, device=device)
         return smoothed_cross_entropy(fused(x), y, smoothing[rows]), len(y)
 
-    started = time.monotonic()
-    fused.train()
-    for epoch in range(first.epochs):
-        if not group.train_epoch(shuffled(len(train_x), first.batch_size, gen), losses):
-            group.report(session, epoch + 1, {}, {}, set())  # every member failed: the search is told
-            return
+    def measure(epoch: int, last: bool) -> tuple[dict, dict, set]:
         valid_loss, valid_acc = evaluate(data.valid)
-        last = epoch == first.epochs - 1
         test_acc = evaluate(data.test)[1] if last else None
-        seconds = (time.monotonic() - started) / (epoch + 1)
+        seconds = (time.monotonic() - started) / epoch
         metrics, checkpoints = {}, {}
         for r, m in enumerate(group.active):
             metrics[m] = {
                 "train_loss": group.train_loss(m),
                 "valid_loss": valid_loss[r],
                 "valid_accuracy": valid_acc[r],
-                "epoch": float(epoch + 1),
+                "epoch": float(epoch),
                 "seconds_per_epoch": seconds,
                 "param_count": float(params),
             }
             if last:
                 metrics[m]["test_accuracy"] = test_acc[r]
             if ps[m].save_model:  # offered at every step: the session keeps the one that scored the value
-                checkpoints[m] = lambda r=r, e=epoch + 1: {"model": fused.member_state(r), "epoch": e, **usage}
-        final = set(group.active) if last else set()
-        if not group.report(session, epoch + 1, metrics, checkpoints, final):
-            return
+                checkpoints[m] = lambda r=r, e=epoch: {"model": fused.member_state(r), "epoch": e, **usage}
+        return metrics, checkpoints, set(group.active) if last else set()
+
+    started = time.monotonic()
+    batches = lambda: shuffled(len(train_x), first.batch_size, gen)  # noqa: E731
+    fit_fused(group, session, first.epochs, batches, losses, measure)
 
 
 fusable("image-classifier", image_classifier_fused, fuse_key, cannot_fuse)

@@ -1,5 +1,5 @@
-"""The training loop every trainable shares, in plain PyTorch: epochs of batches, one optimizer step per
-batch, and a report whenever the clock says so.
+"""The training loop every built-in trainable shares alone, in plain PyTorch: epochs of batches, one
+optimizer step per batch, and a report whenever the clock says so (a fused group's loop is ``fused.fit_fused``).
 
 A trainable supplies what is its own (its batches, its step, what it measures in a report) and the loop
 does the rest the same way for all of them: reports at each epoch's end, or every

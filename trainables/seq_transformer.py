@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, run_figures
-from trainables.fused import FusedAdamW, FusedGroup, FusedModels, batch_order_seed, shared_key
+from trainables.fused import FusedAdamW, FusedGroup, FusedModels, batch_order_seed, fit_fused, shared_key
 from trainables.loop import FitLoop, optimizer_step, shuffled
 from trainables.registry import Hyperparameters, fusable, trainable
 from trainables.session import GroupSession, Session
@@ -187,30 +187,27 @@ def seq_transformer_fused(ps: list[SeqParams], session: GroupSession) -> None:
         flat = F.cross_entropy(out.reshape(-1, out.shape[-1]), train[1][idx].repeat(k), reduction="none")
         return flat.view(k, -1).mean(dim=1), len(idx)
 
-    fused.train()
-    for epoch in range(first.epochs):
-        if not group.train_epoch(shuffled(n, first.batch_size, gen, device), losses):
-            group.report(session, epoch + 1, {}, {}, set())  # every member failed: the search is told
-            return
-        last = epoch == first.epochs - 1
+    def measure(epoch: int, last: bool) -> tuple[dict, dict, set]:
         scores, metrics, checkpoints, final = evaluate(valid), {}, {}, set()
         tests = None
         for r, m in enumerate(group.active):
             p = ps[m]
             valid_loss, valid_accuracy = scores[r]
             values = {"train_loss": group.train_loss(m), "valid_loss": valid_loss, "valid_accuracy": valid_accuracy}
-            values["epoch"] = float(epoch + 1)
+            values["epoch"] = float(epoch)
             if last or (p.stop_at_accuracy is not None and valid_accuracy >= p.stop_at_accuracy):
                 tests = tests or evaluate(test)
                 final.add(m)
                 models[m].load_state_dict(fused.member_state(r))
                 values["test_loss"], values["test_accuracy"] = tests[r]
-                values |= run_figures(models[m], epoch + 1, start)
+                values |= run_figures(models[m], epoch, start)
             # offered at every step: the session keeps the member's weights that scored its value
-            checkpoints[m] = lambda r=r, e=epoch + 1: {"model": fused.member_state(r), "epoch": e}
+            checkpoints[m] = lambda r=r, e=epoch: {"model": fused.member_state(r), "epoch": e}
             metrics[m] = values
-        if not group.report(session, epoch + 1, metrics, checkpoints, final):
-            return
+        return metrics, checkpoints, final
+
+    batches = lambda: shuffled(n, first.batch_size, gen, device)  # noqa: E731
+    fit_fused(group, session, first.epochs, batches, losses, measure)
 
 
 fusable("seq-transformer", seq_transformer_fused, fuse_key)
