@@ -27,7 +27,7 @@ from search.driver import interrupts, ray_patches
 from search.driver.head_watch import HeadWatch
 from search.driver.optuna_bridge import OptunaBridge
 from search.driver.plan import Sweep
-from search.driver.progress import BacklogLine, ProgressCallback, objectives_text
+from search.driver.progress import BacklogLine, ProgressCallback
 from search.driver.ray_session import StopBoard, trial_function
 from search.driver.study_setup import (
     check_store,
@@ -37,7 +37,7 @@ from search.driver.study_setup import (
     init_store,
     open_study,
 )
-from search.driver.summary import SweepOutcome, parent_metrics, parent_tags, print_summary, summarize
+from search.driver.summary import SweepOutcome, opening_line, parent_metrics, parent_tags, print_summary, summarize
 from search.driver.tracking import MlflowTrialCallback, Tracking
 from search.driver.trial_budget import TrialBudgetStopper
 from search.driver.tune_glue import OptunaSearcher
@@ -281,55 +281,14 @@ def _drive(
 ) -> SweepOutcome:
     spec = sweep.spec
     tracking = Tracking(store.mlflow_url, store.artifacts)
-    if parent_run_id is None and (existing := existing_study(store, spec.name)) is not None:
-        # what a killed driver left RUNNING is closed before the study goes on, or is archived (--new)
-        close_orphans(store, existing, tracking.client, console)
-    study = open_study(sweep, store, new, console)
-    experiment_id = tracking.experiment_id(spec.name)
-    run_name = f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    if parent_run_id is None:
-        # Without cluster: its storage URL may hold a password, and where a sweep ran is not a hyperparameter.
-        recorded = spec.model_dump(mode="json", exclude={"cluster"})
-        study.set_user_attr("space", recorded)  # for resume, should the driver die before space.yaml is logged
-        parent_run_id = tracking.start_parent(experiment_id, recorded, study.study_name, run_name)
-    else:
-        tracking.client.update_run(parent_run_id, status="RUNNING")
-
-    bridge = OptunaBridge(
-        study,
-        samplers.distributions(spec),
-        spec.config,
-        sweep.metrics,
-        sweep.modes,
-        sweep.n_trials,
-        spec.repeats,
-        spec.constraint_list,
-        sweep.front_pruner,
-        spec.fuse,
-        fuse_key(sweep.trainable) if spec.fuse > 1 else None,
-        spec.value_rule,
-        # every trial knows the run that asked it (resume finds it even if its own MLflow run was never made)
-        {PARENT_ATTR: parent_run_id} | ({VERSION_ATTR: version} if (version := definition_version(study)) else {}),
-    )
+    study, experiment_id, parent_run_id, run_name = _open(sweep, store, new, console, tracking, parent_run_id)
+    bridge = make_bridge(sweep, study, parent_run_id)
     writer.on_wait = BacklogLine(console)
     mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge, writer)
     progress = ProgressCallback(bridge, console)
-
     tuner = build_tuner(sweep, store, bridge, run_name, [mlflow_cb, progress, *callbacks])
-    budget, interval = spec.budget, spec.report_interval_s
-    stops = spec.pruner.name if spec.scheduler.name == "fifo" else "asha"
-    console.print(
-        f"sweep {spec.name}: {sweep.n_trials} trials of {spec.trainable}, {spec.concurrency} at a time, "
-        + (f"trading off {objectives_text(sweep.metrics, sweep.modes)}, " if len(sweep.metrics) > 1 else "")
-        + (f"{len(spec.constraints)} constraint(s), " if spec.constraints else "")
-        + (f"fused in groups of up to {spec.fuse}, " if spec.fuse > 1 else "")
-        + f"sampler {spec.sampler.name}, pruning {stops}"
-        + (f", sweep budget {budget.sweep:g}s" if budget.sweep else "")
-        + (f", trial budget {budget.trial:g}s" if budget.trial else "")
-        + (f", reporting every {interval:g}s" if interval else "")
-        + f"; store {store.describe()}",
-        highlight=False,
-    )
+    budget = spec.budget
+    console.print(opening_line(sweep, store), highlight=False)
     status = "FINISHED"
     started = time.monotonic()
     signals = held  # those that came while it was set up: then no trial starts
@@ -376,6 +335,47 @@ def _drive(
     console.print(progress.status_line(), highlight=False)
     print_summary(sweep, store, outcome, bridge, console)
     return outcome
+
+
+def _open(
+    sweep: Sweep, store: Store, new: bool, console: Console, tracking: Tracking, parent_run_id: str | None
+) -> tuple[optuna.Study, str, str, str]:
+    """The study (what a killed driver left closed first, or archived by --new) and this run's parent run:
+    a new one, or with ``parent_run_id`` (resume) that one, RUNNING again."""
+    spec = sweep.spec
+    if parent_run_id is None and (existing := existing_study(store, spec.name)) is not None:
+        close_orphans(store, existing, tracking.client, console)
+    study = open_study(sweep, store, new, console)
+    experiment_id = tracking.experiment_id(spec.name)
+    run_name = f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    if parent_run_id is None:
+        # Without cluster: its storage URL may hold a password, and where a sweep ran is not a hyperparameter.
+        recorded = spec.model_dump(mode="json", exclude={"cluster"})
+        study.set_user_attr("space", recorded)  # for resume, should the driver die before space.yaml is logged
+        parent_run_id = tracking.start_parent(experiment_id, recorded, study.study_name, run_name)
+    else:
+        tracking.client.update_run(parent_run_id, status="RUNNING")
+    return study, experiment_id, parent_run_id, run_name
+
+
+def make_bridge(sweep: Sweep, study: optuna.Study, parent_run_id: str) -> OptunaBridge:
+    spec = sweep.spec
+    return OptunaBridge(
+        study,
+        samplers.distributions(spec),
+        spec.config,
+        sweep.metrics,
+        sweep.modes,
+        sweep.n_trials,
+        spec.repeats,
+        spec.constraint_list,
+        sweep.front_pruner,
+        spec.fuse,
+        fuse_key(sweep.trainable) if spec.fuse > 1 else None,
+        spec.value_rule,
+        # every trial knows the run that asked it (resume finds it even if its own MLflow run was never made)
+        {PARENT_ATTR: parent_run_id} | ({VERSION_ATTR: version} if (version := definition_version(study)) else {}),
+    )
 
 
 def fuse_key(trainable: TrainableSpec) -> Callable[[dict[str, Any]], Any]:

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from search.driver.optuna_bridge import OptunaBridge
-from search.driver.progress import fmt, front_table, rank, results_table
+from search.driver.progress import fmt, front_table, objectives_text, rank, results_table
 from search.names import RUN_ID_ATTR
 from search.readback.scored import weights_notice
 from search.space.constraints import all_hold
@@ -45,6 +45,24 @@ class SweepOutcome:
     def nothing_completed(self) -> bool:
         """Every trial failed: the sweep produced no result, and the command exits non-zero."""
         return not self.interrupted and not self.counts.get("complete") and bool(self.failures)
+
+
+def opening_line(sweep: Sweep, store: Store) -> str:
+    """The sweep's first line: what runs, how, and where it is recorded."""
+    spec = sweep.spec
+    budget, interval = spec.budget, spec.report_interval_s
+    stops = spec.pruner.name if spec.scheduler.name == "fifo" else "asha"
+    return (
+        f"sweep {spec.name}: {sweep.n_trials} trials of {spec.trainable}, {spec.concurrency} at a time, "
+        + (f"trading off {objectives_text(sweep.metrics, sweep.modes)}, " if len(sweep.metrics) > 1 else "")
+        + (f"{len(spec.constraints)} constraint(s), " if spec.constraints else "")
+        + (f"fused in groups of up to {spec.fuse}, " if spec.fuse > 1 else "")
+        + f"sampler {spec.sampler.name}, pruning {stops}"
+        + (f", sweep budget {budget.sweep:g}s" if budget.sweep else "")
+        + (f", trial budget {budget.trial:g}s" if budget.trial else "")
+        + (f", reporting every {interval:g}s" if interval else "")
+        + f"; store {store.describe()}"
+    )
 
 
 def summarize(bridge: OptunaBridge, parent_run_id: str, interrupted: bool) -> SweepOutcome:
