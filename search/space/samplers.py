@@ -23,8 +23,9 @@ from optuna.distributions import (
 from pydantic import TypeAdapter, ValidationError
 
 from search.errors import SpecError, shorten
+from search.space.params import CategoricalParam, FloatParam, IntParam, Param
 from search.space.pareto import ParetoPruner
-from search.space.spec import MAX_GRID, PRUNERS, SAMPLERS, CategoricalParam, FloatParam, IntParam, Param, SweepSpec
+from search.space.spec import MAX_GRID, PRUNERS, SAMPLERS, SweepSpec
 
 DEFAULT_TRIALS = 20
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -24,6 +24,8 @@ from pydantic import (
 
 from search.errors import SpecError, shorten
 from search.space.constraints import Constraint
+from search.space.params import CategoricalParam, Count, FloatParam, IntParam, Param, Strict
+from search.space.yaml_file import read_yaml
 from trainables import registry
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "spaces"
@@ -44,111 +46,6 @@ SAMPLERS = {
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "threshold", "patient", "pareto")
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 Mode = Literal["min", "max"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _divides(low: float, high: float, step: float) -> bool:
-    n = (high - low) / step
-    return math.isclose(n, round(n), rel_tol=0, abs_tol=1e-9 * max(1.0, abs(n)))
-
-
-Finite = Annotated[float, Field(allow_inf_nan=False)]  # a NaN or inf bound would only fail mid-sweep
-
-
-def _not_a_bool(value: Any) -> Any:
-    if isinstance(value, bool):  # pydantic's lax mode would read true as 1
-        raise ValueError(f"expected a whole number, not {str(value).lower()}")
-    return value
-
-
-Count = Annotated[int, BeforeValidator(_not_a_bool)]  # a count: `true` is not 1
-
-
-class FloatParam(_Strict):
-    type: Literal["float"]
-    low: Finite
-    high: Finite
-    log: bool = False
-    step: Finite | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> "FloatParam":
-        _check_range(self.low, self.high, self.log, self.step)
-        return self
-
-    def size(self) -> int | None:
-        """How many values a grid takes (None: continuous), without listing them."""
-        return None if self.step is None else round((self.high - self.low) / self.step) + 1
-
-    def values(self) -> list[float] | None:
-        if self.step is None:
-            return None
-        n = round((self.high - self.low) / self.step)
-        return [round(self.low + i * self.step, 12) for i in range(n + 1)]
-
-
-class IntParam(_Strict):
-    type: Literal["int"]
-    low: int
-    high: int
-    log: bool = False
-    step: int = Field(1, gt=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> "IntParam":
-        _check_range(self.low, self.high, self.log, None if self.step == 1 else self.step)
-        return self
-
-    def size(self) -> int:
-        return (self.high - self.low) // self.step + 1
-
-    def values(self) -> list[int]:
-        return list(range(self.low, self.high + 1, self.step))
-
-
-class CategoricalParam(_Strict):
-    type: Literal["categorical"]
-    choices: list[Union[bool, int, float, str, None]]
-
-    @model_validator(mode="after")
-    def _check(self) -> "CategoricalParam":
-        if not self.choices:
-            raise ValueError("choices must not be empty")
-        for i, a in enumerate(self.choices):
-            for b in self.choices[:i]:
-                # 16 and 16.0 are one value to a sampler (and to Python); True and 1 are not meant as one
-                if a == b and isinstance(a, bool) == isinstance(b, bool):
-                    raise ValueError(f"choices repeat a value: {shorten(b)} and {shorten(a)}")
-            if isinstance(a, float) and not math.isfinite(a):
-                raise ValueError(f"choices must be finite numbers (got {a})")
-        kinds = {"text" if isinstance(c, str) else "yes/no" if isinstance(c, bool) else "number"
-                 for c in self.choices if c is not None}  # fmt: skip
-        if len(kinds) > 1:
-            raise ValueError(f"choices mix {' and '.join(sorted(kinds))}: {shorten(self.choices)} (keep one kind)")
-        return self
-
-    def size(self) -> int:
-        return len(self.choices)
-
-    def values(self) -> list[Any]:
-        return list(self.choices)
-
-
-def _check_range(low: float, high: float, log: bool, step: float | None) -> None:
-    if low >= high:
-        raise ValueError(f"low ({low}) must be below high ({high})")
-    if log and low <= 0:
-        raise ValueError(f"log scale needs low > 0 (got low={low})")
-    if log and step is not None:
-        raise ValueError("log and step cannot be combined")
-    if step is not None and not _divides(low, high, step):
-        raise ValueError(f"step {step} does not divide the range {low}..{high}")
-
-
-Param = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
 
 
 class SamplerSpec(BaseModel):
@@ -191,7 +88,7 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
-class Budget(_Strict):
+class Budget(Strict):
     """``sweep``: the whole sweep stops at this time. ``trial``: each trial trains until this time is up.
     ``startup``: under a trial budget, how long a trial may take to make its first report (worker start,
     imports, data loading) before the driver starts its clock anyway: a trial that never reports is stopped
@@ -213,7 +110,7 @@ class SchedulerSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class Resources(_Strict):
+class Resources(Strict):
     cpu: float = Field(1, gt=0, le=1024, allow_inf_nan=False)
     gpu: float = Field(0, ge=0, le=64, allow_inf_nan=False)
     # Ray custom resources a trial needs, e.g. {a100: 1} on a cluster whose nodes declare them.
@@ -232,7 +129,7 @@ class Resources(_Strict):
         return self
 
 
-class Cluster(_Strict):
+class Cluster(Strict):
     """Where a sweep runs and writes when one machine is not enough (docs/scale-out.md). The flags
     --address, --storage, --tracking-uri, --storage-path and their environment variables win over these."""
 
@@ -250,7 +147,7 @@ MAX_GRID = 100_000  # configurations a grid or ofat sweep may enumerate
 MAX_FUSE = 1_024  # members of one fused group
 
 
-class SweepSpec(_Strict):
+class SweepSpec(Strict):
     # a file and directory name in the store and in Ray: letters, digits, . _ -, at most 100 characters
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     trainable: str
@@ -427,89 +324,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> di
             node = child
         node[leaf] = value
     return raw
-
-
-MAX_FILE_BYTES = 1_000_000  # a space file is a page of YAML; anything this large is a mistake
-MAX_ALIASES = 32  # enough to share a fragment; a YAML alias bomb needs more to blow up
-# What the file holds once its aliases are expanded (each alias a copy, as JSON, MLflow's params and the
-# trials' configs write it): 31 aliases under the alias limit can still turn 400 KB into 100 MB.
-MAX_EXPANDED_CHARS = 2_000_000
-
-
-class SpaceLoader(yaml.SafeLoader):
-    """Safe YAML that refuses what a space file never needs and would only hide a mistake: a key given
-    twice in one mapping (YAML keeps the last silently), and many aliases (a few hundred bytes of
-    nested aliases expand to gigabytes)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.aliases = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.events.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                mark = self.peek_event().start_mark
-                raise yaml.constructor.ConstructorError(None, None, f"more than {MAX_ALIASES} aliases", mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)):
-                continue
-            if key in seen:
-                message = f"key {shorten(key)} appears twice (first on line {seen[key]})"
-                raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-def expanded_size(data: Any, limit: int) -> int:
-    """About how many characters ``data`` takes written out with every alias copied; counting stops just past
-    ``limit`` (the walk never expands anything itself)."""
-    size, stack = 0, [data]
-    while stack and size <= limit:
-        item = stack.pop()
-        if isinstance(item, dict):
-            size += 2 + 2 * len(item)
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            size += 2 + len(item)
-            stack.extend(item)
-        else:
-            size += len(str(item))
-    return size
-
-
-def read_yaml(path: Path, source: str) -> Any:
-    """The file's YAML, or a SpecError naming the line (and nothing else read)."""
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise SpecError(f"{path.stat().st_size:,} bytes; a space file is at most {MAX_FILE_BYTES:,}", source)
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SpaceLoader)  # noqa: S506 (a SafeLoader)
-        if (size := expanded_size(data, MAX_EXPANDED_CHARS)) > MAX_EXPANDED_CHARS:
-            raise SpecError(
-                f"expands to over {MAX_EXPANDED_CHARS:,} characters through its aliases (at least {size:,}); "
-                "a space file is a page of YAML",
-                source,
-            )
-        return data
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SpecError(f"{where}not valid YAML ({problem})", source) from None
-    except UnicodeDecodeError as e:
-        raise SpecError(f"not UTF-8 text (byte {e.start}: {e.object[e.start : e.start + 1]!r})", source) from None
-    except RecursionError:
-        raise SpecError("nested too deeply to be a space file", source) from None
-    except OSError as e:
-        raise SpecError(f"cannot read: {e.strerror}", source) from None
 
 
 def load(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> tuple[SweepSpec, Path]:
