@@ -107,3 +107,30 @@ def test_init_refuses_to_overwrite(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["init", "mine"])
     assert result.exit_code == 2 and "already exist (pass --force to overwrite)" in result.stderr
     assert (tmp_path / "mine.py").read_text() == "# a user's file\n"
+
+
+LEAN = """
+import sys
+from typer.testing import CliRunner
+from search.commands.cli import app
+result = CliRunner().invoke(app, ["sweeps", "--store", sys.argv[1]])
+assert result.exit_code == 0, result.output
+print(sorted(m for m in ("ray", "ray.tune", "mlflow", "torch") if m in sys.modules))
+"""
+
+
+def test_sweeps_reads_the_study_without_importing_ray_mlflow_or_torch(tmp_path):
+    """`hpsearch sweeps` took 9 s, 2 of them importing Ray Tune and MLflow for a number format; a read-only
+    command imports what it reads with."""
+    import subprocess
+    import sys
+
+    import optuna
+
+    store = tmp_path / "store"
+    store.mkdir()
+    study = optuna.create_study(study_name="one", storage=f"sqlite:///{store / 'optuna.db'}")
+    study.tell(study.ask(), 0.5)
+    done = subprocess.run([sys.executable, "-c", LEAN, str(store)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -265,7 +265,7 @@ def ui(
 @app.command()
 def sweeps(store: str = StoreOpt, storage: Optional[str] = StorageOpt) -> None:
     """Every sweep in the store: trials by state, best value, when it last ran."""
-    from search.driver.progress import fmt
+    from search.readback.shown import fmt
     from search.readback.sweeps import list_sweeps
 
     s = open_store(store, storage)

@@ -14,17 +14,10 @@ from rich.table import Table
 from search.driver.optuna_bridge import OptunaBridge
 from search.driver.trial_records import TrialView
 from search.readback.seed_stats import distinct, half_width, welch_p
+from search.readback.shown import fmt
 from search.space.pareto import front_of, signed
 
 STATUS_EVERY_S = 10.0
-
-
-def fmt(v: Any) -> str:
-    if isinstance(v, float):
-        if v.is_integer() and 1e4 <= abs(v) < 1e9:  # a count or a size: every digit, no exponent
-            return str(int(v))
-        return f"{v:.4g}"
-    return str(v)
 
 
 class BacklogLine:

@@ -12,9 +12,10 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from search.driver.optuna_bridge import OptunaBridge
-from search.driver.progress import fmt, front_table, objectives_text, rank, results_table
+from search.driver.progress import front_table, objectives_text, rank, results_table
 from search.names import RUN_ID_ATTR
 from search.readback.scored import weights_notice
+from search.readback.shown import fmt
 from search.space.constraints import all_hold
 from search.stores.store import Store
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import yaml
-from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from search.errors import SweepError
@@ -19,6 +16,10 @@ from search.names import ROLE_TAG
 from search.space.constraints import all_hold
 from search.stores.infra import rdb_storage
 from search.stores.store import Store
+
+if TYPE_CHECKING:  # MLflow costs a second to import: `hpsearch sweeps` reads the study alone
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 SPACE_ARTIFACT = "space.yaml"  # the space as the sweep ran it, on its parent MLflow run
 
@@ -89,6 +90,8 @@ def list_sweeps(store: Store) -> list[SweepRow]:
 def recorded_space(client: MlflowClient, parent_run_id: str, study_attrs: dict[str, Any]) -> dict[str, Any] | None:
     """The space as a sweep ran it: its parent run's space.yaml, else (the driver died before that artifact
     was written) the copy the study keeps; None if neither holds it."""
+    from mlflow.exceptions import MlflowException
+
     try:
         with open(client.download_artifacts(parent_run_id, SPACE_ARTIFACT)) as f:
             return yaml.safe_load(f) or {}
