@@ -71,9 +71,7 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
     }
     remaining = sweep.n_trials - len(finished)
     # a lost trial may have had no MLflow run yet (killed as it started): it is this run's all the same
-    redo = unfinished(study, of_this_run | {t.number for t in lost})
-    # one killed while the sampler chose its parameters never ran: closed, not run again with half of them
-    redo = [t for t in redo if set(sweep.spec.space) <= set(t.params)]
+    redo = unfinished(study, of_this_run | {t.number for t in lost}, set(sweep.spec.space))
     console = console or Console(stderr=True)
     console.print(
         f"resuming {name}: {len(finished)} of {sweep.n_trials} trials finished, {len(lost)} were running when "
@@ -93,9 +91,10 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
 RERUN = (LOST, "interrupted")  # why a trial did not finish, when it is to run again
 
 
-def unfinished(study, of_this_run: set[int]) -> list:
+def unfinished(study, of_this_run: set[int], searched: set[str]) -> list:
     """The trials of this run that the driver's loss or an interrupt stopped (FAIL, ``stopped``), and that
-    no later trial has run again (``rerun_of``), in order."""
+    no later trial has run again (``rerun_of``), in order. One killed while the sampler chose its parameters
+    (it lacks some of the ``searched`` ones) never ran: it is closed, not run again with half of them."""
     trials = study.get_trials(deepcopy=False)
     rerun = {t.user_attrs.get(RERUN_OF_ATTR) for t in trials}
     return [
@@ -105,4 +104,5 @@ def unfinished(study, of_this_run: set[int]) -> list:
         and t.state == TrialState.FAIL
         and t.user_attrs.get(STOPPED_ATTR) in RERUN
         and t.number not in rerun
+        and searched <= set(t.params)
     ]
