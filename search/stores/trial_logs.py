@@ -67,7 +67,10 @@ def collect(trial: Trial) -> list[Path]:
 def for_artifacts(files: list[Path], cap: int = ARTIFACT_CAP) -> Iterator[list[Path]]:
     """The log files to log as a run's artifacts: each as it is, or, when larger than ``cap`` bytes, a copy
     of the same name holding its first and last part and a line saying what was cut and where the whole
-    log is. The copies live until the block ends."""
+    log is. The copies live until the block ends; a trial whose logs are all small (most) makes none."""
+    if all(path.stat().st_size <= cap for path in files):
+        yield files
+        return
     with tempfile.TemporaryDirectory(prefix="hpsearch-logs-") as tmp:
         yield [_capped(path, Path(tmp), cap) for path in files]
 
