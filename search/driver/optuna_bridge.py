@@ -8,7 +8,9 @@ Ray's stock ``OptunaSearch`` never asks an Optuna pruner, and when a Ray schedul
 the study COMPLETE with the partial value, so TPE learns from half-trained trials and the dashboard shows
 no pruned trial. Here one ``OptunaBridge`` owns the study and the Ray-trial -> Optuna-trial map: the
 ledger of trials, and all that is told to the study. Ray Tune reaches it through the searcher and the
-schedulers of ``tune_glue.py``; the trial budget is ``trial_budget.py``'s.
+schedulers of ``tune_glue.py``; the trial budget is ``trial_budget.py``'s; a fused group's routing is
+``fused_routing.py``'s, and how a configuration ended (state, mean over seeds, constraints, fail-fast)
+``verdict.py``'s.
 
 Stopped-by-pruning trials end PRUNED in the study, never COMPLETE. Only the driver writes the study.
 
@@ -23,8 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-import statistics
 from typing import Any, Callable
 
 import optuna
@@ -32,34 +32,30 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 from ray.tune.experiment import Trial
 
+from search.driver.fused_routing import FusedRouting
 from search.driver.trial_records import TellHook, TrialRecord, TrialView, is_number, measured, view_of
+from search.driver.verdict import FailFast, constraint_amounts, final_state, mean_values, std_values
 from search.errors import SamplerError
 from search.names import (
     CHECKPOINT_METRICS_ATTR,
     CHECKPOINT_STEP_ATTR,
     FAIL_REASON_ATTR,
     FINAL_KEY,
-    FINAL_MEMBERS_KEY,
     KEPT_KEY,
-    MEMBERS_KEY,
     RAY_TRIAL_ATTR,
     REASON_ATTR,
     STOPPED_ATTR,
     VALUE_STEP_ATTR,
-    member_failures,
-    member_key,
-    member_results,
 )
-from search.space.constraints import Constraint, all_hold, violations
-from search.space.pareto import INTERMEDIATE_ATTR, ParetoPruner, signed
+from search.space.constraints import Constraint, all_hold
+from search.space.pareto import INTERMEDIATE_ATTR, ParetoPruner, history, signed
 from search.stores.trial_logs import error_line
 from search.stores.write_behind import StudyWrites
 
 log = logging.getLogger(__name__)
-_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
-class OptunaBridge:
+class OptunaBridge(FusedRouting):
     def __init__(
         self,
         study: optuna.Study,
@@ -102,34 +98,13 @@ class OptunaBridge:
         self._asked = 0
         self._stops: dict[str, list[int]] = {}  # Ray trial id -> members pruned since the worker was told
         self.front_pruner = front_pruner
-        # Failing fast: the error lines of the trials that raised, while none has completed (fail_fast).
-        self.fail_fast = 0
-        self._raised: list[str] = []
-        self._completed_any = False
-        self.failing_fast: str | None = None  # the error every one of the first trials raised, once it is so
+        self._fail_fast = FailFast()  # the error every one of the first trials raised, once it is so
         # A running trial's steps and attributes reach the study in one write a second (write_behind.py);
         # the other stores finish writing a trial before it is told (tracking: its MLflow run).
         self._writes = StudyWrites()
         self.tell_hooks: list[TellHook] = []
         if front_pruner is not None:
-            front_pruner.seed(self._history())
-
-    def _history(self) -> list[tuple[int, bool, dict[int, tuple[float, ...]]]]:
-        """The vectors a continued study's trials reported at each step, for the front pruner."""
-        out = []
-        for t in self.study.get_trials(deepcopy=False):
-            if t.state == TrialState.RUNNING:
-                continue
-            if self.multi:
-                steps = {
-                    int(k.rpartition(".")[2]): signed(v, self.modes)
-                    for k, v in t.user_attrs.items()
-                    if k.startswith(INTERMEDIATE_ATTR + ".") and isinstance(v, list) and len(v) == len(self.modes)
-                }
-            else:
-                steps = {step: signed([v], self.modes) for step, v in t.intermediate_values.items()}
-            out.append((t.number, t.state == TrialState.COMPLETE, steps))
-        return out
+            front_pruner.seed(history(self.study.get_trials(deepcopy=False), self.modes, self.multi))
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles its search algorithm and scheduler with the experiment; the study lives in its own
@@ -163,43 +138,6 @@ class OptunaBridge:
         if self.repeats > 1:
             config["seed"] = config.get("seed", 0) + rec.repeat
         return config
-
-    def _ask_fused(self, ray_trial_id: str) -> dict[str, Any] | None:
-        """Up to ``fuse`` Optuna trials asked together (a sampler with a constant liar spreads them), split
-        by what must be shared (``fuse_key``: the architecture, the batches); one group per Ray trial."""
-        if not self._pending:
-            k = min(self.fuse, self.n_trials - self._asked)
-            if k <= 0:
-                return None
-            by_key: dict[Any, list[optuna.Trial]] = {}
-            for _ in range(k):
-                trial = self._ask()
-                self._asked += 1
-                config = {**self.fixed_config, **trial.params}
-                by_key.setdefault(self.fuse_key(config) if self.fuse_key else None, []).append(trial)
-            self._pending.extend(by_key.values())
-        trials = self._pending.pop(0)
-        keys = []
-        for i, trial in enumerate(trials):
-            keys.append(member_key(ray_trial_id, i))
-            rec = TrialRecord(trial, key=keys[-1], member=i)
-            rec.seeds = [rec]
-            self._records[keys[-1]] = rec
-            self._writes.set_attr(trial, RAY_TRIAL_ATTR, ray_trial_id)
-            self._writes.set_attr(trial, "fused_member", i)
-        self._fused[ray_trial_id] = keys
-        return {MEMBERS_KEY: [{**self.fixed_config, **t.params} for t in trials]}
-
-    def members(self, ray_trial_id: str) -> list[str]:
-        """The record keys of a Ray trial: its members' if it is a fused group, else its own id."""
-        return self._fused.get(ray_trial_id, [ray_trial_id])
-
-    def is_fused(self, ray_trial_id: str) -> bool:
-        return ray_trial_id in self._fused
-
-    def take_stops(self, ray_trial_id: str) -> list[int]:
-        """The members of a group pruned since the last call: the worker must drop them."""
-        return self._stops.pop(ray_trial_id, [])
 
     def _ask(self) -> optuna.Trial:
         """``study.ask``, closing the trial it may have created before it failed (a sampler that raises
@@ -314,33 +252,11 @@ class OptunaBridge:
         rec.values = (rec.best,)
         return True
 
-    def _report_fused(self, ray_trial_id: str, result: dict[str, Any]) -> bool:
-        """One step of a fused group: each member's metrics go to its own trial; a member that ended here
-        (its last step, a failure, a missing metric) is told now, while the others go on."""
-        common, by_member = member_results(result)
-        finals = set(common.pop(FINAL_MEMBERS_KEY, None) or [])
-        failed = member_failures(common)
-        common.pop(FINAL_KEY, None)
-        keys = self._fused[ray_trial_id]
-        for i, metrics in sorted(by_member.items()):
-            if not self.report(keys[i], {**common, **metrics, FINAL_KEY: i in finals}) or i in finals:
-                self.complete(keys[i], None, error=False)  # COMPLETE, or FAIL for a missing metric
-        for i, reason in failed.items():
-            if (rec := self._records[keys[i]]).state is None:
-                rec.failure = reason
-                self.complete(keys[i], None, error=True)
-        return any(self._records[k].state is None for k in keys)
-
     def should_prune(self, ray_trial_id: str) -> bool:
         """Whether the trial must stop now; a group's members are judged one by one (the pruned ones end
         PRUNED now, and ``take_stops`` names them for the worker), and the group stops once none is left."""
         if ray_trial_id in self._fused:
-            keys = self._fused[ray_trial_id]
-            for i, key in enumerate(keys):
-                if self._should_prune(key):
-                    self.complete(key, None, error=False)
-                    self._stops.setdefault(ray_trial_id, []).append(i)
-            return all(self._records[k].state is not None for k in keys)
+            return self._prune_members(ray_trial_id)
         return self._should_prune(ray_trial_id)
 
     def _should_prune(self, ray_trial_id: str) -> bool:
@@ -414,24 +330,22 @@ class OptunaBridge:
             self._tell_seeds(rec.seeds, None, reason)
 
     def _tell_seeds(self, seeds: list[TrialRecord], missing: TrialState | None, reason: str) -> None:
-        """Tell the study how a configuration ended: FAIL if a seed failed (or, for seeds that never ran,
-        ``missing``), PRUNED if one was pruned, else COMPLETE with the mean of its seeds' values (of each
-        objective, for a trade-off), its constraints told with it."""
+        """Tell the study how a configuration ended (``verdict.final_state``), with the mean of its seeds'
+        values (of each objective, for a trade-off) and its constraints."""
         trial = seeds[0].optuna_trial
         if trial.number in self._told:
             return
         self._told.add(trial.number)
-        states = {r.state for r in seeds} | ({missing} if missing and len(seeds) < self.repeats else set())
-        if TrialState.FAIL in states:
-            final = TrialState.FAIL
-            reason = next((r.failure for r in seeds if r.state == TrialState.FAIL), None) or reason
-        elif TrialState.PRUNED in states:
-            final = TrialState.PRUNED
-        else:
-            final = TrialState.COMPLETE
+        final, reason = final_state(seeds, self.repeats, missing, reason)
         if self.constraints and final != TrialState.FAIL:
-            unknown = self._constrain(trial, seeds)
-            if unknown is not None and final == TrialState.COMPLETE:
+            amounts, unknown = constraint_amounts(self.constraints, seeds)
+            if unknown is None:
+                for text, amount in amounts.items():
+                    trial.set_constraint(text, amount)
+                self._writes.set_attr(trial, "feasible", all_hold(amounts))
+                for r in seeds:
+                    r.violations = dict(amounts)
+            elif final == TrialState.COMPLETE:
                 final, reason = TrialState.FAIL, unknown
                 for r in seeds:
                     r.failure = r.failure or unknown
@@ -443,15 +357,14 @@ class OptunaBridge:
         if first.checkpoint_step is not None:
             self._writes.set_attr(trial, CHECKPOINT_STEP_ATTR, first.checkpoint_step)
             self._writes.set_attr(trial, CHECKPOINT_METRICS_ATTR, first.checkpoint_metrics)
-        per_seed = [r.values for r in seeds]  # each seed's vector: (value,) with one objective
         if len(seeds) > 1:
-            shown = [None if v is None else (list(v) if self.multi else v[0]) for v in per_seed]
+            shown = [None if r.values is None else (list(r.values) if self.multi else r.values[0]) for r in seeds]
             self._writes.set_attr(trial, "repeat_values", shown)
         values = None
         if final == TrialState.COMPLETE:
-            values = [statistics.fmean(column) for column in zip(*per_seed)]
+            values = mean_values(seeds)
             if len(seeds) > 1:
-                stds = [statistics.stdev(column) for column in zip(*per_seed)]
+                stds = std_values(seeds)
                 self._writes.set_attr(trial, "value_std", stds if self.multi else stds[0])
         # Every step in both stores before the study holds the trial finished: the other stores start
         # writing, the study's own writes go meanwhile, then they are waited for.
@@ -465,42 +378,18 @@ class OptunaBridge:
         self.study.tell(trial, values if self.multi or values is None else values[0], state=final)
         if final == TrialState.COMPLETE and self.front_pruner is not None:
             self.front_pruner.completed(trial.number)
-        self._watch_failures(final, seeds)
+        self._fail_fast.saw(final, seeds)
 
-    def _watch_failures(self, final: TrialState, seeds: list[TrialRecord]) -> None:
-        """Fail fast: the first ``fail_fast`` trials all raised the same error and none completed."""
-        if final in (TrialState.COMPLETE, TrialState.PRUNED):
-            self._completed_any = True
-        if self._completed_any or not self.fail_fast or self.failing_fast is not None or final != TrialState.FAIL:
-            return
-        raised = next((r.failure for r in seeds if r.raised and r.failure), None)
-        if raised is None:
-            return
-        self._raised.append(raised)
-        first = self._raised[: self.fail_fast]
-        # alike: the same exception and message, whatever numbers it quotes (a trial's x=0.41, a size)
-        if len(first) == self.fail_fast and len({_NUMBER.sub("#", line) for line in first}) == 1:
-            self.failing_fast = first[0]
+    # The fail-fast watch (verdict.FailFast): the runner sets how many first trials it watches and reads
+    # the error they all raised.
+    @property
+    def fail_fast(self) -> int:
+        return self._fail_fast.first
 
-    def _constrain(self, trial: optuna.Trial, seeds: list[TrialRecord]) -> str | None:
-        """Tell Optuna each constraint's violation on the configuration's final values (the mean over its
-        seeds); the reason it cannot be told, when a constraint's metric was never reported."""
-        reported = [r.latest for r in seeds if r.latest]
-        finals = {
-            k: statistics.fmean(latest[k] for latest in reported)
-            for k in {k for latest in reported for k in latest}
-            if all(k in latest for latest in reported)
-        }
-        try:
-            amounts = violations(self.constraints, finals)
-        except KeyError as e:
-            metric = e.args[0]
-            text = next(c.text for c in self.constraints if c.metric == metric)
-            shown = ", ".join(sorted(k for k in finals if k not in ("step", "elapsed_s", "node_id")))
-            return f"constraint {text!r}: metric {metric!r} was not reported (reported: {shown or 'nothing'})"
-        for text, amount in amounts.items():
-            trial.set_constraint(text, amount)
-        self._writes.set_attr(trial, "feasible", all_hold(amounts))
-        for r in seeds:
-            r.violations = dict(amounts)
-        return None
+    @fail_fast.setter
+    def fail_fast(self, first: int) -> None:
+        self._fail_fast.first = first
+
+    @property
+    def failing_fast(self) -> str | None:
+        return self._fail_fast.failing

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 Vector = tuple[float, ...]
 INTERMEDIATE_ATTR = "intermediate"  # user attribute "intermediate.<step>": a multi-objective trial's vector
@@ -136,3 +137,23 @@ class ParetoPruner:
                 return better >= math.ceil(self.keep * len(numbers))
             better += len(front)
         return False
+
+
+def history(trials: Iterable[Any], modes: Sequence[str], multi: bool) -> list[tuple[int, bool, dict[int, Vector]]]:
+    """The signed vectors a continued study's ended trials (Optuna's frozen trials) reported at each step,
+    for ``ParetoPruner.seed``: a trade-off's from its ``intermediate.<step>`` attributes, else the
+    intermediate values."""
+    out = []
+    for t in trials:
+        if t.state.name == "RUNNING":
+            continue
+        if multi:
+            steps = {
+                int(k.rpartition(".")[2]): signed(v, modes)
+                for k, v in t.user_attrs.items()
+                if k.startswith(INTERMEDIATE_ATTR + ".") and isinstance(v, list) and len(v) == len(modes)
+            }
+        else:
+            steps = {step: signed([v], modes) for step, v in t.intermediate_values.items()}
+        out.append((t.number, t.state.name == "COMPLETE", steps))
+    return out
