@@ -112,3 +112,17 @@ def test_a_bad_option_value_is_one_line_not_a_usage_box(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: hpsearch run: Invalid value for '--trials': Input should be greater than or equal to 1"
     ]
+
+
+def test_a_missing_trainable_file_names_each_folder_looked_in_once(tmp_path, monkeypatch):
+    space = tmp_path / "s.yaml"
+    space.write_text(
+        "name: s\ntrainable: ./nope.py:train\nmetric: m\nmode: max\nspace: {x: {type: float, low: 0, high: 1}}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for cwd, looked in ((tmp_path, f"{tmp_path})"), (elsewhere, f"{tmp_path} or {elsewhere})")):
+        monkeypatch.chdir(cwd)
+        result = CliRunner().invoke(app, ["run", str(space), "--store", str(tmp_path / "store")])
+        assert result.exit_code == 2
+        assert result.stderr.strip().endswith(f"no such file './nope.py' (looked in {looked}"), result.stderr

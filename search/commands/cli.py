@@ -96,12 +96,13 @@ def run(
 ) -> None:
     """Run a sweep: Ray Tune runs the trials, Optuna samples them, MLflow records them."""
     from search.space import spec as spec_mod  # the space file first: a bad one costs no engine import
+    from search.space.overrides import parse_override
 
     server = None
     # Ctrl-C or SIGTERM before the sweep holds them (imports, Ray's start): one line, nothing recorded.
     with interrupts_end_in_one_line("the sweep had not started; nothing was recorded"):
         try:
-            overrides = [spec_mod.parse_override(s) for s in set_ or []]
+            overrides = [parse_override(s) for s in set_ or []]
             if trials is not None:
                 overrides.append(("trials", trials))
             spec, path = spec_mod.load(space, overrides)
@@ -447,7 +448,7 @@ def train(
 
     from pydantic import ValidationError
 
-    from search.space.spec import parse_override
+    from search.space.overrides import parse_override
     from trainables.registry import get
     from trainables.session import CheckpointKeeper, LocalSession
 

@@ -1,4 +1,5 @@
-"""The space file: its schema (pydantic), loading, ``--set`` overrides, and checks against the trainable.
+"""The space file: its schema (pydantic) and its loading (``--set`` overrides: ``overrides.py``; the checks
+against the trainable: ``trainable_checks.py``).
 
 Everything a sweep needs is validated here, before anything is written to a store, so a bad file costs
 one clear line and nothing else.
@@ -11,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -24,7 +24,9 @@ from pydantic import (
 
 from search.errors import SpecError, shorten
 from search.space.constraints import Constraint
-from search.space.params import CategoricalParam, Count, FloatParam, IntParam, Param, Strict
+from search.space.overrides import apply_overrides
+from search.space.params import Count, Param, Strict
+from search.space.trainable_checks import check_against_trainable, resolve_trainable, with_absolute_paths
 from search.space.yaml_file import read_yaml
 from trainables import registry
 
@@ -300,32 +302,6 @@ def space_names() -> list[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """``a.b.c=VALUE`` -> ("a.b.c", VALUE parsed as a YAML scalar)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", key.strip()):
-        raise SpecError(f"expected KEY=VALUE with a dotted KEY, got {text!r}", "--set")
-    if re.fullmatch(r"\s*[-+]?0[xXoObB][0-9a-fA-F_]+\s*|\s*[-+]?0[0-7_]+\s*", raw):
-        return key.strip(), raw.strip()  # YAML reads 0x10 as 16 and 010 as 8: a count is written in decimal
-    try:
-        return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        raise SpecError(f"value {raw!r} is not a YAML scalar", "--set", key) from None
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
-    for key, value in overrides:
-        node = raw
-        *parents, leaf = key.split(".")
-        for i, part in enumerate(parents):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise SpecError(f"{'.'.join(parents[: i + 1])} is not a mapping", "--set", key)
-            node = child
-        node[leaf] = value
-    return raw
-
-
 def load(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> tuple[SweepSpec, Path]:
     """Read, override, validate. Raises SpecError with a one-line message on any problem."""
     path = resolve_path(name_or_path)
@@ -355,7 +331,7 @@ def resolve_reference(ref: str, space_dir: Path, source: str = "") -> str:
     for candidate in candidates:
         if candidate.is_file():
             return f"{candidate.resolve()}:{attr}"
-    looked = " or ".join(str(c.resolve().parent) for c in candidates)
+    looked = " or ".join(dict.fromkeys(str(c.resolve().parent) for c in candidates))  # one folder once
     raise SpecError(f"no such file {target!r} (looked in {looked})", source, "trainable")
 
 
@@ -392,121 +368,3 @@ def _first_error(e: ValidationError) -> tuple[str, str]:
     elif err["type"] not in ("value_error", "missing") and "input" in err:
         msg = f"{msg} (got {shorten(err['input'])})"
     return msg, ".".join(loc) or "(top)"
-
-
-def resolve_trainable(spec: SweepSpec, source: str) -> registry.TrainableSpec:
-    try:
-        return registry.get(spec.trainable)
-    except registry.TrainableError as e:
-        raise SpecError(str(e), source, "trainable") from None
-
-
-def check_against_trainable(spec: SweepSpec, trainable: registry.TrainableSpec, source: str) -> None:
-    """Every configured or searched name must be a hyperparameter of the trainable, of the right type."""
-    if spec.reports_by_time and not trainable.reports_by_time:
-        why = "report: time" if spec.report == "time" else "a trial budget reports by time by default"
-        raise SpecError(
-            f"{spec.trainable} cannot report by wall-clock time ({why}); set report: epoch to compare trials"
-            " at equal epochs instead",
-            source,
-            "report",
-        )
-    if spec.fuse > 1 and (trainable.fused is None or trainable.plain):
-        raise SpecError(
-            f"{spec.trainable} cannot fuse: it has no fused form ("
-            + ", ".join(t.name for t in registry.all_trainables() if t.fused is not None and not t.plain)
-            + " have one; docs/trainables.md says how to give your own one)",
-            source,
-            "fuse",
-        )
-    if trainable.plain:
-        for key in ("metric", "mode"):
-            if getattr(spec, key) is None:
-                want = "the name of what it returns or reports" if key == "metric" else "max or min"
-                raise SpecError(f"a plain function declares no {key}: set {key}: to {want}", source, key)
-        return  # its hyperparameter types are the space file's own
-    fields = trainable.params.model_fields
-    for section, names in (("config", spec.config), ("space", spec.space)):
-        for name in names:
-            if name not in fields:
-                raise SpecError(
-                    f"{spec.trainable} has no hyperparameter {name!r} (it takes: {', '.join(fields)})",
-                    source,
-                    f"{section}.{name}",
-                )
-    # One representative trial: catches wrong types and out-of-range values in config and space bounds.
-    for name, param in spec.space.items():
-        for value in _extremes(param):
-            try:
-                trainable.params.model_validate({**spec.config, name: value})
-            except ValidationError as e:
-                err = e.errors()[0]
-                key = ".".join(map(str, err["loc"])) or name
-                section = "space" if key == name else "config"
-                raise SpecError(
-                    f"{err['msg'].removeprefix('Value error, ')} (got {shorten(err.get('input'))})",
-                    source,
-                    f"{section}.{key}" if section == "config" or not err["loc"] else f"space.{name}",
-                ) from None
-    if spec.fuse > 1 and trainable.cannot_fuse is not None:
-        for key, values in _variants(spec):
-            try:
-                why = trainable.cannot_fuse(trainable.params.model_validate(values))
-            except ValidationError:
-                continue
-            if why:
-                raise SpecError(f"{spec.trainable} cannot fuse: {why}", source, "fuse" if key == "config" else key)
-    if trainable.preflight is not None:
-        for key, values in _variants(spec):
-            try:
-                params = trainable.params.model_validate(values)
-            except ValidationError:
-                continue  # a combination of choices: each value alone was checked above
-            try:
-                trainable.preflight(params)
-            except (ValueError, OSError) as e:
-                raise SpecError(str(e).splitlines()[0], source, key) from None
-
-
-def _variants(spec: SweepSpec) -> list[tuple[str, dict[str, Any]]]:
-    """The fixed settings, then each categorical choice (a model name, a dataset) once."""
-    base = {**spec.config, **_first_values(spec)}
-    return [("config", base)] + [
-        (f"space.{name}", {**base, name: value})
-        for name, param in spec.space.items()
-        if isinstance(param, CategoricalParam)
-        for value in param.values()[1:]
-    ]
-
-
-def with_absolute_paths(spec: SweepSpec, trainable: registry.TrainableSpec) -> SweepSpec:
-    """A copy whose local paths in config (fields marked ``LOCAL_PATH``) are absolute, so they mean the same
-    on any worker, whatever its directory."""
-    if trainable.plain:
-        return spec  # it declares no paths; its trials run in the launch directory
-    fields = trainable.params.model_fields
-    config = dict(spec.config)
-    for name, value in spec.config.items():
-        extra = getattr(fields.get(name), "json_schema_extra", None) or {}
-        if isinstance(value, str) and extra.get("local_path"):
-            path = Path(value).expanduser()
-            if value.startswith((".", "~")) or path.exists():
-                config[name] = str(path.resolve())
-    return spec.model_copy(update={"config": config}) if config != spec.config else spec
-
-
-def _first_values(spec: SweepSpec) -> dict[str, Any]:
-    return {name: _extremes(param)[0] for name, param in spec.space.items()}
-
-
-def _extremes(param: FloatParam | IntParam | CategoricalParam) -> list[Any]:
-    if isinstance(param, CategoricalParam):
-        return param.values()
-    return [param.low, param.high]
-
-
-def objectives(spec: SweepSpec, trainable: registry.TrainableSpec) -> tuple[list[str], list[str]]:
-    """The sweep's metrics and their modes, one or several; a single one defaults to the trainable's."""
-    if isinstance(spec.metric, list):
-        return list(spec.metric), list(spec.mode)  # lengths checked by the schema
-    return [spec.metric or trainable.metric], [spec.mode or trainable.mode]
