@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from search.driver import plan, runner
-from search.space import spec as spec_mod
+from search.space import loading
 from search.stores.store import Store
 
 
@@ -48,7 +48,7 @@ def space(configs: int, epochs: int, fuse: int, gpu: float) -> dict:
 
 def sweep(raw: dict, store: Store) -> tuple[float, dict[float, float]]:
     """Wall time of the whole sweep, and each learning rate's final exact match."""
-    spec = spec_mod.validate(raw, raw["name"])
+    spec = loading.validate(raw, raw["name"])
     prepared = plan.prepare_spec(spec, raw["name"])
     started = time.monotonic()
     runner.run(prepared, store, console=Console(file=io.StringIO()))

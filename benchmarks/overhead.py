@@ -60,7 +60,7 @@ def ray_tune(n: int, folder: str) -> float:
 
 def hpsearch(n: int, folder: str) -> float:
     from search.driver import plan, runner
-    from search.space import spec
+    from search.space import loading
     from search.stores.store import Store
 
     raw = {
@@ -73,7 +73,7 @@ def hpsearch(n: int, folder: str) -> float:
         "trials": n,
     }
     started = time.monotonic()
-    sweep = plan.prepare_spec(spec.validate(raw, "overhead"), "overhead")
+    sweep = plan.prepare_spec(loading.validate(raw, "overhead"), "overhead")
     runner.run(sweep, Store.at(folder), console=Console(file=io.StringIO()))
     return time.monotonic() - started
 

@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from search.commands.cli import app
-from search.space.spec import SPACES_DIR, space_names
+from search.space.loading import SPACES_DIR, space_names
 
 
 def test_list_shows_trainables_with_defaults_and_every_space():

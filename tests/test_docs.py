@@ -10,7 +10,7 @@ import typer
 import yaml
 
 from search.commands.cli import app
-from search.space import spec
+from search.space import loading, spec
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -76,7 +76,7 @@ def test_the_references_full_space_file_is_one_hpsearch_accepts():
     block = next(b for b in yaml_blocks(ROOT / "docs" / "space-files.md") if b.startswith("name: addition-lr"))
     raw = yaml.safe_load(block)
     raw.pop("cluster")  # a database and a server that are not here; its keys are checked by the test above
-    assert spec.validate(raw, "docs/space-files.md").trainable == "addition-cnn"
+    assert loading.validate(raw, "docs/space-files.md").trainable == "addition-cnn"
 
 
 def test_the_readme_lists_every_built_in_space():

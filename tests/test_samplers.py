@@ -7,7 +7,8 @@ from optuna.trial import TrialState
 
 from search.driver.optuna_bridge import OptunaBridge
 from search.space import samplers
-from search.space.spec import PRUNERS, SAMPLERS, validate
+from search.space.loading import validate
+from search.space.spec import PRUNERS, SAMPLERS
 
 BASE = {
     "name": "unit",
@@ -99,8 +100,8 @@ def test_the_scheduler_is_built_once_with_its_options_and_attached_when_the_swee
 def test_the_baseline_is_a_point_of_the_space_and_says_where_a_default_was_left(write_space):
     """hpsearch train SPACE and OFAT start from it: a trainable's default outside the space gives way to the
     space's own middle (first choice, middle of a range, geometric on a log scale), with a note."""
+    from search.space.loading import load
     from search.space.samplers import baseline_notes
-    from search.space.spec import load
 
     space = {
         "name": "b",

@@ -12,8 +12,9 @@ import optuna
 
 from search.driver.tune_glue import PruningScheduler, ReportingASHA, build_scheduler
 from search.space import samplers
+from search.space.loading import load
 from search.space.pareto import ParetoPruner
-from search.space.spec import SweepSpec, load
+from search.space.spec import SweepSpec
 from search.space.trainable_checks import objectives
 from trainables.registry import TrainableSpec
 

@@ -27,7 +27,7 @@ from search.driver.summary import SweepOutcome
 from search.errors import SweepError
 from search.names import PARENT_ATTR, RERUN_OF_ATTR, STOPPED_ATTR, TRIAL_NUMBER_TAG
 from search.readback.sweeps import latest_parent_run, load_study, recorded_space, require_sweeps
-from search.space.spec import validate
+from search.space.loading import validate
 from search.stores.driver_lock import sole_driver
 from search.stores.reconcile import LOST, close_lost
 from search.stores.store import Store

@@ -287,7 +287,6 @@ def _drive(
     mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge, writer)
     progress = ProgressCallback(bridge, console)
     tuner = build_tuner(sweep, store, bridge, run_name, [mlflow_cb, progress, *callbacks])
-    budget = spec.budget
     console.print(opening_line(sweep, store), highlight=False)
     status = "FINISHED"
     started = time.monotonic()
@@ -308,32 +307,54 @@ def _drive(
                 f"`hpsearch resume {spec.name}` closes the trials that were running and finishes it"
             ) from None
         wall = time.monotonic() - started
-        # Ray ends trials at the sweep budget (or on a signal) without telling searcher or callbacks.
-        by_budget = budget.sweep is not None and wall >= budget.sweep - 1.0
-        failing = bridge.failing_fast
-        reason = "sweep budget" if by_budget else FAILED_FAST if failing else "interrupted"
-        # With the disk full these writes fail too: what stays RUNNING is what `hpsearch resume` closes.
-        stopped = bridge.finish_open(reason, as_pruned=by_budget)
-        mlflow_cb.finish_open(reason)
-        mlflow_cb.writes.flush_all()  # what runs closed earlier still held (nothing, as a rule)
-        writer.sync()  # every trial run written before the parent run ends
-        interrupted = (
-            not by_budget and not failing and (bool(stopped) or len(bridge.views()) < sweep.n_trials * spec.repeats)
+        outcome = _end(
+            sweep, store, bridge, mlflow_cb, writer, tracking, parent_run_id, run_name, status, signals, wall
         )
-        if interrupted and status == "FINISHED":
-            status = "KILLED"
-        if failing and status == "FINISHED":
-            status = "FAILED"
-        outcome = summarize(bridge, parent_run_id, interrupted)
-        outcome.signal = signals[0] if signals else signal.SIGINT
-        outcome.stopped = sorted({v.number for v in bridge.views() if v.ray_trial_id in stopped})
-        outcome.failed_fast = f"its first {spec.fail_fast} trials all raised {failing}" if failing else None
-        outcome.stopped_by_budget, outcome.wall_s = by_budget, wall
-        if "://" not in store.ray_results:
-            outcome.ray_dir = f"{store.ray_results}/{run_name}"
-        tracking.end_parent(parent_run_id, status, parent_metrics(outcome), parent_tags(outcome))
     console.print(progress.status_line(), highlight=False)
     print_summary(sweep, store, outcome, bridge, console)
+    return outcome
+
+
+def _end(
+    sweep: Sweep,
+    store: Store,
+    bridge: OptunaBridge,
+    mlflow_cb: MlflowTrialCallback,
+    writer: MlflowWriter,
+    tracking: Tracking,
+    parent_run_id: str,
+    run_name: str,
+    status: str,
+    signals: list[int],
+    wall: float,
+) -> SweepOutcome:
+    """Close what Ray stopped without telling us (the budget, a signal, failing fast), write every trial
+    run, and end the parent run with the sweep's outcome."""
+    spec, budget = sweep.spec, sweep.spec.budget
+    # Ray ends trials at the sweep budget (or on a signal) without telling searcher or callbacks.
+    by_budget = budget.sweep is not None and wall >= budget.sweep - 1.0
+    failing = bridge.failing_fast
+    reason = "sweep budget" if by_budget else FAILED_FAST if failing else "interrupted"
+    # With the disk full these writes fail too: what stays RUNNING is what `hpsearch resume` closes.
+    stopped = bridge.finish_open(reason, as_pruned=by_budget)
+    mlflow_cb.finish_open(reason)
+    mlflow_cb.writes.flush_all()  # what runs closed earlier still held (nothing, as a rule)
+    writer.sync()  # every trial run written before the parent run ends
+    interrupted = (
+        not by_budget and not failing and (bool(stopped) or len(bridge.views()) < sweep.n_trials * spec.repeats)
+    )
+    if interrupted and status == "FINISHED":
+        status = "KILLED"
+    if failing and status == "FINISHED":
+        status = "FAILED"
+    outcome = summarize(bridge, parent_run_id, interrupted)
+    outcome.signal = signals[0] if signals else signal.SIGINT
+    outcome.stopped = sorted({v.number for v in bridge.views() if v.ray_trial_id in stopped})
+    outcome.failed_fast = f"its first {spec.fail_fast} trials all raised {failing}" if failing else None
+    outcome.stopped_by_budget, outcome.wall_s = by_budget, wall
+    if "://" not in store.ray_results:
+        outcome.ray_dir = f"{store.ray_results}/{run_name}"
+    tracking.end_parent(parent_run_id, status, parent_metrics(outcome), parent_tags(outcome))
     return outcome
 
 

@@ -2,7 +2,7 @@
 is one of its hyperparameters, of the right type and range at the space's extremes; it can fuse or report
 by time if asked to; its own preflight (a dataset folder, a model name) passes for each choice.
 
-The checks read the parsed ``SweepSpec`` (``spec.py`` calls them from ``validate``) and the trainable's
+The checks read the parsed ``SweepSpec`` (``loading.validate`` calls them) and the trainable's
 declaration (``trainables/registry.py``); a problem is one ``SpecError`` naming the key.
 """
 

@@ -1,0 +1,139 @@
+"""Commands that run a sweep: ``run`` and ``resume``, and how a sweep's end becomes an exit code."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from search.commands.app import (
+    AddressOpt,
+    SetOpt,
+    StorageOpt,
+    StoragePathOpt,
+    StoreOpt,
+    TrackingOpt,
+    app,
+    err,
+    interrupts_end_in_one_line,
+    open_store,
+    serve_until_interrupted,
+)
+
+AcceptChangeOpt = typer.Option(
+    False,
+    "--accept-change",
+    help="go on in the existing study although its search was defined otherwise (config, space, metric, ...); "
+    "the change is recorded on the study and its later trials",
+)
+
+
+@app.command()
+def run(
+    space: str = typer.Argument(..., help="a space name under spaces/, or a path to a YAML file"),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="number of trials (overrides the file)"),
+    set_: Optional[list[str]] = SetOpt,
+    store: str = StoreOpt,
+    new: bool = typer.Option(False, "--new", help="archive the existing study of this name and start afresh"),
+    accept_change: bool = AcceptChangeOpt,
+    address: Optional[str] = AddressOpt,
+    storage: Optional[str] = StorageOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+    storage_path: Optional[str] = StoragePathOpt,
+    with_dashboard: bool = typer.Option(False, "--dashboard", help="run optuna-dashboard beside the sweep"),
+    dashboard_port: int = typer.Option(8080, "--dashboard-port", min=1, max=65535),
+    keep_dashboard: bool = typer.Option(False, "--keep-dashboard", help="leave the dashboard up after the sweep"),
+) -> None:
+    """Run a sweep: Ray Tune runs the trials, Optuna samples them, MLflow records them."""
+    from search.space import loading  # the space file first: a bad one costs no engine import
+    from search.space.overrides import parse_override
+
+    server = None
+    # Ctrl-C or SIGTERM before the sweep holds them (imports, Ray's start): one line, nothing recorded.
+    with interrupts_end_in_one_line("the sweep had not started; nothing was recorded"):
+        try:
+            overrides = [parse_override(s) for s in set_ or []]
+            if trials is not None:
+                overrides.append(("trials", trials))
+            spec, path = loading.load(space, overrides)
+            # Ray, Optuna, MLflow: once the input is known to be good
+            from search.commands.servers import check_port_free, start_dashboard
+            from search.driver import plan, runner, study_setup
+            from search.stores.store import Store
+
+            sweep = plan.prepare_spec(spec, str(path))
+            c = sweep.spec.cluster  # flags and environment first, then the space file
+            s = Store.at(store, storage or c.storage, tracking_uri or c.tracking_uri, storage_path or c.storage_path)
+            address = address or c.address
+            if with_dashboard:
+                check_port_free("127.0.0.1", dashboard_port)
+                study_setup.create_store(sweep, s, new, address, accept_change)
+                server = start_dashboard(s.optuna_url, "127.0.0.1", dashboard_port)
+                err.print(f"optuna-dashboard on {server.url}", highlight=False)
+            outcome = runner.run(
+                sweep, s, new=new, address=address, console=err, accept_change=accept_change, checked=with_dashboard
+            )
+        except BaseException:
+            if server:
+                server.stop()  # no sweep ran, or it broke: its dashboard does not stay up
+            raise
+    if server:
+        serve_until_interrupted(server) if keep_dashboard else server.stop()
+    if outcome.stopped_by_budget:
+        err.print(
+            f"sweep budget reached after {outcome.wall_s:.0f}s; trials still running were stopped", highlight=False
+        )
+    ended(outcome)
+
+
+@app.command()
+def resume(
+    sweep: str = typer.Argument(..., help="a sweep name"),
+    store: str = StoreOpt,
+    address: Optional[str] = AddressOpt,
+    storage: Optional[str] = StorageOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+    storage_path: Optional[str] = StoragePathOpt,
+) -> None:
+    """Finish a sweep whose driver died: reconcile the study and MLflow, re-run what was running, go on."""
+    with interrupts_end_in_one_line(f"the resume had not started; {sweep} is as it was"):
+        from search.driver.resume import resume as resume_sweep
+
+        outcome = resume_sweep(open_store(store, storage, tracking_uri, storage_path), sweep, err, address)
+    if outcome is not None:
+        ended(outcome)
+
+
+def ended(outcome) -> None:
+    """How a sweep (run or resumed) ended, as an exit code: an interrupt says how to go on (130, 143); a
+    sweep in which no trial completed gives the first reasons (1)."""
+    if outcome.interrupted:
+        finished = sum(outcome.counts.get(k, 0) for k in ("complete", "pruned"))
+        err.print(
+            f"interrupted: {finished} trial(s) of this run finished, {len(outcome.stopped)} stopped (FAIL, "
+            f"stopped: interrupted); `hpsearch resume {outcome.study_name}` runs those again and finishes the sweep",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(128 + outcome.signal)
+    if outcome.failed_fast:
+        logs = next((logs for _, line, logs in outcome.failures if logs), None)
+        err.print(
+            f"error: the sweep stopped: {outcome.failed_fast} (fail_fast: 0 in the space file runs on regardless)"
+            + (f"; logs: {logs}" if logs else ""),
+            highlight=False,
+            markup=False,  # the error's own text may hold brackets
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+    if outcome.nothing_completed:
+        report_failures(outcome.failures)
+        raise typer.Exit(1)
+
+
+def report_failures(failures: list[tuple[int, str, str | None]], shown: int = 3) -> None:
+    err.print(f"error: no trial completed; {len(failures)} failed. The first:", highlight=False)
+    for number, line, logs in failures[:shown]:
+        err.print(f"  trial {number}: {line}", highlight=False, soft_wrap=True)
+        if logs:
+            err.print(f"    logs: {logs}", highlight=False, soft_wrap=True)
