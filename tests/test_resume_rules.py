@@ -6,8 +6,10 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from search.driver.resume import unfinished
+from search.space.params import CategoricalParam, FloatParam, IntParam
 
 SPACE = {"x": FloatDistribution(0.0, 1.0), "n": IntDistribution(1, 8)}
+PARAMS = {"x": FloatParam(type="float", low=0.0, high=1.0), "n": IntParam(type="int", low=1, high=8)}
 
 
 def trial(study, stopped=None, state=TrialState.FAIL, space=SPACE, rerun_of=None):
@@ -31,7 +33,25 @@ def test_resume_runs_again_what_the_driver_lost_or_an_interrupt_stopped_once_and
     trial(study, state=TrialState.COMPLETE, rerun_of=rerun_already)
     other_run = trial(study, "driver lost")  # lost by another hpsearch run of the sweep
     this_run = {lost, stopped, done, raised, half, rerun_already}
-    assert [t.number for t in unfinished(study, this_run, set(SPACE))] == [lost, stopped]
+    assert [t.number for t in unfinished(study, this_run, PARAMS)] == [lost, stopped]
     assert other_run not in this_run
     # a flat space of one parameter: the trial with x alone is whole there
-    assert [t.number for t in unfinished(study, this_run, {"x"})] == [lost, stopped, half]
+    assert [t.number for t in unfinished(study, this_run, {"x": PARAMS["x"]})] == [lost, stopped, half]
+
+
+def test_a_conditional_trial_is_whole_with_the_parameters_its_own_choices_set():
+    params = {
+        "opt": CategoricalParam(type="categorical", choices=["adam", "sgd", "rmsprop"]),
+        "momentum": FloatParam(type="float", low=0.5, high=0.99, when={"opt": ["sgd", "rmsprop"]}),
+    }
+    study = optuna.create_study()
+    # adam sets no momentum: whole; sgd with its momentum: whole; rmsprop killed before its momentum: half
+    for choice, sampled_momentum in (("adam", False), ("sgd", True), ("rmsprop", False)):
+        study.enqueue_trial({"opt": choice})
+        t = study.ask()
+        t.suggest_categorical("opt", ["adam", "sgd", "rmsprop"])
+        if sampled_momentum:
+            t.suggest_float("momentum", 0.5, 0.99)
+        t.set_user_attr("stopped", "driver lost")
+        study.tell(t, state=TrialState.FAIL)
+    assert [t.number for t in unfinished(study, {0, 1, 2}, params)] == [0, 1]

@@ -47,7 +47,9 @@ from search.names import (
     STOPPED_ATTR,
     VALUE_STEP_ATTR,
 )
+from search.space import conditions
 from search.space.constraints import Constraint, all_hold
+from search.space.params import Param
 from search.space.pareto import INTERMEDIATE_ATTR, ParetoPruner, history, signed
 from search.stores.trial_logs import error_line
 from search.stores.write_behind import StudyWrites
@@ -71,6 +73,7 @@ class OptunaBridge(FusedRouting):
         fuse_key: Callable[[dict[str, Any]], Any] | None = None,
         value_rule: str | None = None,
         trial_attrs: dict[str, Any] | None = None,
+        space: dict[str, Param] | None = None,
     ) -> None:
         self.study = study
         self.trial_attrs = dict(trial_attrs or {})  # user attributes every trial this run asks gets
@@ -78,6 +81,7 @@ class OptunaBridge(FusedRouting):
         self._open_seeds: list[TrialRecord] = []
         self._told: set[int] = set()  # Optuna trial numbers already told
         self.distributions = distributions
+        self.space = space  # a conditional space: each trial sets only its active parameters (conditions.py)
         self.fixed_config = fixed_config
         if isinstance(metrics, str) or isinstance(modes, str):
             raise TypeError("metrics and modes are lists: one entry per objective")
@@ -144,7 +148,10 @@ class OptunaBridge(FusedRouting):
         while sampling leaves a RUNNING trial no record knows, which nothing would ever end)."""
         known = max((r.optuna_trial.number for r in self._records.values()), default=-1)
         try:
-            trial = self.study.ask(self.distributions)
+            if self.space is None:
+                trial = self.study.ask(self.distributions)
+            else:
+                trial = conditions.ask(self.study, self.distributions, self.space)
             for key, value in self.trial_attrs.items():
                 self._writes.set_attr(trial, key, value)
             return trial

@@ -76,4 +76,6 @@ def prepare_spec(spec: SweepSpec, source: str) -> Sweep:
     samplers.rehearse(spec, source, modes)
     if spec.sampler.name == "ofat":
         sweep.enqueued = samplers.ofat_points(spec, source)
+    if spec.sampler.name == "grid" and spec.conditional:
+        sweep.enqueued = samplers.grid_points(spec, source)
     return sweep

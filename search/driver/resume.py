@@ -27,7 +27,9 @@ from search.driver.summary import SweepOutcome
 from search.errors import SweepError
 from search.names import PARENT_ATTR, RERUN_OF_ATTR, STOPPED_ATTR, TRIAL_NUMBER_TAG
 from search.readback.sweeps import latest_parent_run, load_study, recorded_space, require_sweeps
+from search.space import conditions
 from search.space.loading import validate
+from search.space.params import Param
 from search.stores.driver_lock import sole_driver
 from search.stores.reconcile import LOST, close_lost
 from search.stores.store import Store
@@ -71,7 +73,7 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
     }
     remaining = sweep.n_trials - len(finished)
     # a lost trial may have had no MLflow run yet (killed as it started): it is this run's all the same
-    redo = unfinished(study, of_this_run | {t.number for t in lost}, set(sweep.spec.space))
+    redo = unfinished(study, of_this_run | {t.number for t in lost}, sweep.spec.space)
     console = console or Console(stderr=True)
     console.print(
         f"resuming {name}: {len(finished)} of {sweep.n_trials} trials finished, {len(lost)} were running when "
@@ -91,10 +93,11 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
 RERUN = (LOST, "interrupted")  # why a trial did not finish, when it is to run again
 
 
-def unfinished(study, of_this_run: set[int], searched: set[str]) -> list:
+def unfinished(study, of_this_run: set[int], space: dict[str, Param]) -> list:
     """The trials of this run that the driver's loss or an interrupt stopped (FAIL, ``stopped``), and that
     no later trial has run again (``rerun_of``), in order. One killed while the sampler chose its parameters
-    (it lacks some of the ``searched`` ones) never ran: it is closed, not run again with half of them."""
+    (it lacks some that its own values make active in ``space``) never ran: it is closed, not run again
+    with half of them."""
     trials = study.get_trials(deepcopy=False)
     rerun = {t.user_attrs.get(RERUN_OF_ATTR) for t in trials}
     return [
@@ -104,5 +107,5 @@ def unfinished(study, of_this_run: set[int], searched: set[str]) -> list:
         and t.state == TrialState.FAIL
         and t.user_attrs.get(STOPPED_ATTR) in RERUN
         and t.number not in rerun
-        and searched <= set(t.params)
+        and set(conditions.active(space, t.params)) <= set(t.params)
     ]

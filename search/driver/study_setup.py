@@ -166,7 +166,7 @@ def open_study(sweep: Sweep, store: Store, new: bool, console: Console) -> optun
         seen = [t.params for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         for point in sweep.enqueued:
             if point not in seen:
-                study.enqueue_trial(point, skip_if_exists=sweep.spec.sampler.name == "ofat")
+                study.enqueue_trial(point, skip_if_exists=True)
     return study
 
 

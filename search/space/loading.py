@@ -90,8 +90,8 @@ def _first_error(e: ValidationError) -> tuple[str, str]:
     # A misspelled key usually explains the "missing" error beside it, so it is reported first.
     err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
     loc = [str(p) for p in err["loc"]]
-    if len(loc) >= 3 and loc[0] == "space" and loc[2] in ("float", "int", "categorical"):
-        del loc[2]  # the union tag pydantic puts in the path
+    if loc and loc[0] == "space":
+        loc = _without_tags(loc)
     if loc and loc[0] in ("metric", "mode"):  # one name or a list: drop the union's tags, keep list indices
         loc = [loc[0], *(p for p in loc[1:] if p.isdigit())]
     msg = err["msg"].removeprefix("Value error, ")
@@ -108,3 +108,21 @@ def _first_error(e: ValidationError) -> tuple[str, str]:
     elif err["type"] not in ("value_error", "missing") and "input" in err:
         msg = f"{msg} (got {shorten(err['input'])})"
     return msg, ".".join(loc) or "(top)"
+
+
+def _without_tags(loc: list[str]) -> list[str]:
+    """A path into ``space:`` without the union tags pydantic puts in it: the parameter's type after each
+    parameter name, and ``list`` / ``branches`` after ``choices`` (``space.model.choices.vgg.width.low``)."""
+    out, i, expect = [loc[0]], 1, "name"
+    while i < len(loc):
+        part = loc[i]
+        out.append(part)
+        if expect == "name":  # a parameter's name, then its type's tag
+            i, expect = i + (2 if i + 1 < len(loc) and loc[i + 1] in ("float", "int", "categorical") else 1), "key"
+            continue
+        if expect == "key" and part == "choices" and i + 1 < len(loc) and loc[i + 1] in ("list", "branches"):
+            i, expect = i + 2, "choice" if loc[i + 1] == "branches" else "rest"
+            continue
+        expect = "name" if expect == "choice" else "rest"
+        i += 1
+    return out

@@ -23,6 +23,7 @@ from optuna.distributions import (
 from pydantic import TypeAdapter, ValidationError
 
 from search.errors import SpecError, shorten
+from search.space import conditions
 from search.space.params import CategoricalParam, FloatParam, IntParam, Param
 from search.space.pareto import ParetoPruner
 from search.space.spec import MAX_GRID, PRUNERS, SAMPLERS, SweepSpec
@@ -77,7 +78,10 @@ def _grid_values(spec: SweepSpec, source: str, sampler: str) -> dict[str, list[A
                 f"space.{name}",
             )
     # Counted before anything is listed: a step of 1e-7 must not cost minutes and gigabytes to refuse.
-    total = math.prod(sizes.values()) if sampler == "grid" else 1 + sum(n - 1 for n in sizes.values())
+    if sampler == "grid":
+        total = conditions.count(spec.space, sizes) if spec.conditional else math.prod(sizes.values())
+    else:
+        total = 1 + sum(n - 1 for n in sizes.values())
     if total > MAX_GRID:
         raise SpecError(
             f"the {sampler} sweep has {total:,} configurations (at most {MAX_GRID:,}): use a coarser step, "
@@ -99,7 +103,10 @@ def baseline_notes(spec: SweepSpec) -> tuple[dict[str, Any], list[str]]:
     geometric on a log scale). The notes say where a default was left for the space's point."""
     defaults = spec.resolved.defaults()
     point, notes = {}, []
-    for name, p in spec.space.items():
+    for name in conditions.order(spec.space):
+        p = spec.space[name]
+        if not conditions.holds(p.when, point):
+            continue  # a branch the baseline did not choose
         if name in spec.config:
             point[name] = spec.config[name]
         elif name in defaults and in_space(p, defaults[name]):
@@ -136,18 +143,45 @@ def middle(p: Param) -> Any:
 
 
 def ofat_points(spec: SweepSpec, source: str) -> list[dict[str, Any]]:
-    """One-factor-at-a-time: the baseline, then each searched value with the others at baseline."""
+    """One-factor-at-a-time: the baseline, then each searched value with the others at baseline. In a
+    conditional space each branch has its own baseline (its choice, its parameters at their baseline), and
+    its parameters vary around that one."""
     grid = _grid_values(spec, source, "ofat")
-    base = baseline(spec)
-    points = [base]
-    for name, values in grid.items():
-        points += [{**base, name: v} for v in values if v != base[name]]
+    if not spec.conditional:
+        base = baseline(spec)
+        return [base] + [{**base, name: v} for name, values in grid.items() for v in values if v != base[name]]
+    fill = baseline_everywhere(spec)
+    points = [conditions.complete(spec.space, {}, fill)]
+
+    def vary(base: dict[str, Any], names: list[str]) -> None:
+        for name in names:
+            for v in grid[name]:
+                point = conditions.complete(spec.space, {**base, name: v}, fill)
+                if point not in points:
+                    points.append(point)
+                    vary(point, [m for m in point if m not in base])  # the branch this choice opened
+
+    vary(points[0], list(points[0]))
     return points
+
+
+def baseline_everywhere(spec: SweepSpec) -> dict[str, Any]:
+    """Each parameter's baseline value as if its branch were chosen (a conditional OFAT's fill)."""
+    flat = spec.model_copy(update={"space": {k: p.model_copy(update={"when": None}) for k, p in spec.space.items()}})
+    return baseline(flat)
+
+
+def grid_points(spec: SweepSpec, source: str) -> list[dict[str, Any]]:
+    """A conditional grid's points (the tree enumerated), enqueued in turn: Optuna's GridSampler takes one
+    flat product."""
+    return conditions.points(spec.space, _grid_values(spec, source, "grid"))
 
 
 def trial_count(spec: SweepSpec, source: str) -> int:
     if spec.trials is not None:
         return spec.trials
+    if spec.sampler.name == "grid" and spec.conditional:
+        return len(grid_points(spec, source))
     if spec.sampler.name == "grid":
         return math.prod(len(values) for values in _grid_values(spec, source, "grid").values())
     if spec.sampler.name == "ofat":
@@ -201,6 +235,9 @@ def build_sampler(spec: SweepSpec, source: str) -> optuna.samplers.BaseSampler:
     options = dict(spec.sampler.options)  # a copy: building never rewrites the space as it was given
     if spec.sampler.seed is not None:
         options["seed"] = spec.sampler.seed
+    if name == "grid" and spec.conditional:
+        grid_points(spec, source)  # validates that every parameter has finite values; they are enqueued
+        return optuna.samplers.RandomSampler(seed=options.get("seed"))
     if name == "grid":
         options["search_space"] = _grid_values(spec, source, "grid")
     if name == "ofat":
@@ -209,9 +246,24 @@ def build_sampler(spec: SweepSpec, source: str) -> optuna.samplers.BaseSampler:
         # A fused group's members are asked together, before any of them is told: the constant liar
         # counts the running ones as bad, so one group does not sample the same point again and again.
         options.setdefault("constant_liar", True)
+    if name == "cmaes" and spec.conditional:
+        raise SpecError(
+            "the cmaes sampler needs every parameter in every trial; a conditional space (when:, choices with "
+            "their own parameters) takes tpe, random, qmc, gp, nsga2, nsga3, grid or ofat",
+            source,
+            "sampler.name",
+        )
+    if name == "tpe" and spec.conditional:
+        # Optuna's answer to a conditional space: TPE models the parameters that are set together jointly,
+        # per group of trials that set the same ones (multivariate with groups).
+        options.setdefault("multivariate", True)
+        options.setdefault("group", True)
     if name == "cmaes" and any(isinstance(p, CategoricalParam) for p in spec.space.values()):
         options.setdefault("warn_independent_sampling", False)
-    return construct("sampler", name, sampler_class(name), options, source)
+    with warnings.catch_warnings():
+        # multivariate and group are "experimental" to Optuna since 2.x: said on every run, it is noise here
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return construct("sampler", name, sampler_class(name), options, source)
 
 
 REHEARSAL_TRIALS = 120
@@ -244,7 +296,7 @@ def rehearse(spec: SweepSpec, source: str, modes: list[str]) -> None:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             study = optuna.create_study(sampler=build_sampler(spec, source), directions=directions)
             for _ in range(max(rounds, 0)):
-                trial = study.ask(space)
+                trial = conditions.ask(study, space, spec.space) if spec.conditional else study.ask(space)
                 study.tell(trial, [rng.random() for _ in directions])
                 trial = None
                 if time.monotonic() - started > REHEARSAL_SECONDS:

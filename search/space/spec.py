@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from search.errors import shorten
+from search.space import conditions
 from search.space.constraints import Constraint
 from search.space.params import Count, Param, Strict
 from trainables import registry
@@ -178,6 +179,8 @@ class SweepSpec(Strict):
     def _consistent(self) -> "SweepSpec":
         if not self.space:
             raise ValueError("space is empty: name at least one hyperparameter to search")
+        self.space = conditions.flatten(self.space)  # branches beside the rest, each with its `when`
+        conditions.check(self.space)
         both = [k for k in self.config if k in self.space]
         if both and self.sampler.name != "ofat":
             raise ValueError(
@@ -240,6 +243,11 @@ class SweepSpec(Strict):
                 f"pruner.name: the {self.pruner.name} pruner judges one value; a trade-off sweep "
                 f"({len(metrics)} metrics) prunes with pruner: {{name: pareto}} (or none)"
             )
+
+    @property
+    def conditional(self) -> bool:
+        """Some parameter is set only in some trials (``when:``, or a choice with its own parameters)."""
+        return conditions.is_conditional(self.space)
 
     @property
     def multi_objective(self) -> bool:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from search.errors import SpecError, shorten
+from search.space import conditions
 from search.space.params import CategoricalParam, FloatParam, IntParam
 from trainables import registry
 
@@ -87,8 +88,8 @@ def _check_names_and_values(spec: SweepSpec, trainable: registry.TrainableSpec, 
     # One representative trial: catches wrong types and out-of-range values in config and space bounds.
     for name, param in spec.space.items():
         for value in _extremes(param):
-            try:
-                trainable.params.model_validate({**spec.config, name: value})
+            try:  # a branch's parameter with its branch chosen
+                trainable.params.model_validate({**spec.config, **conditions.requires(spec.space, name), name: value})
             except ValidationError as e:
                 err = e.errors()[0]
                 key = ".".join(map(str, err["loc"])) or name
@@ -101,13 +102,17 @@ def _check_names_and_values(spec: SweepSpec, trainable: registry.TrainableSpec, 
 
 
 def _variants(spec: SweepSpec) -> list[tuple[str, dict[str, Any]]]:
-    """The fixed settings, then each categorical choice (a model name, a dataset) once."""
-    base = {**spec.config, **_first_values(spec)}
-    return [("config", base)] + [
-        (f"space.{name}", {**base, name: value})
+    """The fixed settings, then each categorical choice (a model name, a dataset) once, in its branch."""
+    first = _first_values(spec)
+
+    def point(chosen: dict[str, Any]) -> dict[str, Any]:
+        return {**spec.config, **conditions.complete(spec.space, chosen, first)}
+
+    return [("config", point({}))] + [
+        (f"space.{name}", point({**conditions.requires(spec.space, name), name: value}))
         for name, param in spec.space.items()
         if isinstance(param, CategoricalParam)
-        for value in param.values()[1:]
+        for value in param.values()[1 if not param.when else 0 :]
     ]
 
 
