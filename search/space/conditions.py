@@ -126,8 +126,17 @@ def order(space: dict[str, Param]) -> list[str]:
 
 
 def active(space: dict[str, Param], values: dict[str, Any]) -> list[str]:
-    """The parameters a trial with these values sets (those whose conditions hold)."""
-    return [name for name, p in space.items() if holds(p.when, values)]
+    """The parameters a trial with these values sets: those whose conditions hold on the values of active
+    parameters (a value of an inactive one sets nothing). One it sets may still be missing from ``values``
+    (a trial killed while it was sampled)."""
+    on: list[str] = []
+    chosen: dict[str, Any] = {}
+    for name in order(space):
+        if holds(space[name].when, chosen):
+            on.append(name)
+            if name in values:
+                chosen[name] = values[name]
+    return on
 
 
 def requires(space: dict[str, Param], name: str) -> dict[str, Any]:
