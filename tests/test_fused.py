@@ -320,3 +320,10 @@ def test_members_are_pruned_and_fail_alone_in_a_sweep(ray_local, flaky_space, tm
     assert all(status[t.number] == expected[t.state] for t in study.trials)
     ray_ids = {t.user_attrs["ray_trial_id"] for t in study.trials}
     assert len(ray_ids) == 2  # 12 members in 2 Ray trials
+
+
+def test_fused_members_share_the_set_of_parameters_they_set():
+    key = runner.fuse_key(get("image-classifier"))
+    a = {"dataset": "digits", "model": "mnist2", "optimizer": "sgd", "lr": 0.01}
+    assert key(a) == key({**a, "lr": 0.1})  # lr is fusible
+    assert key(a) != key({**a, "momentum": 0.9})  # momentum's default, yet set: another branch of the space

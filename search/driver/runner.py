@@ -401,9 +401,10 @@ def make_bridge(sweep: Sweep, study: optuna.Study, parent_run_id: str) -> Optuna
 
 
 def fuse_key(trainable: TrainableSpec) -> Callable[[dict[str, Any]], Any]:
-    """What the members of one fused group must share, read off a configuration by its trainable."""
+    """What the members of one fused group must share, read off a configuration by its trainable; and, in a
+    conditional space, the same set of parameters set (a member never trains with another's branch)."""
 
     def key(config: dict[str, Any]) -> Any:
-        return trainable.fuse_key(trainable.params(**config))
+        return tuple(sorted(config)), trainable.fuse_key(trainable.params(**config))
 
     return key
