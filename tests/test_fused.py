@@ -5,6 +5,8 @@ whole sweeps with real Ray, SQLite and MLflow: one Optuna trial and one MLflow r
 pruned or failed alone, groups split by what cannot fuse, and a member's checkpoint as a single model.
 """
 
+import math
+
 import optuna
 import pytest
 import torch
@@ -327,3 +329,13 @@ def test_fused_members_share_the_set_of_parameters_they_set():
     a = {"dataset": "digits", "model": "mnist2", "optimizer": "sgd", "lr": 0.01}
     assert key(a) == key({**a, "lr": 0.1})  # lr is fusible
     assert key(a) != key({**a, "momentum": 0.9})  # momentum's default, yet set: another branch of the space
+
+
+def test_a_fused_sgd_addition_group_follows_its_solo_twins(float64):
+    members = [{"lr": 0.05, "momentum": 0.9, "seed": 0}, {"lr": 0.01, "momentum": 0.5, "seed": 1},
+               {"lr": 0.1, "momentum": 0.0, "seed": 2, "weight_decay": 0.01}]  # fmt: skip
+    configs = [{**ADDITION, "optimizer": "sgd", **m} for m in members]
+    group, solos = solo_and_fused("addition-cnn", configs)
+    worst, same_steps = largest_difference(group, solos, "loss")
+    assert same_steps and worst < 1e-9, worst
+    assert not math.isclose(solos[0].last["loss"], solos[1].last["loss"])  # the members did differ

@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, checkpoint_bytes, param_count
-from trainables.fused import FusedAdamW, FusedGroup, FusedModels, batch_order_seed, fit_fused, shared_key
+from trainables.fused import FusedGroup, FusedModels, batch_order_seed, fit_fused, shared_key
 from trainables.loop import FitLoop, optimizer_step, shuffled
 from trainables.registry import Hyperparameters, fusable, trainable
+from trainables.schedules import OptimizerParams, fused_optimizer, make_optimizer
 from trainables.session import GroupSession, Session
 
 SPLIT_SEED = 1234
@@ -111,15 +112,13 @@ class AdditionTransformer(nn.Module):
 # ----------------------------------------------------------------------------- hyperparameters
 
 
-class AdditionParams(Hyperparameters):
+class AdditionParams(Hyperparameters, OptimizerParams):
     lr: float = Field(5e-3, gt=0)
     batch_size: int = Field(128, ge=1)
     epochs: int = Field(100, ge=1)
     embed_dim: int = Field(16, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
-    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW's first-moment decay")
-    beta2: float = Field(0.999, ge=0, lt=1, description="AdamW's second-moment decay")
     data_seed: int | None = Field(None, description="the seed of the batch order; none: seed")
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 turns clipping off")
     holdout: float = Field(0.1, ge=0, lt=1, description="fraction of the 10,000 pairs never trained on")
@@ -180,7 +179,7 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
     held = holdout_mask(len(digits), p.holdout).to(device)
     train_x, train_y = digits[~held], targets[~held]
 
-    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay, betas=(p.beta1, p.beta2))
+    opt = make_optimizer(model.parameters(), p, p.lr, p.weight_decay)
     gen = torch.Generator(device="cpu").manual_seed(batch_order_seed(p))
     start_epoch = 0
     if (state := session.restore()) is not None:
@@ -233,7 +232,7 @@ def train_addition(model: nn.Module, p: AdditionParams, session: Session) -> Non
 
 # What may differ between the members of one fused group: each member has its own value. The rest (the
 # architecture, the batches) is the group's. The seed fuses when data_seed fixes the batch order.
-FUSIBLE = ("lr", "weight_decay", "beta1", "beta2", "grad_clip", "stop_at_exact_match", "seed")
+FUSIBLE = ("lr", "weight_decay", "beta1", "beta2", "momentum", "grad_clip", "stop_at_exact_match", "seed")
 
 
 def fuse_key(p: AdditionParams) -> tuple:
@@ -275,9 +274,7 @@ def train_addition_fused(models: list[nn.Module], ps: list[AdditionParams], sess
     size = {"param_count": float(param_count(models[0])), "checkpoint_bytes": float(checkpoint_bytes(models[0]))}
 
     fused = FusedModels([m.to(device) for m in models])
-    opt = FusedAdamW(
-        fused.parameters(), [p.lr for p in ps], [p.weight_decay for p in ps], [(p.beta1, p.beta2) for p in ps]
-    )
+    opt = fused_optimizer(fused.parameters(), ps)
     group = FusedGroup(fused, opt, [p.grad_clip for p in ps])
     gen = torch.Generator(device="cpu").manual_seed(batch_order_seed(first))
     started = time.monotonic()

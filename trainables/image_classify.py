@@ -8,6 +8,7 @@ accuracy, seconds per epoch and the parameter count.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from typing import Any, Literal
@@ -33,12 +34,13 @@ from trainables.fused import (
 )
 from trainables.loop import FitLoop, optimizer_step, shuffled
 from trainables.registry import LOCAL_PATH, Hyperparameters, fusable, trainable
+from trainables.schedules import LrScheduleParams, scheduler
 from trainables.session import GroupSession, Session
 
 ARCH_OPTIONS = ("depth", "kernel_size", "batch_norm", "reduce_1x1", "blocks", "width", "extra_channels")
 
 
-class ImageParams(Hyperparameters):
+class ImageParams(Hyperparameters, LrScheduleParams):
     dataset: Literal["cifar10", "mnist", "digits", "glyphs", "folder"] = "digits"
     data_dir: str | None = Field(None, json_schema_extra=LOCAL_PATH)
     # dataset: folder (DIR/train/<class>/*.png, ...): images resized to image_size x image_size
@@ -146,6 +148,7 @@ def image_classifier(p: ImageParams, session: Session) -> None:
         opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     else:
         opt = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    schedule = scheduler(opt, p, p.lr, math.ceil(len(train_x) / p.batch_size), p.epochs)
     use_amp = cuda and p.amp
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     gen = torch.Generator().manual_seed(batch_order_seed(p))  # the batch order and the augmentation
@@ -204,6 +207,7 @@ def image_classifier(p: ImageParams, session: Session) -> None:
         with torch.autocast(device.type, enabled=use_amp):
             loss = F.cross_entropy(model(x), y, label_smoothing=p.label_smoothing)
         optimizer_step(opt, loss, scaler=scaler, before_step=add_grad_norms if p.grad_norms else None)
+        schedule.step()
         loop.add(loss.item(), len(y))
 
     def report(step: int, epoch: int, last: bool) -> bool:
@@ -251,6 +255,8 @@ def cannot_fuse(p: ImageParams) -> str | None:
         return "num_workers / pin_memory feed one model through a DataLoader; fused members share device tensors"
     if p.grad_norms:
         return "grad_norms reports the gradient norms of one model's layers"
+    if p.lr_schedule != "none":
+        return f"lr_schedule: {p.lr_schedule} is not in the fused optimizers yet; fuse with lr_schedule: none"
     with torch.device("meta"):  # the architecture only: no memory, no time
         model = image_models.build(p.model, 3, 10, p.dropout, p.image_size, **p.arch_options())
     try:

@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, run_figures
-from trainables.fused import FusedAdamW, FusedGroup, FusedModels, batch_order_seed, fit_fused, shared_key
+from trainables.fused import FusedGroup, FusedModels, batch_order_seed, fit_fused, shared_key
 from trainables.loop import FitLoop, optimizer_step, shuffled
 from trainables.registry import Hyperparameters, fusable, trainable
+from trainables.schedules import OptimizerParams, fused_optimizer, make_optimizer
 from trainables.session import GroupSession, Session
 
 DATA_SEED = 4321  # the same examples for every trial, whatever its own seed
@@ -66,7 +67,7 @@ class SeqTransformer(nn.Module):
         return self.head(self.norm(x).mean(dim=1))
 
 
-class SeqParams(Hyperparameters):
+class SeqParams(Hyperparameters, OptimizerParams):
     hidden: int = Field(20, ge=1, description="model dimension")
     heads: int = Field(2, ge=1)
     layers: int = Field(1, ge=1)
@@ -76,8 +77,6 @@ class SeqParams(Hyperparameters):
     batch_size: int = Field(20, ge=1)
     epochs: int = Field(30, ge=1)
     weight_decay: float = Field(0.0, ge=0)
-    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW's first-moment decay")
-    beta2: float = Field(0.999, ge=0, lt=1, description="AdamW's second-moment decay")
     classes: int = Field(10, ge=2)
     seq_len: int = Field(24, ge=6)
     train_examples: int = Field(1000, ge=10)
@@ -110,7 +109,7 @@ def seq_transformer(p: SeqParams, session: Session) -> None:
     torch.manual_seed(p.seed)
     model = SeqTransformer(p.classes + FILLERS, p.seq_len, p.hidden, p.heads, p.layers, p.classes, p.dropout)
     model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay, betas=(p.beta1, p.beta2))
+    opt = make_optimizer(model.parameters(), p, p.lr, p.weight_decay)
     gen = torch.Generator().manual_seed(batch_order_seed(p))
 
     @torch.no_grad()
@@ -147,7 +146,7 @@ def seq_transformer(p: SeqParams, session: Session) -> None:
 
 # ----------------------------------------------------------------------------- fused (trainables/fused.py)
 
-FUSIBLE = ("lr", "weight_decay", "beta1", "beta2", "max_grad", "stop_at_accuracy", "seed")
+FUSIBLE = ("lr", "weight_decay", "beta1", "beta2", "momentum", "max_grad", "stop_at_accuracy", "seed")
 
 
 def fuse_key(p: SeqParams) -> tuple:
@@ -164,9 +163,7 @@ def seq_transformer_fused(ps: list[SeqParams], session: GroupSession) -> None:
         torch.manual_seed(p.seed)
         models.append(SeqTransformer(p.classes + FILLERS, p.seq_len, p.hidden, p.heads, p.layers, p.classes, p.dropout))
     fused = FusedModels([m.to(device) for m in models])
-    opt = FusedAdamW(
-        fused.parameters(), [p.lr for p in ps], [p.weight_decay for p in ps], [(p.beta1, p.beta2) for p in ps]
-    )
+    opt = fused_optimizer(fused.parameters(), ps)
     group = FusedGroup(fused, opt, [p.max_grad for p in ps])
     gen = torch.Generator().manual_seed(batch_order_seed(first))
     n, start = first.train_examples, time.monotonic()
