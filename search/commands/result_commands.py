@@ -90,6 +90,13 @@ def report(
     for name, value in result.importances.items():
         table.add_row(name, f"{value:.3f}")
     out.print(table)
+    for label, importances in result.by_branch.items():  # a conditional sweep: each branch on its own trials
+        table = Table(title=f"in the trials with {label}")
+        table.add_column("hyperparameter")
+        table.add_column("importance", justify="right")
+        for name, value in importances.items():
+            table.add_row(name, f"{value:.3f}")
+        out.print(table)
     for path in result.files:
         out.print(f"  {path}", highlight=False, soft_wrap=True)
     if result.parent_run_id:

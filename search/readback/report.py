@@ -10,7 +10,7 @@ none for such a study (its per-step vectors are the trials' ``intermediate.<step
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from optuna.visualization import matplotlib as vis_mpl
 
 from search.errors import SweepError
+from search.readback.branches import branches, study_of
 from search.readback.sweeps import latest_parent_run, load_study, objective_names, require_sweeps
 from search.stores.store import Store
 
@@ -31,6 +32,7 @@ class Report:
     importances: dict[str, float]
     files: list[Path]
     parent_run_id: str | None
+    by_branch: dict[str, dict[str, float]] = field(default_factory=dict)  # a conditional sweep's, per choice
 
 
 def _plots(study: optuna.Study, top: list[str]) -> dict[str, tuple[Callable, Callable, dict]]:
@@ -102,6 +104,8 @@ def make_report(store: Store, name: str) -> Report:
             plt.close(fig)
             files += [png, html]
         files += seed_errorbars(study, out_dir)
+        by_branch, branch_files = per_branch(study, out_dir)
+        files += branch_files
         files.append(out_dir / "plotly.min.js")
         text = out_dir / "importances.txt"
         if len(per_objective) == 1:
@@ -110,6 +114,9 @@ def make_report(store: Store, name: str) -> Report:
             text.write_text(
                 "".join(f"{metric}\t{k}\t{v:.4f}\n" for metric, imp in per_objective.items() for k, v in imp.items())
             )
+        if by_branch:
+            with text.open("a") as f:
+                f.write("".join(f"{b}\t{k}\t{v:.4f}\n" for b, imp in by_branch.items() for k, v in imp.items()))
         files.append(text)
 
     client = MlflowClient(store.mlflow_url)
@@ -120,7 +127,39 @@ def make_report(store: Store, name: str) -> Report:
             prefix = "importance." if len(per_objective) == 1 else f"importance.{metric}."
             for k, v in imp.items():
                 client.log_metric(parent.info.run_id, f"{prefix}{k}", v)
-    return Report(importances, files, parent.info.run_id if parent else None)
+        for label, imp in by_branch.items():
+            for k, v in imp.items():
+                client.log_metric(parent.info.run_id, f"importance.{label.replace('=', '.')}.{k}", v)
+    return Report(importances, files, parent.info.run_id if parent else None, by_branch)
+
+
+def per_branch(study: optuna.Study, out_dir: Path) -> tuple[dict[str, dict[str, float]], list[Path]]:
+    """A conditional sweep's importances and slice plot per branch (``model=vgg``), over that branch's
+    complete trials (at least 3), of the first objective; nothing for a flat sweep."""
+    by_branch: dict[str, dict[str, float]] = {}
+    files: list[Path] = []
+    target = {} if len(study.directions) == 1 else {"target": _objective(0), "target_name": objective_names(study)[0]}
+    for branch in branches(study):
+        trials = branch.trials(study)
+        if len(trials) < 3:
+            continue
+        sub = study_of(study, trials)
+        # the parameters every trial of the branch set, but the choice that defines it (one value here)
+        shared = [k for k in trials[0].params if k != branch.parent and all(k in t.params for t in trials)]
+        try:
+            by_branch[branch.label] = optuna.importance.get_param_importances(
+                sub, params=shared, **({"target": target["target"]} if target else {})
+            )
+        except (ValueError, RuntimeError):  # one value of every parameter: nothing to rank
+            continue
+        stem = "slice_" + "".join(c if c.isalnum() or c in "-_." else "-" for c in branch.label.replace("=", "-"))
+        vis.plot_slice(sub, **target).write_html(str(out_dir / f"{stem}.html"), include_plotlyjs="directory")
+        ax = vis_mpl.plot_slice(sub, **target)
+        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
+        fig.savefig(out_dir / f"{stem}.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        files += [out_dir / f"{stem}.png", out_dir / f"{stem}.html"]
+    return by_branch, files
 
 
 def seed_errorbars(study: optuna.Study, out_dir: Path) -> list[Path]:
