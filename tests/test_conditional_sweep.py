@@ -72,6 +72,15 @@ def test_inactive_parameters_are_absent_everywhere(ray_local, write_space, tmp_p
         blank = {k for k in ("momentum", "depth") if k in cells and cells[k] == ""}
         assert blank == {"momentum", "depth"} - active(cells)  # blank where inactive, a value where set
 
+    by = CliRunner().invoke(app, ["compare", "cond", "--store", str(store.root), "--format", "csv", "--by", "model"])
+    models = [dict(zip(header, line.split(",")))["model"] for line in by.stdout.strip().splitlines()[1:]]
+    assert sorted(models, key=models.index) == models and len(models) == 6  # each branch's rows together
+    table = CliRunner().invoke(app, ["compare", "cond", "--store", str(store.root), "--by", "model"])
+    assert "by model: score of the complete trials" in table.stdout
+    assert all(f" {m} " in table.stdout for m in set(models))
+    for row in body:  # piped, a table writes each number whole on its line (not folded at 80 columns)
+        assert f" {float(dict(zip(header, row))['score']):.6g} " in table.stdout
+
     best = CliRunner().invoke(app, ["best", "cond", "--store", str(store.root), "--format", "json"])
     chosen = json_loads(best.stdout)
     assert set(chosen["config"]) - {"steps"} == active(chosen["config"])

@@ -42,8 +42,10 @@ app = typer.Typer(
     cls=Commands, add_completion=False, no_args_is_help=True, help="Hyperparameter search for deep learning."
 )
 
-out = Console(emoji=False)
-err = Console(stderr=True, emoji=False)
+# Piped output is read by scripts and logs: a table's numbers stay whole on their line, not folded at 80
+# columns as rich does off a terminal.
+out = Console(emoji=False, width=None if sys.stdout.isatty() else 1000)
+err = Console(stderr=True, emoji=False, width=None if sys.stderr.isatty() else 1000)
 
 StoreOpt = typer.Option("./mlruns", "--store", help="directory holding optuna.db, mlflow.db, artifacts, Ray results")
 # Scale-out: each part of the store can live on a team's own service instead (see docs/scale-out.md).

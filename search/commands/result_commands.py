@@ -51,13 +51,20 @@ def compare(
     storage: Optional[str] = StorageOpt,
     tracking_uri: Optional[str] = TrackingOpt,
     format_: str = typer.Option("table", "--format", help="table | markdown | csv"),
+    by: Optional[str] = typer.Option(
+        None, "--by", metavar="PARAM", help="group the trials by this parameter's value (a branch: --by model)"
+    ),
 ) -> None:
     """Trials (or configurations with their seeds, mean ± std) of one or more sweeps, best first."""
-    from search.readback.compare import collect, columns, render
+    from search.readback.compare import collect, columns, group_by, render
+    from search.readback.shown import fmt
 
     if format_ not in ("table", "markdown", "csv"):
         raise SpecError(f"expected table, markdown or csv (got {format_!r})", "--format")
     rows, metrics, directions = collect(open_store(store, storage, tracking_uri), sweep_names)
+    groups = []
+    if by is not None:
+        rows, groups = group_by(rows, by)
     if format_ != "table":
         sys.stdout.write(render(rows, metrics, format_))
         return
@@ -71,6 +78,13 @@ def compare(
     for row in body:
         table.add_row(*row)
     out.print(table)
+    if groups:
+        summary = Table(title=f"by {by}: {metrics[0]} of the complete trials")
+        for col in (by, "trials", "best", "mean"):
+            summary.add_column(col, justify="left" if col == by else "right")
+        for value, n, best_value, mean in groups:
+            summary.add_row(value, str(n), *("-" if v is None else fmt(v) for v in (best_value, mean)))
+        out.print(summary)
 
 
 @app.command()

@@ -19,6 +19,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from search.errors import SpecError
 from search.names import RUN_ID_ATTR
 from search.readback.seed_stats import distinct, half_width, welch_p
 from search.readback.sweeps import load_study, objective_names, require_sweeps
@@ -87,6 +88,23 @@ def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[
         )
     )
     return rows, metrics, directions
+
+
+def group_by(rows: list[Row], param: str) -> tuple[list[Row], list[tuple[str, int, float | None, float | None]]]:
+    """The rows grouped by their value of ``param`` (a branch: ``--by model``), the groups in the order of
+    their best row and each best first; and per group (its value, its trials, its best and mean value of the
+    first metric over its complete trials). A trial that does not set ``param`` is in the group ``-``."""
+    if not any(param in r.params for r in rows):
+        known = ", ".join(sorted({p for r in rows for p in r.params})) or "none"
+        raise SpecError(f"no trial sets {param!r} (the trials' parameters: {known})", "--by")
+    groups: dict[str, list[Row]] = {}
+    for r in rows:  # rows come best first: a group's first row is its best
+        groups.setdefault(_pretty(r.params[param]) if param in r.params else "-", []).append(r)
+    summary = []
+    for value, members in groups.items():
+        done = [r.value for r in members if r.state == "COMPLETE" and r.value is not None]
+        summary.append((value, len(members), done[0] if done else None, statistics.fmean(done) if done else None))
+    return [r for members in groups.values() for r in members], summary
 
 
 def _extra(client: MlflowClient, run_ids: list[str]) -> dict[str, float]:
