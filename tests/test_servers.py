@@ -20,6 +20,9 @@ from search.stores.store import Store
 pytestmark = pytest.mark.slow
 
 
+SLEEP = {"type": "categorical", "choices": [0.0]}
+
+
 @pytest.fixture(scope="module")
 def swept_store(tmp_path_factory, ray_local):
     """A store with one small finished sweep in it."""
@@ -36,7 +39,8 @@ def swept_store(tmp_path_factory, ray_local):
                 "name": "watched",
                 "trainable": "flaky",
                 "config": {"steps": 3},
-                "space": {"x": {"type": "categorical", "choices": [0.1, 0.3, 0.9]}},
+                # conditional: only x=0.3 sets `sleep` (the dashboard shows the study as it is)
+                "space": {"x": {"type": "categorical", "choices": {0.1: {}, 0.3: {"sleep": SLEEP}, 0.9: {}}}},
                 "sampler": {"name": "grid"},
                 "pruner": {"name": "threshold", "lower": -0.5, "n_warmup_steps": 2},
             }
@@ -65,6 +69,8 @@ def test_dashboard_api_lists_the_study_and_its_trials(swept_store):
         assert states == ["Complete", "Complete", "Pruned"]
         pruned = next(t for t in detail["trials"] if t["state"] == "Pruned")
         assert len(pruned["intermediate_values"]) == 2  # the curve up to where it was pruned
+        params = [tuple(sorted(p["name"] for p in t["params"])) for t in detail["trials"]]
+        assert sorted(params) == [("sleep", "x"), ("x",), ("x",)]  # each trial with the parameters it set
     finally:
         server.stop()
     assert server.process.poll() is not None
