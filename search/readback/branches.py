@@ -43,6 +43,11 @@ def branches(study: optuna.Study) -> list[Branch]:
 
 def study_of(study: optuna.Study, trials: list[FrozenTrial]) -> optuna.Study:
     """An in-memory study holding these trials: what Optuna's evaluators and plots are given for a branch."""
-    sub = optuna.create_study(directions=study.directions, study_name=study.study_name)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "a new study created in memory": not news here
+    try:
+        sub = optuna.create_study(directions=study.directions, study_name=study.study_name)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     sub.add_trials(trials)
     return sub
