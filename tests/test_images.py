@@ -164,3 +164,27 @@ def test_image_classifier_with_a_dataloader_under_a_time_budget():
     get("image-classifier").run(config, session)
     steps = [s for s, _ in session.history]
     assert steps[-1] <= 4 and "test_accuracy" in session.last
+
+
+def test_the_cifar_architectures_space_on_the_standin_is_seed_bs_nine_models(tmp_path):
+    """The conditional space of seed B (spaces/cifar-architectures.yaml) against the CIFAR-10 stand-in: its
+    grid is the tree's 9 configurations, each one the trainable takes, with the seed's parameter counts."""
+    from search.driver import plan
+
+    image_data.write_cifar10_standin(tmp_path)
+    local = [("config.data_dir", str(tmp_path)), ("config.download", False), ("config.verify_checksums", False)]
+    sweep = plan.prepare("cifar-architectures", local)
+    assert sweep.n_trials == 9 and sweep.spec.repeats == 5
+    counts = {}
+    for point in sweep.enqueued:
+        p = get("image-classifier").params(**{**sweep.spec.config, **point})
+        with torch.device("meta"):
+            model = image_models.build(p.model, 3, 10, p.dropout, 32, **p.arch_options())
+        counts[tuple(sorted(point.items(), key=str))] = param_count(model)
+    vgg = {k: n for k, n in counts.items() if ("model", "vgg16") in k}
+    assert len(vgg) == 3 and len(counts) == 9
+    # the seed's table: VGG-16 3x3 33.6M, 7x7 99.0M; ResNet-18/50/101 ~11M / 25M / 44M
+    assert vgg[(("batch_norm", True), ("kernel_size", 3), ("model", "vgg16"))] == pytest.approx(33.6e6, rel=0.01)
+    assert vgg[(("batch_norm", True), ("kernel_size", 7), ("model", "vgg16"))] == pytest.approx(99.0e6, rel=0.01)
+    resnet = sorted(n for k, n in counts.items() if ("model", "resnet") in k)
+    assert resnet == pytest.approx([11e6, 25e6, 44e6], rel=0.1)
