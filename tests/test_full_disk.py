@@ -53,7 +53,7 @@ def reporting_trials(store: Store) -> int:
 
 
 def full_sweep(flaky_space):
-    return str(flaky_space("full", {"steps": 30, "sleep": 0.2}, trials=6, concurrency=2))
+    return str(flaky_space("full", {"steps": 20, "sleep": 0.2}, trials=4, concurrency=2))
 
 
 def test_a_store_on_a_full_disk_is_one_line_and_no_database(small_disk, flaky_space):
@@ -101,7 +101,7 @@ def test_a_disk_that_fills_mid_sweep_stops_it_and_resume_finishes_it(small_disk,
 
     study = optuna.load_study(study_name="full", storage=store.optuna_url)
     states = [t.state for t in study.trials]
-    assert TrialState.RUNNING not in states and states.count(TrialState.COMPLETE) == 6
+    assert TrialState.RUNNING not in states and states.count(TrialState.COMPLETE) == 4
     client = MlflowClient(store.mlflow_url)
     runs = client.search_runs([client.get_experiment_by_name("full").experiment_id])
     assert "RUNNING" not in {r.info.status for r in runs}

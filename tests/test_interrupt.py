@@ -60,7 +60,7 @@ def driver_log(space) -> str:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_the_sweep_closes_every_trial_and_resume_runs_them_again(sig, flaky_space, tmp_path):
     store = Store.at(tmp_path / "store")
-    space = flaky_space("slow", {"steps": 60, "sleep": 0.1}, trials=4, concurrency=2)
+    space = flaky_space("slow", {"steps": 60, "sleep": 0.1}, trials=2, concurrency=2)
     # The driver's output goes to a file, not a pipe: an unread pipe fills up, blocks the driver's
     # prints and with them its event loop, and no trial would ever report.
     log = tmp_path / "driver.log"
@@ -99,7 +99,9 @@ def test_signal_stops_the_sweep_closes_every_trial_and_resume_runs_them_again(si
     parent = next(r for r in runs if r.data.tags.get("hpsearch.role") == "sweep")
     assert parent.info.status == "KILLED"
 
-    # resume runs the two interrupted configurations again (not new ones), then the rest
+    if sig == signal.SIGTERM:
+        return  # the same stores as SIGINT leaves (checked above); resuming them is SIGINT's part (CI time)
+    # resume runs the two interrupted configurations again (not new ones)
     interrupted = {t.number: t.params for t in study.trials}
     done = hpsearch("resume", "slow", "--store", str(store.root))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -109,7 +111,7 @@ def test_signal_stops_the_sweep_closes_every_trial_and_resume_runs_them_again(si
     assert sorted(t.user_attrs["rerun_of"] for t in reruns) == [0, 1]
     assert all(t.params == interrupted[t.user_attrs["rerun_of"]] for t in reruns)
     assert all(t.state == TrialState.COMPLETE for t in reruns)
-    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 4  # the sweep's trial count
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 2  # the sweep's trial count
 
 
 def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_trials(flaky_space, tmp_path):

@@ -103,6 +103,10 @@ def ensure_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     local = not address and not os.environ.get("RAY_ADDRESS")
+    if local:
+        # Ray turns token authentication on for a local start and warns of it each time: that tells a local
+        # user nothing (a cluster's driver still hears it).
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     # ray.init makes SIGTERM a SystemExit anywhere in the driver; the driver keeps its own handling
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
