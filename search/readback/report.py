@@ -16,6 +16,7 @@ from typing import Callable
 
 import matplotlib.pyplot as plt
 import optuna
+from matplotlib.colors import LogNorm, Normalize
 from mlflow.tracking import MlflowClient
 from optuna import visualization as vis
 from optuna.trial import TrialState
@@ -51,10 +52,45 @@ def _plots(study: optuna.Study, top: list[str]) -> dict[str, tuple[Callable, Cal
         if len(top) >= 2:
             plots[f"contour{suffix}"] = (vis.plot_contour, vis_mpl.plot_contour, {"params": top[:2], **target})
     if len(study.directions) == 1:
-        plots["intermediate_values"] = (vis.plot_intermediate_values, vis_mpl.plot_intermediate_values, {})
+        plots["intermediate_values"] = (vis.plot_intermediate_values, curves_by_param, {"top": top})
     else:
         plots["pareto_front"] = (vis.plot_pareto_front, vis_mpl.plot_pareto_front, {"target_names": names})
     return plots
+
+
+def tidy_ticks(ax) -> None:
+    """Slanted, smaller tick labels on each panel: a log-scaled lr's labels (1e-05 ... 1e-01) overlap flat."""
+    for panel in getattr(ax, "flat", [ax]):
+        for label in panel.get_xticklabels():
+            label.set_rotation(40)
+            label.set_horizontalalignment("right")
+            label.set_fontsize(7)
+
+
+def curves_by_param(study: optuna.Study, top: list[str]) -> plt.Axes:
+    """Each trial's intermediate values, coloured by its value of the most important numeric parameter that
+    every trial sets (log-scaled where the space's is), with a colour bar; no legend, which at 30 trials
+    squeezes the plot to nothing (Optuna's own has one entry per trial)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
+    numeric = [p for p in top if all(isinstance(t.params.get(p), (int, float)) for t in trials if p in t.params)]
+    everywhere = [p for p in numeric if all(p in t.params for t in trials)]  # a branch's own: too few lines
+    param = next(iter(everywhere or [p for p in numeric if any(p in t.params for t in trials)]), None)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    values = [t.params[param] for t in trials if param in t.params] if param else []
+    dist = next((t.distributions[param] for t in trials if param in t.params), None)
+    log = bool(values) and min(values) > 0 and getattr(dist, "log", False)  # as the space searched it
+    norm = (LogNorm if log else Normalize)(min(values), max(values)) if values else None
+    for t in trials:
+        steps = sorted(t.intermediate_values)
+        colour = plt.cm.viridis(norm(t.params[param])) if norm is not None and param in t.params else "gray"
+        style = "--" if t.state == TrialState.PRUNED else "-"
+        ax.plot(steps, [t.intermediate_values[s] for s in steps], style, color=colour, alpha=0.8, linewidth=1)
+    if norm is not None:
+        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label=param)
+    ax.set_xlabel("step")
+    ax.set_ylabel(objective_names(study)[0])
+    ax.set_title(f"{study.study_name}: intermediate values (dashed: pruned)", fontsize=9)
+    return ax
 
 
 def _objective(i: int) -> Callable[[optuna.trial.FrozenTrial], float]:
@@ -96,8 +132,11 @@ def make_report(store: Store, name: str) -> Report:
         for plot_name, (plotly_fn, mpl_fn, kwargs) in _plots(study, list(importances)).items():
             html = out_dir / f"{plot_name}.html"
             # One local plotly.min.js beside the pages, so they show offline (a CDN link would not).
-            plotly_fn(study, **kwargs).write_html(str(html), include_plotlyjs="directory")
-            ax = mpl_fn(study, **kwargs)
+            shown = {k: v for k, v in kwargs.items() if k != "top"}  # ``top``: our own plot's only
+            plotly_fn(study, **shown).write_html(str(html), include_plotlyjs="directory")
+            ax = mpl_fn(study, **kwargs) if mpl_fn is curves_by_param else mpl_fn(study, **shown)
+            if plot_name.startswith("slice"):
+                tidy_ticks(ax)
             fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
             png = out_dir / f"{plot_name}.png"
             fig.savefig(png, dpi=100, bbox_inches="tight")
@@ -155,6 +194,7 @@ def per_branch(study: optuna.Study, out_dir: Path) -> tuple[dict[str, dict[str, 
         stem = "slice_" + "".join(c if c.isalnum() or c in "-_." else "-" for c in branch.label.replace("=", "-"))
         vis.plot_slice(sub, **target).write_html(str(out_dir / f"{stem}.html"), include_plotlyjs="directory")
         ax = vis_mpl.plot_slice(sub, **target)
+        tidy_ticks(ax)
         fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
         fig.savefig(out_dir / f"{stem}.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
