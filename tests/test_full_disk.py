@@ -71,6 +71,7 @@ def test_a_store_on_a_full_disk_is_one_line_and_no_database(small_disk, flaky_sp
     assert not list(store.glob("*.db"))
 
 
+@pytest.mark.campaign
 def test_a_disk_that_fills_mid_sweep_stops_it_and_resume_finishes_it(small_disk, flaky_space):
     store = Store.at(small_disk / "store")
     proc = hpsearch("run", full_sweep(flaky_space), "--store", str(store.root))

@@ -239,6 +239,9 @@ def test_batch_norm_cannot_fuse():
 # ----------------------------------------------------------------------------- whole sweeps
 
 
+MOMENTUM = {"type": "float", "low": 0.5, "high": 0.9}
+
+
 @pytest.mark.slow
 def test_fused_sweep_members_are_trials_runs_and_checkpoints_of_their_own(
     ray_local, write_space, tmp_path, quiet_console
@@ -251,6 +254,8 @@ def test_fused_sweep_members_are_trials_runs_and_checkpoints_of_their_own(
             "space": {
                 "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
                 "channels": {"type": "categorical", "choices": [8, 16]},  # not fusible: splits groups
+                # a conditional branch: sgd members set momentum, adamw members do not; groups split by it too
+                "optimizer": {"type": "categorical", "choices": {"adamw": {}, "sgd": {"momentum": MOMENTUM}}},
             },
             "sampler": {"name": "random", "seed": 0},
             "trials": 6,
@@ -265,8 +270,11 @@ def test_fused_sweep_members_are_trials_runs_and_checkpoints_of_their_own(
     study = optuna.load_study(study_name="fused", storage=store.optuna_url)
     groups = {}
     for t in study.trials:
-        groups.setdefault(t.user_attrs["ray_trial_id"], set()).add(t.params["channels"])
-    assert len(groups) == 2 and all(len(c) == 1 for c in groups.values())  # one architecture per group
+        groups.setdefault(t.user_attrs["ray_trial_id"], set()).add((t.params["channels"], *sorted(t.params)))
+    # one architecture and one set of active parameters per group
+    assert 2 <= len(groups) <= 4 and all(len(c) == 1 for c in groups.values()), groups
+    assert {t.params["optimizer"] for t in study.trials} == {"adamw", "sgd"}
+    assert all(("momentum" in t.params) == (t.params["optimizer"] == "sgd") for t in study.trials)
 
     client = MlflowClient(store.mlflow_url)
     runs = [client.get_run(t.user_attrs["mlflow_run_id"]) for t in study.trials]

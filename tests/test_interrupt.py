@@ -60,7 +60,14 @@ def driver_log(space) -> str:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_the_sweep_closes_every_trial_and_resume_runs_them_again(sig, flaky_space, tmp_path):
     store = Store.at(tmp_path / "store")
-    space = flaky_space("slow", {"steps": 60, "sleep": 0.1}, trials=2, concurrency=2)
+    # a conditional space: only x=0.4 sets hog_above; the grid is its two points, one trial each
+    branches = {
+        "x": {
+            "type": "categorical",
+            "choices": {0.2: {}, 0.4: {"hog_above": {"type": "categorical", "choices": [5.0]}}},
+        }
+    }
+    space = flaky_space("slow", {"steps": 60, "sleep": 0.1}, space=branches, sampler={"name": "grid"}, concurrency=2)
     # The driver's output goes to a file, not a pipe: an unread pipe fills up, blocks the driver's
     # prints and with them its event loop, and no trial would ever report.
     log = tmp_path / "driver.log"
@@ -110,6 +117,7 @@ def test_signal_stops_the_sweep_closes_every_trial_and_resume_runs_them_again(si
     reruns = [t for t in study.trials if "rerun_of" in t.user_attrs]
     assert sorted(t.user_attrs["rerun_of"] for t in reruns) == [0, 1]
     assert all(t.params == interrupted[t.user_attrs["rerun_of"]] for t in reruns)
+    assert sorted(map(sorted, (t.params for t in reruns))) == [["hog_above", "x"], ["x"]]  # each its own branch
     assert all(t.state == TrialState.COMPLETE for t in reruns)
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 2  # the sweep's trial count
 
@@ -175,6 +183,7 @@ def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_tria
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
 
 
+@pytest.mark.campaign
 def test_resume_with_repeats_reruns_every_configuration_not_told_to_the_study(flaky_space, tmp_path):
     """The kill lands while a configuration has a finished seed but is not yet told (RUNNING in the study):
     resume must run that configuration again, all its seeds, not count it as done."""
@@ -379,6 +388,7 @@ def test_an_interrupt_during_start_up_is_one_line_and_leaves_nothing_running(poi
         assert all(r.info.status == "KILLED" for r in runs if r.data.tags.get("hpsearch.role") == "sweep")
 
 
+@pytest.mark.campaign
 def test_run_new_after_a_kill_closes_what_the_dead_driver_left_before_archiving(flaky_space, tmp_path):
     store = Store.at(tmp_path / "store")
     space = flaky_space("renewed", {"steps": 200, "sleep": 0.1}, trials=4, concurrency=2)
@@ -439,6 +449,7 @@ def resume_finishes(store: Store, name: str, trials: int) -> None:
     assert "RUNNING" not in {r.info.status for r in runs}
 
 
+@pytest.mark.campaign
 def test_a_dead_mlflow_writer_stops_the_sweep_in_one_line_and_resume_finishes_it(flaky_space, tmp_path):
     store, code, output, _ = kill_one_of_its_processes_mid_sweep(
         flaky_space, tmp_path, "writer", "search.stores.mlflow_writer", wait_s=120
@@ -448,6 +459,7 @@ def test_a_dead_mlflow_writer_stops_the_sweep_in_one_line_and_resume_finishes_it
     resume_finishes(store, "writer", trials=3)
 
 
+@pytest.mark.campaign
 def test_rays_head_killed_mid_sweep_stops_the_driver_in_one_line_and_resume_finishes_it(flaky_space, tmp_path):
     """Without the head watch, Ray's core worker ends the driver from C++ after 60 s: exit 1, its own log
     line, no word of resume."""

@@ -257,6 +257,7 @@ def _load(path):
     return yaml.safe_load(path.read_text())
 
 
+@pytest.mark.campaign
 @pytest.mark.slow
 def test_a_killed_trade_off_sweep_resumes_without_losing_a_finished_trial(write_space, tmp_path):
     store = Store.at(tmp_path / "store")

@@ -154,16 +154,30 @@ def addition_model(name: str, config: dict) -> torch.nn.Module:
     )
 
 
+LRS = {"type": "categorical", "choices": [0.05, 0.1, 0.15]}
+# a conditional space: AdamW at two large rates, SGD (with its momentum) at its default rate
+BRANCHES = {
+    "optimizer": {
+        "type": "categorical",
+        "choices": {
+            "adamw": {"lr": {"type": "categorical", "choices": [0.05, 0.15]}},
+            "sgd": {"momentum": {"type": "categorical", "choices": [0.9]}},
+        },
+    }
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("name", "config"),
+    ("name", "config", "searched"),
     [
-        ("addition-cnn", {"epochs": 3, "embed_dim": 8, "channels": 8, "conv_layers": 1, "seed": 3}),
-        ("addition-transformer", {"epochs": 3, "embed_dim": 8, "encoder_layers": 1, "hidden_dim": 16, "heads": 2}),
+        ("addition-cnn", {"epochs": 3, "embed_dim": 8, "channels": 8, "conv_layers": 1, "seed": 3}, BRANCHES),
+        ("addition-transformer", {"epochs": 3, "embed_dim": 8, "encoder_layers": 1, "hidden_dim": 16, "heads": 2},
+         {"lr": LRS}),
     ],
-)
+)  # fmt: skip
 def test_exported_addition_models_score_their_recorded_exact_match(
-    ray_local, write_space, tmp_path, quiet_console, name, config
+    ray_local, write_space, tmp_path, quiet_console, name, config, searched
 ):
     from trainables.addition import addition_pairs, predict
 
@@ -172,7 +186,7 @@ def test_exported_addition_models_score_their_recorded_exact_match(
         "name": f"scored-{name}",
         "trainable": name,
         "config": config,
-        "space": {"lr": {"type": "categorical", "choices": [0.05, 0.1, 0.15]}},
+        "space": searched,
         "sampler": {"name": "grid"},
         "concurrency": 2,
     }
@@ -185,6 +199,7 @@ def test_exported_addition_models_score_their_recorded_exact_match(
         result = run_cli("export", space["name"], str(out), "--store", str(store), "--trial", str(trial.number))
         assert result.exit_code == 0, result.output
         exported = torch.load(out / "model.pt", weights_only=True)
+        assert set(exported["config"]) == set(config) | set(trial.params)  # a conditional trial's own keys only
         model = addition_model(name, exported["config"])
         model.load_state_dict(exported["state_dict"])
         rescored = (predict(model, digits) == totals).float().mean().item()

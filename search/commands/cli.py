@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from search.commands.app import Commands, app
+from search.commands.app import Commands, app, err
 
 # isort: off
 from search.commands import sweep_commands, watch_commands, result_commands, trainable_commands  # noqa: F401, E402
@@ -20,7 +20,8 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         app()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before a command's own handling (parsing, its first imports): one line all the same
+        err.print("interrupted: the command had not started; nothing was recorded", highlight=False)
         sys.exit(130)
 
 

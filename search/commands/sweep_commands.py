@@ -45,12 +45,12 @@ def run(
     keep_dashboard: bool = typer.Option(False, "--keep-dashboard", help="leave the dashboard up after the sweep"),
 ) -> None:
     """Run a sweep: Ray Tune runs the trials, Optuna samples them, MLflow records them."""
-    from search.space import loading  # the space file first: a bad one costs no engine import
-    from search.space.overrides import parse_override
-
     server = None
     # Ctrl-C or SIGTERM before the sweep holds them (imports, Ray's start): one line, nothing recorded.
     with interrupts_end_in_one_line("the sweep had not started; nothing was recorded"):
+        from search.space import loading  # the space file first: a bad one costs no engine import
+        from search.space.overrides import parse_override
+
         try:
             overrides = [parse_override(s) for s in set_ or []]
             if trials is not None:
