@@ -155,12 +155,12 @@ def addition_model(name: str, config: dict) -> torch.nn.Module:
 
 
 LRS = {"type": "categorical", "choices": [0.05, 0.1, 0.15]}
-# a conditional space: AdamW at two large rates, SGD (with its momentum) at its default rate
+# a conditional space: AdamW at the three large rates, SGD (with its momentum) at its default rate
 BRANCHES = {
     "optimizer": {
         "type": "categorical",
         "choices": {
-            "adamw": {"lr": {"type": "categorical", "choices": [0.05, 0.15]}},
+            "adamw": {"lr": LRS},
             "sgd": {"momentum": {"type": "categorical", "choices": [0.9]}},
         },
     }
