@@ -57,8 +57,9 @@ def main() -> None:
         bad.write_text(BAD.format())
         sweep_s = timed([*hp, "run", str(space), "--store", str(store)], cwd=ROOT)
         storage = f"sqlite:///{store / 'optuna.db'}"
+        optuna_cli = str(Path(sys.executable).parent / "optuna")  # Optuna's own command, beside this Python
         commands = {
-            "optuna studies (the anchor)": ([sys.executable, "-m", "optuna", "studies", "--storage", storage], 0),
+            "optuna studies (the anchor)": ([optuna_cli, "studies", "--storage", storage], 0),
             "hpsearch --help": ([*hp, "--help"], 0),
             "hpsearch list": ([*hp, "list"], 0),
             "hpsearch sweeps": ([*hp, "sweeps", "--store", str(store)], 0),
