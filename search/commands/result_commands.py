@@ -98,14 +98,11 @@ def report(
     from search.readback.report import make_report
 
     result = make_report(open_store(store, storage, tracking_uri), sweep)
-    table = Table(title=f"hyperparameter importances of {sweep} (Optuna, fANOVA)")
-    table.add_column("hyperparameter")
-    table.add_column("importance", justify="right")
-    for name, value in result.importances.items():
-        table.add_row(name, f"{value:.3f}")
-    out.print(table)
-    for label, importances in result.by_branch.items():  # a conditional sweep: each branch on its own trials
-        table = Table(title=f"in the trials with {label}")
+    tables = {f"hyperparameter importances of {sweep} (Optuna, fANOVA)": result.importances}
+    # a conditional sweep: each branch's, on its own trials
+    tables |= {f"in the trials with {label}": imp for label, imp in result.by_branch.items()}
+    for title, importances in tables.items():
+        table = Table(title=title)
         table.add_column("hyperparameter")
         table.add_column("importance", justify="right")
         for name, value in importances.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -52,7 +53,7 @@ def _plots(study: optuna.Study, top: list[str]) -> dict[str, tuple[Callable, Cal
         if len(top) >= 2:
             plots[f"contour{suffix}"] = (vis.plot_contour, vis_mpl.plot_contour, {"params": top[:2], **target})
     if len(study.directions) == 1:
-        plots["intermediate_values"] = (vis.plot_intermediate_values, curves_by_param, {"top": top})
+        plots["intermediate_values"] = (vis.plot_intermediate_values, partial(curves_by_param, top=top), {})
     else:
         plots["pareto_front"] = (vis.plot_pareto_front, vis_mpl.plot_pareto_front, {"target_names": names})
     return plots
@@ -130,18 +131,7 @@ def make_report(store: Store, name: str) -> Report:
         out_dir.mkdir(parents=True, exist_ok=True)
         files: list[Path] = []
         for plot_name, (plotly_fn, mpl_fn, kwargs) in _plots(study, list(importances)).items():
-            html = out_dir / f"{plot_name}.html"
-            # One local plotly.min.js beside the pages, so they show offline (a CDN link would not).
-            shown = {k: v for k, v in kwargs.items() if k != "top"}  # ``top``: our own plot's only
-            plotly_fn(study, **shown).write_html(str(html), include_plotlyjs="directory")
-            ax = mpl_fn(study, **kwargs) if mpl_fn is curves_by_param else mpl_fn(study, **shown)
-            if plot_name.startswith("slice"):
-                tidy_ticks(ax)
-            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
-            png = out_dir / f"{plot_name}.png"
-            fig.savefig(png, dpi=100, bbox_inches="tight")
-            plt.close(fig)
-            files += [png, html]
+            files += write_plot(study, plotly_fn, mpl_fn, kwargs, out_dir / plot_name)
         files += seed_errorbars(study, out_dir)
         by_branch, branch_files = per_branch(study, out_dir)
         files += branch_files
@@ -192,14 +182,22 @@ def per_branch(study: optuna.Study, out_dir: Path) -> tuple[dict[str, dict[str, 
         except (ValueError, RuntimeError):  # one value of every parameter: nothing to rank
             continue
         stem = "slice_" + "".join(c if c.isalnum() or c in "-_." else "-" for c in branch.label.replace("=", "-"))
-        vis.plot_slice(sub, **target).write_html(str(out_dir / f"{stem}.html"), include_plotlyjs="directory")
-        ax = vis_mpl.plot_slice(sub, **target)
-        tidy_ticks(ax)
-        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
-        fig.savefig(out_dir / f"{stem}.png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        files += [out_dir / f"{stem}.png", out_dir / f"{stem}.html"]
+        files += write_plot(sub, vis.plot_slice, vis_mpl.plot_slice, target, out_dir / stem)
     return by_branch, files
+
+
+def write_plot(study: optuna.Study, plotly_fn: Callable, mpl_fn: Callable, kwargs: dict, stem: Path) -> list[Path]:
+    """One plot twice: ``stem.png`` (matplotlib) and ``stem.html`` (plotly, with one local plotly.min.js
+    beside the pages, so they show offline where a CDN link would not). A slice plot's labels slanted."""
+    html, png = stem.parent / f"{stem.name}.html", stem.parent / f"{stem.name}.png"  # a stem may hold a "."
+    plotly_fn(study, **kwargs).write_html(str(html), include_plotlyjs="directory")
+    ax = mpl_fn(study, **kwargs)
+    if stem.name.startswith("slice"):
+        tidy_ticks(ax)
+    fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
+    fig.savefig(png, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return [png, html]
 
 
 def seed_errorbars(study: optuna.Study, out_dir: Path) -> list[Path]:

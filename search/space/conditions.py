@@ -207,9 +207,3 @@ def suggest(trial: optuna.Trial, name: str, d: BaseDistribution) -> Any:
     if isinstance(d, IntDistribution):
         return trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
     return trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
-
-
-def branch_of(space: dict[str, Param], params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """The choices a trial made of the parameters others depend on: its branch, e.g. (("model", "vgg"),)."""
-    parents = {k for p in space.values() for k in (p.when or {})}
-    return tuple((k, params[k]) for k in space if k in parents and k in params)
