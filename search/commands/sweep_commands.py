@@ -77,8 +77,10 @@ def run(
             if server:
                 server.stop()  # no sweep ran, or it broke: its dashboard does not stay up
             raise
-    if server:
-        serve_until_interrupted(server) if keep_dashboard else server.stop()
+    if server and keep_dashboard:
+        serve_until_interrupted(server)
+    elif server:
+        server.stop()
     if outcome.stopped_by_budget:
         err.print(
             f"sweep budget reached after {outcome.wall_s:.0f}s; trials still running were stopped", highlight=False
