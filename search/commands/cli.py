@@ -1,28 +1,51 @@
 """The ``hpsearch`` command: the commands register on ``app`` (``app.py``) from their modules, imported here
-in the order ``--help`` lists them: running sweeps, watching them, reading their results, trainables."""
+in the order ``--help`` lists them: running sweeps, watching them, reading their results, trainables.
+
+They are imported inside ``main``, not at the top: a Ctrl-C while they load (the first half second) is then
+the same one line as any other interrupt before a command starts, not a traceback."""
 
 from __future__ import annotations
 
 import os
 import sys
+from types import ModuleType
+from typing import Any
 
-from search.commands.app import Commands, app, err
+__all__ = ["main"]  # and, loaded on first use: app, Commands
 
-# isort: off
-from search.commands import sweep_commands, watch_commands, result_commands, trainable_commands  # noqa: F401, E402
-# isort: on
 
-__all__ = ["Commands", "app", "main"]
+def _commands() -> ModuleType:
+    from search.commands import app as shared
+
+    # isort: off
+    from search.commands import sweep_commands, watch_commands, result_commands, trainable_commands  # noqa: F401
+
+    # isort: on
+    return shared
+
+
+def __getattr__(name: str) -> Any:
+    """``app`` and ``Commands`` for those that import them from here (tests, the CLI reference)."""
+    if name in ("app", "Commands"):
+        return getattr(_commands(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     # Downloading a checkpoint (best, export) is one small file: MLflow's progress bar is noise there.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        app()
-    except KeyboardInterrupt:  # before a command's own handling (parsing, its first imports): one line all the same
-        err.print("interrupted: the command had not started; nothing was recorded", highlight=False)
-        sys.exit(130)
+        _commands().app()
+    except KeyboardInterrupt:  # before a command's own handling (loading, parsing): one line all the same
+        sys.stderr.write("interrupted: the command had not started; nothing was recorded\n")
+        from search.driver.interrupts import has_children
+
+        if has_children():  # a server a command started: Python's own exit stops it
+            sys.exit(130)
+        # A library interrupted mid-import can take the process down with the signal while Python shuts
+        # down; nothing was started, so the process ends here, with the shell's code for Ctrl-C.
+        sys.stderr.flush()
+        os._exit(130)
 
 
 if __name__ == "__main__":
