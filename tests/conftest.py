@@ -2,12 +2,16 @@ import io
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).parent
 os.environ["HPSEARCH_TRAINABLES"] = str(HERE / "plugins" / "flaky.py")
+# The empty databases new stores are copied from (search/stores/empty_databases.py): made once for the whole
+# run (drivers in subprocesses too), in a folder of the run's own rather than the user's cache.
+os.environ["HPSEARCH_CACHE"] = tempfile.mkdtemp(prefix="hpsearch-test-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,13 @@ definition recorded, and what a killed driver left RUNNING closed. ``runner.run`
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
+import sqlalchemy
 from mlflow.tracking import MlflowClient
+from mlflow.version import VERSION as mlflow_version
 from optuna.trial import TrialState
 from rich.console import Console
 
@@ -27,6 +30,7 @@ from search.space.definition import (
     differences,
     recorded,
 )
+from search.stores import empty_databases
 from search.stores.driver_lock import setting_up
 from search.stores.infra import check_reachable, rdb_storage
 from search.stores.reconcile import close_lost, close_parent
@@ -100,7 +104,10 @@ def init_store(store: Store) -> None:
     try:
         store.create()
         with setting_up(store):
-            rdb_storage(store.optuna_url).engine.dispose()
+            for path in new_files:
+                if not path.exists():  # not made by another driver while this one waited
+                    _create_empty(path, store)
+            rdb_storage(store.optuna_url).engine.dispose()  # a database server's tables; a file's version check
             MlflowClient(store.mlflow_url).search_experiments(max_results=1)
     except Exception as e:
         if not out_of_space(e):
@@ -111,6 +118,17 @@ def init_store(store: Store) -> None:
             f"no space left on the disk of the store ({store.describe()}): nothing was recorded; free some space",
             "--store",
         ) from e
+
+
+def _create_empty(path: Path, store: Store) -> None:
+    """A store's optuna.db or mlflow.db, empty: copied from the cache (``empty_databases``)."""
+    if path.name == "optuna.db":
+        key = f"optuna-{optuna.__version__}-sqlalchemy-{sqlalchemy.__version__}"
+        empty_databases.create(path, key, lambda url: rdb_storage(url).engine.dispose())
+        return
+    key = f"mlflow-{mlflow_version}-sqlalchemy-{sqlalchemy.__version__}"
+    empty_databases.create(path, key, lambda url: MlflowClient(url).search_experiments(max_results=1))
+    empty_databases.point_default_experiment(path, store.artifacts)
 
 
 def archive(storage: optuna.storages.BaseStorage, name: str) -> str:
