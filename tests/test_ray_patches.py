@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
 
 from search.driver import ray_patches
@@ -54,11 +55,12 @@ listening = [
     for c in p.net_connections(kind="inet")
     if c.status == psutil.CONN_LISTEN
 ]
-print(json.dumps(listening))
+started = [" ".join(p.cmdline()) for p in me.children(recursive=True)]
+print(json.dumps({"listening": listening, "started": started}))
 """
 
 
-def test_a_local_ray_listens_on_loopback_only():
+def test_a_local_ray_listens_on_loopback_only_and_starts_no_monitor():
     import json
     import os
     import subprocess
@@ -67,10 +69,14 @@ def test_a_local_ray_listens_on_loopback_only():
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run([sys.executable, "-c", LISTENS], capture_output=True, text=True, env=env, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
-    listening = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    listening, started = seen["listening"], seen["started"]
     names = {name for name, _ in listening}
     assert {"gcs_server", "raylet"} <= names, listening  # the servers were seen, so the check means something
     assert {ip for _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
+    assert any("raylet" in cmd for cmd in started), started
+    monitors = [cmd for cmd in started if "log_monitor.py" in cmd or "autoscaler/_private/monitor.py" in cmd]
+    assert not monitors, monitors
 
 
 def test_on_this_ray_every_fix_is_in():
@@ -80,16 +86,18 @@ def test_on_this_ray_every_fix_is_in():
 def test_a_ray_whose_internals_moved_runs_unpatched_with_one_warning_naming_the_fix(monkeypatch, caplog):
     monkeypatch.setattr(ray_patches, "RayActorManager", None)
     monkeypatch.setattr(ray_patches, "ray_constants", None)
+    monkeypatch.setattr(ray_patches, "RayParams", None)
     monkeypatch.setattr(ray_patches, "_warned", set())
-    assert ray_patches.missing() == [ray_patches.MEMORY_FIX, ray_patches.LOOPBACK_FIX]
+    assert ray_patches.missing() == [ray_patches.MEMORY_FIX, ray_patches.LOOPBACK_FIX, ray_patches.LEAN_FIX]
     with caplog.at_level("WARNING", logger="search.driver.ray_patches"):
         ray_patches.apply()
         ray_patches.apply()
         with ray_patches.local_only():
             pass
     warned = [r.getMessage() for r in caplog.records]
-    assert len(warned) == 2
+    assert len(warned) == 3
     assert "a trial killed for memory fails alone" in warned[0] and "a local Ray listens on loopback" in warned[1]
+    assert "no autoscaler or log monitor" in warned[2]
 
 
 def test_a_ray_without_the_cluster_switch_keeps_its_environment(monkeypatch):
@@ -100,3 +108,14 @@ def test_a_ray_without_the_cluster_switch_keeps_its_environment(monkeypatch):
     before = dict(os.environ)
     with ray_patches.local_only():
         assert dict(os.environ) == before
+
+
+@pytest.mark.parametrize(("logs", "log_monitor"), [(False, False), (True, None)])
+def test_a_ray_started_inside_local_only_skips_its_monitors_and_only_there(logs, log_monitor):
+    from ray._private.parameter import RayParams
+
+    with ray_patches.local_only(log_to_driver=logs):
+        inside = RayParams()
+    after = RayParams()
+    assert (inside.no_monitor, inside.include_log_monitor) == (True, log_monitor)  # None: Ray's default (on)
+    assert (after.no_monitor, after.include_log_monitor) == (False, None)

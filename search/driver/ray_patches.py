@@ -17,16 +17,25 @@ which it takes to be the machine's outward address unless clusters are switched 
 is 127.0.0.1. A sweep on one machine needs no other, so while this process starts its own Ray the switch
 is off (in the environment, for the processes Ray starts, and in the constant Ray has already read).
 
-Both reach into Ray's private modules. A Ray whose internals moved is run unpatched, with one warning
+**A local Ray starts only what a sweep uses.** ``ray.init()`` on one machine also starts the autoscaler's
+monitor, which has nothing to scale, and, even when the driver does not print the workers' output
+(``log_to_driver=False``, hpsearch's default), the log monitor, which reads every worker's log files all
+the time so as to send them to the driver: a few seconds of CPU at start and a steady share of a core
+after, taken from the trials. Neither is started for a Ray this process starts for itself (the log monitor
+still is with ``HPSEARCH_RAY_LOGS=1``); a cluster's are untouched.
+
+All three reach into Ray's private modules. A Ray whose internals moved is run unpatched, with one warning
 naming the fix that is off (``missing()`` says which): a trial killed for memory then ends the sweep, and
 a local Ray listens where Ray's default puts it.
 """
 
+import inspect
 import logging
 import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from ray.exceptions import OutOfMemoryError, RayActorError, RayError, RayTaskError
 
@@ -40,8 +49,13 @@ try:
     from ray._private import ray_constants
 except ImportError:  # pragma: no cover - another Ray
     ray_constants = None
+try:
+    from ray._private.parameter import RayParams
+except ImportError:  # pragma: no cover - another Ray
+    RayParams = None
 
 MEMORY_FIX, LOOPBACK_FIX = "a trial killed for memory fails alone", "a local Ray listens on loopback only"
+LEAN_FIX = "a local Ray starts no autoscaler or log monitor"
 _warned: set[str] = set()
 
 
@@ -53,6 +67,9 @@ def missing() -> list[str]:
     names = ("ENABLE_RAY_CLUSTERS_ENV_VAR", "ENABLE_RAY_CLUSTER")
     if ray_constants is None or not all(hasattr(ray_constants, n) for n in names):
         out.append(LOOPBACK_FIX)
+    takes = inspect.signature(RayParams.__init__).parameters if RayParams is not None else {}
+    if not {"no_monitor", "include_log_monitor"} <= set(takes):
+        out.append(LEAN_FIX)
     return out
 
 
@@ -94,9 +111,16 @@ def _fail_the_trial_alone(original):
 
 
 @contextmanager
-def local_only() -> Iterator[None]:
-    """A ``ray.init()`` without an address inside starts a Ray that listens on 127.0.0.1 only. The switch
-    is put back after: a Ray node or cluster this process starts or joins later is not touched."""
+def local_only(log_to_driver: bool = False) -> Iterator[None]:
+    """A ``ray.init()`` without an address inside starts a Ray that listens on 127.0.0.1 only, with no
+    autoscaler monitor and (unless ``log_to_driver``) no log monitor. All is put back after: a Ray node or
+    cluster this process starts or joins later is not touched."""
+    with _loopback(), _lean(log_to_driver):
+        yield
+
+
+@contextmanager
+def _loopback() -> Iterator[None]:
     if LOOPBACK_FIX in missing():
         _warn_once(LOOPBACK_FIX)
         yield
@@ -112,6 +136,27 @@ def local_only() -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = saved_env
+
+
+@contextmanager
+def _lean(log_to_driver: bool) -> Iterator[None]:
+    if LEAN_FIX in missing():
+        _warn_once(LEAN_FIX)
+        yield
+        return
+    original = RayParams.__init__
+
+    def init(self, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.no_monitor = True
+        if not log_to_driver:
+            self.include_log_monitor = False
+
+    RayParams.__init__ = init
+    try:
+        yield
+    finally:
+        RayParams.__init__ = original
 
 
 def apply() -> None:

@@ -109,13 +109,14 @@ def ensure_ray(address: str | None = None) -> None:
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     # ray.init makes SIGTERM a SystemExit anywhere in the driver; the driver keeps its own handling
     sigterm = signal.getsignal(signal.SIGTERM)
+    logs = os.environ.get("HPSEARCH_RAY_LOGS", "0") == "1"
     try:
-        with ray_patches.local_only() if local else nullcontext():  # a Ray started here serves this machine
+        with ray_patches.local_only(logs) if local else nullcontext():  # a Ray started here serves this machine
             ray.init(
                 address=address,
                 num_cpus=None if address else os.cpu_count(),
                 include_dashboard=False,
-                log_to_driver=os.environ.get("HPSEARCH_RAY_LOGS", "0") == "1",
+                log_to_driver=logs,
                 logging_level=logging.WARNING,
                 configure_logging=True,
             )
@@ -305,6 +306,8 @@ def _drive(
         status = "FAILED"
         raise
     finally:
+        if (board := getattr(sweep.scheduler, "board", None)) is not None:
+            ray.kill(board)  # the fused groups' stop board: Tune's registry keeps its handle, and so the actor
         if writer.dead is not None:  # nothing more reaches MLflow: leave both stores as a dead driver would
             raise WriterLostError(
                 f"{writer.dead} mid-sweep, so the sweep stopped: what finished is whole in both stores, and "
