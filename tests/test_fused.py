@@ -6,6 +6,7 @@ pruned or failed alone, groups split by what cannot fuse, and a member's checkpo
 """
 
 import math
+import time
 
 import optuna
 import pytest
@@ -331,6 +332,19 @@ def test_members_are_pruned_and_fail_alone_in_a_sweep(ray_local, flaky_space, tm
     assert all(status[t.number] == expected[t.state] for t in study.trials)
     ray_ids = {t.user_attrs["ray_trial_id"] for t in study.trials}
     assert len(ray_ids) == 2  # 12 members in 2 Ray trials
+    assert wait_for_no_stop_board(), "the fused groups' StopBoard actor outlived its sweep"
+
+
+def wait_for_no_stop_board(timeout: float = 10.0) -> bool:
+    from ray._private.state import actors
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [a for a in actors().values() if a["ActorClassName"].endswith("StopBoard") and a["State"] != "DEAD"]
+        if not alive:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def test_fused_members_share_the_set_of_parameters_they_set():
