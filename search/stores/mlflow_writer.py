@@ -331,6 +331,11 @@ def main() -> None:
     # own logging of it, traceback and all, would only bury that line.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     _Writer(sys.stdin.buffer, answers).serve()
+    # Every write is committed and answered (the driver's last sync waited for it): what Python's own exit
+    # would add is a second and a half of tearing down MLflow and SQLAlchemy, which the driver waits for.
+    answers.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
