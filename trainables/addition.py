@@ -18,13 +18,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, checkpoint_bytes, param_count
 from trainables.fused import FusedGroup, FusedModels, batch_order_seed, fit_fused, shared_key
+from trainables.hyperparameters.addition import AdditionCNNParams, AdditionParams, AdditionTransformerParams
 from trainables.loop import FitLoop, optimizer_step, shuffled
-from trainables.registry import Hyperparameters, fusable, trainable
-from trainables.schedules import OptimizerParams, fused_optimizer, make_optimizer
+from trainables.schedules import fused_optimizer, make_optimizer
 from trainables.session import GroupSession, Session
 
 SPLIT_SEED = 1234
@@ -112,45 +111,9 @@ class AdditionTransformer(nn.Module):
 # ----------------------------------------------------------------------------- hyperparameters
 
 
-class AdditionParams(Hyperparameters, OptimizerParams):
-    lr: float = Field(5e-3, gt=0)
-    batch_size: int = Field(128, ge=1)
-    epochs: int = Field(100, ge=1)
-    embed_dim: int = Field(16, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    data_seed: int | None = Field(None, description="the seed of the batch order; none: seed")
-    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 turns clipping off")
-    holdout: float = Field(0.1, ge=0, lt=1, description="fraction of the 10,000 pairs never trained on")
-    stop_at_exact_match: float | None = Field(
-        None, gt=0, le=1, description="end the trial once exact_match reaches this"
-    )
-
-
-class AdditionCNNParams(AdditionParams):
-    conv_layers: int = Field(2, ge=1)
-    channels: int = Field(32, ge=1)
-
-
-class AdditionTransformerParams(AdditionParams):
-    embed_dim: int = Field(32, ge=1)
-    encoder_layers: int = Field(2, ge=1)
-    hidden_dim: int = Field(64, ge=1)
-    heads: int = Field(2, ge=1)
-    positional_encoding: bool = True
-    layer_norm: bool = True
-
-    @model_validator(mode="after")
-    def _heads_divide_embed_dim(self) -> "AdditionTransformerParams":
-        if self.embed_dim % self.heads:
-            raise ValueError(f"heads ({self.heads}) must divide embed_dim ({self.embed_dim})")
-        return self
-
-
 # ----------------------------------------------------------------------------- training
 
 
-@trainable("addition-cnn", params=AdditionCNNParams, metric="exact_match", mode="max", reports_by_time=True)
 def addition_cnn(p: AdditionCNNParams, session: Session) -> None:
     """CNN over the 2x2 digit grid learning two-digit addition (seed A)."""
     torch.manual_seed(p.seed)
@@ -158,9 +121,6 @@ def addition_cnn(p: AdditionCNNParams, session: Session) -> None:
     train_addition(model, p, session)
 
 
-@trainable(
-    "addition-transformer", params=AdditionTransformerParams, metric="exact_match", mode="max", reports_by_time=True
-)
 def addition_transformer(p: AdditionTransformerParams, session: Session) -> None:
     """Transformer encoder over the 4 digit tokens learning two-digit addition (seed A)."""
     torch.manual_seed(p.seed)
@@ -341,7 +301,3 @@ def final_summary(
         out[f"deviation_top{rank}"] = float(dev)
         out[f"deviation_top{rank}_count"] = float(count)
     return out
-
-
-fusable("addition-cnn", addition_cnn_fused, fuse_key)
-fusable("addition-transformer", addition_transformer_fused, fuse_key)

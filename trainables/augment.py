@@ -17,8 +17,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-PRESETS = ("none", "basic", "extra", "glyph")
-
 
 @dataclass
 class AffineParams:

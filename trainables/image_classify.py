@@ -11,15 +11,14 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from torch.utils.data import DataLoader, TensorDataset
 
 from trainables import image_data, image_models
-from trainables.augment import PRESETS, augment
+from trainables.augment import augment
 from trainables.blocks import param_count
 from trainables.fused import (
     CannotFuse,
@@ -32,62 +31,10 @@ from trainables.fused import (
     fit_fused,
     shared_key,
 )
+from trainables.hyperparameters.image import ImageParams
 from trainables.loop import FitLoop, optimizer_step, shuffled
-from trainables.registry import LOCAL_PATH, Hyperparameters, fusable, trainable
-from trainables.schedules import LrScheduleParams, scheduler
+from trainables.schedules import scheduler
 from trainables.session import GroupSession, Session
-
-ARCH_OPTIONS = ("depth", "kernel_size", "batch_norm", "reduce_1x1", "blocks", "width", "extra_channels")
-
-
-class ImageParams(Hyperparameters, LrScheduleParams):
-    dataset: Literal["cifar10", "mnist", "digits", "glyphs", "folder"] = "digits"
-    data_dir: str | None = Field(None, json_schema_extra=LOCAL_PATH)
-    # dataset: folder (DIR/train/<class>/*.png, ...): images resized to image_size x image_size
-    image_size: int = Field(32, ge=8)
-    color: Literal["auto", "gray", "rgb"] = "auto"
-    valid_ratio: float = Field(0.1, gt=0, lt=0.5)
-    test_ratio: float = Field(0.1, gt=0, lt=0.5)
-    download: bool = False
-    verify_checksums: bool = True
-    glyph_size: int = Field(90, ge=16)
-    glyph_train_per_class: int = Field(110, ge=11)
-    train_subset: int | None = Field(None, ge=1, description="train on the first N training images only")
-    data_seed: int | None = Field(None, description="the seed of the batch order and augmentation (default: seed)")
-
-    model: str = "mnist2"
-    depth: int | None = None
-    kernel_size: int | None = None
-    batch_norm: bool | None = None
-    reduce_1x1: bool | None = None
-    blocks: list[int] | None = None
-    width: float | None = Field(None, gt=0)
-    extra_channels: int | None = None
-
-    optimizer: Literal["adam", "sgd"] = "adam"
-    momentum: float = Field(0.9, ge=0, lt=1)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(128, ge=1)
-    epochs: int = Field(10, ge=1)
-    weight_decay: float = Field(0.0, ge=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    augment: Literal[PRESETS] = "none"  # type: ignore[valid-type]
-    num_workers: int = Field(0, ge=0)
-    pin_memory: bool = False
-    grad_norms: bool = False
-    amp: bool = True  # mixed precision, on CUDA only
-    save_model: bool = Field(True, description="the weights that scored the trial's value become its checkpoint")
-    channels_last: bool = True  # on CUDA only
-
-    @model_validator(mode="after")
-    def _model_takes_its_options(self) -> "ImageParams":
-        image_models.check_options(self.model, self.arch_options())
-        return self
-
-    def arch_options(self) -> dict:
-        return {k: getattr(self, k) for k in ARCH_OPTIONS if getattr(self, k) is not None}
-
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
 
@@ -124,14 +71,6 @@ def preflight(p: ImageParams) -> None:
     image_data.check_available(p.dataset, p.data_dir, p.download)
 
 
-@trainable(
-    "image-classifier",
-    params=ImageParams,
-    metric="valid_accuracy",
-    mode="max",
-    reports_by_time=True,
-    preflight=preflight,
-)
 def image_classifier(p: ImageParams, session: Session) -> None:
     """CNN zoo on CIFAR-10, MNIST, digits, glyphs or your own image folder (seeds B, C, E)."""
     torch.manual_seed(p.seed)
@@ -354,6 +293,3 @@ def image_classifier_fused(ps: list[ImageParams], session: GroupSession) -> None
     started = time.monotonic()
     batches = lambda: shuffled(len(train_x), first.batch_size, gen)  # noqa: E731
     fit_fused(group, session, first.epochs, batches, losses, measure)
-
-
-fusable("image-classifier", image_classifier_fused, fuse_key, cannot_fuse)

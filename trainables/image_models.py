@@ -13,6 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models import resnet
 
+from trainables.hyperparameters.image import ALIASES, MODEL_OPTIONS, check_options, resolve  # noqa: F401
+
 # ----------------------------------------------------------------------------- AlexNet (32x32)
 
 
@@ -252,70 +254,23 @@ class CharResNet(nn.Module):
 
 # ----------------------------------------------------------------------------- the registry of architectures
 
-# name -> (builder, the options it takes beyond in_ch/num_classes/dropout/size, and their allowed values)
-ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], dict[str, tuple[Any, ...] | None]]] = {
-    "alexnet": (lambda c, k, d, s: AlexNet32(c, k, d), {}),
-    "vgg": (
-        lambda c, k, d, s, depth=16, kernel_size=3, batch_norm=False: VGG32(c, k, d, depth, kernel_size, batch_norm),
-        {"depth": (16, 50), "kernel_size": (3, 5, 7), "batch_norm": (True, False)},
-    ),
-    "inception": (
-        lambda c, k, d, s, depth=22, reduce_1x1=True: Inception32(c, k, d, depth, reduce_1x1),
-        {"depth": (22, 50), "reduce_1x1": (True, False)},
-    ),
-    "resnet": (lambda c, k, d, s, depth=18: resnet32(depth, c, k), {"depth": (18, 50, 101)}),
-    "mnist1": (lambda c, k, d, s: MnistModel1(c, k, d, s), {}),
-    "mnist2": (lambda c, k, d, s: MnistModel2(c, k, d, s), {}),
-    "mnist3": (lambda c, k, d, s: MnistModel3(c, k, d, s), {}),
-    "char-resnet": (
-        lambda c, k, d, s, blocks=(1, 1), width=1.0, extra_channels=0: CharResNet(
-            c, k, d, list(blocks), width, extra_channels
-        ),
-        {"blocks": None, "width": None, "extra_channels": (0, 128, 256)},
+# name -> builder(in_ch, num_classes, dropout, size, **the options it takes); the options and their allowed
+# values, the aliases, and the checks are in trainables/hyperparameters/image.py (no torch there).
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "alexnet": lambda c, k, d, s: AlexNet32(c, k, d),
+    "vgg": lambda c, k, d, s, depth=16, kernel_size=3, batch_norm=False: VGG32(c, k, d, depth, kernel_size, batch_norm),
+    "inception": lambda c, k, d, s, depth=22, reduce_1x1=True: Inception32(c, k, d, depth, reduce_1x1),
+    "resnet": lambda c, k, d, s, depth=18: resnet32(depth, c, k),
+    "mnist1": lambda c, k, d, s: MnistModel1(c, k, d, s),
+    "mnist2": lambda c, k, d, s: MnistModel2(c, k, d, s),
+    "mnist3": lambda c, k, d, s: MnistModel3(c, k, d, s),
+    "char-resnet": lambda c, k, d, s, blocks=(1, 1), width=1.0, extra_channels=0: CharResNet(
+        c, k, d, list(blocks), width, extra_channels
     ),
 }
-
-
-# Short names for the seed's variants: a name fixes the depth, as "VGG-50" does in the seed tables.
-ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
-    "vgg16": ("vgg", {"depth": 16}),
-    "vgg50": ("vgg", {"depth": 50}),
-    "inception-v1": ("inception", {"depth": 22}),
-    "inception50": ("inception", {"depth": 50}),
-    "resnet18": ("resnet", {"depth": 18}),
-    "resnet50": ("resnet", {"depth": 50}),
-    "resnet101": ("resnet", {"depth": 101}),
-}
-
-
-def resolve(model: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """An alias -> its architecture and the options it fixes (which must not be given again)."""
-    if model not in ALIASES:
-        return model, options
-    arch, fixed = ALIASES[model]
-    for key in fixed:
-        if key in options and options[key] != fixed[key]:
-            raise ValueError(f"model {model} fixes {key}={fixed[key]} (got {key}={options[key]!r})")
-    return arch, {**options, **fixed}
-
-
-def check_options(model: str, options: dict[str, Any]) -> None:
-    """Raise ValueError naming the option an architecture does not take, or a value it does not allow."""
-    if model in ALIASES:
-        model, options = resolve(model, options)
-    if model not in ARCHITECTURES:
-        raise ValueError(f"unknown model {model!r} (known: {', '.join([*ARCHITECTURES, *ALIASES])})")
-    takes = ARCHITECTURES[model][1]
-    for key, value in options.items():
-        if key not in takes:
-            taken = ", ".join(takes) or "no architecture options"
-            raise ValueError(f"model {model} does not take {key!r} (it takes: {taken})")
-        allowed = takes[key]
-        if allowed is not None and value not in allowed:
-            raise ValueError(f"model {model}: {key} must be one of {list(allowed)} (got {value!r})")
 
 
 def build(model: str, in_ch: int, num_classes: int, dropout: float, size: int, **options: Any) -> nn.Module:
     check_options(model, options)
     model, options = resolve(model, options)
-    return ARCHITECTURES[model][0](in_ch, num_classes, dropout, size, **options)
+    return BUILDERS[model](in_ch, num_classes, dropout, size, **options)

@@ -107,10 +107,62 @@ def fusable(
     key: Callable[[Any], tuple],
     cannot_fuse: Callable[[Any], str | None] | None = None,
 ) -> None:
-    """Give a registered trainable its fused form (after both are defined in its module)."""
+    """Give a trainable registered with ``@trainable`` its fused form (after both are defined in its module)."""
     import dataclasses
 
     _REGISTRY[name] = dataclasses.replace(_REGISTRY[name], fused=fused, fuse_key=key, cannot_fuse=cannot_fuse)
+
+
+class Deferred:
+    """A function named ``module:attr``, imported when it is first called: a built-in's training code (torch,
+    its models, its data) loads in the trial's worker, not in a command that only checks a space file or
+    lists the trainables."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._fn: Callable | None = None
+
+    def resolve(self) -> Callable:
+        if self._fn is None:
+            module, _, attr = self.target.partition(":")
+            self._fn = getattr(importlib.import_module(module), attr)
+        return self._fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Deferred({self.target!r})"
+
+
+def declare(
+    name: str,
+    *,
+    params: type[Hyperparameters],
+    metric: str,
+    mode: Literal["min", "max"],
+    description: str,
+    trains: str,
+    reports_by_time: bool = False,
+    preflight: str | None = None,
+    export: str | None = None,
+    fused: str | None = None,
+    fuse_key: str | None = None,
+    cannot_fuse: str | None = None,
+) -> None:
+    """Register a built-in from its hyperparameters' module (``trainables/hyperparameters/``), which imports
+    no torch: what it trains with, and its optional parts, are ``module:function`` names, imported on first
+    call. A user's own trainable uses ``@trainable`` instead."""
+    if name in _REGISTRY:
+        raise ValueError(f"trainable {name!r} is registered twice")
+
+    def later(target: str | None) -> Deferred | None:
+        return Deferred(target) if target else None
+
+    _REGISTRY[name] = TrainableSpec(
+        name, Deferred(trains), params, metric, mode, description, reports_by_time, later(preflight),
+        later(export), later(fused), later(fuse_key), later(cannot_fuse),
+    )  # fmt: skip
 
 
 class _StepTracking:
@@ -255,6 +307,10 @@ def short_name(name: str) -> str:
     return name.replace("-", "_")
 
 
+def _same(registered: Any, fn: Callable) -> bool:
+    return (registered.resolve() if isinstance(registered, Deferred) else registered) is fn
+
+
 def from_reference(ref: str) -> TrainableSpec:
     """The trainable a reference names. A file path must already be absolute or relative to the cwd."""
     target, attr = split_reference(ref)
@@ -273,7 +329,7 @@ def from_reference(ref: str) -> TrainableSpec:
             n for n, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == module.__name__
         )
         raise TrainableError(f"{target} has no function {attr!r} (it defines: {', '.join(defined) or 'none'})")
-    registered = next((s for s in _REGISTRY.values() if s.fn is fn), None)
+    registered = next((s for s in _REGISTRY.values() if _same(s.fn, fn)), None)
     if registered is not None:  # decorated with @trainable: checked like a built-in
         return registered
     n_args = len(inspect.signature(fn).parameters)
@@ -282,14 +338,14 @@ def from_reference(ref: str) -> TrainableSpec:
     return TrainableSpec(ref, fn, None, None, None, _first_line(fn))
 
 
-# Where each built-in trainable lives, so a trial imports only its own module (a worker that runs the
-# addition task need not import torchvision). Importing a module runs its @trainable decorators.
+# Where each built-in trainable is declared: its hyperparameters' module, which imports no torch (a space
+# file is checked and `hpsearch list` answers without loading the models); importing it declares it.
 BUILTIN = {
-    "addition-cnn": "trainables.addition",
-    "addition-transformer": "trainables.addition",
-    "image-classifier": "trainables.image_classify",
-    "text-finetune": "trainables.text_finetune",
-    "seq-transformer": "trainables.seq_transformer",
+    "addition-cnn": "trainables.hyperparameters.addition",
+    "addition-transformer": "trainables.hyperparameters.addition",
+    "image-classifier": "trainables.hyperparameters.image",
+    "text-finetune": "trainables.hyperparameters.text",
+    "seq-transformer": "trainables.hyperparameters.sequence",
 }
 
 

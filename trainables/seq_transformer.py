@@ -13,13 +13,12 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 
 from trainables.blocks import EncoderBlock, run_figures
 from trainables.fused import FusedGroup, FusedModels, batch_order_seed, fit_fused, shared_key
+from trainables.hyperparameters.sequence import SeqParams
 from trainables.loop import FitLoop, optimizer_step, shuffled
-from trainables.registry import Hyperparameters, fusable, trainable
-from trainables.schedules import OptimizerParams, fused_optimizer, make_optimizer
+from trainables.schedules import fused_optimizer, make_optimizer
 from trainables.session import GroupSession, Session
 
 DATA_SEED = 4321  # the same examples for every trial, whatever its own seed
@@ -67,30 +66,6 @@ class SeqTransformer(nn.Module):
         return self.head(self.norm(x).mean(dim=1))
 
 
-class SeqParams(Hyperparameters, OptimizerParams):
-    hidden: int = Field(20, ge=1, description="model dimension")
-    heads: int = Field(2, ge=1)
-    layers: int = Field(1, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    max_grad: float = Field(5.0, ge=0, description="gradient clipping norm; 0 turns it off")
-    lr: float = Field(1e-4, gt=0)
-    batch_size: int = Field(20, ge=1)
-    epochs: int = Field(30, ge=1)
-    weight_decay: float = Field(0.0, ge=0)
-    classes: int = Field(10, ge=2)
-    seq_len: int = Field(24, ge=6)
-    train_examples: int = Field(1000, ge=10)
-    test_examples: int = Field(500, ge=10, description="each of validation and test")
-    stop_at_accuracy: float | None = Field(None, gt=0, le=1, description="end the trial once valid_accuracy >= this")
-    data_seed: int | None = Field(None, description="the seed of the batch order; none: seed")
-
-    @model_validator(mode="after")
-    def _heads_divide_hidden(self) -> "SeqParams":
-        if self.hidden % self.heads:
-            raise ValueError(f"heads ({self.heads}) must divide hidden ({self.hidden})")
-        return self
-
-
 def task_splits(p: SeqParams, device: torch.device) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
     """Train, validation and test (tokens, labels): the same examples for every trial."""
     x, y = majority_task(p.train_examples + 2 * p.test_examples, p.seq_len, p.classes, DATA_SEED)
@@ -99,7 +74,6 @@ def task_splits(p: SeqParams, device: torch.device) -> tuple[tuple[torch.Tensor,
     return (x[:n], y[:n]), (x[n : n + m], y[n : n + m]), (x[n + m :], y[n + m :])
 
 
-@trainable("seq-transformer", params=SeqParams, metric="valid_accuracy", mode="max")
 def seq_transformer(p: SeqParams, session: Session) -> None:
     """Small Transformer classifying generated 10-class sequences (seed D)."""
     device = session.device
@@ -205,6 +179,3 @@ def seq_transformer_fused(ps: list[SeqParams], session: GroupSession) -> None:
 
     batches = lambda: shuffled(n, first.batch_size, gen, device)  # noqa: E731
     fit_fused(group, session, first.epochs, batches, losses, measure)
-
-
-fusable("seq-transformer", seq_transformer_fused, fuse_key)
