@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from search.errors import SpecError
 from search.names import RUN_ID_ATTR
+from search.readback import run_metrics
 from search.readback.seed_stats import distinct, half_width, welch_p
 from search.readback.sweeps import load_study, objective_names, require_sweeps
 from search.space.constraints import all_hold
@@ -51,8 +51,8 @@ def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[
     sweep: sweeps that measure different metrics get a column each, never one another's) and the
     directions of the first sweep."""
     require_sweeps(store, names)
-    client = MlflowClient(store.mlflow_url)
     rows: list[Row] = []
+    runs: dict[int, list[str]] = {}  # row -> its runs (a configuration with repeats has one per seed)
     metrics, directions = [], ["maximize"]
     order = {name: i for i, name in enumerate(names)}
     signs: dict[str, int] = {}  # each sweep's first direction: -1 ranks larger values first
@@ -70,12 +70,16 @@ def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[
             std = t.user_attrs.get("value_std") if seeds else None
             run_ids = [v for k, v in t.user_attrs.items() if k.startswith(RUN_ID_ATTR)]
             value = t.values[0] if t.values else None
-            row = Row(name, t.number, t.state.name, value, std, seeds, dict(t.params), _extra(client, run_ids))
+            row = Row(name, t.number, t.state.name, value, std, seeds, dict(t.params))
+            runs[id(row)] = run_ids
             row.values = list(t.values) if t.values else None
             row.names = own
             row.front = (t.number in on_front) if multi else None
             row.feasible = all_hold(t.constraints) if t.constraints else None
             rows.append(row)
+    figures = run_metrics.latest(store, [r for ids in runs.values() for r in ids], EXTRA_METRICS)
+    for row in rows:
+        row.extra = _extra([figures.get(run_id, {}) for run_id in runs[id(row)]])
     # one metric for all: one ranking; different metrics cannot be ranked together: each sweep's rows apart
     shared = len({tuple(r.names or ()) for r in rows}) <= 1
     rows.sort(
@@ -107,11 +111,10 @@ def group_by(rows: list[Row], param: str) -> tuple[list[Row], list[tuple[str, in
     return [r for members in groups.values() for r in members], summary
 
 
-def _extra(client: MlflowClient, run_ids: list[str]) -> dict[str, float]:
+def _extra(each_run: list[dict[str, float]]) -> dict[str, float]:
     """Mean over the configuration's runs of the figures a trainable reports at the end."""
     values: dict[str, list[float]] = {}
-    for run_id in run_ids:
-        metrics = client.get_run(run_id).data.metrics
+    for metrics in each_run:
         for key in EXTRA_METRICS:
             if key in metrics:
                 values.setdefault(key, []).append(metrics[key])

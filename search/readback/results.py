@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -164,6 +163,8 @@ def load_checkpoint(store: Store, b: Best) -> dict[str, Any]:
     client = MlflowClient(store.mlflow_url)
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(b.mlflow_run_id, CHECKPOINT_ARTIFACT, tmp)
+        import torch  # here, not at the top: best, compare and the rest of this module need no torch
+
         return torch.load(path, map_location="cpu", weights_only=False)
 
 
@@ -173,6 +174,8 @@ def write_model(
     """``model.pt`` (the state dict, the configuration and where it came from; ``torch.load`` reads it
     with no hpsearch installed) and ``config.yaml``; plus what the trainable's own exporter writes
     (``save_pretrained`` for text models)."""
+    import torch
+
     from trainables import registry
 
     spec = registry.get(trainable)
