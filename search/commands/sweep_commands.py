@@ -1,4 +1,5 @@
-"""Commands that run a sweep: ``run`` and ``resume``, and how a sweep's end becomes an exit code."""
+"""Commands that run a sweep: ``run`` and ``resume``, ``up`` and ``down`` (a warm Ray for the sweeps to come),
+and how a sweep's end becomes an exit code."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from search.commands.app import (
     err,
     interrupts_end_in_one_line,
     open_store,
+    out,
     serve_until_interrupted,
 )
 
@@ -104,6 +106,28 @@ def resume(
         outcome = resume_sweep(open_store(store, storage, tracking_uri, storage_path), sweep, err, address)
     if outcome is not None:
         ended(outcome)
+
+
+@app.command()
+def up(
+    cpus: Optional[int] = typer.Option(None, "--cpus", min=1, help="CPUs its trials may use (default: all)"),
+    gpus: Optional[int] = typer.Option(None, "--gpus", min=0, help="GPUs its trials may use (default: all)"),
+) -> None:
+    """Keep a local Ray up for the sweeps to come: each run attaches in a second; hpsearch down stops it."""
+    from search.driver import warm_ray
+
+    with interrupts_end_in_one_line("the warm Ray was not started"):
+        where = warm_ray.start(cpus, gpus)
+    out.print(f"a warm Ray is up at {where}: every sweep on this machine uses it; hpsearch down stops it")
+
+
+@app.command()
+def down() -> None:
+    """Stop the warm Ray `hpsearch up` started (sweeps still running on it stop with it)."""
+    from search.driver import warm_ray
+
+    where = warm_ray.stop()
+    out.print(f"the warm Ray at {where} is stopped" if where else "no warm Ray was up")
 
 
 def ended(outcome) -> None:

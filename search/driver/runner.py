@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from rich.console import Console
 
-from search.driver import interrupts, ray_patches
+from search.driver import interrupts, ray_patches, warm_ray
 from search.driver.head_watch import HeadWatch
 from search.driver.optuna_bridge import OptunaBridge
 from search.driver.plan import Sweep
@@ -98,22 +98,33 @@ class FailFastStopper(tune.Stopper):
         return self.bridge.failing_fast is not None
 
 
-def ensure_ray(address: str | None = None) -> None:
+def ensure_ray(address: str | None = None) -> str | None:
+    """Ray for this driver: ``address``'s cluster, else the warm Ray ``hpsearch up`` keeps (its address is
+    returned), else a Ray of its own for this machine, stopped when the driver ends."""
     engine_settings()
     if ray.is_initialized():
-        return
+        return None
+    warm = None
+    if not address and not os.environ.get("RAY_ADDRESS"):
+        address = warm = warm_ray.address()  # hpsearch up's Ray, when one is up: attached in about a second
     local = not address and not os.environ.get("RAY_ADDRESS")
-    if local:
+    if local or warm:
         # Ray turns token authentication on for a local start and warns of it each time: that tells a local
         # user nothing (a cluster's driver still hears it).
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    if warm:
+        warm_ray.join_with_its_token()
     # ray.init makes SIGTERM a SystemExit anywhere in the driver; the driver keeps its own handling
     sigterm = signal.getsignal(signal.SIGTERM)
     logs = os.environ.get("HPSEARCH_RAY_LOGS", "0") == "1"
     try:
-        with ray_patches.local_only(logs) if local else nullcontext():  # a Ray started here serves this machine
+        # A Ray started here, or the warm one, serves this machine: on 127.0.0.1 (which Ray would otherwise
+        # turn into the machine's outward address when joining it)
+        with ray_patches.local_only(logs) if local or warm else nullcontext():
             ray.init(
-                address=address,
+                # "local": a Ray of its own even where `ray start` (or hpsearch up) left its address for
+                # ray.init() to find
+                address="local" if local else address,
                 num_cpus=None if address else os.cpu_count(),
                 include_dashboard=False,
                 log_to_driver=logs,
@@ -137,6 +148,7 @@ def ensure_ray(address: str | None = None) -> None:
     finally:
         if sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, sigterm)
+    return warm
 
 
 def check_resources(spec: SweepSpec, source: str, console: Console, cluster: bool) -> None:
@@ -242,7 +254,8 @@ def run(
         store.check()
         check_reachable(store, address)
         check_store(sweep, store, new, accept_change)  # before Ray starts: a refusal costs a second, not ten
-    ensure_ray(address)
+    if warm := ensure_ray(address):
+        console.print(f"on the warm Ray at {warm} (hpsearch up; hpsearch down stops it)", highlight=False)
     check_resources(sweep.spec, sweep.source, console, cluster=bool(address))
     try:
         # From here on every write is made whole: an interrupt waits (interrupts.held) until the sweep starts

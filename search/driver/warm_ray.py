@@ -1,0 +1,190 @@
+"""A warm local Ray (``hpsearch up``): started once, then each sweep on this machine attaches to it in about a
+second instead of starting Ray's processes and stopping them again (6-7 s a sweep on two cores), and sweeps
+run at once share the machine's CPUs and GPUs through one scheduler. ``hpsearch down`` stops it. Without
+one, a sweep starts its own Ray, as it always has.
+
+It is Ray's own ``ray start --head --block``, in a session of its own, started as a sweep's own Ray is:
+listening on 127.0.0.1 only, without the autoscaler, the log monitor or the dashboard. Where it is and the
+process that holds it are written to ``warm-ray.json`` in hpsearch's cache folder; a sweep attaches only
+while that process lives and Ray's GCS answers, so a head killed by hand or a rebooted machine costs nothing
+but the usual start.
+
+Its trials run in the environment ``hpsearch up`` was started in, not the sweep's: the trial function still
+brings the sweep's folder, its import paths and its trainables (``ray_session.trial_function``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from search.driver.head_watch import answers
+from search.errors import UserError
+from search.stores.empty_databases import cache_dir
+
+STATE = "warm-ray.json"
+START_TIMEOUT_S = 90.0
+
+
+def state_file() -> Path:
+    return cache_dir() / STATE
+
+
+def address() -> str | None:
+    """The warm Ray's GCS address while it is up; None when there is none (or it died)."""
+    state = _read()
+    if state is None or not _alive(state["pid"]):
+        return None
+    host, _, port = state["address"].rpartition(":")
+    return state["address"] if answers((host, int(port)), timeout=0.5) else None
+
+
+def start(num_cpus: int | None = None, num_gpus: int | None = None) -> str:
+    """Start the warm Ray and return its address; refused if one is up already."""
+    if (running := address()) is not None:
+        raise UserError(f"a warm Ray is up already at {running} (hpsearch down stops it)")
+    from ray._private import ray_constants
+
+    port = _free_port()
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "warm-ray.log"
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
+    command = [
+        *ray_cli, "start", "--head", "--block",
+        f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+        "--include-log-monitor=false", "--no-monitor", "--disable-usage-stats",
+        f"--num-cpus={num_cpus if num_cpus is not None else os.cpu_count()}",
+        *([f"--num-gpus={num_gpus}"] if num_gpus is not None else []),
+    ]  # fmt: skip
+    # 127.0.0.1, as ray_patches.local_only; and Ray's token authentication, as a Ray started by ray.init()
+    # has it, with the user's token (~/.ray/auth_token), made first if there is none: other users of the
+    # machine reach the port, not the token.
+    env = {**os.environ, ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR: "0", "RAY_AUTH_MODE": "token"}
+    subprocess.run([*ray_cli, "get-auth-token", "--generate"], capture_output=True, env=env, check=True)
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not (answers(("127.0.0.1", port), timeout=0.5) and "raylet" in _names_in_group(process.pid)):
+        if process.poll() is not None or time.monotonic() > deadline:
+            _stop_group(process.pid)
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise UserError(f"the warm Ray did not start ({tail[0]}); its log: {log}")
+        time.sleep(0.2)
+    where = f"127.0.0.1:{port}"
+    _write({"address": where, "pid": process.pid, "log": str(log)})
+    return where
+
+
+def stop() -> str | None:
+    """Stop the warm Ray (its whole process group); the address it had, or None if none was up."""
+    state = _read()
+    state_file().unlink(missing_ok=True)
+    if state is None or not _alive(state["pid"]):
+        return None
+    _stop_group(state["pid"])
+    _forget_address(state["address"])
+    return state["address"]
+
+
+def _forget_address(where: str) -> None:
+    """``ray start`` leaves its address where ``ray.init()`` looks for a Ray to join (as ``ray stop`` would,
+    take it away, if it is still this one's): else another program's ``ray.init()`` tries the dead one."""
+    try:
+        from ray._private.utils import get_ray_address_file
+
+        path = Path(get_ray_address_file(None))
+        if path.read_text().strip() == where:
+            path.unlink()
+    except (ImportError, OSError):
+        pass
+
+
+def join_with_its_token() -> None:
+    """A driver joining the warm Ray sends the user's token, as Ray does on its own only for a Ray it finds
+    without being given its address (the warm one is always started with token authentication)."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return  # the user's own choice
+    try:  # Ray's own switch (it also refreshes Ray's settings); private, so a Ray without it joins as is
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # pragma: no cover - another Ray
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _stop_group(pid: int, patience: float = 20.0) -> None:
+    """SIGTERM to ``ray start`` and every Ray process in its session (GCS, raylet, workers), then SIGKILL to
+    what is left after ``patience`` seconds."""
+    for sig, wait in ((signal.SIGTERM, patience), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _group_alive(pid):
+                return
+            time.sleep(0.2)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:  # reap ray start itself, should it be this process's child (a start that failed)
+        os.waitpid(pgid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _names_in_group(pgid: int) -> set[str]:
+    """The names of the processes in a process group (``raylet`` is there once Ray's node is up)."""
+    names = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.getpgid(int(entry.name)) == pgid:
+                names.add((entry / "comm").read_text().strip())
+        except (OSError, ValueError):
+            continue
+    return names
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read() -> dict | None:
+    try:
+        state = json.loads(state_file().read_text())
+        return state if isinstance(state.get("pid"), int) and isinstance(state.get("address"), str) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _write(state: dict) -> None:
+    path = state_file()
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(state))
+    os.replace(partial, path)
