@@ -94,6 +94,7 @@ def test_inactive_parameters_are_absent_everywhere(ray_local, write_space, tmp_p
     assert len(optuna.load_study(study_name="cond", storage=store.optuna_url).trials) == 8
 
 
+@pytest.mark.campaign
 def test_a_grid_trade_off_with_repeats_enumerates_the_tree(ray_local, write_space, tmp_path, quiet_console):
     store = Store.at(tmp_path / "store")
     raw = {"name": "cond-grid", "trainable": BRANCHY, "metric": ["score", "n_keys"], "mode": ["max", "min"],

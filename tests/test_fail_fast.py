@@ -67,6 +67,7 @@ def test_the_first_trials_failing_alike_stop_the_sweep(tmp_path, fail_fast, outc
 
 
 @pytest.mark.slow
+@pytest.mark.campaign
 def test_a_sweep_whose_trials_all_raise_alike_stops_with_one_line(flaky_space, tmp_path):
     store = Store.at(tmp_path / "store")
     space = flaky_space(

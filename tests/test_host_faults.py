@@ -21,6 +21,7 @@ def meminfo() -> dict[str, int]:
     return {k: int(v.split()[0]) * 1024 for k, v in fields.items()}
 
 
+@pytest.mark.campaign
 def test_a_trial_killed_by_rays_memory_monitor_fails_alone_and_the_sweep_goes_on(
     write_space, tmp_path, missing_service
 ):

@@ -57,7 +57,11 @@ def driver_log(space) -> str:
     return path.read_text(errors="replace")[-3000:] if path.exists() else "(no output)"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "sig",
+    [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.campaign)],  # SIGINT: the start-up test
+    ids=["SIGTERM", "SIGINT"],
+)
 def test_signal_stops_the_sweep_closes_every_trial_and_resume_runs_them_again(sig, flaky_space, tmp_path):
     store = Store.at(tmp_path / "store")
     # a conditional space: only x=0.4 sets hog_above; the grid is its two points, one trial each
@@ -122,6 +126,7 @@ def test_signal_stops_the_sweep_closes_every_trial_and_resume_runs_them_again(si
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 2  # the sweep's trial count
 
 
+@pytest.mark.campaign
 def test_resume_after_sigkill_finishes_the_sweep_without_rerunning_finished_trials(flaky_space, tmp_path):
     store = Store.at(tmp_path / "store")
     sampler = {"name": "random", "seed": 3}
@@ -310,6 +315,7 @@ def test_resume_after_a_kill_between_the_study_and_mlflow_agrees_with_the_study(
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
 
 
+@pytest.mark.campaign
 def test_two_drivers_starting_together_on_a_new_store_both_finish(write_space, tmp_path):
     store = Store.at(tmp_path / "store")
     spaces = [
@@ -365,7 +371,7 @@ def study_exists(store: Store, name: str) -> bool:
         ("imports", signal.SIGINT),  # Ray's core library just mapped: its import under way
         ("ray start", signal.SIGTERM),  # 3 s in: Ray's processes starting
         ("study open", signal.SIGINT),  # the study and the MLflow writer are there, no trial has started
-        ("study open", signal.SIGTERM),
+        pytest.param("study open", signal.SIGTERM, marks=pytest.mark.campaign),
     ],
 )
 def test_an_interrupt_during_start_up_is_one_line_and_leaves_nothing_running(point, sig, flaky_space, tmp_path):

@@ -231,6 +231,7 @@ def test_a_trade_off_sweep_ends_with_the_studys_front_everywhere(
 
 
 @pytest.mark.slow
+@pytest.mark.campaign
 def test_a_trade_off_study_goes_on_archives_and_refuses_other_directions(
     ray_local, write_space, tmp_path, quiet_console
 ):

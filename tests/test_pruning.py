@@ -75,6 +75,7 @@ def test_a_trial_is_never_pruned_at_its_final_report(ray_local, write_space, tmp
     assert sorted(worst.intermediate_values) == [1, 2] and worst.value == max(worst.intermediate_values.values())
 
 
+@pytest.mark.campaign
 def test_median_pruner_on_addition_prunes_slow_learning_rates(ray_local, write_space, tmp_path, quiet_console):
     store = Store.at(tmp_path / "store")
     space = {

@@ -137,6 +137,7 @@ def cluster_nodes(address: str, env: dict) -> dict[str, str]:
     return {node: labels[0] for node, labels in json.loads(done.stdout.strip().splitlines()[-1]).items() if labels}
 
 
+@pytest.mark.campaign
 def test_sweep_on_a_two_node_cluster_places_trials_on_both_nodes(ray_cluster, tmp_path, write_space):
     address, env = ray_cluster
     store = tmp_path / "store"

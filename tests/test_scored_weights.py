@@ -172,8 +172,8 @@ BRANCHES = {
     ("name", "config", "searched"),
     [
         ("addition-cnn", {"epochs": 3, "embed_dim": 8, "channels": 8, "conv_layers": 1, "seed": 3}, BRANCHES),
-        ("addition-transformer", {"epochs": 3, "embed_dim": 8, "encoder_layers": 1, "hidden_dim": 16, "heads": 2},
-         {"lr": LRS}),
+        pytest.param("addition-transformer", {"epochs": 3, "embed_dim": 8, "encoder_layers": 1, "hidden_dim": 16,
+                     "heads": 2}, {"lr": LRS}, marks=pytest.mark.campaign),
     ],
 )  # fmt: skip
 def test_exported_addition_models_score_their_recorded_exact_match(
@@ -242,7 +242,7 @@ def test_exported_text_model_scores_the_recorded_accuracy_from_its_own_directory
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fuse", [1, 2])
+@pytest.mark.parametrize("fuse", [pytest.param(1, marks=pytest.mark.campaign), 2])
 def test_exported_image_model_scores_the_recorded_accuracy_with_what_export_wrote(
     ray_local, write_space, tmp_path, quiet_console, fuse
 ):

@@ -178,6 +178,7 @@ def test_dashboard_command_prints_the_url_and_stops_on_ctrl_c(swept_store, comma
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
 
 
+@pytest.mark.campaign
 def test_ui_command_serves_the_runs_and_stops_on_ctrl_c_with_its_server(swept_store, command):
     import psutil
 

@@ -204,6 +204,7 @@ def test_repeats_wait_for_every_seed_before_telling_the_study(ray_local, write_s
     assert all(f"mlflow_run_id.seed{k}" in t.user_attrs for t in study.trials for k in range(3))
 
 
+@pytest.mark.campaign
 def test_a_seeded_sweep_run_again_samples_new_points(ray_local, flaky_space, tmp_path, quiet_console):
     store = Store.at(tmp_path / "store")
     path = str(flaky_space("again", {"steps": 1}, sampler={"name": "random", "seed": 7}, trials=3, concurrency=1))
