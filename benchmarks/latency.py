@@ -3,6 +3,7 @@ one command (the anchor is measured in the same run, so a busy machine slows bot
 
 Each command runs as a fresh process (as a user's does) REPEATS times; the table shows the median wall
 time and its ratio to ``optuna studies`` on the same store. The store is made first by one small sweep.
+Last, a 1-trial no-op sweep on a new store, starting its own Ray and on a warm one (``hpsearch up``).
 
     python benchmarks/latency.py              # 5 runs of each
     python benchmarks/latency.py --repeats 3
@@ -11,6 +12,7 @@ time and its ratio to ``optuna studies`` on the same store. The store is made fi
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -72,6 +74,20 @@ def main() -> None:
         for name, (cmd, expect) in commands.items():
             times = [timed(cmd, expect, cwd=ROOT) for _ in range(args.repeats)]
             rows.append((name, statistics.median(times)))
+        one = folder / "one.yaml"
+        one.write_text(SPACE.format(noop=f"{HERE / 'noop.py'}:train").replace("trials: 3", "trials: 1"))
+
+        def one_trial_sweeps() -> float:
+            stores = [folder / f"one-{time.monotonic_ns()}" for _ in range(args.repeats)]
+            return statistics.median(timed([*hp, "run", str(one), "--store", str(s)], cwd=ROOT) for s in stores)
+
+        rows.append(("a 1-trial no-op sweep, its own Ray", one_trial_sweeps()))
+        os.environ["HPSEARCH_CACHE"] = str(folder / "cache")  # this benchmark's warm Ray, not the user's
+        timed([*hp, "up"], cwd=ROOT)
+        try:
+            rows.append(("a 1-trial no-op sweep, on a warm Ray (hpsearch up)", one_trial_sweeps()))
+        finally:
+            timed([*hp, "down"], cwd=ROOT)
     anchor = rows[0][1]
     print(f"a 3-trial no-op sweep (made the store): {sweep_s:.1f} s")
     print(f"| command | median of {args.repeats} (s) | vs optuna studies |")
