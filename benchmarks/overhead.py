@@ -8,12 +8,15 @@ plain Optuna. One trial at a time everywhere; the machine should be otherwise id
 
     python benchmarks/overhead.py             # N = 100 and 300 (about 10 minutes on 2 cores)
     python benchmarks/overhead.py --quick     # N = 20 and 60
+    python benchmarks/overhead.py --load 2    # with two busy-loop processes keeping the cores busy, as real
+                                              # trials do: what each driver loses to a loaded machine
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing
 import os
 import tempfile
 import time
@@ -78,10 +81,20 @@ def hpsearch(n: int, folder: str) -> float:
     return time.monotonic() - started
 
 
+def spin() -> None:
+    """A fixed CPU load: one core's worth, until the benchmark ends."""
+    while True:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--load", type=int, default=0, help="busy-loop processes running throughout")
     args = parser.parse_args()
+    busy = [multiprocessing.Process(target=spin, daemon=True) for _ in range(args.load)]
+    for p in busy:
+        p.start()
     small, large = (20, 60) if args.quick else (100, 300)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -101,7 +114,10 @@ def main() -> None:
         per_trial = (walls[1] - walls[0]) / (large - small)
         rows[name] = (walls, per_trial, walls[0] - small * per_trial)
         print(f"{name}: {small} trials {walls[0]:.1f}s, {large} trials {walls[1]:.1f}s", flush=True)
+    for p in busy:
+        p.terminate()
     base = rows["plain Optuna (SQLite)"][1]
+    print(f"\nwith {args.load} busy-loop process(es) running" if args.load else "\nidle")
     print(f"\n| driver | wall {small} | wall {large} | per trial ms | ratio | start-up s |")
     print("|---|---|---|---|---|---|")
     for name, (walls, per_trial, startup) in rows.items():
