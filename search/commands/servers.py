@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from search.errors import ServerError
+from search.stores.infra import free_port  # noqa: F401 - the servers' ports, and the tests'
 from search.stores.store import Store
 
 
@@ -48,12 +49,6 @@ def check_port_free(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError:
             raise ServerError(f"port {port} on {host} is in use (pick another with --port)", "--port") from None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _tool(name: str) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from search.driver.head_watch import answers
 from search.errors import UserError
 from search.stores.empty_databases import cache_dir
+from search.stores.infra import free_port
 
 STATE = "warm-ray.json"
 START_TIMEOUT_S = 90.0
@@ -51,7 +51,7 @@ def start(num_cpus: int | None = None, num_gpus: int | None = None) -> str:
         raise UserError(f"a warm Ray is up already at {running} (hpsearch down stops it)")
     from ray._private import ray_constants
 
-    port = _free_port()
+    port = free_port()
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "warm-ray.log"
@@ -157,12 +157,6 @@ def _names_in_group(pgid: int) -> set[str]:
         except (OSError, ValueError):
             continue
     return names
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _alive(pid: int) -> bool:

@@ -52,7 +52,7 @@ def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[
     directions of the first sweep."""
     require_sweeps(store, names)
     rows: list[Row] = []
-    runs: dict[int, list[str]] = {}  # row -> its runs (a configuration with repeats has one per seed)
+    runs: list[list[str]] = []  # each row's runs, in the order of rows (with repeats, one per seed)
     metrics, directions = [], ["maximize"]
     order = {name: i for i, name in enumerate(names)}
     signs: dict[str, int] = {}  # each sweep's first direction: -1 ranks larger values first
@@ -71,15 +71,15 @@ def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[
             run_ids = [v for k, v in t.user_attrs.items() if k.startswith(RUN_ID_ATTR)]
             value = t.values[0] if t.values else None
             row = Row(name, t.number, t.state.name, value, std, seeds, dict(t.params))
-            runs[id(row)] = run_ids
+            runs.append(run_ids)
             row.values = list(t.values) if t.values else None
             row.names = own
             row.front = (t.number in on_front) if multi else None
             row.feasible = all_hold(t.constraints) if t.constraints else None
             rows.append(row)
-    figures = run_metrics.latest(store, [r for ids in runs.values() for r in ids], EXTRA_METRICS)
-    for row in rows:
-        row.extra = _extra([figures.get(run_id, {}) for run_id in runs[id(row)]])
+    figures = run_metrics.latest(store, [r for ids in runs for r in ids], EXTRA_METRICS)
+    for row, run_ids in zip(rows, runs):
+        row.extra = _extra([figures.get(run_id, {}) for run_id in run_ids])
     # one metric for all: one ranking; different metrics cannot be ranked together: each sweep's rows apart
     shared = len({tuple(r.names or ()) for r in rows}) <= 1
     rows.sort(

@@ -27,6 +27,13 @@ from search.stores.store import Store, hide_password
 CONNECT_TIMEOUT_S = 5
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS picks it), for a server or a Ray this machine starts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def engine_kwargs(url: str) -> dict[str, Any]:
     """SQLite waits for the driver's lock; a database server gets a short connect timeout."""
     if url.startswith("sqlite"):
