@@ -47,7 +47,8 @@ LISTENS = r"""
 import json, psutil, ray, sys
 from search.driver.runner import ensure_ray
 ensure_ray()
-ray.get(ray.remote(lambda: 1).remote())  # a worker too
+import os
+niceness = ray.get(ray.remote(lambda: os.nice(0)).remote())  # a worker too
 me = psutil.Process()
 listening = [
     (p.name(), c.laddr.ip)
@@ -56,17 +57,17 @@ listening = [
     if c.status == psutil.CONN_LISTEN
 ]
 started = [" ".join(p.cmdline()) for p in me.children(recursive=True)]
-print(json.dumps({"listening": listening, "started": started}))
+print(json.dumps({"listening": listening, "started": started, "niceness": niceness, "mine": os.nice(0)}))
 """
 
 
-def test_a_local_ray_listens_on_loopback_only_and_starts_no_monitor():
+def test_a_local_ray_listens_on_loopback_only_starts_no_monitor_and_runs_trials_at_the_drivers_priority():
     import json
     import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", ray_patches.WORKER_NICENESS)}
     done = subprocess.run([sys.executable, "-c", LISTENS], capture_output=True, text=True, env=env, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
@@ -77,6 +78,7 @@ def test_a_local_ray_listens_on_loopback_only_and_starts_no_monitor():
     assert any("raylet" in cmd for cmd in started), started
     monitors = [cmd for cmd in started if "log_monitor.py" in cmd or "autoscaler/_private/monitor.py" in cmd]
     assert not monitors, monitors
+    assert seen["niceness"] == seen["mine"], seen  # Ray's own default puts its workers 15 below the driver
 
 
 def test_on_this_ray_every_fix_is_in():
@@ -107,7 +109,20 @@ def test_a_ray_without_the_cluster_switch_keeps_its_environment(monkeypatch):
     monkeypatch.setattr(ray_patches, "_warned", set())
     before = dict(os.environ)
     with ray_patches.local_only():
-        assert dict(os.environ) == before
+        assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == before.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    assert dict(os.environ) == before
+
+
+@pytest.mark.parametrize(("users", "inside"), [(None, "0"), ("7", "7"), ("15", "15")])
+def test_a_local_rays_workers_get_niceness_0_unless_the_user_set_one(monkeypatch, users, inside):
+    if users is None:
+        monkeypatch.delenv(ray_patches.WORKER_NICENESS, raising=False)
+    else:
+        monkeypatch.setenv(ray_patches.WORKER_NICENESS, users)
+    with ray_patches.local_only():
+        assert os.environ[ray_patches.WORKER_NICENESS] == inside
+        assert ray_patches.local_env()[ray_patches.WORKER_NICENESS] == inside  # hpsearch up's, the same
+    assert os.environ.get(ray_patches.WORKER_NICENESS) == users
 
 
 @pytest.mark.parametrize(("logs", "log_monitor"), [(False, False), (True, None)])

@@ -49,7 +49,7 @@ def start(num_cpus: int | None = None, num_gpus: int | None = None) -> str:
     """Start the warm Ray and return its address; refused if one is up already."""
     if (running := address()) is not None:
         raise UserError(f"a warm Ray is up already at {running} (hpsearch down stops it)")
-    from ray._private import ray_constants
+    from search.driver import ray_patches
 
     port = free_port()
     folder = cache_dir()
@@ -63,10 +63,10 @@ def start(num_cpus: int | None = None, num_gpus: int | None = None) -> str:
         f"--num-cpus={num_cpus if num_cpus is not None else os.cpu_count()}",
         *([f"--num-gpus={num_gpus}"] if num_gpus is not None else []),
     ]  # fmt: skip
-    # 127.0.0.1, as ray_patches.local_only; and Ray's token authentication, as a Ray started by ray.init()
-    # has it, with the user's token (~/.ray/auth_token), made first if there is none: other users of the
-    # machine reach the port, not the token.
-    env = {**os.environ, ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR: "0", "RAY_AUTH_MODE": "token"}
+    # 127.0.0.1 and workers at niceness 0, as ray_patches.local_only; and Ray's token authentication, as a
+    # Ray started by ray.init() has it, with the user's token (~/.ray/auth_token), made first if there is
+    # none: other users of the machine reach the port, not the token.
+    env = {**os.environ, **ray_patches.local_env(), "RAY_AUTH_MODE": "token"}
     subprocess.run([*ray_cli, "get-auth-token", "--generate"], capture_output=True, env=env, check=True)
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
