@@ -36,7 +36,7 @@ from search.stores.store import Store
 
 
 def resume(store: Store, name: str, console: Console | None = None, address: str | None = None) -> SweepOutcome | None:
-    require_sweeps(store, [name])
+    require_sweeps(store, [name]).engine.dispose()
     with sole_driver(store, name):  # a live driver's trials are not lost: refuse while one holds the sweep
         return _resume(store, name, console, address)
 
@@ -50,7 +50,7 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
         raise SweepError(f"sweep {name!r} finished; `hpsearch run` it again to add trials", name)
     source = f"{name} (MLflow run {parent.info.run_id})"
     study = load_study(store, name)
-    raw = recorded_space(client, parent.info.run_id, study.user_attrs)
+    raw = recorded_space(store, parent.info.run_id, study.user_attrs)
     if raw is None:
         raise SweepError("the space it ran is recorded neither in MLflow nor in the study", source)
     sweep = plan.prepare_spec(validate(raw, source), source)

@@ -50,14 +50,14 @@ def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[
     """Rows of every named sweep, best first (a trade-off's front first); also the metric names (of every
     sweep: sweeps that measure different metrics get a column each, never one another's) and the
     directions of the first sweep."""
-    require_sweeps(store, names)
+    storage = require_sweeps(store, names)
     rows: list[Row] = []
     runs: list[list[str]] = []  # each row's runs, in the order of rows (with repeats, one per seed)
     metrics, directions = [], ["maximize"]
     order = {name: i for i, name in enumerate(names)}
     signs: dict[str, int] = {}  # each sweep's first direction: -1 ranks larger values first
     for i, name in enumerate(names):
-        study = load_study(store, name)
+        study = load_study(store, name, storage)
         multi = len(study.directions) > 1
         own = objective_names(study)
         signs[name] = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1

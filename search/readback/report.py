@@ -116,9 +116,9 @@ def report_dir(store: Store, name: str) -> Path:
 
 
 def make_report(store: Store, name: str) -> Report:
-    require_sweeps(store, [name])
+    storage = require_sweeps(store, [name])
     out_dir = report_dir(store, name)
-    study = load_study(store, name)
+    study = load_study(store, name, storage)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2:
         raise SweepError(f"sweep {name!r} has {len(complete)} complete trial(s); a report needs at least 2", name)

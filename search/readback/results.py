@@ -16,11 +16,11 @@ from typing import Any
 
 import optuna
 import yaml
-from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from search.errors import SweepError
 from search.names import CHECKPOINT_METRICS_ATTR, CHECKPOINT_STEP_ATTR, RUN_ID_ATTR, VALUE_STEP_ATTR
+from search.readback import run_files
 from search.readback.scored import weights_notice
 from search.readback.sweeps import load_study, objective_names, recorded_space, require_sweeps
 from search.stores.store import Store
@@ -53,16 +53,14 @@ class Best:
 
 def best(store: Store, sweep: str, trial_number: int | None = None) -> Best:
     """The study's best trial (or the numbered one) with the configuration it ran and its checkpoint."""
-    require_sweeps(store, [sweep])
-    study = load_study(store, sweep)
+    study = load_study(store, sweep, require_sweeps(store, [sweep]))
     return _described(store, study, sweep, _pick(study, sweep, trial_number))
 
 
 def front(store: Store, sweep: str) -> list[Best]:
     """A trade-off's Pareto front (feasible trials only), each trial as ``best`` describes one; for a
     single-objective sweep, its best trial alone."""
-    require_sweeps(store, [sweep])
-    study = load_study(store, sweep)
+    study = load_study(store, sweep, require_sweeps(store, [sweep]))
     if len(study.directions) == 1:
         return [_described(store, study, sweep, _pick(study, sweep, None))]
     _require_complete(study, sweep)
@@ -70,16 +68,15 @@ def front(store: Store, sweep: str) -> list[Best]:
 
 
 def _described(store: Store, study: optuna.Study, sweep: str, trial: optuna.trial.FrozenTrial) -> Best:
-    client = MlflowClient(store.mlflow_url)
     run_ids = [v for k, v in sorted(trial.user_attrs.items()) if k.startswith(RUN_ID_ATTR)]
     run_id = run_ids[0] if run_ids else None  # with repeats: the first seed's run
-    run = client.get_run(run_id) if run_id is not None else None
-    parent = run.data.tags.get("mlflow.parentRunId") if run is not None else None
-    space = (recorded_space(client, parent, study.user_attrs) if parent else None) or {}
+    run = run_files.run_of(store, run_id) if run_id is not None else None
+    parent = run.parent_id if run is not None else None
+    space = (recorded_space(store, parent, study.user_attrs) if parent else None) or {}
     config = {**space.get("config", {}), **trial.params}
     checkpoint = None
-    if run is not None and _has_artifact(client, run_id, CHECKPOINT_ARTIFACT):
-        checkpoint = f"{run.info.artifact_uri}/{CHECKPOINT_ARTIFACT}"
+    if run is not None and run_files.has(store, run, CHECKPOINT_ARTIFACT):
+        checkpoint = run_files.uri(run, CHECKPOINT_ARTIFACT)
     names = objective_names(study)
     return Best(
         sweep=sweep,
@@ -127,11 +124,6 @@ def _require_complete(study: optuna.Study, sweep: str, number: int | None = None
     return complete
 
 
-def _has_artifact(client: MlflowClient, run_id: str, path: str) -> bool:
-    folder, _, name = path.rpartition("/")
-    return any(a.path == path for a in client.list_artifacts(run_id, folder or None))
-
-
 def render(b: Best, fmt: str) -> str:
     """YAML (comments say what each part is for) or JSON."""
     if fmt == "json":
@@ -160,9 +152,17 @@ def load_checkpoint(store: Store, b: Best) -> dict[str, Any]:
             "(session.report(step, metrics, checkpoint={'model': model.state_dict()}, final=True))",
             b.sweep,
         )
-    client = MlflowClient(store.mlflow_url)
+    run = run_files.run_of(store, b.mlflow_run_id)
     with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(b.mlflow_run_id, CHECKPOINT_ARTIFACT, tmp)
+        try:
+            if run is None:
+                raise FileNotFoundError(b.mlflow_run_id)
+            path = run_files.fetch(store, run, CHECKPOINT_ARTIFACT, Path(tmp))
+        except FileNotFoundError:
+            raise SweepError(
+                f"trial {b.trial} of {b.sweep}: its checkpoint ({b.checkpoint}) is no longer in the store",
+                b.sweep,
+            ) from None
         import torch  # here, not at the top: best, compare and the rest of this module need no torch
 
         return torch.load(path, map_location="cpu", weights_only=False)

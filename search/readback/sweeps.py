@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -34,9 +35,10 @@ class SweepRow:
     front: int | None = None  # a trade-off's: how many trials are on its Pareto front
 
 
-def load_study(store: Store, name: str) -> optuna.Study:
-    """A sweep's study, through the one door to the study storage (``infra.rdb_storage``: its timeouts)."""
-    return optuna.load_study(study_name=name, storage=rdb_storage(store.optuna_url))
+def load_study(store: Store, name: str, storage: optuna.storages.RDBStorage | None = None) -> optuna.Study:
+    """A sweep's study, through the one door to the study storage (``infra.rdb_storage``: its timeouts);
+    ``storage``: one opened already (``require_sweeps``'), as opening one costs a schema check."""
+    return optuna.load_study(study_name=name, storage=storage or rdb_storage(store.optuna_url))
 
 
 def objective_names(study: optuna.Study) -> list[str]:
@@ -50,17 +52,17 @@ def require_store(store: Store) -> None:
         raise SweepError(f"no sweeps in {store.root}: run `hpsearch run SPACE --store {store.root}` first", "--store")
 
 
-def require_sweeps(store: Store, names: list[str]) -> None:
-    """Every name must be a study in the store; an unknown one is an error listing the known ones."""
+def require_sweeps(store: Store, names: list[str]) -> optuna.storages.RDBStorage:
+    """Every name must be a study in the store; an unknown one is an error listing the known ones. Returns
+    the storage it read, to load them from."""
     require_store(store)
     storage = rdb_storage(store.optuna_url)
-    try:
-        known = [s.study_name for s in storage.get_all_studies()]
-    finally:
-        storage.engine.dispose()
+    known = [s.study_name for s in storage.get_all_studies()]
     for name in names:
         if name not in known:
+            storage.engine.dispose()
             raise SweepError(f"unknown sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})", name)
+    return storage
 
 
 def list_sweeps(store: Store) -> list[SweepRow]:
@@ -87,15 +89,21 @@ def list_sweeps(store: Store) -> list[SweepRow]:
     return sorted(rows, key=lambda r: r.last_ran or datetime.min, reverse=True)
 
 
-def recorded_space(client: MlflowClient, parent_run_id: str, study_attrs: dict[str, Any]) -> dict[str, Any] | None:
+def recorded_space(store: Store, parent_run_id: str, study_attrs: dict[str, Any]) -> dict[str, Any] | None:
     """The space as a sweep ran it: its parent run's space.yaml, else (the driver died before that artifact
     was written) the copy the study keeps; None if neither holds it."""
-    from mlflow.exceptions import MlflowException
+    import tempfile
 
+    from search.readback import run_files
+
+    parent = run_files.run_of(store, parent_run_id)
     try:
-        with open(client.download_artifacts(parent_run_id, SPACE_ARTIFACT)) as f:
-            return yaml.safe_load(f) or {}
-    except (OSError, MlflowException):
+        with tempfile.TemporaryDirectory() as tmp:
+            if parent is None:
+                raise FileNotFoundError(parent_run_id)
+            with open(run_files.fetch(store, parent, SPACE_ARTIFACT, Path(tmp))) as f:
+                return yaml.safe_load(f) or {}
+    except OSError:
         return study_attrs.get("space")
 
 
