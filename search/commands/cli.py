@@ -36,6 +36,10 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         _commands().app()
+    except SystemExit as e:
+        if isinstance(e.code, (int, type(None))):
+            _leave_ray_behind(e.code or 0)
+        raise
     except KeyboardInterrupt:  # before a command's own handling (loading, parsing): one line all the same
         sys.stderr.write("interrupted: the command had not started; nothing was recorded\n")
         from search.driver.interrupts import has_children
@@ -46,6 +50,31 @@ def main() -> None:
         # down; nothing was started, so the process ends here, with the shell's code for Ctrl-C.
         sys.stderr.flush()
         os._exit(130)
+
+
+def _leave_ray_behind(code: int) -> None:
+    """A command that ran Ray (run, resume) has closed its stores when it returns, yet Python's own exit
+    then spends about 1.5 s more: Ray's exit hook waits half a second for worker output the driver does not
+    print, then Python tears down Ray's and gRPC's objects one by one. Here Ray is shut down as that hook
+    would (stopping a Ray of the sweep's own; leaving a warm Ray or a cluster up), and once no process of
+    this one's is left (a dashboard the sweep keeps is one: Python's exit stops it) and every output is
+    flushed, the process ends at once, with the command's code."""
+    if "ray" not in sys.modules:
+        return
+    import ray
+
+    from search.driver.interrupts import has_children
+
+    if ray.is_initialized():
+        ray.shutdown()
+    if has_children():
+        return
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
