@@ -76,7 +76,8 @@ def test_a_local_ray_listens_on_loopback_only_starts_no_monitor_and_runs_trials_
     assert {"gcs_server", "raylet"} <= names, listening  # the servers were seen, so the check means something
     assert {ip for _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
     assert any("raylet" in cmd for cmd in started), started
-    monitors = [cmd for cmd in started if "log_monitor.py" in cmd or "autoscaler/_private/monitor.py" in cmd]
+    unused = ("log_monitor.py", "autoscaler/_private/monitor.py", "dashboard/dashboard.py")
+    monitors = [cmd for cmd in started if any(name in cmd for name in unused)]
     assert not monitors, monitors
     assert seen["niceness"] == seen["mine"], seen  # Ray's own default puts its workers 15 below the driver
 
@@ -99,7 +100,7 @@ def test_a_ray_whose_internals_moved_runs_unpatched_with_one_warning_naming_the_
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 3
     assert "a trial killed for memory fails alone" in warned[0] and "a local Ray listens on loopback" in warned[1]
-    assert "no autoscaler or log monitor" in warned[2]
+    assert "no autoscaler, log monitor or dashboard server" in warned[2]
 
 
 def test_a_ray_without_the_cluster_switch_keeps_its_environment(monkeypatch):
@@ -134,3 +135,17 @@ def test_a_ray_started_inside_local_only_skips_its_monitors_and_only_there(logs,
     after = RayParams()
     assert (inside.no_monitor, inside.include_log_monitor) == (True, log_monitor)  # None: Ray's default (on)
     assert (after.no_monitor, after.include_log_monitor) == (False, None)
+
+
+def test_the_dashboard_server_is_left_out_inside_local_only_and_only_there():
+    from ray._private.node import Node
+
+    stock = Node.start_api_server
+    with ray_patches.local_only():
+        assert Node.start_api_server is not stock
+    assert Node.start_api_server is stock
+
+
+def test_a_ray_without_start_api_server_runs_without_the_lean_fix(monkeypatch):
+    monkeypatch.setattr(ray_patches, "Node", None)
+    assert ray_patches.LEAN_FIX in ray_patches.missing()
