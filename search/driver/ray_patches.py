@@ -133,16 +133,20 @@ def local_only(log_to_driver: bool = False) -> Iterator[None]:
     """A ``ray.init()`` without an address inside starts a Ray that listens on 127.0.0.1 only, with no
     autoscaler monitor and (unless ``log_to_driver``) no log monitor, whose workers run at niceness 0. All is
     put back after: a Ray node or cluster this process starts or joins later is not touched."""
-    with _loopback(), _lean(log_to_driver), _set_env(WORKER_NICENESS, os.environ.get(WORKER_NICENESS, "0")):
+    with _loopback(), _lean(log_to_driver), _set_env(WORKER_NICENESS, _worker_niceness()):
         yield
 
 
 def local_env() -> dict[str, str]:
     """What ``hpsearch up``'s ``ray start`` takes from ``local_only``: loopback, workers at niceness 0."""
-    env = {WORKER_NICENESS: os.environ.get(WORKER_NICENESS, "0")}
+    env = {WORKER_NICENESS: _worker_niceness()}
     if LOOPBACK_FIX not in missing():
         env[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
     return env
+
+
+def _worker_niceness() -> str:
+    return os.environ.get(WORKER_NICENESS, "0")  # the user's, else the driver's own (0)
 
 
 @contextmanager
@@ -164,17 +168,12 @@ def _loopback() -> Iterator[None]:
         _warn_once(LOOPBACK_FIX)
         yield
         return
-    name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
-    saved_env, saved_constant = os.environ.get(name), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[name], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    saved_constant, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False
     try:
-        yield
+        with _set_env(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, "0"):
+            yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved_constant
-        if saved_env is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved_env
 
 
 @contextmanager

@@ -152,12 +152,9 @@ def load_checkpoint(store: Store, b: Best) -> dict[str, Any]:
             "(session.report(step, metrics, checkpoint={'model': model.state_dict()}, final=True))",
             b.sweep,
         )
-    run = run_files.run_of(store, b.mlflow_run_id)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            if run is None:
-                raise FileNotFoundError(b.mlflow_run_id)
-            path = run_files.fetch(store, run, CHECKPOINT_ARTIFACT, Path(tmp))
+            path = run_files.fetch_of(store, b.mlflow_run_id, CHECKPOINT_ARTIFACT, Path(tmp))
         except FileNotFoundError:
             raise SweepError(
                 f"trial {b.trial} of {b.sweep}: its checkpoint ({b.checkpoint}) is no longer in the store",

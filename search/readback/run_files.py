@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from search.stores.infra import connected, is_sql
 from search.stores.store import Store
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class RunFiles:
 def run_of(store: Store, run_id: str) -> RunFiles | None:
     """The run's parent and artifact root; None when the store has no such run."""
     url = store.mlflow_url
-    if url.startswith(("sqlite", "postgresql", "mysql")):
+    if is_sql(url):
         try:
             return _from_tables(url, run_id)
         except Exception as e:  # noqa: BLE001 - not MLflow 3's tables: MLflow's client knows them
@@ -63,6 +64,14 @@ def fetch(store: Store, run: RunFiles, path: str, into: Path) -> Path:
         raise FileNotFoundError(f"{run.run_id}: {path} ({e})") from e
 
 
+def fetch_of(store: Store, run_id: str, path: str, into: Path) -> Path:
+    """``fetch`` given the run's id: ``FileNotFoundError`` also when the store has no such run."""
+    run = run_of(store, run_id)
+    if run is None:
+        raise FileNotFoundError(f"no MLflow run {run_id}")
+    return fetch(store, run, path, into)
+
+
 def uri(run: RunFiles, path: str) -> str:
     return f"{run.artifact_uri}/{path}"
 
@@ -77,17 +86,13 @@ def _local(artifact_uri: str, path: str) -> Path | None:
 
 
 def _from_tables(url: str, run_id: str) -> RunFiles | None:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(url)
-    try:
-        with engine.connect() as db:
-            row = db.execute(text("SELECT artifact_uri FROM runs WHERE run_uuid = :r"), {"r": run_id}).first()
-            parent = db.execute(
-                text("SELECT value FROM tags WHERE run_uuid = :r AND key = :k"), {"r": run_id, "k": PARENT_TAG}
-            ).scalar()
-    finally:
-        engine.dispose()
+    with connected(url) as db:
+        row = db.execute(text("SELECT artifact_uri FROM runs WHERE run_uuid = :r"), {"r": run_id}).first()
+        parent = db.execute(
+            text("SELECT value FROM tags WHERE run_uuid = :r AND key = :k"), {"r": run_id, "k": PARENT_TAG}
+        ).scalar()
     return None if row is None else RunFiles(run_id, parent, row[0])
 
 

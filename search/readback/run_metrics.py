@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from search.stores.infra import connected, is_sql
 from search.stores.store import Store
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ def latest(store: Store, run_ids: Sequence[str], keys: Sequence[str]) -> dict[st
     if not run_ids or not keys:
         return {}
     url = store.mlflow_url
-    if url.startswith(("sqlite", "postgresql", "mysql")):
+    if is_sql(url):
         try:
             return _from_table(url, run_ids, keys)
         except Exception as e:  # noqa: BLE001 - not MLflow 3's tables: MLflow's client knows them
@@ -32,17 +33,13 @@ def latest(store: Store, run_ids: Sequence[str], keys: Sequence[str]) -> dict[st
 
 
 def _from_table(url: str, run_ids: list[str], keys: list[str]) -> dict[str, dict[str, float]]:
-    from sqlalchemy import bindparam, create_engine, text
+    from sqlalchemy import bindparam, text
 
     query = text(
         "SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN :runs AND key IN :keys"
     ).bindparams(bindparam("runs", expanding=True), bindparam("keys", expanding=True))
-    engine = create_engine(url)
-    try:
-        with engine.connect() as db:
-            rows = db.execute(query, {"runs": run_ids, "keys": keys}).all()
-    finally:
-        engine.dispose()
+    with connected(url) as db:
+        rows = db.execute(query, {"runs": run_ids, "keys": keys}).all()
     out: dict[str, dict[str, float]] = {}
     for run_id, key, value, is_nan in rows:
         out.setdefault(run_id, {})[key] = float("nan") if is_nan else float(value)

@@ -96,12 +96,9 @@ def recorded_space(store: Store, parent_run_id: str, study_attrs: dict[str, Any]
 
     from search.readback import run_files
 
-    parent = run_files.run_of(store, parent_run_id)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            if parent is None:
-                raise FileNotFoundError(parent_run_id)
-            with open(run_files.fetch(store, parent, SPACE_ARTIFACT, Path(tmp))) as f:
+            with open(run_files.fetch_of(store, parent_run_id, SPACE_ARTIFACT, Path(tmp))) as f:
                 return yaml.safe_load(f) or {}
     except OSError:
         return study_attrs.get("space")

@@ -12,13 +12,15 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import optuna
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
 from search.errors import UnreachableError, shorten
@@ -41,6 +43,22 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith(("postgresql", "mysql")):
         return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
     return {}
+
+
+def is_sql(url: str) -> bool:
+    """A database URL whose tables can be read with SQL (not an HTTP tracking server, not a file store)."""
+    return url.startswith(("sqlite", "postgresql", "mysql"))
+
+
+@contextmanager
+def connected(url: str) -> Iterator[Connection]:
+    """One connection to a SQL database, with the timeouts of ``engine_kwargs``, disposed of after."""
+    engine = create_engine(url, **engine_kwargs(url))
+    try:
+        with engine.connect() as db:
+            yield db
+    finally:
+        engine.dispose()
 
 
 def rdb_storage(url: str) -> optuna.storages.RDBStorage:
