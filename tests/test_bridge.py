@@ -324,3 +324,55 @@ def test_a_trial_that_never_reports_is_stopped_after_its_startup_allowance_and_b
     assert watch.overdue([silent]) == []
     now[0] += 0.2
     assert watch.overdue([silent]) == [silent]
+
+
+@pytest.mark.parametrize(
+    ("n_trials", "round_size", "concurrency", "fuse", "rounds"),
+    [
+        (10, 5, 2, 16, [[3, 2], [3, 2]]),  # a round split over the concurrency
+        (12, 4, 3, 16, [[2, 1, 1], [2, 1, 1], [2, 1, 1]]),
+        (9, 9, 2, 4, [[3, 3, 3]]),  # a round larger than concurrency x fuse: more groups, none above fuse
+        (7, 3, 2, 16, [[2, 1], [2, 1], [1]]),  # the last round is what is left
+        (6, None, 2, 4, [[4], [2]]),  # no rounds: a group of up to fuse whenever Ray asks
+    ],
+)
+def test_fused_groups_in_rounds_are_asked_once_the_round_before_was_told(
+    n_trials, round_size, concurrency, fuse, rounds
+):
+    from search.driver.fused_routing import NOT_YET
+
+    study = optuna.create_study(direction="maximize", storage=STORAGE["url"], study_name=f"r-{next(NAMES)}")
+    bridge = OptunaBridge(
+        study,
+        {"x": FloatDistribution(0, 1)},
+        {},
+        ["score"],
+        ["max"],
+        n_trials,
+        fuse=fuse,
+        round_size=round_size,
+        concurrency=concurrency,
+    )
+    ids, seen, told = itertools.count(), [], 0
+    while True:
+        groups = []  # this round's: (Ray trial id, members)
+        while isinstance(config := bridge.ask(gid := f"g{next(ids)}"), dict):
+            groups.append((gid, len(config["members"])))
+            if round_size is None:
+                break  # without rounds Ray asks again whenever it has room: one group at a time here
+        if config is None:
+            assert not groups
+            break
+        assert config is NOT_YET or round_size is None
+        # what the sampler knew when it asked this round: every trial of the rounds before, told
+        assert sum(t.state == TrialState.COMPLETE for t in stored(study)) == told
+        seen.append([n for _, n in groups])
+        for gid, n in groups:
+            assert round_size is None or bridge.ask("waiting") is NOT_YET  # the round is not over yet
+            result = {f"members/{i}/score": 0.1 * i for i in range(n)} | {"step": 1, "final_members": list(range(n))}
+            bridge.report(gid, result)
+            bridge.complete(gid, None, error=False)
+            told += n if round_size is None else 0
+        told += sum(n for _, n in groups) if round_size is not None else 0
+    assert seen == rounds
+    assert [t.state for t in stored(study)] == [TrialState.COMPLETE] * n_trials

@@ -5,6 +5,7 @@ whole sweeps with real Ray, SQLite and MLflow: one Optuna trial and one MLflow r
 pruned or failed alone, groups split by what cannot fuse, and a member's checkpoint as a single model.
 """
 
+import itertools
 import math
 import time
 
@@ -333,6 +334,33 @@ def test_members_are_pruned_and_fail_alone_in_a_sweep(ray_local, flaky_space, tm
     ray_ids = {t.user_attrs["ray_trial_id"] for t in study.trials}
     assert len(ray_ids) == 2  # 12 members in 2 Ray trials
     assert wait_for_no_stop_board(), "the fused groups' StopBoard actor outlived its sweep"
+
+
+@pytest.mark.slow
+def test_in_rounds_a_round_starts_only_once_the_round_before_has_ended(ray_local, flaky_space, tmp_path, quiet_console):
+    """rounds: 3 of 9 trials, 2 groups at a time: each round is 2 groups (2 + 1 members), asked when Ray's
+    loop polls again after the last group of the round before ended."""
+    space = flaky_space(
+        "fused-rounds",
+        {"steps": 3, "sleep": 0.1},
+        sampler={"name": "tpe", "seed": 0, "n_startup_trials": 3},
+        trials=9,
+        fuse=4,
+        concurrency=2,
+        rounds=3,
+    )
+    store = Store.at(tmp_path / "store")
+    outcome = runner.run(plan.prepare(str(space)), store, console=quiet_console)
+    assert outcome.counts["complete"] == 9
+    study = optuna.load_study(study_name="fused-rounds", storage=store.optuna_url)
+    groups: dict[str, list[int]] = {}
+    for t in study.trials:
+        groups.setdefault(t.user_attrs["ray_trial_id"], []).append(t.number)
+    assert sorted(map(len, groups.values())) == [1, 1, 1, 2, 2, 2]
+    assert all(len({n // 3 for n in numbers}) == 1 for numbers in groups.values())  # no group spans two rounds
+    rounds = [study.trials[i : i + 3] for i in range(0, 9, 3)]  # asked in order: numbers 0-2, 3-5, 6-8
+    for before, after in itertools.pairwise(rounds):
+        assert max(t.datetime_complete for t in before) <= min(t.datetime_start for t in after)
 
 
 def wait_for_no_stop_board(timeout: float = 10.0) -> bool:

@@ -9,6 +9,7 @@ the worker which to drop. ``OptunaBridge`` mixes this in and owns the state it u
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -24,13 +25,31 @@ from search.names import (
     member_results,
 )
 
+NOT_YET = object()  # ``ask``: no trial now, ask again later (a round is still running); None: no more trials
+
+
+def balanced(items: list[Any], parts: int) -> list[list[Any]]:
+    """``items`` in ``parts`` runs of sizes that differ by one at most, the larger first."""
+    size, extra = divmod(len(items), parts)
+    bounds = [i * size + min(i, extra) for i in range(parts + 1)]
+    return [items[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
 
 class FusedRouting:
-    def _ask_fused(self, ray_trial_id: str) -> dict[str, Any] | None:
+    def _ask_fused(self, ray_trial_id: str) -> dict[str, Any] | object | None:
         """Up to ``fuse`` Optuna trials asked together (a sampler with a constant liar spreads them), split
-        by what must be shared (``fuse_key``: the architecture, the batches); one group per Ray trial."""
+        by what must be shared (``fuse_key``: the architecture, the batches); one group per Ray trial.
+
+        In rounds (``round_size``), a round's trials are asked together once every trial asked before has
+        ended (``NOT_YET`` until then: Ray asks again on its next loop step), and split into ``concurrency``
+        groups, so the whole round trains at once and the sampler has learned from all of the last one."""
         if not self._pending:
-            k = min(self.fuse, self.n_trials - self._asked)
+            if self.round_size is None:
+                k = min(self.fuse, self.n_trials - self._asked)
+            elif any(rec.state is None for rec in self._records.values()):
+                return NOT_YET
+            else:
+                k = min(self.round_size, self.n_trials - self._asked)
             if k <= 0:
                 return None
             by_key: dict[Any, list[optuna.Trial]] = {}
@@ -39,7 +58,11 @@ class FusedRouting:
                 self._asked += 1
                 config = {**self.fixed_config, **trial.params}
                 by_key.setdefault(self.fuse_key(config) if self.fuse_key else None, []).append(trial)
-            self._pending.extend(by_key.values())
+            # a round trains at once: as many groups as Ray runs together (more if one would exceed fuse)
+            groups = 1 if self.round_size is None else max(min(self.concurrency, k), math.ceil(k / self.fuse))
+            for trials in by_key.values():
+                parts = max(math.ceil(len(trials) * groups / k), math.ceil(len(trials) / self.fuse))
+                self._pending.extend(balanced(trials, min(parts, len(trials))))
         trials = self._pending.pop(0)
         keys = []
         for i, trial in enumerate(trials):

@@ -74,6 +74,8 @@ class OptunaBridge(FusedRouting):
         value_rule: str | None = None,
         trial_attrs: dict[str, Any] | None = None,
         space: dict[str, Param] | None = None,
+        round_size: int | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.study = study
         self.trial_attrs = dict(trial_attrs or {})  # user attributes every trial this run asks gets
@@ -97,6 +99,7 @@ class OptunaBridge(FusedRouting):
         self._records: dict[str, TrialRecord] = {}
         # Fused trials: a Ray trial carries a group of Optuna trials (members), each keyed "<ray id>#<member>".
         self.fuse, self.fuse_key = fuse, fuse_key
+        self.round_size, self.concurrency = round_size, concurrency  # fused groups asked in rounds of this many
         self._fused: dict[str, list[str]] = {}  # Ray trial id -> its members' keys
         self._pending: list[list[optuna.Trial]] = []  # groups asked, not yet given to a Ray trial
         self._asked = 0
@@ -120,9 +123,10 @@ class OptunaBridge(FusedRouting):
 
     # -- asking ---------------------------------------------------------------------------------------
 
-    def ask(self, ray_trial_id: str) -> dict[str, Any] | None:
+    def ask(self, ray_trial_id: str) -> dict[str, Any] | object | None:
         """A Ray trial's config: a new Optuna trial, or the next seed of the configuration being repeated;
-        with ``fuse``, a fused group of Optuna trials that train as one (``{"members": [config, ...]}``)."""
+        with ``fuse``, a fused group of Optuna trials that train as one (``{"members": [config, ...]}``).
+        None once every trial was asked; ``NOT_YET`` while a round of fused groups is still running."""
         if self.fuse > 1:
             return self._ask_fused(ray_trial_id)
         seeds = self._open_seeds

@@ -5,16 +5,18 @@ bad input happens here, before a store or Ray is touched; ``runner.run`` takes t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 
 from search.driver.tune_glue import PruningScheduler, ReportingASHA, build_scheduler
+from search.errors import SpecError
 from search.space import samplers
 from search.space.loading import load
 from search.space.pareto import ParetoPruner
-from search.space.spec import SweepSpec
+from search.space.spec import SweepSpec, too_many_rounds
 from search.space.trainable_checks import objectives
 from trainables.registry import TrainableSpec
 
@@ -36,6 +38,9 @@ class Sweep:
     enqueued: list[dict[str, Any]] = field(default_factory=list)
     # (parameters, trial number): trials a lost or interrupted driver did not finish, run again first (resume)
     reruns: list[tuple[dict[str, Any], int]] = field(default_factory=list)
+    # rounds: the configurations asked together per round, fixed by the whole budget (a resumed sweep's
+    # remaining trials go on in rounds of the same size)
+    round_size: int | None = None
 
     @property
     def metric(self) -> str:
@@ -73,6 +78,10 @@ def prepare_spec(spec: SweepSpec, source: str) -> Sweep:
         scheduler=build_scheduler(spec, source, metrics[0], modes[0]),
         front_pruner=samplers.build_front_pruner(spec, source),
     )
+    if why := too_many_rounds(spec.rounds, sweep.n_trials):
+        raise SpecError(why, source, "rounds")
+    if spec.rounds is not None:
+        sweep.round_size = math.ceil(sweep.n_trials / spec.rounds)
     samplers.rehearse(spec, source, modes)
     if spec.sampler.name == "ofat":
         sweep.enqueued = samplers.ofat_points(spec, source)

@@ -417,6 +417,8 @@ def make_bridge(sweep: Sweep, study: optuna.Study, parent_run_id: str) -> Optuna
         # every trial knows the run that asked it (resume finds it even if its own MLflow run was never made)
         {PARENT_ATTR: parent_run_id} | ({VERSION_ATTR: version} if (version := definition_version(study)) else {}),
         space=spec.space if spec.conditional else None,
+        round_size=sweep.round_size,
+        concurrency=spec.concurrency,
     )
 
 

@@ -58,6 +58,7 @@ def opening_line(sweep: Sweep, store: Store) -> str:
         + (f"trading off {objectives_text(sweep.metrics, sweep.modes)}, " if len(sweep.metrics) > 1 else "")
         + (f"{len(spec.constraints)} constraint(s), " if spec.constraints else "")
         + (f"fused in groups of up to {spec.fuse}, " if spec.fuse > 1 else "")
+        + (f"asked in rounds of {sweep.round_size}, " if sweep.round_size else "")
         + f"sampler {spec.sampler.name}, pruning {stops}"
         + (f", sweep budget {budget.sweep:g}s" if budget.sweep else "")
         + (f", trial budget {budget.trial:g}s" if budget.trial else "")

@@ -19,6 +19,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from search.driver.fused_routing import NOT_YET
 from search.driver.optuna_bridge import OptunaBridge
 from search.driver.trial_budget import BudgetWatch
 from search.errors import SpecError
@@ -37,6 +38,8 @@ class OptunaSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         config = self.bridge.ask(trial_id)
+        if config is NOT_YET:
+            return None  # Ray asks again on a later step of its loop
         return Searcher.FINISHED if config is None else config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:

@@ -141,6 +141,13 @@ MAX_GRID = 100_000  # configurations a grid or ofat sweep may enumerate
 MAX_FUSE = 1_024  # members of one fused group
 
 
+def too_many_rounds(rounds: int | None, n_trials: int) -> str | None:
+    """Why ``rounds`` cannot split ``n_trials`` (a round asks one trial or more), or None."""
+    if rounds is not None and rounds > n_trials:
+        return f"{rounds} rounds of {n_trials} trials: at most one round per trial"
+    return None
+
+
 class SweepSpec(Strict):
     # a file and directory name in the store and in Ray: letters, digits, . _ -, at most 100 characters
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
@@ -169,6 +176,10 @@ class SweepSpec(Strict):
     # Fused trials: up to this many configurations that differ only in fusible hyperparameters (lr, ...)
     # train together as one stacked model in one Ray trial, each still its own Optuna trial and MLflow run.
     fuse: Count = Field(1, ge=1, le=MAX_FUSE)
+    # Fused groups asked in rounds: the trials are split into this many rounds, each round's configurations
+    # asked together (split into `concurrency` groups) once every trial of the rounds before has ended, so
+    # the sampler learns from a round before it asks the next. Unset: a group is asked whenever Ray has room.
+    rounds: Count | None = Field(None, ge=1, le=MAX_TRIALS)
     # A set-up that is broken (a misspelled key, a missing data folder) fails every trial alike: when the first
     # this many trials all raised the same error and none completed, the sweep stops. 0: never.
     fail_fast: Count = Field(3, ge=0, le=MAX_TRIALS)
@@ -203,6 +214,10 @@ class SweepSpec(Strict):
                 raise ValueError("fuse: ASHA stops whole Ray trials; fused members are pruned by pruner: (median, ...)")
             if self.reports_by_time:
                 raise ValueError("fuse: a fused group reports by epoch (report: epoch, no trial budget)")
+        elif self.rounds is not None:
+            raise ValueError(f"rounds: {self.rounds} rounds of fused groups, but fuse is 1: set fuse: N as well")
+        if self.trials is not None and (why := too_many_rounds(self.rounds, self.trials)):
+            raise ValueError(f"rounds: {why}")  # a grid's count is known later: plan.prepare_spec checks it
         return self
 
     def _check_objectives(self) -> None:
