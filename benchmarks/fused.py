@@ -11,6 +11,15 @@ in (b) and in (a) (its solo twin: same seed, same batches).
     python benchmarks/fused.py            # 32 configurations x 30 epochs, groups of 16 (about 4 minutes)
     python benchmarks/fused.py --quick    # 16 x 3, groups of 8 (about 1 minute)
     python benchmarks/fused.py --device cuda --gpu 0.25   # on a GPU: (a) packs 4 trials per GPU
+
+Rounds (``rounds:``): the learning-rate discovery searched by TPE (log-uniform 1e-5 .. 1e-1, stop at 100%
+exact match), fused in 2 groups at a time, once with every configuration asked at the start (two groups
+of half the trials: TPE has learned nothing when it asks) and once per --rounds R (each round's trials
+asked once the round before has ended), each for --seeds sampler seeds, on the same trial budget. Printed
+per way: wall time, member-epochs trained (a member leaves at 100%), configurations that reached 100%,
+the best exact match, means over the seeds.
+
+    python benchmarks/fused.py --rounds 2 4 [--seeds 3]   # 32 trials x up to 30 epochs (about 15 minutes)
 """
 
 from __future__ import annotations
@@ -46,6 +55,48 @@ def space(configs: int, epochs: int, fuse: int, gpu: float) -> dict:
     }
 
 
+def tpe_space(trials: int, epochs: int, rounds: int | None, seed: int) -> dict:
+    """addition-lr, fused: all at once (two groups of half the trials) or in rounds."""
+    return {
+        "name": f"bench-rounds-{rounds or 1}-{seed}",
+        "trainable": "addition-cnn",
+        "metric": "exact_match",
+        "mode": "max",
+        "config": {
+            "epochs": epochs, "embed_dim": 16, "conv_layers": 2, "channels": 32, "batch_size": 128,
+            "stop_at_exact_match": 1.0, "data_seed": 0,
+        },
+        "space": {"lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True}},
+        "sampler": {"name": "tpe", "seed": seed, "n_startup_trials": 8},
+        "trials": trials,
+        "concurrency": 2,
+        "fuse": math.ceil(trials / 2),  # without rounds: both groups asked at the start
+        "resources": {"cpu": 1, "gpu": 0},
+    } | ({"rounds": rounds} if rounds else {})  # fmt: skip
+
+
+def compare_rounds(rounds: list[int], seeds: int, trials: int, epochs: int) -> None:
+    ways: dict[str, list[tuple[float, int, int, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(seeds):
+            for r in (None, *rounds):
+                raw = tpe_space(trials, epochs, r, seed)
+                wall, _ = sweep(raw, store := Store.at(f"{tmp}/{raw['name']}"))
+                study = optuna.load_study(study_name=raw["name"], storage=store.optuna_url)
+                done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+                spent = sum(len(t.intermediate_values) for t in study.trials)
+                exact = sum(t.value >= 1.0 for t in done)
+                label = "all at once (2 groups)" if r is None else f"rounds: {r}"
+                ways.setdefault(label, []).append((wall, spent, exact, max(t.value for t in done)))
+                print(f"seed {seed} {label}: {wall:.1f} s, {spent} member-epochs, {exact} at 100%", flush=True)
+    print(f"\n{trials} trials, up to {epochs} epochs each, 2 groups at a time; means over {seeds} sampler seed(s)")
+    print("| asked | wall s | member-epochs | configurations at 100% | best exact match |")
+    print("|---|---|---|---|---|")
+    for label, runs in ways.items():
+        wall, spent, exact, best = (sum(col) / len(runs) for col in zip(*runs, strict=True))
+        print(f"| {label} | {wall:.1f} | {spent:.0f} | {exact:.1f} of {trials} | {best:.4f} |")
+
+
 def sweep(raw: dict, store: Store) -> tuple[float, dict[float, float]]:
     """Wall time of the whole sweep, and each learning rate's final exact match."""
     spec = loading.validate(raw, raw["name"])
@@ -65,7 +116,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--fuse", type=int, default=16)
     parser.add_argument("--gpu", type=float, default=0.0, help="GPUs per Ray trial (0.25: four solo trials share one)")
+    parser.add_argument("--rounds", type=int, nargs="+", help="compare asking in these many rounds with all at once")
+    parser.add_argument("--seeds", type=int, default=3, help="sampler seeds per way (--rounds)")
+    parser.add_argument("--trials", type=int, default=32, help="trials per sweep (--rounds)")
     args = parser.parse_args()
+    if args.rounds:
+        runner.ensure_ray()
+        compare_rounds(args.rounds, args.seeds, args.trials, 3 if args.quick else args.epochs)
+        return
     if args.quick:
         args.configs, args.epochs, args.fuse = 16, 3, 8
     runner.ensure_ray()
