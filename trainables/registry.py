@@ -25,6 +25,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from trainables.errors import TrainableError
 from trainables.session import Session
 
 
@@ -41,11 +42,6 @@ class Hyperparameters(BaseModel):
 LOCAL_PATH = {"local_path": True}
 
 TrainFn = Callable[[Any, Session], None]
-
-
-class TrainableError(Exception):
-    """A trainable that cannot be found or imported; the message is one line for the user. (search/ has
-    ``UserError`` for such errors; trainables/ cannot import search/, so it has its own.)"""
 
 
 HOW_TO_NAME = (

@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from search.errors import UserError
-from trainables.registry import TrainableError
+from trainables.errors import TrainableError
 
 
 class Commands(TyperGroup):
