@@ -115,7 +115,7 @@ from typer.testing import CliRunner
 from search.commands.cli import app
 result = CliRunner().invoke(app, ["sweeps", "--store", sys.argv[1]])
 assert result.exit_code == 0, result.output
-print(sorted(m for m in ("ray", "ray.tune", "mlflow", "torch") if m in sys.modules))
+print(sorted(m for m in ("ray", "ray.tune", "mlflow", "torch", "sqlalchemy", "alembic") if m in sys.modules))
 """
 
 

@@ -33,10 +33,11 @@ from search.space.params import Param
 from search.stores.driver_lock import sole_driver
 from search.stores.reconcile import LOST, close_lost
 from search.stores.store import Store
+from search.stores.study_tables import close
 
 
 def resume(store: Store, name: str, console: Console | None = None, address: str | None = None) -> SweepOutcome | None:
-    require_sweeps(store, [name]).engine.dispose()
+    close(require_sweeps(store, [name]))
     with sole_driver(store, name):  # a live driver's trials are not lost: refuse while one holds the sweep
         return _resume(store, name, console, address)
 

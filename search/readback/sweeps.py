@@ -15,8 +15,8 @@ from optuna.trial import TrialState
 from search.errors import SweepError
 from search.names import ROLE_TAG
 from search.space.constraints import all_hold
-from search.stores.infra import rdb_storage
 from search.stores.store import Store
+from search.stores.study_tables import close, open_for_reading
 
 if TYPE_CHECKING:  # MLflow costs a second to import: `hpsearch sweeps` reads the study alone
     from mlflow.entities import Run
@@ -35,10 +35,14 @@ class SweepRow:
     front: int | None = None  # a trade-off's: how many trials are on its Pareto front
 
 
-def load_study(store: Store, name: str, storage: optuna.storages.RDBStorage | None = None) -> optuna.Study:
+def load_study(store: Store, name: str, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
     """A sweep's study, through the one door to the study storage (``infra.rdb_storage``: its timeouts);
-    ``storage``: one opened already (``require_sweeps``'), as opening one costs a schema check."""
-    return optuna.load_study(study_name=name, storage=storage or rdb_storage(store.optuna_url))
+    ``storage``: one opened for reading already (``require_sweeps``'), which the read-only commands use."""
+    if storage is None:
+        from search.stores.infra import rdb_storage
+
+        storage = rdb_storage(store.optuna_url)
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def objective_names(study: optuna.Study) -> list[str]:
@@ -52,22 +56,22 @@ def require_store(store: Store) -> None:
         raise SweepError(f"no sweeps in {store.root}: run `hpsearch run SPACE --store {store.root}` first", "--store")
 
 
-def require_sweeps(store: Store, names: list[str]) -> optuna.storages.RDBStorage:
+def require_sweeps(store: Store, names: list[str]) -> optuna.storages.BaseStorage:
     """Every name must be a study in the store; an unknown one is an error listing the known ones. Returns
-    the storage it read, to load them from."""
+    the storage it read (``study_tables.open_for_reading``: it may write nothing), to load them from."""
     require_store(store)
-    storage = rdb_storage(store.optuna_url)
+    storage = open_for_reading(store.optuna_url)
     known = [s.study_name for s in storage.get_all_studies()]
     for name in names:
         if name not in known:
-            storage.engine.dispose()
+            close(storage)
             raise SweepError(f"unknown sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})", name)
     return storage
 
 
 def list_sweeps(store: Store) -> list[SweepRow]:
     require_store(store)
-    storage = rdb_storage(store.optuna_url)
+    storage = open_for_reading(store.optuna_url)
     rows = []
     try:
         for summary in storage.get_all_studies():
@@ -82,10 +86,10 @@ def list_sweeps(store: Store) -> list[SweepRow]:
             times = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_start]
             row = SweepRow(summary.study_name, direction, counts, best, max(times) if times else None)
             if len(summary.directions) > 1:
-                row.best, row.front = None, len(load_study(store, summary.study_name).best_trials)
+                row.best, row.front = None, len(load_study(store, summary.study_name, storage).best_trials)
             rows.append(row)
     finally:
-        storage.engine.dispose()
+        close(storage)
     return sorted(rows, key=lambda r: r.last_ran or datetime.min, reverse=True)
 
 

@@ -15,16 +15,15 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
-
-import optuna
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
 from search.errors import UnreachableError, shorten
 from search.stores.store import Store, hide_password
+
+if TYPE_CHECKING:  # SQLAlchemy and Optuna's storage are imported where used: the read-only commands need neither
+    import optuna
+    from sqlalchemy.engine import Connection
 
 CONNECT_TIMEOUT_S = 5
 
@@ -53,6 +52,8 @@ def is_sql(url: str) -> bool:
 @contextmanager
 def connected(url: str) -> Iterator[Connection]:
     """One connection to a SQL database, with the timeouts of ``engine_kwargs``, disposed of after."""
+    from sqlalchemy import create_engine
+
     engine = create_engine(url, **engine_kwargs(url))
     try:
         with engine.connect() as db:
@@ -65,6 +66,9 @@ def rdb_storage(url: str) -> optuna.storages.RDBStorage:
     """The Optuna storage. Opening one creates its tables and stamps their version when the database is
     new; another process opening it at the same moment (a dashboard started first, a script polling the
     study) makes one of the two fail on the other's rows. The loser opens it again, and finds them."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
     for attempt in range(3):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
@@ -86,6 +90,10 @@ def check_storage(url: str) -> None:
                 f"the folder of the SQLite file {path} does not exist: create it, or name another", "--storage"
             )
         return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
     try:
         shown = hide_password(make_url(url).render_as_string(hide_password=True))
     except ArgumentError:

@@ -16,8 +16,6 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from search.errors import StoreError
 
 # How a full disk reads once SQLite, SQLAlchemy, MLflow or Ray has wrapped it (Ray passes tracebacks as text).
@@ -109,6 +107,8 @@ class Store:
     @property
     def shown_storage(self) -> str:
         """The Optuna URL with any password hidden, for messages and logs."""
+        from sqlalchemy.engine import make_url
+
         try:
             return hide_password(make_url(self.optuna_url).render_as_string(hide_password=True))
         except Exception:  # noqa: BLE001 - a URL too broken to parse is still shown, masked by pattern
