@@ -4,6 +4,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 OPEN = """
 import pathlib, sys, time
 from search.stores.infra import rdb_storage
@@ -36,3 +38,22 @@ def test_processes_opening_a_new_study_storage_together_all_succeed(tmp_path):
         (folder / "go").touch()
         results = [p.communicate(timeout=60)[0].strip() for p in procs]
         assert results == ["ok"] * 4
+
+
+def test_select_reads_a_sqlite_file_with_sqlite3_and_any_other_url_through_sqlalchemy_alike(tmp_path):
+    import sqlite3
+
+    from search.stores.infra import in_list, select, sqlite_path
+
+    path = tmp_path / "t.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE m (run TEXT, key TEXT, value REAL)")
+        db.executemany("INSERT INTO m VALUES (?, ?, ?)", [("a", "x", 1.0), ("b", "x", 2.0), ("c", "y", 3.0)])
+    runs, params = in_list("r", ["a", "c", "zz"])
+    sql = f"SELECT run, key, value FROM m WHERE run IN {runs} ORDER BY run"
+    plain, with_options = f"sqlite:///{path}", f"sqlite:///{path}?timeout=5"
+    assert sqlite_path(plain) == path and sqlite_path(with_options) is None
+    assert select(plain, sql, params) == [("a", "x", 1.0), ("c", "y", 3.0)]
+    assert select(with_options, sql, params) == select(plain, sql, params)  # through SQLAlchemy
+    with pytest.raises(sqlite3.OperationalError):  # opened to read: nothing can be written through it
+        select(plain, "INSERT INTO m VALUES ('d', 'x', 4.0)", {})

@@ -97,7 +97,7 @@ from search.commands.cli import app
 result = CliRunner().invoke(app, ["best", "s", "--store", sys.argv[1], "--format", "json"])
 assert result.exit_code == 0, result.output
 print(result.stdout)
-print(sorted(m for m in ("ray", "mlflow", "torch", "alembic") if m in sys.modules))
+print(sorted(m for m in ("ray", "mlflow", "torch", "sqlalchemy", "alembic") if m in sys.modules))
 """
 
 

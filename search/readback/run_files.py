@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from search.stores.infra import connected, is_sql
+from search.stores.infra import is_sql, select
 from search.stores.store import Store
 
 log = logging.getLogger(__name__)
@@ -86,14 +86,13 @@ def _local(artifact_uri: str, path: str) -> Path | None:
 
 
 def _from_tables(url: str, run_id: str) -> RunFiles | None:
-    from sqlalchemy import text
-
-    with connected(url) as db:
-        row = db.execute(text("SELECT artifact_uri FROM runs WHERE run_uuid = :r"), {"r": run_id}).first()
-        parent = db.execute(
-            text("SELECT value FROM tags WHERE run_uuid = :r AND key = :k"), {"r": run_id, "k": PARENT_TAG}
-        ).scalar()
-    return None if row is None else RunFiles(run_id, parent, row[0])
+    rows = select(
+        url,
+        "SELECT r.artifact_uri, t.value FROM runs r LEFT JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = :k "
+        "WHERE r.run_uuid = :r",
+        {"r": run_id, "k": PARENT_TAG},
+    )
+    return RunFiles(run_id, rows[0][1], rows[0][0]) if rows else None
 
 
 def _from_client(url: str, run_id: str) -> RunFiles | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from search.stores.infra import connected, is_sql
+from search.stores.infra import in_list, is_sql, select
 from search.stores.store import Store
 
 log = logging.getLogger(__name__)
@@ -33,13 +33,13 @@ def latest(store: Store, run_ids: Sequence[str], keys: Sequence[str]) -> dict[st
 
 
 def _from_table(url: str, run_ids: list[str], keys: list[str]) -> dict[str, dict[str, float]]:
-    from sqlalchemy import bindparam, text
-
-    query = text(
-        "SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN :runs AND key IN :keys"
-    ).bindparams(bindparam("runs", expanding=True), bindparam("keys", expanding=True))
-    with connected(url) as db:
-        rows = db.execute(query, {"runs": run_ids, "keys": keys}).all()
+    runs, run_params = in_list("r", run_ids)
+    names, key_params = in_list("k", keys)
+    rows = select(
+        url,
+        f"SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN {runs} AND key IN {names}",
+        run_params | key_params,
+    )
     out: dict[str, dict[str, float]] = {}
     for run_id, key, value, is_nan in rows:
         out.setdefault(run_id, {})[key] = float("nan") if is_nan else float(value)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import http.client
 import socket
+import sqlite3
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -47,6 +48,38 @@ def engine_kwargs(url: str) -> dict[str, Any]:
 def is_sql(url: str) -> bool:
     """A database URL whose tables can be read with SQL (not an HTTP tracking server, not a file store)."""
     return url.startswith(("sqlite", "postgresql", "mysql"))
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a plain ``sqlite:///PATH`` URL (no options), else None."""
+    if not url.startswith("sqlite:///") or "?" in url:
+        return None
+    path = url.removeprefix("sqlite:///")
+    return Path(path) if path and path != ":memory:" else None
+
+
+def read_only(path: Path) -> sqlite3.Connection:
+    """A SQLite file opened to read, waiting for a writer's lock as the stores' engines do."""
+    timeout = engine_kwargs("sqlite")["connect_args"]["timeout"]
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)
+
+
+def select(url: str, sql: str, params: dict[str, Any]) -> list[tuple]:
+    """The rows of one query (``:name`` parameters; ``in_list`` for IN): a plain SQLite file is read with
+    Python's sqlite3, which a read-only command imports in no time; another database through SQLAlchemy."""
+    if (path := sqlite_path(url)) is not None and path.is_file():
+        with closing(read_only(path)) as db:
+            return db.execute(sql, params).fetchall()
+    from sqlalchemy import text
+
+    with connected(url) as db:
+        return [tuple(row) for row in db.execute(text(sql), params)]
+
+
+def in_list(name: str, values: list[Any]) -> tuple[str, dict[str, Any]]:
+    """``(:name0, :name1, ...)`` and its parameters, for ``select``'s ``IN``."""
+    params = {f"{name}{i}": v for i, v in enumerate(values)}
+    return "(" + ", ".join(f":{k}" for k in params) + ")", params
 
 
 @contextmanager

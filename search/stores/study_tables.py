@@ -29,16 +29,10 @@ from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
+from search.stores.infra import rdb_storage, read_only, sqlite_path
+
 REVISION = "v3.2.0.a"  # Optuna's Alembic revision of the tables read here (Optuna 3.2 to 5.x)
 _SPECIAL = {"INF_POS": float("inf"), "INF_NEG": float("-inf"), "NAN": float("nan")}
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of a ``sqlite:///PATH`` URL without options, else None."""
-    if not url.startswith("sqlite:///") or "?" in url:
-        return None
-    path = url.removeprefix("sqlite:///")
-    return Path(path) if path and path != ":memory:" else None
 
 
 def open_for_reading(url: str) -> BaseStorage:
@@ -47,8 +41,6 @@ def open_for_reading(url: str) -> BaseStorage:
     path = sqlite_path(url)
     if path is not None and path.is_file() and revision(path) == REVISION:
         return StudyTables(path)
-    from search.stores.infra import rdb_storage
-
     return rdb_storage(url)
 
 
@@ -62,16 +54,11 @@ def close(storage: BaseStorage) -> None:
 def revision(path: Path) -> str | None:
     """The Alembic revision Optuna stamped on the file's tables; None if it has none or cannot be read."""
     try:
-        with closing(_connect(path)) as db:
+        with closing(read_only(path)) as db:
             row = db.execute("SELECT version_num FROM alembic_version").fetchone()
     except sqlite3.Error:
         return None
     return row[0] if row else None
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    # read-only, and waiting for a writer's lock as the store's engines do (engine_kwargs: 30 s)
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
 
 
 def _local(text: str | None) -> datetime | None:
@@ -94,7 +81,7 @@ class StudyTables(BaseStorage):
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        with closing(_connect(self.path)) as db:
+        with closing(read_only(self.path)) as db:
             yield db
 
     # -- studies --------------------------------------------------------------------------------------
