@@ -7,11 +7,13 @@ Last, a 1-trial no-op sweep on a new store, starting its own Ray and on a warm o
 
     python benchmarks/latency.py              # 5 runs of each
     python benchmarks/latency.py --repeats 3
+    python benchmarks/latency.py --load 2 --commands-only   # the commands beside two busy loops
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -48,7 +50,14 @@ def timed(cmd: list[str], expect: int = 0, cwd: Path | None = None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--load", type=int, default=0, help="busy-loop processes running throughout")
+    parser.add_argument("--commands-only", action="store_true", help="leave out the 1-trial sweeps")
     args = parser.parse_args()
+    from overhead import spin  # the same fixed load as the driver benchmark's
+
+    busy = [multiprocessing.Process(target=spin, daemon=True) for _ in range(args.load)]
+    for p in busy:
+        p.start()
     hp = [sys.executable, "-m", "search.commands.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -81,15 +90,18 @@ def main() -> None:
             stores = [folder / f"one-{time.monotonic_ns()}" for _ in range(args.repeats)]
             return statistics.median(timed([*hp, "run", str(one), "--store", str(s)], cwd=ROOT) for s in stores)
 
-        rows.append(("a 1-trial no-op sweep, its own Ray", one_trial_sweeps()))
-        os.environ["HPSEARCH_CACHE"] = str(folder / "cache")  # this benchmark's warm Ray, not the user's
-        timed([*hp, "up"], cwd=ROOT)
-        try:
-            rows.append(("a 1-trial no-op sweep, on a warm Ray (hpsearch up)", one_trial_sweeps()))
-        finally:
-            timed([*hp, "down"], cwd=ROOT)
+        if not args.commands_only:
+            rows.append(("a 1-trial no-op sweep, its own Ray", one_trial_sweeps()))
+            os.environ["HPSEARCH_CACHE"] = str(folder / "cache")  # this benchmark's warm Ray, not the user's
+            timed([*hp, "up"], cwd=ROOT)
+            try:
+                rows.append(("a 1-trial no-op sweep, on a warm Ray (hpsearch up)", one_trial_sweeps()))
+            finally:
+                timed([*hp, "down"], cwd=ROOT)
+    for p in busy:
+        p.terminate()
     anchor = rows[0][1]
-    print(f"a 3-trial no-op sweep (made the store): {sweep_s:.1f} s")
+    print(f"a 3-trial no-op sweep (made the store): {sweep_s:.1f} s; {args.load} busy-loop process(es) running")
     print(f"| command | median of {args.repeats} (s) | vs optuna studies |")
     print("|---|---|---|")
     for name, median in rows:
