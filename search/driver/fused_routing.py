@@ -44,14 +44,12 @@ class FusedRouting:
         ended (``NOT_YET`` until then: Ray asks again on its next loop step), and split into ``concurrency``
         groups, so the whole round trains at once and the sampler has learned from all of the last one."""
         if not self._pending:
-            if self.round_size is None:
-                k = min(self.fuse, self.n_trials - self._asked)
-            elif any(rec.state is None for rec in self._records.values()):
-                return NOT_YET
-            else:
-                k = min(self.round_size, self.n_trials - self._asked)
-            if k <= 0:
+            left = self.n_trials - self._asked
+            if left <= 0:
                 return None
+            if self.round_size is not None and any(rec.state is None for rec in self._records.values()):
+                return NOT_YET
+            k = min(self.fuse if self.round_size is None else self.round_size, left)
             by_key: dict[Any, list[optuna.Trial]] = {}
             for _ in range(k):
                 trial = self._ask()
