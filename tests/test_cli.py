@@ -134,3 +134,16 @@ def test_sweeps_reads_the_study_without_importing_ray_mlflow_or_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", LEAN, str(store)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_ctrl_c_in_a_command_that_does_not_handle_it_is_one_line_and_exit_130(tmp_path, monkeypatch):
+    """Typer exits 130 without a word on a KeyboardInterrupt; hpsearch says what stopped."""
+    from search.readback import sweeps
+
+    def interrupted(store):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweeps, "list_sweeps", interrupted)
+    result = CliRunner().invoke(app, ["sweeps", "--store", str(tmp_path)])
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "interrupted: hpsearch sweeps stopped before it finished"

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 import click
 import typer
@@ -23,12 +24,21 @@ class Commands(TyperGroup):
     """Every command runs through ``invoke``: the one place a user error becomes ``error: ...`` and its exit
     code (2: nothing ran; 1: a sweep stopped on the way). Anything else is a bug and keeps its traceback."""
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:  # the options are parsed (typer imports pydantic for it): Ctrl-C here is one line as well
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            _interrupted(None)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (UserError, TrainableError) as e:  # TrainableError: the trainables' own (no search/ there)
             err.print(f"error: {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(getattr(e, "exit_code", 2)) from None
+        except KeyboardInterrupt as e:  # one the command does not handle itself (typer would exit 130 silently)
+            started = any(_in_a_command(frame) for frame, _ in traceback.walk_tb(e.__traceback__))
+            _interrupted(f"hpsearch {ctx.invoked_subcommand} stopped before it finished" if started else None)
         except TyperException as e:  # click's (vendored by typer) usage errors: the same one line, not a box
             if getattr(e, "exit_code", None) != 2 or not hasattr(e, "format_message"):
                 raise
@@ -36,6 +46,16 @@ class Commands(TyperGroup):
             command = f"hpsearch {ctx_.info_name}: " if ctx_ is not None and ctx_.parent is not None else ""
             err.print(f"error: {command}{e.format_message()}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+
+
+def _interrupted(said: str | None) -> NoReturn:
+    err.print(f"interrupted: {said or 'the command had not started; nothing was recorded'}", highlight=False)
+    raise typer.Exit(130) from None
+
+
+def _in_a_command(frame: Any) -> bool:
+    """A frame of a command's own code (the commands live in ``*_commands.py``), not of parsing its options."""
+    return frame.f_globals.get("__name__", "").endswith("_commands")
 
 
 app = typer.Typer(
