@@ -2,6 +2,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -91,3 +92,32 @@ def chromium(missing_service):
         return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
 
     return run
+
+
+KILLED_MID_WRITE = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA cache_size=1")  # the changed pages spill into the file: the journal must undo them
+db.execute("BEGIN")
+for i in range(20000):
+    db.execute(sys.argv[2], (f"k{i}",))
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def killed_mid_write():
+    """``kill(path, insert)``: a process SIGKILLed inside a write transaction of many ``insert`` (one ``?``
+    parameter), which leaves its rollback journal beside the SQLite file."""
+
+    def kill(path: Path, insert: str) -> None:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_MID_WRITE, str(path), insert], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout.readline().strip() == "ready"
+        proc.kill()
+        proc.wait()
+        assert path.with_name(f"{path.name}-journal").exists()
+
+    return kill

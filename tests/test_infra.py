@@ -57,3 +57,19 @@ def test_select_reads_a_sqlite_file_with_sqlite3_and_any_other_url_through_sqlal
     assert select(with_options, sql, params) == select(plain, sql, params)  # through SQLAlchemy
     with pytest.raises(sqlite3.OperationalError):  # opened to read: nothing can be written through it
         select(plain, "INSERT INTO m VALUES ('d', 'x', 4.0)", {})
+
+
+def test_select_reads_a_file_a_killed_writer_left_a_journal_beside_through_sqlalchemy(tmp_path, killed_mid_write):
+    """A read-only sqlite3 connection cannot roll back a killed writer's half-done transaction (it fails
+    with "attempt to write a readonly database"); SQLAlchemy's connection may write, and does."""
+    import sqlite3
+
+    from search.stores.infra import select
+
+    path = tmp_path / "t.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE m (key TEXT)")
+        db.execute("INSERT INTO m VALUES ('kept')")
+    killed_mid_write(path, "INSERT INTO m VALUES (?)")
+    assert select(f"sqlite:///{path}", "SELECT key FROM m", {}) == [("kept",)]
+    assert not path.with_name("t.db-journal").exists()  # rolled back

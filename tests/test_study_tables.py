@@ -11,6 +11,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from search.stores import study_tables
+from search.stores.infra import sqlite_path
 from search.stores.study_tables import REVISION, StudyTables, open_for_reading
 
 SPACE = {
@@ -80,7 +81,7 @@ def both(url: str) -> tuple[optuna.storages.RDBStorage, StudyTables]:
 
 
 def test_the_installed_optuna_still_writes_the_revision_this_reader_was_written_for(url):
-    assert study_tables.revision(study_tables.sqlite_path(url)) == REVISION
+    assert study_tables.revision(sqlite_path(url)) == REVISION
 
 
 def test_studies_read_as_optuna_reads_them(url):
@@ -123,18 +124,30 @@ def test_the_best_trial_is_optunas_ties_and_constraints_included(url):
 
 def test_it_writes_nothing(url):
     _, tables = both(url)
-    before = study_tables.sqlite_path(url).read_bytes()
+    before = sqlite_path(url).read_bytes()
     with pytest.raises(NotImplementedError, match="writes nothing"):
         tables.set_trial_user_attr(1, "k", "v")
     with pytest.raises(NotImplementedError):
         optuna.load_study(study_name="one", storage=tables).ask()
-    assert study_tables.sqlite_path(url).read_bytes() == before
+    assert sqlite_path(url).read_bytes() == before
 
 
 def test_a_file_of_another_revision_or_a_url_with_options_is_read_by_optuna(url):
     assert isinstance(open_for_reading(url + "?timeout=5"), optuna.storages.RDBStorage)
-    path = study_tables.sqlite_path(url)
+    path = sqlite_path(url)
     with sqlite3.connect(path) as db:
         db.execute("UPDATE alembic_version SET version_num = 'v9.9.9'")
     with pytest.raises(RuntimeError, match="compatible"):  # Optuna's own check and message
         open_for_reading(url)
+
+
+def test_a_file_a_killed_writer_left_a_journal_beside_is_read_by_optuna_which_rolls_it_back(url, killed_mid_write):
+    path = sqlite_path(url)
+    before = optuna.storages.RDBStorage(url).get_study_user_attrs(1)
+    killed_mid_write(path, "INSERT INTO study_user_attributes (study_id, key, value_json) VALUES (1, ?, '0')")
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):  # what reading it read-only would do
+        StudyTables(path).get_all_studies()
+    storage = open_for_reading(url)
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    assert storage.get_study_user_attrs(1) == before  # the half-done write undone
+    assert isinstance(open_for_reading(url), StudyTables)  # and then, the journal gone, sqlite3 again

@@ -58,6 +58,16 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
+def readable_sqlite(url: str) -> Path | None:
+    """The file of a plain ``sqlite:///`` URL that Python's sqlite3 can read, opened read-only, now: it exists,
+    and no rollback journal lies beside it (a write under way, or one a killed process left half done, which
+    only a connection that may write rolls back). None: read it through SQLAlchemy (or Optuna's storage)."""
+    path = sqlite_path(url)
+    if path is None or not path.is_file() or path.with_name(f"{path.name}-journal").exists():
+        return None
+    return path
+
+
 def read_only(path: Path) -> sqlite3.Connection:
     """A SQLite file opened to read, waiting for a writer's lock as the stores' engines do."""
     timeout = engine_kwargs("sqlite")["connect_args"]["timeout"]
@@ -67,7 +77,7 @@ def read_only(path: Path) -> sqlite3.Connection:
 def select(url: str, sql: str, params: dict[str, Any]) -> list[tuple]:
     """The rows of one query (``:name`` parameters; ``in_list`` for IN): a plain SQLite file is read with
     Python's sqlite3, which a read-only command imports in no time; another database through SQLAlchemy."""
-    if (path := sqlite_path(url)) is not None and path.is_file():
+    if (path := readable_sqlite(url)) is not None:
         with closing(read_only(path)) as db:
             return db.execute(sql, params).fetchall()
     from sqlalchemy import text

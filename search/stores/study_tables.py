@@ -9,8 +9,10 @@ NaN, parameters through their distributions, datetimes from naive UTC to local t
 
 It is used only where it is known to be right: a SQLite file whose schema is the revision this module was
 written for (``REVISION``, which ``tests/test_study_tables.py`` checks the installed Optuna still makes,
-and whose every read it checks against ``RDBStorage``'s). Any other database, or another revision, is
-opened with ``RDBStorage`` (``open_for_reading``), whose own checks and messages then apply.
+and whose every read it checks against ``RDBStorage``'s), with no rollback journal beside it (a driver
+killed mid-write leaves one, which a read-only connection cannot roll back). Any other database, another
+revision, or a file with a journal is opened with ``RDBStorage`` (``open_for_reading``), whose own checks,
+recovery and messages then apply.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
-from search.stores.infra import rdb_storage, read_only, sqlite_path
+from search.stores.infra import rdb_storage, read_only, readable_sqlite
 
 REVISION = "v3.2.0.a"  # Optuna's Alembic revision of the tables read here (Optuna 3.2 to 5.x)
 _SPECIAL = {"INF_POS": float("inf"), "INF_NEG": float("-inf"), "NAN": float("nan")}
@@ -38,8 +40,8 @@ _SPECIAL = {"INF_POS": float("inf"), "INF_NEG": float("-inf"), "NAN": float("nan
 def open_for_reading(url: str) -> BaseStorage:
     """A storage to read the study database at ``url``: this module's for an Optuna SQLite file at the known
     revision, else Optuna's own ``RDBStorage`` (``infra.rdb_storage``)."""
-    path = sqlite_path(url)
-    if path is not None and path.is_file() and revision(path) == REVISION:
+    path = readable_sqlite(url)
+    if path is not None and revision(path) == REVISION:
         return StudyTables(path)
     return rdb_storage(url)
 
