@@ -33,7 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.stores.infra import rdb_storage, read_only, readable_sqlite
 
-REVISION = "v3.2.0.a"  # Optuna's Alembic revision of the tables read here (Optuna 3.2 to 5.x)
+REVISION = "v3.2.0.a"  # Optuna's Alembic revision of the tables read here (the head since Optuna 3.2; 5.0 stamps it)
 _SPECIAL = {"INF_POS": float("inf"), "INF_NEG": float("-inf"), "NAN": float("nan")}
 
 
