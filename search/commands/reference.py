@@ -20,7 +20,11 @@ EXIT_CODES = [
         "bad input, refused before anything is written: the space file, an option, a store or server that cannot "
         "be used, a sweep name that does not exist",
     ),
-    ("130", "Ctrl-C: the sweep stopped, its running trials closed (`hpsearch resume` finishes it)"),
+    (
+        "130",
+        "Ctrl-C: the sweep stopped, its running trials closed (`hpsearch resume` finishes it); any other command "
+        "stops with one line saying so (`interrupted: ...`)",
+    ),
     ("143", "SIGTERM: as Ctrl-C"),
 ]
 
