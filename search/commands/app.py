@@ -16,6 +16,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from search.commands.cli import NOT_STARTED
 from search.errors import UserError
 from trainables.errors import TrainableError
 
@@ -49,7 +50,7 @@ class Commands(TyperGroup):
 
 
 def _interrupted(said: str | None) -> NoReturn:
-    err.print(f"interrupted: {said or 'the command had not started; nothing was recorded'}", highlight=False)
+    err.print(f"interrupted: {said}" if said else NOT_STARTED, highlight=False)
     raise typer.Exit(130) from None
 
 

@@ -14,6 +14,10 @@ from typing import Any
 __all__ = ["main"]  # and, loaded on first use: app, Commands
 
 
+# Ctrl-C before a command began its work (modules loading, options parsed): said here and by app.Commands
+NOT_STARTED = "interrupted: the command had not started; nothing was recorded"
+
+
 def _commands() -> ModuleType:
     from search.commands import app as shared
 
@@ -41,7 +45,7 @@ def main() -> None:
             _leave_ray_behind(e.code or 0)
         raise
     except KeyboardInterrupt:  # before a command's own handling (loading, parsing): one line all the same
-        sys.stderr.write("interrupted: the command had not started; nothing was recorded\n")
+        sys.stderr.write(f"{NOT_STARTED}\n")
         from search.driver.interrupts import has_children
 
         if has_children():  # a server a command started: Python's own exit stops it

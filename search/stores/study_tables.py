@@ -79,7 +79,6 @@ class StudyTables(BaseStorage):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.url = f"sqlite:///{path}"
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -89,17 +88,19 @@ class StudyTables(BaseStorage):
     # -- studies --------------------------------------------------------------------------------------
 
     def get_study_id_from_name(self, study_name: str) -> int:
-        with self._db() as db:
-            row = db.execute("SELECT study_id FROM studies WHERE study_name = ?", (study_name,)).fetchone()
-        if row is None:
-            raise KeyError(f"No such study {study_name}.")
-        return row[0]
+        missing = f"No such study {study_name}."
+        return self._one("SELECT study_id FROM studies WHERE study_name = ?", study_name, missing)
 
     def get_study_name_from_id(self, study_id: int) -> str:
+        missing = f"No study with study_id {study_id} exists."
+        return self._one("SELECT study_name FROM studies WHERE study_id = ?", study_id, missing)
+
+    def _one(self, sql: str, arg: Any, missing: str) -> Any:
+        """The one value ``sql`` selects for ``arg``; ``KeyError(missing)``, as RDBStorage's, when none."""
         with self._db() as db:
-            row = db.execute("SELECT study_name FROM studies WHERE study_id = ?", (study_id,)).fetchone()
+            row = db.execute(sql, (arg,)).fetchone()
         if row is None:
-            raise KeyError(f"No study with study_id {study_id} exists.")
+            raise KeyError(missing)
         return row[0]
 
     def get_study_directions(self, study_id: int) -> list[StudyDirection]:
