@@ -1,6 +1,9 @@
 """A user's own code: `hpsearch init`, `file.py:function` and `module:function` trainables in Ray workers,
 relative paths, trial logs, an all-failed sweep, and the result taken out (best, train --from, export)."""
 
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -213,3 +216,38 @@ def test_a_trial_that_fails_without_raising_keeps_its_logs_too(ray_local, user_d
     [(number, line, logs)] = outcome.failures
     assert "metric 'accuracy' was not reported" in line and logs is not None
     assert "reporting the wrong name" in (Path(logs) / "stdout.txt").read_text()
+
+
+NO_TORCH_FIRST = """
+import sys
+
+def train(config, session):
+    session.report(1, {"score": float("torch" in sys.modules)})  # before the trainable asks for the device
+    device = session.device
+    import torch
+
+    session.report(2, {"score": float(torch.get_num_threads())})
+    session.report(3, {"score": float(device.type == "cpu")}, final=True)
+"""
+
+
+def test_torch_is_imported_in_a_trial_only_when_its_trainable_asks_for_the_device(user_dir):
+    """A trainable without torch (scikit-learn, a no-op) does not wait for torch's import in its worker; one
+    that asks for ``session.device`` gets it, with torch's threads set to the trial's CPUs, even where
+    OMP_NUM_THREADS says otherwise. A driver of its own: a fresh Ray, whose workers never imported torch."""
+    (user_dir / "lazy.py").write_text(NO_TORCH_FIRST)
+    (user_dir / "lazy.yaml").write_text(
+        "name: lazy\ntrainable: ./lazy.py:train\nmetric: score\nmode: max\nresources: {cpu: 1}\n"
+        "space: {x: {type: float, low: 0, high: 1}}\ntrials: 1\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "search.commands.cli", "run", "lazy.yaml", "--store", "store"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (trial,) = optuna.load_study(study_name="lazy", storage=Store.at("store").optuna_url).trials
+    assert trial.intermediate_values == {1: 0.0, 2: 1.0, 3: 1.0}

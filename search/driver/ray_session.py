@@ -9,6 +9,7 @@ the worker which members it pruned through a ``StopBoard`` actor; they leave the
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
@@ -50,15 +51,26 @@ class StopBoard:
         return sorted(self._stopped.get(group, ()))
 
 
-class RaySession:
+class _DeviceOnDemand:
+    """``session.device``, made when a trainable first asks for it: torch is imported then (about 1.5 s), so a
+    trainable that never uses torch (a scikit-learn model, a no-op) does not wait for it."""
+
+    _make_device: Callable[[], torch.device]
+
+    @functools.cached_property
+    def device(self) -> torch.device:
+        return self._make_device()
+
+
+class RaySession(_DeviceOnDemand):
     def __init__(
         self,
-        device: torch.device,
+        device: Callable[[], torch.device],
         budget_s: float | None,
         report_interval_s: float | None,
         keeper: CheckpointKeeper | None = None,
     ) -> None:
-        self.device = device
+        self._make_device = device
         self.keeper = keeper or CheckpointKeeper(None, None, "last")
         self.report_interval_s = report_interval_s
         self.started = time.monotonic()
@@ -98,11 +110,13 @@ class RaySession:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
 
-class RayGroupSession:
+class RayGroupSession(_DeviceOnDemand):
     """A fused group's session (``trainables.session.GroupSession``) inside a Ray trial."""
 
-    def __init__(self, device: torch.device, board: Any, keeper: Callable[[], CheckpointKeeper] | None = None) -> None:
-        self.device = device
+    def __init__(
+        self, device: Callable[[], torch.device], board: Any, keeper: Callable[[], CheckpointKeeper] | None = None
+    ) -> None:
+        self._make_device = device
         self._keeper = keeper or (lambda: CheckpointKeeper(None, None, "last"))
         self.keepers: dict[int, CheckpointKeeper] = {}
         self.report_interval_s = None
@@ -176,10 +190,12 @@ def trial_function(
             os.chdir(launch_dir)
         sys.path[:0] = [p for p in import_path if p not in sys.path]
         registry.load_plugins(plugins)
-        import torch
 
-        torch.set_num_threads(max(1, int(cpus)))
-        device = torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
+        def device() -> torch.device:
+            import torch
+
+            torch.set_num_threads(max(1, int(cpus)))  # as Ray's OMP_NUM_THREADS, should torch come first
+            return torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
 
         def keeper() -> CheckpointKeeper:  # the checkpoint that scored the trial's value (value: best | last)
             return CheckpointKeeper(metric, mode, value_rule)
