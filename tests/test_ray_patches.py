@@ -43,6 +43,30 @@ def test_apply_installs_the_fix_once():
     assert RayActorManager._actor_task_failed is installed and installed.hpsearch_patched
 
 
+TAGGED = """
+import sys
+from ray import tune
+from ray.air._internal import usage
+from search.driver import ray_patches
+if sys.argv[1] == "patched":
+    ray_patches.apply()
+usage.tag_callbacks([tune.Callback()])
+print("mlflow" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("patched", [True, False])
+def test_tunes_usage_tag_of_the_callbacks_imports_mlflow_unless_patched(patched):
+    """Left as Ray has it, tagging the callbacks of a run imports MLflow (the check means something)."""
+    import subprocess
+    import sys
+
+    argument = "patched" if patched else "as-is"
+    done = subprocess.run([sys.executable, "-c", TAGGED, argument], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(not patched)
+
+
 LISTENS = r"""
 import json, psutil, ray, sys
 from search.driver.runner import ensure_ray
@@ -90,17 +114,19 @@ def test_a_ray_whose_internals_moved_runs_unpatched_with_one_warning_naming_the_
     monkeypatch.setattr(ray_patches, "RayActorManager", None)
     monkeypatch.setattr(ray_patches, "ray_constants", None)
     monkeypatch.setattr(ray_patches, "RayParams", None)
+    monkeypatch.setattr(ray_patches, "air_usage", None)
     monkeypatch.setattr(ray_patches, "_warned", set())
-    assert ray_patches.missing() == [ray_patches.MEMORY_FIX, ray_patches.LOOPBACK_FIX, ray_patches.LEAN_FIX]
+    fixes = [ray_patches.MEMORY_FIX, ray_patches.LOOPBACK_FIX, ray_patches.LEAN_FIX, ray_patches.TAG_FIX]
+    assert ray_patches.missing() == fixes
     with caplog.at_level("WARNING", logger="search.driver.ray_patches"):
         ray_patches.apply()
         ray_patches.apply()
         with ray_patches.local_only():
             pass
     warned = [r.getMessage() for r in caplog.records]
-    assert len(warned) == 3
-    assert "a trial killed for memory fails alone" in warned[0] and "a local Ray listens on loopback" in warned[1]
-    assert "no autoscaler, log monitor or dashboard server" in warned[2]
+    assert len(warned) == 4
+    assert "Ray Tune's start imports no MLflow" in warned[0] and "a trial killed for memory fails alone" in warned[1]
+    assert "a local Ray listens on loopback" in warned[2] and "no autoscaler, log monitor or dashboard" in warned[3]
 
 
 def test_a_ray_without_the_cluster_switch_keeps_its_environment(monkeypatch):

@@ -36,9 +36,15 @@ gives its workers niceness 0 (``RAY_worker_niceness``, a Ray setting; a value th
 plain Optuna's trials have. A sweep's own trials take no more from its driver for it (the throughput
 benchmark recorded as many steps). This one is public: it needs no guard.
 
-The first three reach into Ray's private modules. A Ray whose internals moved is run unpatched, with one warning
-naming the fix that is off (``missing()`` says which): a trial killed for memory then ends the sweep, and
-a local Ray listens where Ray's default puts it.
+**Ray Tune's start imports no MLflow.** ``tune.run`` tags Ray's usage statistics with the kinds of
+callbacks it was given, and to name them it imports every integration Ray ships (Ray 2.60's
+``ray.air._internal.usage._count_callbacks``), MLflow's among them, which imports MLflow: 1.4 s of the
+driver's CPU between ``Tuner.fit`` and the first trial, for a tag. hpsearch's callbacks are its own (Ray
+would count them as custom); the tag is left out, and MLflow stays in the writer process.
+
+The first three and the last reach into Ray's private modules. A Ray whose internals moved is run
+unpatched, with one warning naming the fix that is off (``missing()`` says which): a trial killed for
+memory then ends the sweep, a local Ray listens where Ray's default puts it, and Ray Tune imports MLflow.
 """
 
 import inspect
@@ -69,9 +75,14 @@ try:
     from ray._private.node import Node
 except ImportError:  # pragma: no cover - another Ray
     Node = None
+try:
+    from ray.air._internal import usage as air_usage
+except ImportError:  # pragma: no cover - another Ray
+    air_usage = None
 
 MEMORY_FIX, LOOPBACK_FIX = "a trial killed for memory fails alone", "a local Ray listens on loopback only"
 LEAN_FIX = "a local Ray starts no autoscaler, log monitor or dashboard server"
+TAG_FIX = "Ray Tune's start imports no MLflow"
 WORKER_NICENESS = "RAY_worker_niceness"  # Ray's setting (RayConfig worker_niceness, 15 unless set)
 _warned: set[str] = set()
 
@@ -88,6 +99,8 @@ def missing() -> list[str]:
     api_server = getattr(Node, "start_api_server", None)
     if not {"no_monitor", "include_log_monitor"} <= set(takes) or not callable(api_server):
         out.append(LEAN_FIX)
+    if air_usage is None or not callable(getattr(air_usage, "tag_callbacks", None)):
+        out.append(TAG_FIX)
     return out
 
 
@@ -202,9 +215,19 @@ def _lean(log_to_driver: bool) -> Iterator[None]:
 
 def apply() -> None:
     """Install the trial fixes in this process (the driver); calling it again changes nothing."""
-    if MEMORY_FIX in missing():
+    cannot = missing()
+    if TAG_FIX in cannot:
+        _warn_once(TAG_FIX)
+    else:
+        air_usage.tag_callbacks = _no_callback_tag
+    if MEMORY_FIX in cannot:
         _warn_once(MEMORY_FIX)
         return
     current = RayActorManager._actor_task_failed
     if not getattr(current, "hpsearch_patched", False):
         RayActorManager._actor_task_failed = _fail_the_trial_alone(current)
+
+
+def _no_callback_tag(callbacks: Any) -> bool:
+    """Ray's ``tag_callbacks``, which recorded nothing: as Ray's does when it records nothing."""
+    return False
