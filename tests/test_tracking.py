@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
@@ -15,15 +16,16 @@ from search.stores.mlflow_writer import InlineWriter, MlflowWriter
 @pytest.fixture(params=["process", "inline"])
 def setup(request, tmp_path):
     """The callback with its runs written by the writer process (as a sweep does) and inline."""
-    tracking = Tracking(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    writer = MlflowWriter(uri) if request.param == "process" else InlineWriter(uri)
+    tracking = Tracking(writer, tmp_path / "artifacts")
     experiment = tracking.experiment_id("unit")
     parent = tracking.start_parent(experiment, {"name": "unit", "trainable": "flaky"}, "unit", "unit-run")
     pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     study = optuna.create_study(study_name="unit", direction="maximize", pruner=pruner)
     bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], n_trials=3)
-    writer = MlflowWriter(tracking.tracking_uri) if request.param == "process" else InlineWriter(tracking.client)
-    callback = MlflowTrialCallback(tracking, experiment, parent, bridge, writer)
-    yield SimpleNamespace(tracking=tracking, client=tracking.client, parent=parent, study=study, bridge=bridge,
+    callback = MlflowTrialCallback(tracking, experiment, parent, bridge)
+    yield SimpleNamespace(tracking=tracking, client=MlflowClient(uri), parent=parent, study=study, bridge=bridge,
                            callback=callback, tmp=tmp_path)  # fmt: skip
     writer.close()
 
@@ -110,3 +112,42 @@ def test_runs_ray_stopped_without_a_callback_end_killed_with_the_reason(setup):
     assert run.data.tags["optuna.state"] == "FAIL"
     setup.callback.finish_open("again")  # closed once
     assert run_of(setup, trial).data.tags["stopped"] == "interrupted"
+
+
+DRIVER = """
+import os, sys
+from rich.console import Console
+from search.driver import plan, runner
+from search.stores.store import Store
+
+store = Store.at(sys.argv[2])
+for _ in range(2):  # a new study, then the same one again (where a lost driver's runs are looked for)
+    outcome = runner.run(plan.prepare(sys.argv[1]), store, console=Console(quiet=True))
+    assert outcome.counts["complete"] == 1, outcome.counts
+print(sorted(m for m in sys.modules if m.split(".")[0] == "mlflow"))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+@pytest.mark.slow
+def test_a_sweeps_driver_imports_no_mlflow_and_its_runs_are_whole(flaky_space, tmp_path):
+    """MLflow costs the driver about 2 s of CPU to import and open, on a sweep's start: every MLflow call is
+    the writer process's (mlflow_writer.py). The runs it made for the driver are all there."""
+    import subprocess
+    import sys
+
+    space = flaky_space("lean", trials=1)
+    store = tmp_path / "store"
+    done = subprocess.run([sys.executable, "-c", DRIVER, str(space), str(store)], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("lean").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("hpsearch.role") == "sweep"]
+    assert len(parents) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    assert all(r.data.params["trainable"] == "flaky" and r.data.metrics for r in parents)
+    assert all([a.path for a in client.list_artifacts(r.info.run_id)] == ["space.yaml"] for r in parents)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in {p.info.run_id for p in parents}]
+    assert len(children) == 2 and all(len(client.get_metric_history(r.info.run_id, "score")) == 3 for r in children)

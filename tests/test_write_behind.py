@@ -4,11 +4,9 @@ import logging
 
 import optuna
 import pytest
-from mlflow.entities import Metric, Param
-from mlflow.tracking import MlflowClient
 
 from search.stores.mlflow_writer import InlineWriter
-from search.stores.write_behind import RunWrites, StudyWrites
+from search.stores.write_behind import Metric, Param, RunWrites, StudyWrites
 
 
 @pytest.fixture(params=["rdb", "memory"])
@@ -81,8 +79,8 @@ def test_a_finished_trial_refuses_a_late_write(tmp_path):
 def test_run_writes_split_a_long_trial_within_log_batch_limits(tmp_path):
     """RunWrites hands a run's whole backlog to its writer, which keeps each MLflow call within limits."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    writer = InlineWriter(client)
+    writer = InlineWriter(f"sqlite:///{tmp_path}/mlflow.db")
+    client = writer.client
     writer.create_run("k", client.create_experiment("e"), "trial-0000", {})
     run_id = writer.run_id("k")
     calls = []

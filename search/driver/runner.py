@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterator
 
 import optuna
 import ray
-from mlflow.tracking import MlflowClient
 from ray import tune
 from rich.console import Console
 
@@ -254,18 +253,31 @@ def run(
         store.check()
         check_reachable(store, address)
         check_store(sweep, store, new, accept_change)  # before Ray starts: a refusal costs a second, not ten
-    if warm := ensure_ray(address):
-        console.print(f"on the warm Ray at {warm} (hpsearch up; hpsearch down stops it)", highlight=False)
-    check_resources(sweep.spec, sweep.source, console, cluster=bool(address))
+    # Trial runs are written by a process of their own (mlflow_writer.py). It starts before Ray does, so
+    # MLflow's import there (2 s of CPU) is made while Ray's processes start, not while the first trial does.
+    with closing(MlflowWriter()) as writer:
+        if warm := ensure_ray(address):
+            console.print(f"on the warm Ray at {warm} (hpsearch up; hpsearch down stops it)", highlight=False)
+        check_resources(sweep.spec, sweep.source, console, cluster=bool(address))
+        return _run_on_ray(sweep, store, new, console, callbacks, parent_run_id, writer)
+
+
+def _run_on_ray(
+    sweep: Sweep,
+    store: Store,
+    new: bool,
+    console: Console,
+    callbacks: list[tune.Callback],
+    parent_run_id: str | None,
+    writer: MlflowWriter,
+) -> SweepOutcome:
     try:
         # From here on every write is made whole: an interrupt waits (interrupts.held) until the sweep starts
         # its trials, where Ray Tune stops them gracefully, and again while the sweep is closed.
         with interrupts.held() as held:
-            init_store(store)
-            # Trial runs are written by a process of their own (mlflow_writer.py), started before the study
-            # opens and Ray starts the first trial.
-            with sole_driver(store, sweep.spec.name), closing(MlflowWriter(store.mlflow_url)) as writer:
-                return _drive(sweep, store, new, console, callbacks, parent_run_id, writer, held)
+            storage = init_store(store, writer)
+            with sole_driver(store, sweep.spec.name), closing(writer):  # every run written before the lock goes
+                return _drive(sweep, store, storage, new, console, callbacks, parent_run_id, writer, held)
     except Exception as e:
         # A full disk fails every write that follows (closing trials included): stop with one line.
         if isinstance(e, UserError) or not out_of_space(e):
@@ -280,6 +292,8 @@ def run(
 
 
 def _resumable(store: Store, name: str) -> bool:
+    from mlflow.tracking import MlflowClient
+
     try:
         parent = latest_parent_run(MlflowClient(store.mlflow_url), name)
     except Exception:  # noqa: BLE001 - only chooses the advice in an error message
@@ -290,6 +304,7 @@ def _resumable(store: Store, name: str) -> bool:
 def _drive(
     sweep: Sweep,
     store: Store,
+    storage: optuna.storages.RDBStorage,
     new: bool,
     console: Console,
     callbacks: list[tune.Callback],
@@ -298,11 +313,11 @@ def _drive(
     held: list[int],
 ) -> SweepOutcome:
     spec = sweep.spec
-    tracking = Tracking(store.mlflow_url, store.artifacts)
-    study, experiment_id, parent_run_id, run_name = _open(sweep, store, new, console, tracking, parent_run_id)
+    tracking = Tracking(writer, store.artifacts)
+    study, experiment_id, parent_run_id, run_name = _open(sweep, store, storage, new, console, tracking, parent_run_id)
     bridge = make_bridge(sweep, study, parent_run_id)
     writer.on_wait = BacklogLine(console)
-    mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge, writer)
+    mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge)
     progress = ProgressCallback(bridge, console)
     tuner = build_tuner(sweep, store, bridge, run_name, [mlflow_cb, progress, *callbacks])
     console.print(opening_line(sweep, store), highlight=False)
@@ -374,19 +389,25 @@ def _end(
     outcome.stopped_by_budget, outcome.wall_s = by_budget, wall
     if "://" not in store.ray_results:
         outcome.ray_dir = f"{store.ray_results}/{run_name}"
-    tracking.end_parent(parent_run_id, status, parent_metrics(outcome), parent_tags(outcome))
+    tracking.end_parent(status, parent_metrics(outcome), parent_tags(outcome))
     return outcome
 
 
 def _open(
-    sweep: Sweep, store: Store, new: bool, console: Console, tracking: Tracking, parent_run_id: str | None
+    sweep: Sweep,
+    store: Store,
+    storage: optuna.storages.RDBStorage,
+    new: bool,
+    console: Console,
+    tracking: Tracking,
+    parent_run_id: str | None,
 ) -> tuple[optuna.Study, str, str, str]:
     """The study (what a killed driver left closed first, or archived by --new) and this run's parent run:
     a new one, or with ``parent_run_id`` (resume) that one, RUNNING again."""
     spec = sweep.spec
-    if parent_run_id is None and (existing := existing_study(store, spec.name)) is not None:
-        close_orphans(store, existing, tracking.client, console)
-    study = open_study(sweep, store, new, console)
+    if parent_run_id is None and (existing := existing_study(storage, spec.name)) is not None:
+        close_orphans(store, existing, console)
+    study = open_study(sweep, storage, new, console)
     experiment_id = tracking.experiment_id(spec.name)
     run_name = f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
     if parent_run_id is None:
@@ -395,7 +416,7 @@ def _open(
         study.set_user_attr("space", recorded)  # for resume, should the driver die before space.yaml is logged
         parent_run_id = tracking.start_parent(experiment_id, recorded, study.study_name, run_name)
     else:
-        tracking.client.update_run(parent_run_id, status="RUNNING")
+        tracking.reopen_parent(parent_run_id)
     return study, experiment_id, parent_run_id, run_name
 
 

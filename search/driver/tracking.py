@@ -1,14 +1,13 @@
 """MLflow: one experiment per sweep name, one parent run per ``hpsearch run``, one child run per trial.
 
-The driver decides every write (a Ray Tune callback on results); the writes of trial runs are made by the
-MLflow writer process (mlflow_writer.py), in the order the driver sends them.
+The driver decides every write (a Ray Tune callback on results); the MLflow writer process
+(mlflow_writer.py) makes them, in the order the driver sends them, so the driver never imports MLflow.
 Each child run carries the Optuna trial number and the Ray trial id as tags, and the Optuna trial gets the
 run id as a user attribute: a user can go from a dashboard trial to its MLflow run and back.
 """
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 import time
@@ -16,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.experiment import Trial
@@ -45,10 +42,11 @@ from search.readback.sweeps import SPACE_ARTIFACT
 from search.stores import trial_logs
 from search.stores.mlflow_writer import InlineWriter, MlflowWriter
 from search.stores.trial_logs import error_line
-from search.stores.write_behind import RunWrites
+from search.stores.write_behind import Metric, Param, RunTag, RunWrites
 
 # MLflow 3's UI opens an experiment on its GenAI overview unless told it holds training runs.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+PARENT = "hpsearch.parent"  # the parent run's key with the writer (a trial's key is its Ray trial id)
 _RAY_KEYS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "step", "node_id"}
 
 
@@ -64,46 +62,36 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class Tracking:
-    """The sweep's MLflow handle: experiment and parent run, created once in the driver."""
+    """The sweep's MLflow handle: its experiment and its parent run, written by the sweep's MLflow writer
+    (mlflow_writer.py), which makes every MLflow call of the sweep: the driver imports no MLflow."""
 
-    def __init__(self, tracking_uri: str, artifact_root: Path | None) -> None:
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
+    def __init__(self, writer: MlflowWriter | InlineWriter, artifact_root: Path | None) -> None:
+        self.writer = writer
         self.artifact_root = artifact_root
 
     def experiment_id(self, name: str) -> str:
-        exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            for key, value in EXPERIMENT_KIND.items():
-                if exp.tags.get(key) != value:  # made by an older hpsearch
-                    self.client.set_experiment_tag(exp.experiment_id, key, value)
-            return exp.experiment_id
         # A tracking server chooses (or proxies) the artifact location itself.
         location = None if self.artifact_root is None else (self.artifact_root / name).as_uri()
-        return self.client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+        return self.writer.experiment(name, location, EXPERIMENT_KIND)
 
     def start_parent(self, experiment_id: str, spec: dict[str, Any], study_name: str, run_name: str) -> str:
-        run = self.client.create_run(
-            experiment_id,
-            run_name=run_name,
-            tags={ROLE_TAG: "sweep", "optuna.study": study_name, "hpsearch.trainable": spec["trainable"]},
-        )
-        run_id = run.info.run_id
-        params = [Param(k, str(v)[:6000]) for k, v in flatten(spec).items()]
-        for i in range(0, len(params), 100):
-            self.client.log_batch(run_id, params=params[i : i + 100])
-        self.client.log_text(run_id, yaml.safe_dump(spec, sort_keys=False), SPACE_ARTIFACT)
-        return run_id
+        tags = {ROLE_TAG: "sweep", "optuna.study": study_name, "hpsearch.trainable": spec["trainable"]}
+        self.writer.create_run(PARENT, experiment_id, run_name, tags)
+        self.writer.log_batch(PARENT, [], [Param(k, str(v)[:6000]) for k, v in flatten(spec).items()], [])
+        self.writer.sync()  # made, with its parameters (or what failed, raised)
+        self.writer.log_text(PARENT, yaml.safe_dump(spec, sort_keys=False), SPACE_ARTIFACT)
+        return self.writer.run_id(PARENT)
 
-    def end_parent(self, run_id: str, status: str, summary: dict[str, float], tags: dict[str, str]) -> None:
+    def reopen_parent(self, run_id: str) -> None:
+        """A resumed sweep's parent run, RUNNING again and this sweep's."""
+        self.writer.reopen(PARENT, run_id)
+
+    def end_parent(self, status: str, summary: dict[str, float], tags: dict[str, str]) -> None:
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in summary.items()],
-            tags=[RunTag(k, v) for k, v in tags.items()],
-        )
-        self.client.set_terminated(run_id, status)
+        metrics = [Metric(k, float(v), now, 0) for k, v in summary.items()]
+        self.writer.log_batch(PARENT, metrics, [], [RunTag(k, v) for k, v in tags.items()])
+        self.writer.set_terminated(PARENT, status)
+        self.writer.sync()
 
 
 class MlflowTrialCallback(Callback):
@@ -113,22 +101,14 @@ class MlflowTrialCallback(Callback):
     gets its own metrics, ends when its member does (pruned or finished while the others go on), and
     its checkpoint is the member's own file in the group's Ray checkpoint."""
 
-    def __init__(
-        self,
-        tracking: Tracking,
-        experiment_id: str,
-        parent_run_id: str,
-        bridge: OptunaBridge,
-        writer: MlflowWriter | InlineWriter | None = None,
-    ) -> None:
-        self.client = tracking.client  # reads, and artifacts (files copied from here)
+    def __init__(self, tracking: Tracking, experiment_id: str, parent_run_id: str, bridge: OptunaBridge) -> None:
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.bridge = bridge
         # Run writes go to the writer (mlflow_writer.py: a process of its own, or these calls inline), a run
         # named by its key (the Ray trial id, or a fused member's); its metrics, parameters and tags in one
         # log_batch a second (write_behind.py), all of them written before the study is told how it ended.
-        self.writer = writer if writer is not None else InlineWriter(self.client)
+        self.writer = tracking.writer
         self.writes = RunWrites(self.writer.log_batch, self.writer.flush_s)
         self.runs: set[str] = set()  # the keys that have a run
         self._id_attr: dict[str, str] = {}  # key -> the study's user attribute for its run id, until set
@@ -137,8 +117,8 @@ class MlflowTrialCallback(Callback):
         bridge.tell_hooks.append(self)
 
     def __getstate__(self) -> dict[str, Any]:
-        # Ray pickles callbacks with the experiment; the MLflow client and writer stay in the driver.
-        return {k: v for k, v in self.__dict__.items() if k not in ("client", "writes", "writer")}
+        # Ray pickles callbacks with the experiment; the writer stays in the driver.
+        return {k: v for k, v in self.__dict__.items() if k not in ("writes", "writer")}
 
     def run_id(self, key: str) -> str:
         return self.writer.run_id(key)
@@ -225,7 +205,7 @@ class MlflowTrialCallback(Callback):
                     continue
                 with tempfile.TemporaryDirectory() as tmp:  # the member's run holds it as a single model's
                     shutil.copy(path, Path(tmp) / CHECKPOINT_FILE)
-                    self.client.log_artifacts(self.run_id(key), tmp, "checkpoint")
+                    self.writer.log_artifacts(key, tmp, "checkpoint")
                 view = self.bridge.view(key)
                 if view is not None and view.state is not None:
                     self._close(key, *self._ending(view))
@@ -242,15 +222,15 @@ class MlflowTrialCallback(Callback):
         metrics = [Metric(k, float(v), ts, step) for k, v in result.items() if k not in _RAY_KEYS and is_number(v)]
         self.writes.log(key, metrics=metrics)
 
-    def _ending(self, view: TrialView | None) -> tuple[int, dict[str, str]]:
+    def _ending(self, view: TrialView | None) -> tuple[str, dict[str, str]]:
         """How a run ends, the way its study trial did: status and tags."""
         tags = {}
-        status = RunStatus.FINISHED
+        status = "FINISHED"
         if view is not None and view.state == TrialState.PRUNED:
-            status = RunStatus.KILLED
+            status = "KILLED"
             tags = {"pruned": "true", "pruned_at_step": str(view.pruned_at)}
         elif view is not None and view.state == TrialState.FAIL:
-            status = RunStatus.FAILED
+            status = "FAILED"
             tags = {ERROR_TAG: view.failure or "failed"}
         if view is not None and view.violations is not None:
             # feasible when every constraint holds: each constraint's violation (<= 0 holds) beside it
@@ -269,7 +249,7 @@ class MlflowTrialCallback(Callback):
             self._end_group(trial, error_line(trial))
             return
         view = self.bridge.view(trial.trial_id)
-        self._end(trial, RunStatus.FAILED, {ERROR_TAG: view.failure if view and view.failure else error_line(trial)})
+        self._end(trial, "FAILED", {ERROR_TAG: view.failure if view and view.failure else error_line(trial)})
 
     def _end_group(self, trial: Trial, error: str | None) -> None:
         """The group's Ray trial ended: its logs go to every member's run, and the runs still open end."""
@@ -281,25 +261,25 @@ class MlflowTrialCallback(Callback):
                 if key not in self.open:
                     continue
                 for path in logged:
-                    self.client.log_artifact(self.run_id(key), str(path), "logs")
+                    self.writer.log_artifacts(key, path, "logs")
                 status, tags = self._ending(self.bridge.view(key))
-                if error is not None and status == RunStatus.FINISHED:
-                    status, tags = RunStatus.FAILED, {ERROR_TAG: error}
+                if error is not None and status == "FINISHED":
+                    status, tags = "FAILED", {ERROR_TAG: error}
                 self._close(key, status, tags)
 
     def finish_open(self, reason: str) -> None:
         """Runs Ray stopped without a callback (sweep budget, Ctrl-C) end KILLED with the reason."""
         for trial_id in list(self.open):
-            self._close(trial_id, RunStatus.KILLED, {STOPPED_TAG: reason})
+            self._close(trial_id, "KILLED", {STOPPED_TAG: reason})
 
-    def _end(self, trial: Trial, status: int, tags: dict[str, str]) -> None:
+    def _end(self, trial: Trial, status: str, tags: dict[str, str]) -> None:
         if trial.trial_id not in self.runs or trial.trial_id not in self.open:
             return
         self._log_output(trial)
-        if trial.checkpoint is not None and status == RunStatus.FINISHED:
+        if trial.checkpoint is not None and status == "FINISHED":
             # A local directory as it is; on an object store (--storage-path s3://...) a downloaded copy.
             with trial.checkpoint.as_directory() as path:
-                self.client.log_artifacts(self.run_id(trial.trial_id), path, "checkpoint")
+                self.writer.log_artifacts(trial.trial_id, path, "checkpoint")
         self._close(trial.trial_id, status, tags)
 
     def _log_output(self, trial: Trial) -> None:
@@ -312,9 +292,9 @@ class MlflowTrialCallback(Callback):
             return
         with trial_logs.for_artifacts(files) as logged:
             for path in logged:
-                self.client.log_artifact(self.run_id(trial.trial_id), str(path), "logs")
+                self.writer.log_artifacts(trial.trial_id, path, "logs")
 
-    def _close(self, key: str, status: int, tags: dict[str, str]) -> None:
+    def _close(self, key: str, status: str, tags: dict[str, str]) -> None:
         view = self.bridge.view(key)
         if view is not None and view.state is not None:
             tags = {**tags, STATE_TAG: view.state.name}
@@ -322,5 +302,5 @@ class MlflowTrialCallback(Callback):
             tags = {**tags, CHECKPOINT_STEP_TAG: str(view.checkpoint_step)}
         self.writes.log(key, tags={k: v[:5000] for k, v in tags.items()})
         self.writes.flush(key)
-        self.writer.set_terminated(key, RunStatus.to_string(status))
+        self.writer.set_terminated(key, status)
         self.open.discard(key)

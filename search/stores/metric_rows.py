@@ -58,7 +58,8 @@ def bulk_writer(
                 if not isinstance(e.__cause__ or e, sqlalchemy.exc.IntegrityError):
                     raise
                 for first in range(0, len(part), 1000):
-                    client.log_batch(run_id, metrics=part[first : first + 1000])
+                    rows = [Metric(m.key, m.value, m.timestamp, m.step) for m in part[first : first + 1000]]
+                    client.log_batch(run_id, metrics=rows)  # MLflow's entities (the driver sends its own)
             wrote(len(part))
 
     return write

@@ -8,6 +8,8 @@ the driver asked for them, on another core:
 * ``create_run`` returns at once; ``run_id(key)`` waits for the id when the driver needs it (artifacts,
   the study's ``mlflow_run_id``);
 * ``log_batch`` and ``set_terminated`` return at once;
+* the sweep's own writes (its experiment, its parent run's file, a trial's artifacts, opening the store)
+  are calls: the driver waits for each one's answer, and its failure is raised there;
 * ``sync()`` waits until everything asked so far is written and raises what failed. The driver syncs
   before it tells the study that a trial ended, so a trial the study holds as finished has every step
   in MLflow, as when the driver wrote them itself. While it waits for a backlog (a trial that reported a
@@ -31,9 +33,7 @@ import threading
 import traceback
 from typing import IO, Any, Callable
 
-from mlflow.entities import Metric, Param, RunTag
-
-from search.stores.write_behind import FLUSH_S, batches
+from search.stores.write_behind import FLUSH_S, Metric, Param, RunTag, batches
 
 
 class WriterError(RuntimeError):
@@ -45,31 +45,105 @@ class WriterError(RuntimeError):
         self.detail = detail
 
 
-class InlineWriter:
+class _Calls:
+    """What both writers do with their ``MlflowClient`` (``client``; ``runs``: run key -> run id), by name:
+    the writer process runs these for the driver's calls, ``InlineWriter`` in the caller's thread."""
+
+    client: Any
+    runs: dict[str, str]
+
+    def _open(self, tracking_uri: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri)
+        self.client.search_experiments(max_results=1)  # the store answers, and its schema is MLflow's own
+
+    def _experiment(self, name: str, location: str | None, tags: dict[str, str]) -> str:
+        """The sweep's experiment (one per sweep name), made the first time."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            return self.client.create_experiment(name, artifact_location=location, tags=tags)
+        for key, value in tags.items():
+            if exp.tags.get(key) != value:  # made by an older hpsearch
+                self.client.set_experiment_tag(exp.experiment_id, key, value)
+        return exp.experiment_id
+
+    def _create(self, key: str, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
+        self.runs[key] = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        return self.runs[key]
+
+    def _reopen(self, key: str, run_id: str) -> None:
+        """An ended run (a resumed sweep's parent) RUNNING again, and written to as ``key``."""
+        self.runs[key] = run_id
+        self.client.update_run(run_id, status="RUNNING")
+
+    def _text(self, key: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.runs[key], text, artifact_file)
+
+    def _artifacts(self, key: str, path: str, artifact_path: str) -> None:
+        """A file, or a folder's files, into the run's ``artifact_path``: copied before the call returns."""
+        log = self.client.log_artifacts if os.path.isdir(path) else self.client.log_artifact
+        log(self.runs[key], path, artifact_path)
+
+    def _log(self, key: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> None:
+        for m, p, t in batches(metrics, params, tags):  # within log_batch's limits
+            self.client.log_batch(self.runs[key], *entities(m, p, t))
+
+
+def entities(metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> tuple[list, list, list]:
+    """MLflow's own entities for what the driver sent (or MLflow's entities again)."""
+    from mlflow.entities import Metric as M
+    from mlflow.entities import Param as P
+    from mlflow.entities import RunTag as T
+
+    return (
+        [M(m.key, m.value, m.timestamp, m.step) for m in metrics],
+        [P(p.key, p.value) for p in params],
+        [T(t.key, t.value) for t in tags],
+    )
+
+
+class InlineWriter(_Calls):
     """The same calls made here, in the caller's thread: for a driver that wants no second process (and
     the callback's unit tests, which run against both)."""
 
     flush_s = FLUSH_S  # each call costs the caller: a run's steps wait to go in one
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self._run_ids: dict[str, str] = {}
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        self.client: Any = None
+        self.runs = {}
+        if tracking_uri is not None:
+            self.open(tracking_uri)
+
+    def open(self, tracking_uri: str) -> None:
+        self._open(tracking_uri)
+
+    def experiment(self, name: str, location: str | None, tags: dict[str, str]) -> str:
+        return self._experiment(name, location, tags)
 
     def create_run(self, key: str, experiment_id: str, run_name: str, tags: dict[str, str]) -> None:
-        self._run_ids[key] = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        self._create(key, experiment_id, run_name, tags)
+
+    def reopen(self, key: str, run_id: str) -> None:
+        self._reopen(key, run_id)
 
     def log_batch(self, key: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> None:
-        for m, p, t in batches(metrics, params, tags):  # within log_batch's limits, as the writer process
-            self.client.log_batch(self._run_ids[key], metrics=m, params=p, tags=t)
+        self._log(key, metrics, params, tags)
+
+    def log_text(self, key: str, text: str, artifact_file: str) -> None:
+        self._text(key, text, artifact_file)
+
+    def log_artifacts(self, key: str, path: str, artifact_path: str) -> None:
+        self._artifacts(key, str(path), artifact_path)
 
     def set_terminated(self, key: str, status: str) -> None:
-        self.client.set_terminated(self._run_ids[key], status)
+        self.client.set_terminated(self.runs[key], status)
 
     def run_id(self, key: str) -> str:
-        return self._run_ids[key]
+        return self.runs[key]
 
     def peek(self, key: str) -> str | None:
-        return self._run_ids.get(key)
+        return self.runs.get(key)
 
     def sync(self) -> None:
         pass
@@ -88,7 +162,9 @@ class MlflowWriter:
     # process less, but the machine more (measured: 68-79 ms a no-op trial buffered, 88-94 at once).
     flush_s = FLUSH_S
 
-    def __init__(self, tracking_uri: str) -> None:
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        """The process starts here and imports MLflow; it touches the store once ``open`` names it (the
+        driver starts it before Ray, so the imports are done by the time the store is ready)."""
         # A process group of its own: a Ctrl-C at the terminal reaches the driver's group, and the writer
         # must not die of it while it imports MLflow, before it can ignore it (main()); it ends when the
         # driver closes its input, or dies.
@@ -101,14 +177,51 @@ class MlflowWriter:
         self._cond = threading.Condition()
         self._run_ids: dict[str, str] = {}
         self._synced: dict[int, list[tuple[str, str]]] = {}  # sync token -> the failures it reported
+        self._results: dict[int, tuple[Any, tuple[str, str] | None]] = {}  # call token -> value, failure
         self._tokens = 0
         self._dead: str | None = None
         self._sent = 0  # metric values asked to be written, and (below) written, for on_wait
         self._written = 0
         self.on_wait: Callable[[int, int], None] | None = None
-        self._send(("open", tracking_uri))
+        self._closed = False
         self._reader = threading.Thread(target=self._read, name="mlflow-writer-answers", daemon=True)
         self._reader.start()
+        if tracking_uri is not None:
+            self.open(tracking_uri)
+
+    def open(self, tracking_uri: str) -> None:
+        """The store the runs are written to: the writer opens it (MLflow checks its schema) and answers."""
+        self._call("open", tracking_uri)
+
+    def experiment(self, name: str, location: str | None, tags: dict[str, str]) -> str:
+        """The sweep's experiment id (``location``: where its artifacts go; None: the server's choice)."""
+        return self._call("experiment", name, location, tags)
+
+    def reopen(self, key: str, run_id: str) -> None:
+        self._call("reopen", key, run_id)
+
+    def log_text(self, key: str, text: str, artifact_file: str) -> None:
+        self._call("text", key, text, artifact_file)
+
+    def log_artifacts(self, key: str, path: str, artifact_path: str) -> None:
+        """A file or folder into the run's ``artifact_path``: copied when this returns (it may be a
+        temporary one)."""
+        self._call("artifacts", key, str(path), artifact_path)
+
+    def _call(self, *command: Any) -> Any:
+        """One command whose answer the driver waits for: its value, or its failure raised."""
+        with self._cond:
+            self._tokens += 1
+            token = self._tokens
+        self._send(("call", token, *command))
+        with self._cond:
+            self._cond.wait_for(lambda: token in self._results or self._dead is not None)
+            if token not in self._results:
+                raise WriterError(self._dead)
+            value, failure = self._results.pop(token)
+        if failure is not None:
+            raise WriterError(*failure)
+        return value
 
     # -- asking ---------------------------------------------------------------------------------------
 
@@ -160,6 +273,9 @@ class MlflowWriter:
     def close(self) -> None:
         """Write what is left, then end the writer. A failure here was raised by the driver's last sync
         already (or is what ``hpsearch resume`` closes): not raised again over the error being handled."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             if self._dead is None:
                 self.sync()
@@ -196,6 +312,8 @@ class MlflowWriter:
                     self._run_ids[answer[1]] = answer[2]
                 elif answer[0] == "synced":
                     self._synced[answer[1]] = answer[2]
+                elif answer[0] == "result":
+                    self._results[answer[1]] = (answer[2], answer[3])
                 elif answer[0] == "wrote":
                     self._written += answer[1]
                 self._cond.notify_all()
@@ -211,7 +329,7 @@ class MlflowWriter:
 # ----------------------------------------------------------------------------- the writer process
 
 
-class _Writer:
+class _Writer(_Calls):
     """The writer process's loop: the driver's commands in order. Whatever arrived while a write was made
     is taken together, and a run's metrics, parameters and tags become one ``log_batch``: the writer keeps
     up by writing less often, never by falling behind."""
@@ -253,15 +371,15 @@ class _Writer:
             pending[0].extend(metrics)
             pending[1].update({p.key: p for p in params})
             pending[2].update({t.key: t for t in tags})  # a later value of a tag wins, as it would
-        elif op == "open":
-            from mlflow.tracking import MlflowClient
-
-            from search.stores.metric_rows import bulk_writer
-
-            self.client = MlflowClient(args[0])
-            self.bulk = bulk_writer(self.client, lambda n: self._answer(("wrote", n)))
+        elif op == "call":
+            token, name, *rest = args
+            try:
+                value, failure = getattr(self, f"_{name}")(*rest), None
+            except Exception as e:
+                value, failure = None, (_describe(e), traceback.format_exc())
+            self._answer(("result", token, value, failure))
         elif op == "create":
-            self._attempt(self._create, *args)
+            self._attempt(lambda: self._answer(("run", args[0], self._create(*args))))
         elif op == "end":
             self._write_logs(args[0])
             self._attempt(lambda: self.client.set_terminated(self.runs[args[0]], args[1]))
@@ -270,9 +388,11 @@ class _Writer:
             self._answer(("synced", args[0], self.failures))
             self.failures = []
 
-    def _create(self, key: str, experiment_id: str, run_name: str, tags: dict[str, str]) -> None:
-        self.runs[key] = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
-        self._answer(("run", key, self.runs[key]))
+    def _open(self, tracking_uri: str) -> None:
+        from search.stores.metric_rows import bulk_writer
+
+        super()._open(tracking_uri)
+        self.bulk = bulk_writer(self.client, lambda n: self._answer(("wrote", n)))
 
     def _write_logs(self, key: str) -> None:
         metrics, params, tags = self.logs.pop(key, ([], {}, {}))
@@ -280,12 +400,11 @@ class _Writer:
         def write() -> None:
             params_and_tags = (list(params.values()), list(tags.values()))
             if self.bulk is not None:  # parameters and tags first, as batches() orders them
-                for _, p, t in batches([], *params_and_tags):
-                    self.client.log_batch(self.runs[key], params=p, tags=t)
+                self._log(key, [], *params_and_tags)
                 self.bulk(self.runs[key], metrics)
                 return
             for m, p, t in batches(metrics, *params_and_tags):
-                self.client.log_batch(self.runs[key], metrics=m, params=p, tags=t)
+                self.client.log_batch(self.runs[key], *entities(m, p, t))
                 self._answer(("wrote", len(m)))
 
         self._attempt(write)
@@ -330,6 +449,12 @@ def main() -> None:
     # A failed write goes back to the driver (which stops with one line, as for its own writes): MLflow's
     # own logging of it, traceback and all, would only bury that line.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    # What opening a store imports, imported before the driver asks (it starts this process before Ray).
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    import mlflow.tracking  # noqa: F401
+
+    import search.stores.metric_rows  # noqa: F401
+
     _Writer(sys.stdin.buffer, answers).serve()
     # Every write is committed and answered (the driver's last sync waited for it): what Python's own exit
     # would add is a second and a half of tearing down MLflow and SQLAlchemy, which the driver waits for.

@@ -26,14 +26,33 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import optuna
-from mlflow.entities import Metric, Param, RunTag
 
 log = logging.getLogger(__name__)
 
 FLUSH_S = 1.0  # the most a running trial's written record lags what it reported
+
+
+# What a run is sent, as MLflow's entities of the same names hold it. The driver never imports MLflow (a
+# second and a half, on a sweep's start); the writer process makes MLflow's entities of these.
+class Metric(NamedTuple):
+    key: str
+    value: float
+    timestamp: int  # ms since the epoch
+    step: int
+
+
+class Param(NamedTuple):
+    key: str
+    value: str
+
+
+class RunTag(NamedTuple):
+    key: str
+    value: str
+
 
 # MLflow's log_batch accepts at most this many entries per call (and per kind).
 _BATCH_TOTAL, _BATCH_PARAMS, _BATCH_TAGS = 1000, 100, 100
