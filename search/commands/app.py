@@ -112,7 +112,7 @@ def interrupts_end_in_one_line(said: str) -> Iterator[None]:
     except KeyboardInterrupt as e:
         err.print(f"interrupted: {said}", highlight=False, soft_wrap=True)
         code = 143 if isinstance(e, interrupts.Terminated) else 130
-        if not interrupts.has_children():
+        if interrupts.abandoned or not interrupts.has_children():
             # Interrupted mid-import (Ray, gRPC, torch), a library left half made can still take the process
             # down with the signal while Python shuts down; nothing was written and nothing was started, so
             # the process ends here, with its code.

@@ -23,6 +23,11 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 received: list[int] = []  # every signal the handlers below saw, in order
 
 
+# Set once a start-up was abandoned half made (Ray's start, interrupted): the process must end at once
+# (os._exit), Python's own exit would tear down what is half made.
+abandoned: list[bool] = []
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where nothing else handles it: ends a command as Ctrl-C does (exit 143, not 130)."""
 
@@ -41,6 +46,34 @@ def has_children() -> bool:
         return any((task / "children").read_text().strip() for task in tasks)
     except OSError:
         return True
+
+
+def children(pid: int | str = "self") -> set[int]:
+    """A process's children, read off /proc (none where it cannot tell)."""
+    from pathlib import Path
+
+    found: set[int] = set()
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found.update(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return found
+
+
+def descendants(pids: set[int]) -> set[int]:
+    """Every process below these: their children, theirs, and so on."""
+    found: set[int] = set()
+    todo = list(pids)
+    while todo:
+        below = children(todo.pop()) - found
+        found |= below
+        todo += below
+    return found
 
 
 def _main_thread() -> bool:

@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 import warnings
-from contextlib import closing, contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext, suppress
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
@@ -116,6 +116,7 @@ def ensure_ray(address: str | None = None) -> str | None:
     # ray.init makes SIGTERM a SystemExit anywhere in the driver; the driver keeps its own handling
     sigterm = signal.getsignal(signal.SIGTERM)
     logs = os.environ.get("HPSEARCH_RAY_LOGS", "0") == "1"
+    before = interrupts.children()  # the MLflow writer, a dashboard: not Ray's to stop
     try:
         # A Ray started here, or the warm one, serves this machine: on 127.0.0.1 (which Ray would otherwise
         # turn into the machine's outward address when joining it)
@@ -134,7 +135,11 @@ def ensure_ray(address: str | None = None) -> str | None:
         if e.code != signal.SIGTERM:
             raise
         interrupts.received.append(signal.SIGTERM)
+        _abandon_start(before)
         raise interrupts.Terminated() from None
+    except KeyboardInterrupt:
+        _abandon_start(before)
+        raise
     except (ConnectionError, RuntimeError, ValueError) as e:
         if not address:
             raise
@@ -148,6 +153,25 @@ def ensure_ray(address: str | None = None) -> str | None:
         if sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, sigterm)
     return warm
+
+
+def _abandon_start(before: set[int]) -> None:
+    """Ray's start, interrupted: the processes it started (this process's children that were not there
+    before it, and theirs) are killed now, and its own exit hook is not run. Interrupted as its core worker
+    connected, Python's exit crashed tearing it down (SIGABRT or SIGSEGV after the command's one line);
+    interrupted earlier, the raylet's agents outlived it by a minute."""
+    import atexit
+
+    started = interrupts.children() - before
+    for pid in [*interrupts.descendants(started), *started]:
+        with suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in started:
+        with suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    ray._private.worker._global_node = None  # its processes are gone: nothing for Ray to stop
+    atexit.unregister(ray.shutdown)
+    interrupts.abandoned.append(True)
 
 
 def check_resources(spec: SweepSpec, source: str, console: Console, cluster: bool) -> None:
