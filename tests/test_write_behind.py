@@ -49,6 +49,21 @@ def test_steps_wait_for_the_flush_and_then_all_arrive_with_the_attributes(study,
     assert stored(study).state == optuna.trial.TrialState.COMPLETE
 
 
+def test_attributes_written_again_take_their_latest_value_beside_the_others(study):
+    """The attributes go in one upsert: a key written before is updated, not doubled, and the others stay."""
+    trial = study.ask()
+    writes = StudyWrites(flush_s=3600)
+    for key, value in (("ray_trial_id", "abc"), ("parent", "run-1"), ("node", "n1")):
+        writes.set_attr(trial, key, value)
+    writes.flush(trial)
+    writes.set_attr(trial, "node", "n2")
+    writes.set_attr(trial, "mlflow_run_id", {"seed": [1, 2]})
+    writes.set_attr(trial, "node", "n3")  # the latest of two unwritten values
+    writes.flush(trial)
+    expected = {"ray_trial_id": "abc", "parent": "run-1", "node": "n3", "mlflow_run_id": {"seed": [1, 2]}}
+    assert stored(study).user_attrs == expected
+
+
 def test_the_pruner_judges_the_values_not_yet_written(study):
     trial = study.ask()
     writes = StudyWrites(flush_s=3600)

@@ -143,8 +143,34 @@ def _write(trial: optuna.Trial, pending: _Pending) -> None:
             )
         if rows:  # one INSERT for all of them (new steps only: StudyWrites.report keeps a step's first value)
             session.execute(insert(models.TrialIntermediateValueModel), rows)
-        for key, value in pending.attrs.items():
-            set_attr(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+        if pending.attrs and not _upsert_attrs(session, backend.engine.name, trial._trial_id, pending.attrs):
+            for key, value in pending.attrs.items():
+                set_attr(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+
+
+def _upsert_attrs(session: Any, dialect: str, trial_id: int, attrs: dict[str, Any]) -> bool:
+    """A trial's user attributes in one statement: the upsert Optuna makes for one (``RDBStorage.
+    _set_trial_attr_without_commit``), for all of them. Optuna's own, one by one, read the trial again for
+    each (about 2 ms apiece, five a trial). False where the database has no such upsert (Optuna's then)."""
+    import json
+    import sqlite3
+
+    from optuna.storages._rdb import models
+
+    if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        return False
+    model = models.TrialUserAttributeModel
+    rows = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
+    statement = insert(model).values(rows)
+    upsert = statement.on_conflict_do_update(
+        index_elements=[model.trial_id, model.key], set_={"value_json": statement.excluded.value_json}
+    )
+    session.execute(upsert)
+    return True
 
 
 @dataclass
