@@ -44,6 +44,20 @@ def test_a_failed_write_is_raised_at_the_next_sync_and_the_writer_goes_on(store)
     assert client.get_run(writer.run_id("b")).info.status == "RUNNING"
 
 
+def test_a_call_answers_with_its_value_or_raises_its_failure_and_the_writer_goes_on(store, tmp_path):
+    """The sweep's own writes wait for their answer: an experiment's id, an artifact copied, or the error."""
+    client, experiment, writer = store
+    assert writer.experiment("e", None, {}) == experiment  # the one made above, found by name
+    (tmp_path / "out.txt").write_text("hello")
+    with pytest.raises(WriterError, match="KeyError: 'nowhere'"):
+        writer.log_artifacts("nowhere", tmp_path / "out.txt", "logs")
+    with pytest.raises(WriterError, match="no such call: 'write_logs'"):
+        writer._call("write_logs", "a")  # only the writer's calls, not any of its methods
+    writer.create_run("a", experiment, "trial-0000", {})
+    writer.log_artifacts("a", tmp_path / "out.txt", "logs")
+    assert [f.path for f in client.list_artifacts(writer.run_id("a"), "logs")] == ["logs/out.txt"]
+
+
 def test_ctrl_c_to_the_process_group_leaves_the_writer_running(store):
     client, experiment, writer = store
     writer.create_run("c", experiment, "trial-0002", {})
@@ -78,7 +92,9 @@ def test_a_sync_that_waits_for_a_backlog_says_how_much_is_left(store, monkeypatc
     assert seen, "a sync of 120,000 values took under 0.05 s: nothing to report"
     assert all(sent == 120_000 for _, sent in seen)
     written = [w for w, _ in seen]
-    assert written == sorted(written) and written[-1] < 120_000  # reported while values were still to go
+    # reported while values were still to go (the last report may come after the last part is in, before
+    # the sync's answer: the wait is cut in 0.05 s slices)
+    assert written == sorted(written) and written[0] < 120_000
     assert len(client.get_metric_history(writer.run_id("big"), "m39")) == 3000
 
 

@@ -47,7 +47,10 @@ class WriterError(RuntimeError):
 
 class _Calls:
     """What both writers do with their ``MlflowClient`` (``client``; ``runs``: run key -> run id), by name:
-    the writer process runs these for the driver's calls, ``InlineWriter`` in the caller's thread."""
+    the writer process runs these for the driver's calls (``CALLS``), ``InlineWriter`` in the caller's
+    thread."""
+
+    CALLS = frozenset({"open", "experiment", "reopen", "text", "artifacts"})
 
     client: Any
     runs: dict[str, str]
@@ -374,6 +377,8 @@ class _Writer(_Calls):
         elif op == "call":
             token, name, *rest = args
             try:
+                if name not in self.CALLS:
+                    raise ValueError(f"no such call: {name!r}")
                 value, failure = getattr(self, f"_{name}")(*rest), None
             except Exception as e:
                 value, failure = None, (_describe(e), traceback.format_exc())
