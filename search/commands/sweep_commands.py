@@ -3,6 +3,7 @@ and how a sweep's end becomes an exit code."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack, closing
 from typing import Optional
 
 import typer
@@ -49,7 +50,7 @@ def run(
     """Run a sweep: Ray Tune runs the trials, Optuna samples them, MLflow records them."""
     server = None
     # Ctrl-C or SIGTERM before the sweep holds them (imports, Ray's start): one line, nothing recorded.
-    with interrupts_end_in_one_line("the sweep had not started; nothing was recorded"):
+    with interrupts_end_in_one_line("the sweep had not started; nothing was recorded"), ExitStack() as stack:
         from search.space import loading  # the space file first: a bad one costs no engine import
         from search.space.overrides import parse_override
 
@@ -58,7 +59,11 @@ def run(
             if trials is not None:
                 overrides.append(("trials", trials))
             spec, path = loading.load(space, overrides)
-            # Ray, Optuna, MLflow: once the input is known to be good
+            # The sweep's MLflow writer, a process of its own, imports MLflow while this one imports the engine
+            # (Ray, Optuna) and starts Ray: once the file is known to be good.
+            from search.stores.mlflow_writer import MlflowWriter
+
+            writer = stack.enter_context(closing(MlflowWriter()))
             from search.commands.servers import check_port_free, start_dashboard
             from search.driver import plan, runner, study_setup
             from search.stores.store import Store
@@ -73,7 +78,14 @@ def run(
                 server = start_dashboard(s.optuna_url, "127.0.0.1", dashboard_port)
                 err.print(f"optuna-dashboard on {server.url}", highlight=False)
             outcome = runner.run(
-                sweep, s, new=new, address=address, console=err, accept_change=accept_change, checked=with_dashboard
+                sweep,
+                s,
+                new=new,
+                address=address,
+                console=err,
+                accept_change=accept_change,
+                checked=with_dashboard,
+                writer=writer,
             )
         except BaseException:
             if server:

@@ -268,10 +268,12 @@ def run(
     parent_run_id: str | None = None,
     accept_change: bool = False,
     checked: bool = False,
+    writer: MlflowWriter | None = None,
 ) -> SweepOutcome:
     """Run the sweep; with ``parent_run_id`` (hpsearch resume) its trials join that MLflow parent run;
     ``accept_change`` goes on in a study whose definition differs (recording the change); ``checked``: the
-    store was checked and created already (``study_setup.create_store``, for a dashboard that came first)."""
+    store was checked and created already (``study_setup.create_store``, for a dashboard that came first);
+    ``writer``: an MLflow writer started earlier (the CLI starts it as soon as the space file is read)."""
     console = console or Console(stderr=True)
     if not checked:
         store.check()
@@ -279,7 +281,7 @@ def run(
         check_store(sweep, store, new, accept_change)  # before Ray starts: a refusal costs a second, not ten
     # Trial runs are written by a process of their own (mlflow_writer.py). It starts before Ray does, so
     # MLflow's import there (2 s of CPU) is made while Ray's processes start, not while the first trial does.
-    with closing(MlflowWriter()) as writer:
+    with closing(writer or MlflowWriter()) as writer:
         if warm := ensure_ray(address):
             console.print(f"on the warm Ray at {warm} (hpsearch up; hpsearch down stops it)", highlight=False)
         check_resources(sweep.spec, sweep.source, console, cluster=bool(address))

@@ -186,7 +186,7 @@ class MlflowWriter:
         self._sent = 0  # metric values asked to be written, and (below) written, for on_wait
         self._written = 0
         self.on_wait: Callable[[int, int], None] | None = None
-        self._closed = False
+        self._closed = self._asked = False
         self._reader = threading.Thread(target=self._read, name="mlflow-writer-answers", daemon=True)
         self._reader.start()
         if tracking_uri is not None:
@@ -279,6 +279,10 @@ class MlflowWriter:
         if self._closed:
             return
         self._closed = True
+        if not self._asked:  # never asked anything (a sweep refused before it began): nothing to write or wait for
+            self._proc.kill()
+            self._proc.wait()
+            return
         try:
             if self._dead is None:
                 self.sync()
@@ -296,6 +300,7 @@ class MlflowWriter:
     def _send(self, command: tuple) -> None:
         if self._dead is not None:
             raise WriterError(self._dead)
+        self._asked = True
         try:
             pickle.dump(command, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._proc.stdin.flush()
