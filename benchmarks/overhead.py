@@ -6,7 +6,7 @@ before the first: per-trial overhead is the slope between N = 100 and N = 300 tr
 wall(100)) / 200), start-up latency what is left of wall(100) after 100 of those. Ratios are against
 plain Optuna. One trial at a time everywhere; the machine should be otherwise idle.
 
-    python benchmarks/overhead.py             # N = 100 and 300 (about 10 minutes on 2 cores)
+    python benchmarks/overhead.py             # N = 100 and 300 (about 2 minutes on 2 cores, 3 loaded)
     python benchmarks/overhead.py --quick     # N = 20 and 60
     python benchmarks/overhead.py --load 2    # with two busy-loop processes keeping the cores busy, as real
                                               # trials do: what each driver loses to a loaded machine
