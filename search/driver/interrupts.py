@@ -39,29 +39,30 @@ def exit_code(signum: int) -> int:
 def has_children() -> bool:
     """Whether this process started others (Ray's, a writer): they must be shut down, not abandoned. Where
     /proc cannot tell, assume so."""
-    from pathlib import Path
-
     try:
-        tasks = list(Path("/proc/self/task").iterdir())
-        return any((task / "children").read_text().strip() for task in tasks)
+        return bool(children(strict=True))
     except OSError:
         return True
 
 
-def children(pid: int | str = "self") -> set[int]:
-    """A process's children, read off /proc (none where it cannot tell)."""
+def children(pid: int | str = "self", strict: bool = False) -> set[int]:
+    """A process's children, read off /proc. Where it cannot tell: those it could read, or with ``strict``
+    the OSError."""
     from pathlib import Path
 
     found: set[int] = set()
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
+        if strict:
+            raise
         return found
     for task in tasks:
         try:
             found.update(int(c) for c in (task / "children").read_text().split())
         except OSError:
-            pass
+            if strict:
+                raise
     return found
 
 
