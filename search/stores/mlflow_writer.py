@@ -46,22 +46,22 @@ class WriterError(RuntimeError):
 
 
 class _Calls:
-    """What both writers do with their ``MlflowClient`` (``client``; ``runs``: run key -> run id), by name:
-    the writer process runs these for the driver's calls (``CALLS``), ``InlineWriter`` in the caller's
-    thread."""
+    """What both writers do with their ``MlflowClient`` (``client``; ``runs``: run key -> run id), each
+    call written at once: ``InlineWriter`` is these, in the caller's thread; the writer process makes them
+    for the driver's commands (``CALLS``: those the driver waits for the answer of)."""
 
-    CALLS = frozenset({"open", "experiment", "reopen", "text", "artifacts"})
+    CALLS = frozenset({"open", "experiment", "reopen", "log_text", "log_artifacts"})
 
     client: Any
     runs: dict[str, str]
 
-    def _open(self, tracking_uri: str) -> None:
+    def open(self, tracking_uri: str) -> None:
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri)
         self.client.search_experiments(max_results=1)  # the store answers, and its schema is MLflow's own
 
-    def _experiment(self, name: str, location: str | None, tags: dict[str, str]) -> str:
+    def experiment(self, name: str, location: str | None, tags: dict[str, str]) -> str:
         """The sweep's experiment (one per sweep name), made the first time."""
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
@@ -71,26 +71,29 @@ class _Calls:
                 self.client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
 
-    def _create(self, key: str, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
+    def create_run(self, key: str, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
         self.runs[key] = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
         return self.runs[key]
 
-    def _reopen(self, key: str, run_id: str) -> None:
+    def reopen(self, key: str, run_id: str) -> None:
         """An ended run (a resumed sweep's parent) RUNNING again, and written to as ``key``."""
         self.runs[key] = run_id
         self.client.update_run(run_id, status="RUNNING")
 
-    def _text(self, key: str, text: str, artifact_file: str) -> None:
+    def log_text(self, key: str, text: str, artifact_file: str) -> None:
         self.client.log_text(self.runs[key], text, artifact_file)
 
-    def _artifacts(self, key: str, path: str, artifact_path: str) -> None:
+    def log_artifacts(self, key: str, path: str, artifact_path: str) -> None:
         """A file, or a folder's files, into the run's ``artifact_path``: copied before the call returns."""
         log = self.client.log_artifacts if os.path.isdir(path) else self.client.log_artifact
-        log(self.runs[key], path, artifact_path)
+        log(self.runs[key], str(path), artifact_path)
 
-    def _log(self, key: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> None:
+    def log_batch(self, key: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> None:
         for m, p, t in batches(metrics, params, tags):  # within log_batch's limits
             self.client.log_batch(self.runs[key], *entities(m, p, t))
+
+    def set_terminated(self, key: str, status: str) -> None:
+        self.client.set_terminated(self.runs[key], status)
 
 
 def entities(metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> tuple[list, list, list]:
@@ -117,30 +120,6 @@ class InlineWriter(_Calls):
         self.runs = {}
         if tracking_uri is not None:
             self.open(tracking_uri)
-
-    def open(self, tracking_uri: str) -> None:
-        self._open(tracking_uri)
-
-    def experiment(self, name: str, location: str | None, tags: dict[str, str]) -> str:
-        return self._experiment(name, location, tags)
-
-    def create_run(self, key: str, experiment_id: str, run_name: str, tags: dict[str, str]) -> None:
-        self._create(key, experiment_id, run_name, tags)
-
-    def reopen(self, key: str, run_id: str) -> None:
-        self._reopen(key, run_id)
-
-    def log_batch(self, key: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> None:
-        self._log(key, metrics, params, tags)
-
-    def log_text(self, key: str, text: str, artifact_file: str) -> None:
-        self._text(key, text, artifact_file)
-
-    def log_artifacts(self, key: str, path: str, artifact_path: str) -> None:
-        self._artifacts(key, str(path), artifact_path)
-
-    def set_terminated(self, key: str, status: str) -> None:
-        self.client.set_terminated(self.runs[key], status)
 
     def run_id(self, key: str) -> str:
         return self.runs[key]
@@ -204,12 +183,12 @@ class MlflowWriter:
         self._call("reopen", key, run_id)
 
     def log_text(self, key: str, text: str, artifact_file: str) -> None:
-        self._call("text", key, text, artifact_file)
+        self._call("log_text", key, text, artifact_file)
 
     def log_artifacts(self, key: str, path: str, artifact_path: str) -> None:
         """A file or folder into the run's ``artifact_path``: copied when this returns (it may be a
         temporary one)."""
-        self._call("artifacts", key, str(path), artifact_path)
+        self._call("log_artifacts", key, str(path), artifact_path)
 
     def _call(self, *command: Any) -> Any:
         """One command whose answer the driver waits for: its value, or its failure raised."""
@@ -384,24 +363,24 @@ class _Writer(_Calls):
             try:
                 if name not in self.CALLS:
                     raise ValueError(f"no such call: {name!r}")
-                value, failure = getattr(self, f"_{name}")(*rest), None
+                value, failure = getattr(self, name)(*rest), None
             except Exception as e:
                 value, failure = None, (_describe(e), traceback.format_exc())
             self._answer(("result", token, value, failure))
         elif op == "create":
-            self._attempt(lambda: self._answer(("run", args[0], self._create(*args))))
+            self._attempt(lambda: self._answer(("run", args[0], self.create_run(*args))))
         elif op == "end":
             self._write_logs(args[0])
-            self._attempt(lambda: self.client.set_terminated(self.runs[args[0]], args[1]))
+            self._attempt(lambda: self.set_terminated(*args))
         elif op == "sync":
             self._write_all_logs()
             self._answer(("synced", args[0], self.failures))
             self.failures = []
 
-    def _open(self, tracking_uri: str) -> None:
+    def open(self, tracking_uri: str) -> None:
         from search.stores.metric_rows import bulk_writer
 
-        super()._open(tracking_uri)
+        super().open(tracking_uri)
         self.bulk = bulk_writer(self.client, lambda n: self._answer(("wrote", n)))
 
     def _write_logs(self, key: str) -> None:
@@ -410,7 +389,7 @@ class _Writer(_Calls):
         def write() -> None:
             params_and_tags = (list(params.values()), list(tags.values()))
             if self.bulk is not None:  # parameters and tags first, as batches() orders them
-                self._log(key, [], *params_and_tags)
+                self.log_batch(key, [], *params_and_tags)
                 self.bulk(self.runs[key], metrics)
                 return
             for m, p, t in batches(metrics, *params_and_tags):
