@@ -73,6 +73,18 @@ def test_a_completed_trial_is_one_finished_child_run_with_params_and_each_step(s
     assert setup.study.trials[0].user_attrs["mlflow_run_id"] == run.info.run_id
 
 
+def test_a_runs_parameters_are_written_with_it_before_any_step(setup):
+    """They go with the run's creation, so the writer makes them while the trial runs and the wait before the
+    study is told (``written``) is for the steps alone."""
+    trials = [ray_trial(setup, key) for key in ("a", "b", "c")]
+    for trial in trials:
+        setup.callback.on_trial_start(0, [], trial)
+    for trial in trials:
+        run = run_of(setup, trial)  # no step reported, nothing flushed
+        assert float(run.data.params["x"]) == pytest.approx(trial.config["x"])
+        assert run.info.status == "RUNNING"
+
+
 def test_a_pruned_trial_ends_killed_with_the_step_it_was_pruned_at(setup):
     good, bad = ray_trial(setup, "a"), ray_trial(setup, "b")
     for trial, scores in ((good, [0.5, 0.6]), (bad, [0.1])):

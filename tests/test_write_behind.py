@@ -64,6 +64,26 @@ def test_attributes_written_again_take_their_latest_value_beside_the_others(stud
     assert stored(study).user_attrs == expected
 
 
+@pytest.mark.parametrize("state", ["COMPLETE", "PRUNED", "FAIL"])
+def test_tell_ends_the_trial_as_study_tell_does_and_reads_it_once(study, state, monkeypatch):
+    """``tell`` is ``study.tell`` less the read-back of the finished trial it makes for its return value."""
+    from search.stores.write_behind import tell
+
+    state = optuna.trial.TrialState[state]
+    reads = []
+    storage = type(study._storage)
+    real = storage.get_trial
+    monkeypatch.setattr(storage, "get_trial", lambda self, trial_id: reads.append(trial_id) or real(self, trial_id))
+    trials = [study.ask() for _ in range(3)]
+    for trial, value in zip(trials, (0.2, 0.9, 0.4)):
+        reads.clear()
+        tell(study, trial, value if state == optuna.trial.TrialState.COMPLETE else None, state)
+        assert reads == [trial._trial_id]  # the check that it may be told; study.tell reads it a second time
+    assert [t.state for t in study.trials] == [state] * 3
+    expected = [0.2, 0.9, 0.4] if state == optuna.trial.TrialState.COMPLETE else [None] * 3
+    assert [stored(study, n).value for n in range(3)] == expected
+
+
 def test_the_pruner_judges_the_values_not_yet_written(study):
     trial = study.ask()
     writes = StudyWrites(flush_s=3600)

@@ -52,7 +52,7 @@ from search.space.constraints import Constraint, all_hold
 from search.space.params import Param
 from search.space.pareto import INTERMEDIATE_ATTR, ParetoPruner, history, signed
 from search.stores.trial_logs import error_line
-from search.stores.write_behind import StudyWrites
+from search.stores.write_behind import StudyWrites, tell
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ class OptunaBridge(FusedRouting):
         self._writes.flush(trial)
         for hook in self.tell_hooks:
             hook.written()
-        self.study.tell(trial, values if self.multi or values is None else values[0], state=final)
+        tell(self.study, trial, values if self.multi or values is None else values[0], final)
         if final == TrialState.COMPLETE and self.front_pruner is not None:
             self.front_pruner.completed(trial.number)
         self._fail_fast.saw(final, seeds)

@@ -106,8 +106,8 @@ class MlflowTrialCallback(Callback):
         self.parent_run_id = parent_run_id
         self.bridge = bridge
         # Run writes go to the writer (mlflow_writer.py: a process of its own, or these calls inline), a run
-        # named by its key (the Ray trial id, or a fused member's); its metrics, parameters and tags in one
-        # log_batch a second (write_behind.py), all of them written before the study is told how it ended.
+        # named by its key (the Ray trial id, or a fused member's): its parameters as it is made, its metrics and
+        # tags in one log_batch a second (write_behind.py), all written before the study is told how it ended.
         self.writer = tracking.writer
         self.writes = RunWrites(self.writer.log_batch, self.writer.flush_s)
         self.runs: set[str] = set()  # the keys that have a run
@@ -168,7 +168,9 @@ class MlflowTrialCallback(Callback):
             tags |= {"hpsearch.fused_group": group, "hpsearch.fused_member": str(view.member if view else "")}
         self.writer.create_run(key, self.experiment_id, name, tags)
         self.open.add(key)
-        self.writes.log(key, params=[Param(k, str(v)[:6000]) for k, v in flatten(config).items()])
+        # The parameters go with the run, not with its first steps: the writer makes them while the trial
+        # runs, so what the study's tell waits for at the end is the steps alone (writer.sync).
+        self.writer.log_batch(key, [], [Param(k, str(v)[:6000]) for k, v in flatten(config).items()], [])
         self.runs.add(key)
         if view is not None:
             self._id_attr[key] = run_id_attr(repeat)

@@ -148,6 +148,18 @@ def _write(trial: optuna.Trial, pending: _Pending) -> None:
                 set_attr(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
 
 
+def tell(study: optuna.Study, trial: optuna.Trial, values: float | list[float] | None, state: Any) -> None:
+    """``study.tell``, without what it does after: read the finished trial back from the storage and copy
+    it, for a caller that has no use for it (about 3 ms a trial on SQLite). Optuna's own tell where its
+    internals moved."""
+    try:
+        from optuna.study._tell import _tell_with_warning
+    except ImportError:
+        study.tell(trial, values, state=state)
+        return
+    _tell_with_warning(study=study, trial=trial, value_or_values=values, state=state)
+
+
 def _upsert_attrs(session: Any, dialect: str, trial_id: int, attrs: dict[str, Any]) -> bool:
     """A trial's user attributes in one statement: the upsert Optuna makes for one (``RDBStorage.
     _set_trial_attr_without_commit``), for all of them. Optuna's own, one by one, read the trial again for
