@@ -4,7 +4,9 @@ with its stock OptunaSearch, and hpsearch, in one command.
 A trial does no work (benchmarks/noop.py), so what is measured is what each driver spends per trial and
 before the first: per-trial overhead is the slope between N = 100 and N = 300 trials ((wall(300) -
 wall(100)) / 200), start-up latency what is left of wall(100) after 100 of those. Ratios are against
-plain Optuna. One trial at a time everywhere; the machine should be otherwise idle.
+plain Optuna. One trial at a time everywhere; the machine should be otherwise idle. Where each driver's time
+goes is the second table: CPU per trial (the same slope) of this process, the MLflow writer, and Ray's
+processes (its workers, raylet, GCS), read from /proc.
 
     python benchmarks/overhead.py             # N = 100 and 300 (about 2 minutes on 2 cores, 3 loaded)
     python benchmarks/overhead.py --quick     # N = 20 and 60
@@ -19,10 +21,13 @@ import io
 import multiprocessing
 import os
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import optuna
+import psutil
 from rich.console import Console
 
 HERE = Path(__file__).resolve().parent
@@ -81,6 +86,45 @@ def hpsearch(n: int, folder: str) -> float:
     return time.monotonic() - started
 
 
+class CpuMeter:
+    """CPU seconds of this process and of every process under it, by kind (the driver, the MLflow writer,
+    Ray's), read every 0.1 s so that a process which ended keeps its last reading."""
+
+    KINDS = ("driver process", "MLflow writer", "Ray's processes")
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self.last: dict[int, tuple[str, float]] = {}  # pid -> kind, CPU seconds at its last reading
+        self.lock = threading.Lock()
+        threading.Thread(target=self._poll, daemon=True).start()
+
+    def _poll(self) -> None:
+        while True:
+            self.read()
+            time.sleep(0.1)
+
+    def read(self) -> Counter:
+        with self.lock:
+            for proc in [self.me, *self.me.children(recursive=True)]:
+                try:
+                    kind = self._kind(proc)
+                    times = proc.cpu_times()
+                except psutil.Error:
+                    continue
+                self.last[proc.pid] = (kind, times.user + times.system)
+            total = Counter({k: 0.0 for k in self.KINDS})
+            for kind, seconds in self.last.values():
+                total[kind] += seconds
+            return total
+
+    def _kind(self, proc: psutil.Process) -> str:
+        if proc.pid == self.me.pid:
+            return "driver process"
+        if "search.stores.mlflow_writer" in proc.cmdline():
+            return "MLflow writer"
+        return "Ray's processes"  # everything else under this process is Ray's: GCS, raylet, agents, workers
+
+
 def spin() -> None:
     """A fixed CPU load: one core's worth, until the benchmark ends."""
     while True:
@@ -101,18 +145,24 @@ def main() -> None:
     from search.driver.runner import ensure_ray
 
     ensure_ray()  # one Ray for both Ray-based drivers; its start-up is not a trial's
-    rows = {}
+    meter = CpuMeter()
+    rows, cpu = {}, {}
     for name, run in (
         ("plain Optuna (SQLite)", plain_optuna),
         ("Ray Tune + OptunaSearch", ray_tune),
         ("hpsearch", hpsearch),
     ):
-        walls = []
+        walls, used = [], []
         for n in (small, large):
             with tempfile.TemporaryDirectory() as tmp:
+                before = meter.read()
                 walls.append(run(n, tmp))
+                time.sleep(0.3)  # a process that just ended was read once more
+                after = meter.read()
+                used.append({k: after[k] - before[k] for k in CpuMeter.KINDS})
         per_trial = (walls[1] - walls[0]) / (large - small)
         rows[name] = (walls, per_trial, walls[0] - small * per_trial)
+        cpu[name] = {k: (used[1][k] - used[0][k]) / (large - small) for k in CpuMeter.KINDS}
         print(f"{name}: {small} trials {walls[0]:.1f}s, {large} trials {walls[1]:.1f}s", flush=True)
     for p in busy:
         p.terminate()
@@ -125,6 +175,12 @@ def main() -> None:
             f"| {name} | {walls[0]:.1f} | {walls[1]:.1f} | {per_trial * 1000:.0f} | {per_trial / base:.2f}x "
             f"| {startup:.1f} |"
         )
+    print("\nCPU per trial (ms), the same slope, by process:\n")
+    print(f"| sweep | {' | '.join(CpuMeter.KINDS)} | all |")
+    print("|---|" + "---|" * (len(CpuMeter.KINDS) + 1))
+    for name, by_kind in cpu.items():
+        cells = " | ".join(f"{by_kind[k] * 1000:.0f}" for k in CpuMeter.KINDS)
+        print(f"| {name} | {cells} | {sum(by_kind.values()) * 1000:.0f} |")
 
 
 if __name__ == "__main__":
