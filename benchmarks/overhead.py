@@ -92,7 +92,8 @@ class CpuMeter:
 
     KINDS = ("driver process", "MLflow writer", "Ray's processes")
 
-    def __init__(self) -> None:
+    def __init__(self, ignore: set[int]) -> None:
+        self.ignore = ignore  # the busy loops: the load, not a driver's
         self.me = psutil.Process()
         self.last: dict[int, tuple[str, float]] = {}  # pid -> kind, CPU seconds at its last reading
         self.lock = threading.Lock()
@@ -106,6 +107,8 @@ class CpuMeter:
     def read(self) -> Counter:
         with self.lock:
             for proc in [self.me, *self.me.children(recursive=True)]:
+                if proc.pid in self.ignore:
+                    continue
                 try:
                     kind = self._kind(proc)
                     times = proc.cpu_times()
@@ -145,7 +148,7 @@ def main() -> None:
     from search.driver.runner import ensure_ray
 
     ensure_ray()  # one Ray for both Ray-based drivers; its start-up is not a trial's
-    meter = CpuMeter()
+    meter = CpuMeter(ignore={p.pid for p in busy})
     rows, cpu = {}, {}
     for name, run in (
         ("plain Optuna (SQLite)", plain_optuna),

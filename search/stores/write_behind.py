@@ -234,8 +234,8 @@ class RunWrites:
 def batches(
     metrics: list[Metric], params: list[Param], tags: list[RunTag]
 ) -> Iterator[tuple[list[Metric], list[Param], list[RunTag]]]:
-    """Calls within log_batch's limits: params and tags first (a run's parameters arrive with its first
-    metrics), metrics in their order."""
+    """Calls within log_batch's limits: params and tags first (a batch that holds both has its parameters
+    in before its first metrics), metrics in their order."""
     while metrics or params or tags:
         p, params = params[:_BATCH_PARAMS], params[_BATCH_PARAMS:]
         t, tags = tags[:_BATCH_TAGS], tags[_BATCH_TAGS:]
