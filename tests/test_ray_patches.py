@@ -115,18 +115,21 @@ def test_a_ray_whose_internals_moved_runs_unpatched_with_one_warning_naming_the_
     monkeypatch.setattr(ray_patches, "ray_constants", None)
     monkeypatch.setattr(ray_patches, "RayParams", None)
     monkeypatch.setattr(ray_patches, "air_usage", None)
+    monkeypatch.setattr(ray_patches, "_ExperimentCheckpointManager", None)
     monkeypatch.setattr(ray_patches, "_warned", set())
     fixes = [ray_patches.MEMORY_FIX, ray_patches.LOOPBACK_FIX, ray_patches.LEAN_FIX, ray_patches.TAG_FIX]
-    assert ray_patches.missing() == fixes
+    assert ray_patches.missing() == [*fixes, ray_patches.CHECKPOINT_FIX]
     with caplog.at_level("WARNING", logger="search.driver.ray_patches"):
         ray_patches.apply()
         ray_patches.apply()
         with ray_patches.local_only():
             pass
     warned = [r.getMessage() for r in caplog.records]
-    assert len(warned) == 4
-    assert "Ray Tune's start imports no MLflow" in warned[0] and "a trial killed for memory fails alone" in warned[1]
-    assert "a local Ray listens on loopback" in warned[2] and "no autoscaler, log monitor or dashboard" in warned[3]
+    assert len(warned) == 5
+    assert "Ray Tune's start imports no MLflow" in warned[0]
+    assert "a trial's checkpoint does not save the whole experiment" in warned[1]
+    assert "a trial killed for memory fails alone" in warned[2]
+    assert "a local Ray listens on loopback" in warned[3] and "no autoscaler, log monitor or dashboard" in warned[4]
 
 
 def test_a_ray_without_the_cluster_switch_keeps_its_environment(monkeypatch):
@@ -175,3 +178,65 @@ def test_the_dashboard_server_is_left_out_inside_local_only_and_only_there():
 def test_a_ray_without_start_api_server_runs_without_the_lean_fix(monkeypatch):
     monkeypatch.setattr(ray_patches, "Node", None)
     assert ray_patches.LEAN_FIX in ray_patches.missing()
+
+
+@pytest.mark.parametrize("patched", [True, False])
+def test_a_trials_checkpoint_forces_no_save_of_the_experiment_unless_unpatched(monkeypatch, patched):
+    """Ray's own hook (put back: the check means something) forces a save after each checkpoint when
+    ``num_to_keep`` is 1, as hpsearch sets it; patched, nothing is forced, for any trial."""
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+    ray_patches.apply()
+    if not patched:
+        monkeypatch.setattr(_ExperimentCheckpointManager, "on_trial_checkpoint", ray_patches.RAYS_ON_TRIAL_CHECKPOINT)
+    manager = _ExperimentCheckpointManager(storage=None, checkpoint_period="auto", sync_every_n_trial_checkpoints=1)
+    for trial in ("a", "b", "c"):
+        manager.on_trial_checkpoint(trial)
+        assert manager._should_force_sync_up is not patched
+
+
+CHECKPOINTING = """
+def train(config, session):
+    for step in range(1, 6):
+        session.report(step, {"score": config["x"] * step}, checkpoint=lambda: {"step": step})
+"""
+
+
+@pytest.mark.parametrize("patched", [True, False])
+def test_a_sweep_whose_trials_checkpoint_every_step_saves_the_experiment_on_tunes_schedule(
+    ray_local, write_space, tmp_path, quiet_console, monkeypatch, patched
+):
+    """3 trials keep a checkpoint at each of 5 steps: Tune saves the experiment's state at its start and end
+    (its 10 s period is not reached), not after each of the 15 checkpoints, and every trial keeps its last."""
+    from mlflow.tracking import MlflowClient
+    from ray.tune.execution.tune_controller import TuneController
+
+    from search.driver import plan, runner
+    from search.names import CHECKPOINT_STEP_TAG, TRIAL_NUMBER_TAG
+    from search.stores.store import Store
+
+    if not patched:  # Ray's hook, left in place by apply()
+        monkeypatch.setattr(ray_patches, "missing", lambda: [ray_patches.CHECKPOINT_FIX])
+        monkeypatch.setattr(ray_patches, "_warned", {ray_patches.CHECKPOINT_FIX})
+        from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+        monkeypatch.setattr(_ExperimentCheckpointManager, "on_trial_checkpoint", ray_patches.RAYS_ON_TRIAL_CHECKPOINT)
+    saves = []
+    real = TuneController.save_to_dir
+    monkeypatch.setattr(TuneController, "save_to_dir", lambda self, *a, **k: saves.append(1) or real(self, *a, **k))
+    (tmp_path / "ckpt.py").write_text(CHECKPOINTING)
+    raw = {"name": "ckpt", "trainable": f"{tmp_path / 'ckpt.py'}:train", "metric": "score", "mode": "max",
+           "space": {"x": {"type": "float", "low": 0.1, "high": 1.0}}, "trials": 3}  # fmt: skip
+    outcome = runner.run(plan.prepare(str(write_space(raw))), Store.at(tmp_path / "store"), console=quiet_console)
+    assert outcome.counts["complete"] == 3
+    if patched:
+        assert 1 <= len(saves) <= 3
+    else:
+        assert len(saves) >= 15
+    client = MlflowClient(Store.at(tmp_path / "store").mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name("ckpt").experiment_id])
+    runs = [r for r in runs if TRIAL_NUMBER_TAG in r.data.tags]
+    assert len(runs) == 3
+    for run in runs:  # the checkpoint of the last step, whole, in each trial's run
+        assert run.data.tags[CHECKPOINT_STEP_TAG] == "5"
+        assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")]
