@@ -12,12 +12,15 @@ processes (its workers, raylet, GCS), read from /proc.
     python benchmarks/overhead.py --quick     # N = 20 and 60
     python benchmarks/overhead.py --load 2    # with two busy-loop processes keeping the cores busy, as real
                                               # trials do: what each driver loses to a loaded machine
+    python benchmarks/overhead.py --checkpoints   # every trial keeps a checkpoint at each of its steps (a
+                                              # file in plain Optuna's; Ray Tune keeps one a trial, as hpsearch)
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import multiprocessing
 import os
 import tempfile
@@ -34,11 +37,16 @@ HERE = Path(__file__).resolve().parent
 STEPS = 10
 
 
+CHECKPOINTS = False  # --checkpoints: each step keeps a checkpoint
+
+
 def plain_optuna(n: int, folder: str) -> float:
     def objective(trial: optuna.Trial) -> float:
         x = trial.suggest_float("x", 0.0, 1.0)
         for step in range(1, STEPS + 1):
             trial.report(x * step, step)
+            if CHECKPOINTS:  # what a plain script does: the trial's file, written again
+                Path(folder, f"trial-{trial.number}.json").write_text(json.dumps({"step": step}))
         return x * STEPS
 
     started = time.monotonic()
@@ -51,16 +59,26 @@ def ray_tune(n: int, folder: str) -> float:
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
+    checkpoints = CHECKPOINTS  # read here: the trainable runs in Ray's worker, where the flag is not set
+
     def trainable(config: dict) -> None:
         for step in range(1, STEPS + 1):
-            tune.report({"score": config["x"] * step})
+            if not checkpoints:
+                tune.report({"score": config["x"] * step})
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                Path(tmp, "checkpoint.json").write_text(json.dumps({"step": step}))
+                tune.report({"score": config["x"] * step}, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     started = time.monotonic()
     search = OptunaSearch(metric="score", mode="max", space={"x": optuna.distributions.FloatDistribution(0, 1)})
+    # Ray Tune as it ships: it runs before hpsearch's first sweep in this process patches Tune (ray_patches)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=search, num_samples=n, max_concurrent_trials=1, reuse_actors=True),
-        run_config=tune.RunConfig(storage_path=folder, name="noop", verbose=0),
+        run_config=tune.RunConfig(
+            storage_path=folder, name="noop", verbose=0, checkpoint_config=tune.CheckpointConfig(num_to_keep=1)
+        ),
     )
     tuner.fit()
     return time.monotonic() - started
@@ -73,7 +91,7 @@ def hpsearch(n: int, folder: str) -> float:
 
     raw = {
         "name": "noop",
-        "trainable": f"{HERE / 'noop.py'}:train",
+        "trainable": f"{HERE / 'noop.py'}:{'train_checkpointing' if CHECKPOINTS else 'train'}",
         "metric": "score",
         "mode": "max",
         "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
@@ -138,7 +156,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--load", type=int, default=0, help="busy-loop processes running throughout")
+    parser.add_argument("--checkpoints", action="store_true", help="every trial keeps a checkpoint at each step")
     args = parser.parse_args()
+    global CHECKPOINTS
+    CHECKPOINTS = args.checkpoints
     busy = [multiprocessing.Process(target=spin, daemon=True) for _ in range(args.load)]
     for p in busy:
         p.start()
@@ -171,6 +192,8 @@ def main() -> None:
         p.terminate()
     base = rows["plain Optuna (SQLite)"][1]
     print(f"\nwith {args.load} busy-loop process(es) running" if args.load else "\nidle")
+    if args.checkpoints:
+        print("every trial keeping a checkpoint at each of its steps")
     print(f"\n| driver | wall {small} | wall {large} | per trial ms | ratio | start-up s |")
     print("|---|---|---|---|---|---|")
     for name, (walls, per_trial, startup) in rows.items():
