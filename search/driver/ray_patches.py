@@ -58,6 +58,7 @@ sweep, a local Ray listens where Ray's default puts it, Ray Tune imports MLflow,
 the experiment.
 """
 
+import importlib
 import inspect
 import logging
 import os
@@ -70,30 +71,23 @@ from ray.exceptions import OutOfMemoryError, RayActorError, RayError, RayTaskErr
 
 log = logging.getLogger(__name__)
 
-try:  # private to Ray: where they are in the Ray this was tested on
-    from ray.air.execution._internal.actor_manager import RayActorManager
-except ImportError:  # pragma: no cover - another Ray
-    RayActorManager = None
-try:
-    from ray._private import ray_constants
-except ImportError:  # pragma: no cover - another Ray
-    ray_constants = None
-try:
-    from ray._private.parameter import RayParams
-except ImportError:  # pragma: no cover - another Ray
-    RayParams = None
-try:
-    from ray._private.node import Node
-except ImportError:  # pragma: no cover - another Ray
-    Node = None
-try:
-    from ray.air._internal import usage as air_usage
-except ImportError:  # pragma: no cover - another Ray
-    air_usage = None
-try:
-    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
-except ImportError:  # pragma: no cover - another Ray
-    _ExperimentCheckpointManager = None
+
+def _private(module: str, name: str | None = None) -> Any:
+    """A private piece of Ray (a module, or a name in it) where the Ray this was tested on has it; None in a
+    Ray whose internals moved."""
+    try:
+        found = importlib.import_module(module)
+    except ImportError:  # pragma: no cover - another Ray
+        return None
+    return found if name is None else getattr(found, name, None)
+
+
+RayActorManager = _private("ray.air.execution._internal.actor_manager", "RayActorManager")
+ray_constants = _private("ray._private.ray_constants")
+RayParams = _private("ray._private.parameter", "RayParams")
+Node = _private("ray._private.node", "Node")
+air_usage = _private("ray.air._internal.usage")
+_ExperimentCheckpointManager = _private("ray.tune.execution.experiment_state", "_ExperimentCheckpointManager")
 # Ray's own hook, as it was before apply() (the tests put it back to show what the fix changes)
 RAYS_ON_TRIAL_CHECKPOINT = getattr(_ExperimentCheckpointManager, "on_trial_checkpoint", None)
 
