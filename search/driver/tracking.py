@@ -61,6 +61,12 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def params(config: dict[str, Any]) -> list[Param]:
+    """A run's parameters: the config flattened to dotted keys, each value within MLflow's limit on a
+    parameter's length (6000 characters)."""
+    return [Param(k, str(v)[:6000]) for k, v in flatten(config).items()]
+
+
 class Tracking:
     """The sweep's MLflow handle: its experiment and its parent run, written by the sweep's MLflow writer
     (mlflow_writer.py), which makes every MLflow call of the sweep: the driver imports no MLflow."""
@@ -77,7 +83,7 @@ class Tracking:
     def start_parent(self, experiment_id: str, spec: dict[str, Any], study_name: str, run_name: str) -> str:
         tags = {ROLE_TAG: "sweep", "optuna.study": study_name, "hpsearch.trainable": spec["trainable"]}
         self.writer.create_run(PARENT, experiment_id, run_name, tags)
-        self.writer.log_batch(PARENT, [], [Param(k, str(v)[:6000]) for k, v in flatten(spec).items()], [])
+        self.writer.log_batch(PARENT, [], params(spec), [])
         self.writer.sync()  # made, with its parameters (or what failed, raised)
         self.writer.log_text(PARENT, yaml.safe_dump(spec, sort_keys=False), SPACE_ARTIFACT)
         return self.writer.run_id(PARENT)
@@ -170,7 +176,7 @@ class MlflowTrialCallback(Callback):
         self.open.add(key)
         # The parameters go with the run, not with its first steps: the writer makes them while the trial
         # runs, so what the study's tell waits for at the end is the steps alone (writer.sync).
-        self.writer.log_batch(key, [], [Param(k, str(v)[:6000]) for k, v in flatten(config).items()], [])
+        self.writer.log_batch(key, [], params(config), [])
         self.runs.add(key)
         if view is not None:
             self._id_attr[key] = run_id_attr(repeat)
