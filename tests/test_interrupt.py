@@ -364,6 +364,42 @@ def study_exists(store: Store, name: str) -> bool:
         return False
 
 
+# The driver, with a signal sent to itself as Ray Tune sets its loop up, just before Tune installs its own
+# SIGINT and SIGUSR1 handlers: the moment the sweep's set-up has checked for signals and Tune's have not begun.
+SIGNAL_AS_TUNE_STARTS = """
+import os, signal, sys
+import ray.tune.tune as tune_module
+from search.commands.cli import main
+
+install = tune_module._setup_signal_catching
+def signal_first():
+    os.kill(os.getpid(), {sig})
+    return install()
+tune_module._setup_signal_catching = signal_first
+sys.argv = ["hpsearch", "run", {space!r}, "--store", {store!r}]
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_as_ray_tune_starts_its_loop_stops_the_sweep_before_any_trial(sig, flaky_space, tmp_path):
+    """Between the sweep's set-up (where a signal waits, and is listed) and Ray Tune installing its own
+    handler: a SIGINT there was listed and forgotten, and every trial ran (exit 0, found by CI); a SIGTERM
+    there was forwarded as SIGUSR1 before Tune listened for it, which killed the driver."""
+    store = Store.at(tmp_path / "store")
+    space = flaky_space("window", {"steps": 5, "sleep": 0.2}, trials=3, concurrency=1)
+    script = SIGNAL_AS_TUNE_STARTS.format(sig=int(sig), space=str(space), store=str(store.root))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    output = done.stdout + done.stderr
+    assert done.returncode == 128 + sig, output[-3000:]
+    assert "Traceback" not in output and output.count("interrupted: 0 trial(s)") == 1, output[-3000:]
+    study = optuna.load_study(study_name="window", storage=store.optuna_url)
+    assert study.trials == [], [t.state for t in study.trials]
+    client = MlflowClient(store.mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name("window").experiment_id])
+    assert [(r.data.tags.get("hpsearch.role"), r.info.status) for r in runs] == [("sweep", "KILLED")]
+
+
 @pytest.mark.parametrize(
     ("point", "sig"),
     [

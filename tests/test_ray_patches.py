@@ -118,18 +118,19 @@ def test_a_ray_whose_internals_moved_runs_unpatched_with_one_warning_naming_the_
     monkeypatch.setattr(ray_patches, "_ExperimentCheckpointManager", None)
     monkeypatch.setattr(ray_patches, "_warned", set())
     fixes = [ray_patches.MEMORY_FIX, ray_patches.LOOPBACK_FIX, ray_patches.LEAN_FIX, ray_patches.TAG_FIX]
-    assert ray_patches.missing() == [*fixes, ray_patches.CHECKPOINT_FIX]
+    assert ray_patches.missing() == [*fixes, ray_patches.CHECKPOINT_FIX, ray_patches.SAVE_FIX]
     with caplog.at_level("WARNING", logger="search.driver.ray_patches"):
         ray_patches.apply()
         ray_patches.apply()
         with ray_patches.local_only():
             pass
     warned = [r.getMessage() for r in caplog.records]
-    assert len(warned) == 5
+    assert len(warned) == 6
     assert "Ray Tune's start imports no MLflow" in warned[0]
     assert "a trial's checkpoint does not save the whole experiment" in warned[1]
-    assert "a trial killed for memory fails alone" in warned[2]
-    assert "a local Ray listens on loopback" in warned[3] and "no autoscaler, log monitor or dashboard" in warned[4]
+    assert "saved after its last copy ends" in warned[2]
+    assert "a trial killed for memory fails alone" in warned[3]
+    assert "a local Ray listens on loopback" in warned[4] and "no autoscaler, log monitor or dashboard" in warned[5]
 
 
 def test_a_ray_without_the_cluster_switch_keeps_its_environment(monkeypatch):
@@ -193,6 +194,29 @@ def test_a_trials_checkpoint_forces_no_save_of_the_experiment_unless_unpatched(m
     for trial in ("a", "b", "c"):
         manager.on_trial_checkpoint(trial)
         assert manager._should_force_sync_up is not patched
+
+
+@pytest.mark.parametrize("patched", [True, False])
+def test_a_save_of_the_experiment_waits_for_the_copy_before_it_unless_unpatched(monkeypatch, patched):
+    """Tune's save rewrote its staging folder while the copy the last save launched still read it (a sweep
+    that ends as it starts); patched, each save (three here) first waits for that copy to end."""
+    import types
+
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+    ray_patches.apply()
+    if not patched:  # Ray's own, from under the wrapper (put back: the check means something)
+        stock = _ExperimentCheckpointManager.sync_up_experiment_state.__wrapped__
+        monkeypatch.setattr(_ExperimentCheckpointManager, "sync_up_experiment_state", stock)
+    events: list[str] = []
+    syncer = types.SimpleNamespace(wait=lambda: events.append("wait"), sync_up=lambda *a: events.append("copy") or 1)
+    storage = types.SimpleNamespace(syncer=syncer, experiment_driver_staging_path="/x", experiment_fs_path="/y")
+    manager = _ExperimentCheckpointManager(storage=storage, checkpoint_period="auto", sync_every_n_trial_checkpoints=1)
+    for _ in range(3):
+        manager.sync_up_experiment_state(lambda: events.append("save"), force=True)
+    saves = [i for i, e in enumerate(events) if e == "save"]
+    assert len(saves) == 3 and events.count("copy") == 3, events
+    assert all(events[i - 1 : i] == ["wait"] for i in saves) is patched, events
 
 
 CHECKPOINTING = """

@@ -9,7 +9,8 @@ A command that writes (``run``, ``resume``) goes through three phases:
 * ``held``: the stores are set up, the study and the parent run opened, the sweep closed. A signal waits
   (it is listed) so each of those writes is made whole; the sweep starts no trial when one came.
 * Ray Tune's loop in between, which stops its trials gracefully on SIGINT (and on SIGTERM, through
-  ``runner.sigterm_stops_tune``), after which the sweep closes them.
+  ``runner.sigterm_stops_tune``), after which the sweep closes them. A signal that lands as Tune sets its
+  loop up, before its own handler is there, is still held and listed: the searcher then asks no trial.
 """
 
 from __future__ import annotations

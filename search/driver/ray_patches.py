@@ -52,12 +52,19 @@ trials that keep a checkpoint at each of their 10 steps cost the driver 227 ms a
 ``Tuner.restore``; the experiment's state is still saved as Tune saves it otherwise (every 10 s at most,
 in under 5% of the time) and when the sweep ends.
 
+**The experiment's state is saved after its last copy ends.** Tune writes its state into a staging
+folder and copies that folder to the storage path in the background; a save that follows soon after
+(a sweep that ends as it starts: a Ctrl-C before its first trial) rewrites the folder while the copy still
+reads it, which fails the copy (a file renamed away under it) and prints Ray's traceback. A save now
+waits for the copy before it writes; a copy launched 10 s or more before has long ended.
+
 All but the niceness reach into Ray's private modules. A Ray whose internals moved is run unpatched, with
 one warning naming the fix that is off (``missing()`` says which): a trial killed for memory then ends the
 sweep, a local Ray listens where Ray's default puts it, Ray Tune imports MLflow, and every checkpoint saves
 the experiment.
 """
 
+import functools
 import importlib
 import inspect
 import logging
@@ -95,6 +102,7 @@ MEMORY_FIX, LOOPBACK_FIX = "a trial killed for memory fails alone", "a local Ray
 LEAN_FIX = "a local Ray starts no autoscaler, log monitor or dashboard server"
 TAG_FIX = "Ray Tune's start imports no MLflow"
 CHECKPOINT_FIX = "a trial's checkpoint does not save the whole experiment"
+SAVE_FIX = "the experiment's state is saved after its last copy ends"
 WORKER_NICENESS = "RAY_worker_niceness"  # Ray's setting (RayConfig worker_niceness, 15 unless set)
 _warned: set[str] = set()
 
@@ -117,6 +125,10 @@ def missing() -> list[str]:
         getattr(_ExperimentCheckpointManager, "on_trial_checkpoint", None)
     ):
         out.append(CHECKPOINT_FIX)
+    if _ExperimentCheckpointManager is None or not callable(
+        getattr(_ExperimentCheckpointManager, "sync_up_experiment_state", None)
+    ):
+        out.append(SAVE_FIX)
     return out
 
 
@@ -240,6 +252,12 @@ def apply() -> None:
         _warn_once(CHECKPOINT_FIX)
     else:
         _ExperimentCheckpointManager.on_trial_checkpoint = _no_forced_save
+    if SAVE_FIX in cannot:
+        _warn_once(SAVE_FIX)
+    elif not getattr(_ExperimentCheckpointManager.sync_up_experiment_state, "hpsearch_patched", False):
+        _ExperimentCheckpointManager.sync_up_experiment_state = _save_after_the_last_copy(
+            _ExperimentCheckpointManager.sync_up_experiment_state
+        )
     if MEMORY_FIX in cannot:
         _warn_once(MEMORY_FIX)
         return
@@ -251,6 +269,27 @@ def apply() -> None:
 def _no_callback_tag(callbacks: Any) -> bool:
     """Ray's ``tag_callbacks``, which recorded nothing: as Ray's does when it records nothing."""
     return False
+
+
+def _save_after_the_last_copy(sync_up: Any) -> Any:
+    """Tune's ``sync_up_experiment_state``, whose save (``save_fn``, called when a save is due) first waits
+    for the copy the save before launched."""
+
+    @functools.wraps(sync_up)
+    def sync_up_after_the_last_copy(self: Any, save_fn: Any, *args: Any, **kwargs: Any) -> Any:
+        def save() -> None:
+            syncer = getattr(getattr(self, "_storage", None), "syncer", None)
+            try:
+                if syncer is not None:
+                    syncer.wait()
+            except Exception as e:  # noqa: BLE001 - that copy's failure; this save and its copy go on
+                log.warning("copying Ray Tune's experiment state to the storage path failed: %s", e)
+            save_fn()
+
+        return sync_up(self, save, *args, **kwargs)
+
+    sync_up_after_the_last_copy.hpsearch_patched = True  # type: ignore[attr-defined]
+    return sync_up_after_the_last_copy
 
 
 def _no_forced_save(self: Any, trial: Any) -> None:

@@ -15,7 +15,7 @@ import time
 import warnings
 from contextlib import closing, contextmanager, nullcontext, suppress
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import optuna
 import ray
@@ -197,7 +197,10 @@ def sigterm_stops_tune(seen: list[int]) -> Iterator[None]:
 
     def handler(signum: int, frame: Any) -> None:
         seen.append(signum)
-        os.kill(os.getpid(), signal.SIGUSR1)
+        # Tune's loop listens for SIGUSR1 once it is set up; before that, SIGUSR1 would kill the process, and
+        # the listed signal alone keeps the searcher from asking any trial (OptunaSearcher.signals)
+        if signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+            os.kill(os.getpid(), signal.SIGUSR1)
 
     signal.signal(signal.SIGTERM, handler)
     try:
@@ -207,9 +210,15 @@ def sigterm_stops_tune(seen: list[int]) -> Iterator[None]:
 
 
 def build_tuner(
-    sweep: Sweep, store: Store, bridge: OptunaBridge, run_name: str, callbacks: list[tune.Callback]
+    sweep: Sweep,
+    store: Store,
+    bridge: OptunaBridge,
+    run_name: str,
+    callbacks: list[tune.Callback],
+    signals: Sequence[int] = (),
 ) -> tune.Tuner:
-    """Ray Tune wired to the bridge: Optuna asks, the pruner (or ASHA) stops, budgets bound time."""
+    """Ray Tune wired to the bridge: Optuna asks, the pruner (or ASHA) stops, budgets bound time; once
+    ``signals`` lists one (it came before Tune's own handler was there), no trial is asked."""
     ray_patches.apply()  # a trial killed for the host's memory fails alone, not the sweep
     spec = sweep.spec
     bridge.fail_fast = spec.fail_fast
@@ -233,7 +242,7 @@ def build_tuner(
     return tune.Tuner(
         tune.with_resources(trainable, spec.resources.ray()),
         tune_config=tune.TuneConfig(
-            search_alg=OptunaSearcher(bridge),
+            search_alg=OptunaSearcher(bridge, signals),
             scheduler=scheduler,
             num_samples=sweep.n_trials * spec.repeats,
             max_concurrent_trials=spec.concurrency,
@@ -345,11 +354,13 @@ def _drive(
     writer.on_wait = BacklogLine(console)
     mlflow_cb = MlflowTrialCallback(tracking, experiment_id, parent_run_id, bridge)
     progress = ProgressCallback(bridge, console)
-    tuner = build_tuner(sweep, store, bridge, run_name, [mlflow_cb, progress, *callbacks])
+    # The signals that come while the sweep is set up, and until Ray Tune's loop installs its own handler:
+    # then no trial starts
+    signals = held
+    tuner = build_tuner(sweep, store, bridge, run_name, [mlflow_cb, progress, *callbacks], signals)
     console.print(opening_line(sweep, store), highlight=False)
     status = "FINISHED"
     started = time.monotonic()
-    signals = held  # those that came while it was set up: then no trial starts
     try:
         if not held:
             with sigterm_stops_tune(signals), HeadWatch(spec.name):

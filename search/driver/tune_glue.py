@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any
+from typing import Any, Sequence
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
@@ -29,14 +29,20 @@ from search.space.spec import SweepSpec
 
 
 class OptunaSearcher(Searcher):
-    def __init__(self, bridge: OptunaBridge) -> None:
+    """Ray Tune's searcher, asking the bridge; ``signals`` lists the SIGINT/SIGTERM that came while Ray Tune's
+    own handler was not yet installed (between the sweep's set-up and its loop): then no trial is asked."""
+
+    def __init__(self, bridge: OptunaBridge, signals: Sequence[int] = ()) -> None:
         super().__init__(metric=bridge.metric, mode=bridge.mode)
         self.bridge = bridge
+        self.signals = signals
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.signals:
+            return Searcher.FINISHED
         config = self.bridge.ask(trial_id)
         if config is NOT_YET:
             return None  # Ray asks again on a later step of its loop
