@@ -365,7 +365,7 @@ def _drive(
         if not held:
             with sigterm_stops_tune(signals), HeadWatch(spec.name):
                 tuner.fit()
-    except KeyboardInterrupt:  # a second Ctrl-C ends Ray Tune's loop at once: closed below all the same
+    except KeyboardInterrupt:  # out of Ray Tune's loop (a second Ctrl-C is held, listed): closed below all the same
         status = "KILLED"
     except BaseException:
         status = "FAILED"
