@@ -60,8 +60,8 @@ waits for the copy before it writes; a copy launched 10 s or more before has lon
 
 All but the niceness reach into Ray's private modules. A Ray whose internals moved is run unpatched, with
 one warning naming the fix that is off (``missing()`` says which): a trial killed for memory then ends the
-sweep, a local Ray listens where Ray's default puts it, Ray Tune imports MLflow, and every checkpoint saves
-the experiment.
+sweep, a local Ray listens where Ray's default puts it, Ray Tune imports MLflow, every checkpoint saves the
+experiment, and a save may race the copy before it.
 """
 
 import functools
