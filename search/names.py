@@ -90,3 +90,6 @@ REPEAT_TAG = "repeat"
 ERROR_TAG = "error"
 STOPPED_TAG = "stopped"
 CHECKPOINT_STEP_TAG = "checkpoint_step"
+# The trial's value (the study's, for this seed): a number, or a JSON list of a trade-off's; and its step.
+VALUE_TAG = "hpsearch.value"
+VALUE_STEP_TAG = "hpsearch.value_step"

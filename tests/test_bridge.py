@@ -376,3 +376,64 @@ def test_fused_groups_in_rounds_are_asked_once_the_round_before_was_told(
         told += sum(n for _, n in groups)
     assert seen == rounds
     assert [t.state for t in stored(study)] == [TrialState.COMPLETE] * n_trials
+
+
+class PruneAtStep(optuna.pruners.BasePruner):
+    """Prunes every trial at one step: where a trial is pruned is the test's to choose."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def prune(self, study, trial) -> bool:
+        return trial.last_step == self.step
+
+
+@pytest.mark.parametrize(
+    ("mode", "rule", "curve", "value", "step"),
+    [
+        ("max", "best", [0.5, 0.9, 0.3], 0.9, 2),
+        ("max", "last", [0.5, 0.9, 0.3], 0.3, 3),
+        ("min", "best", [0.5, 0.2, 0.7], 0.2, 2),
+        ("min", "last", [0.5, 0.2, 0.7], 0.7, 3),
+    ],
+)
+def test_a_pruned_trial_s_value_is_its_value_rule_s_not_its_last_step_s(mode, rule, curve, value, step):
+    """Optuna gives a pruned trial its last step's value; the trial's value is the value rule's, as for a
+    complete one, so the live line, the table, the study and MLflow show one number."""
+    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize", pruner=PruneAtStep(3),
+                                storage=STORAGE["url"], study_name=f"bridge-{next(NAMES)}")
+    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], [mode], 1, value_rule=rule)
+    bridge.ask("a")
+    run(bridge, "a", curve + [0.4], final=False)
+    (trial,) = stored(study)
+    assert trial.state == TrialState.PRUNED and trial.user_attrs["pruned_at_step"] == 3
+    assert trial.value == value and trial.user_attrs["value_step"] == step
+    assert bridge.view("a").best == value and bridge.view("a").values == (value,)
+    assert trial.intermediate_values == dict(enumerate(curve, start=1))  # the curve is kept as reported
+
+
+@pytest.mark.parametrize("as_pruned", [True, False])
+def test_a_trial_the_sweep_stopped_has_its_best_value_and_an_interrupted_one_none(as_pruned):
+    study, bridge = make_bridge(n_trials=1)
+    bridge.ask("a")
+    for step, score in enumerate([0.5, 0.9, 0.3], start=1):
+        bridge.report("a", {"score": score, "step": step})
+    bridge.finish_open("sweep budget" if as_pruned else "interrupted", as_pruned=as_pruned)
+    (trial,) = stored(study)
+    if as_pruned:
+        assert trial.state == TrialState.PRUNED and trial.value == 0.9 and trial.user_attrs["value_step"] == 2
+    else:
+        assert trial.state == TrialState.FAIL and trial.value is None
+
+
+def test_a_pruned_repeated_configuration_s_value_is_the_mean_of_its_seeds_with_one():
+    study = optuna.create_study(direction="maximize", pruner=PruneAtStep(2), storage=STORAGE["url"],
+                                study_name=f"bridge-{next(NAMES)}")
+    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], 1, repeats=3)
+    bridge.ask("a"), bridge.ask("b"), bridge.ask("c")
+    run(bridge, "a", [0.2, 0.1, 0.1], final=False)  # seed 0, pruned at step 2 with a best of 0.2
+    run(bridge, "b", [0.8, 0.6])  # seed 1 ends on its own: 0.8
+    bridge.finish_open("sweep budget", as_pruned=True)  # seed 2 never reported
+    (trial,) = stored(study)
+    assert trial.state == TrialState.PRUNED and trial.value == pytest.approx(0.5)
+    assert trial.user_attrs["repeat_values"] == [0.2, 0.8, None]

@@ -371,10 +371,13 @@ class OptunaBridge(FusedRouting):
         if len(seeds) > 1:
             shown = [None if r.values is None else (list(r.values) if self.multi else r.values[0]) for r in seeds]
             self._writes.set_attr(trial, "repeat_values", shown)
+        # One value a trial, whatever its state: the value rule's (best or last) over its reports, the mean
+        # over its seeds; a PRUNED (or stopped) trial's too, not Optuna's last step. A FAIL has none.
         values = None
-        if final == TrialState.COMPLETE:
-            values = mean_values(seeds)
-            if len(seeds) > 1:
+        if final in (TrialState.COMPLETE, TrialState.PRUNED):
+            valued = [r for r in seeds if r.values is not None]
+            values = mean_values(valued) if valued else None
+            if final == TrialState.COMPLETE and len(seeds) > 1:
                 stds = std_values(seeds)
                 self._writes.set_attr(trial, "value_std", stds if self.multi else stds[0])
         # Every step in both stores before the study holds the trial finished: the other stores start

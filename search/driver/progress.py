@@ -126,8 +126,9 @@ class ProgressCallback(Callback):
 
 
 def shown_values(bridge: OptunaBridge, v: TrialView) -> str:
-    """``metric=value`` of each objective (its best, or for a trade-off its last report's)."""
-    if v.values is None:
+    """``metric=value`` of each objective: the trial's value as the study holds it (the value rule's, for
+    every state that has one); a failed trial has none."""
+    if v.values is None or v.state == TrialState.FAIL:
         return ""
     values = (v.best,) if not bridge.multi else v.values
     return " ".join(f"{m}={fmt(x)}" for m, x in zip(bridge.metrics, values))

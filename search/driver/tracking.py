@@ -8,6 +8,7 @@ run id as a user attribute: a user can go from a dashboard trial to its MLflow r
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -33,6 +34,8 @@ from search.names import (
     STATE_TAG,
     STOPPED_TAG,
     TRIAL_NUMBER_TAG,
+    VALUE_STEP_TAG,
+    VALUE_TAG,
     member_checkpoint_file,
     member_results,
     ray_trial_of,
@@ -306,6 +309,12 @@ class MlflowTrialCallback(Callback):
         view = self.bridge.view(key)
         if view is not None and view.state is not None:
             tags = {**tags, STATE_TAG: view.state.name}
+        if view is not None and view.state in (TrialState.COMPLETE, TrialState.PRUNED) and view.values is not None:
+            # the value the study holds (of this seed), so the run says what the live line and the table say
+            value = view.best if not self.bridge.multi else json.dumps(list(view.values))
+            tags = {**tags, VALUE_TAG: repr(value) if isinstance(value, float) else value}
+            if view.value_step is not None:
+                tags[VALUE_STEP_TAG] = str(view.value_step)
         if view is not None and view.checkpoint_step is not None:  # the step whose weights checkpoint/ holds
             tags = {**tags, CHECKPOINT_STEP_TAG: str(view.checkpoint_step)}
         self.writes.log(key, tags={k: v[:5000] for k, v in tags.items()})
