@@ -60,6 +60,13 @@ class WriterLostError(UserError):
     exit_code = 1
 
 
+class TrackingRefusedError(UserError):
+    """MLflow refused some of a sweep's writes (a value it will not take): the sweep ran to its end and the
+    study holds every trial, but MLflow's runs lack what was refused, so the sweep does not end well (exit 1)."""
+
+    exit_code = 1
+
+
 class SamplerError(UserError):
     """The sampler raised while it sampled a trial (an option no check could judge, a sampler's own bug): the
     sweep stops (exit 1) with the sampler's words, what finished kept."""

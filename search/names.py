@@ -13,6 +13,8 @@ Three kinds:
 
 from __future__ import annotations
 
+import posixpath
+import re
 from typing import Any
 
 # -- a trial's result, as a worker reports it ------------------------------------------------------------
@@ -93,3 +95,64 @@ CHECKPOINT_STEP_TAG = "checkpoint_step"
 # The trial's value (the study's, for this seed): a number, or a JSON list of a trade-off's; and its step.
 VALUE_TAG = "hpsearch.value"
 VALUE_STEP_TAG = "hpsearch.value_step"
+# The metrics its trainable reported under names MLflow refuses, and the names they are logged under (JSON).
+RENAMED_TAG = "hpsearch.renamed_metrics"
+
+
+# -- names MLflow takes for a metric, a parameter or a tag -------------------------------------------------
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as dotted keys: a run's parameter names (the parent's of the space file, a trial's
+    of its config)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out |= flatten(v, f"{key}.")
+        else:
+            out[key] = v
+    return out
+
+
+# -- -------------------------------------------------
+
+MLFLOW_NAME_CHARS = 250  # MLflow's longest key
+_MLFLOW_CHARS = re.compile(r"[/\w.\- :]*\Z")  # MLflow's own rule (mlflow.utils.validation), on POSIX
+_NOT_MLFLOW_CHAR = re.compile(r"[^/\w.\- :]")
+
+
+def mlflow_name_problem(name: str) -> str | None:
+    """Why MLflow would refuse ``name`` as a metric, parameter or tag key (it refuses the whole batch the
+    name is in), or None when it takes it. The rule is MLflow's, written here so that the driver, which
+    imports no MLflow, judges a name before anything is written."""
+    if not name:
+        return "it is empty"
+    if len(name) > MLFLOW_NAME_CHARS:
+        return f"it is {len(name):,} characters long; MLflow takes at most {MLFLOW_NAME_CHARS}"
+    if not _MLFLOW_CHARS.match(name):
+        bad = _NOT_MLFLOW_CHAR.search(name).group()  # type: ignore[union-attr]
+        return (
+            f"MLflow takes no {bad!r} in a name (only letters, digits, underscores, dashes, periods, spaces, "
+            "colons and slashes)"
+        )
+    norm = posixpath.normpath(name)
+    if norm != name or norm == "." or norm.startswith(("..", "/")):
+        return f"MLflow takes no name that is a path leading elsewhere (it would read as {norm!r})"
+    return None
+
+
+def mlflow_name(name: str) -> str:
+    """A name MLflow takes, as close to ``name`` as can be: each character it refuses becomes ``_``, a path
+    that leads elsewhere is made plain, and a name over MLflow's length is cut (with a hash of the whole,
+    so two long names stay two)."""
+    if mlflow_name_problem(name) is None:
+        return name
+    mapped = _NOT_MLFLOW_CHAR.sub("_", name)
+    mapped = "/".join(part if part not in ("", ".", "..") else "_" * max(len(part), 1) for part in mapped.split("/"))
+    if len(mapped) > MLFLOW_NAME_CHARS:
+        import hashlib
+
+        digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        mapped = f"{mapped[: MLFLOW_NAME_CHARS - 11]}-{digest}"
+    return mapped

@@ -1,5 +1,6 @@
 """The MLflow callback alone: a temporary SQLite MLflow store, an in-memory study, stand-in Ray trials."""
 
+import json
 from types import SimpleNamespace
 
 import optuna
@@ -11,6 +12,7 @@ from optuna.trial import TrialState
 from search.driver.optuna_bridge import OptunaBridge
 from search.driver.tracking import MlflowTrialCallback, Tracking
 from search.stores.mlflow_writer import InlineWriter, MlflowWriter
+from search.stores.write_behind import Metric
 
 
 @pytest.fixture(params=["process", "inline"])
@@ -163,3 +165,33 @@ def test_a_sweeps_driver_imports_no_mlflow_and_its_runs_are_whole(flaky_space, t
     assert all([a.path for a in client.list_artifacts(r.info.run_id)] == ["space.yaml"] for r in parents)
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in {p.info.run_id for p in parents}]
     assert len(children) == 2 and all(len(client.get_metric_history(r.info.run_id, "score")) == 3 for r in children)
+
+
+def test_a_metric_named_as_mlflow_refuses_is_logged_under_a_name_it_takes_and_the_trial_ends_whole(setup):
+    """One bad key made MLflow refuse the trial's whole batch: every step lost, the trial left RUNNING."""
+    trial = ray_trial(setup, "a")
+    setup.callback.on_trial_start(0, [], trial)
+    for step, score in enumerate([0.2, 0.5, 0.7], start=1):
+        result = {"score": score, "step": step, "acc(%)": 10.0 * step, "../../x": -step, "timestamp": 1_700_000_000}
+        setup.bridge.report("a", result)
+        setup.callback.on_trial_result(0, [], trial, result)
+    setup.bridge.complete("a", None, error=False)
+    setup.callback.on_trial_complete(0, [], trial)
+
+    run = run_of(setup, trial)
+    assert setup.study.trials[0].state == TrialState.COMPLETE and setup.callback.lost == []
+    assert run.info.status == "FINISHED"
+    assert [m.value for m in setup.client.get_metric_history(run.info.run_id, "acc___")] == [10.0, 20.0, 30.0]
+    assert [m.value for m in setup.client.get_metric_history(run.info.run_id, "__/__/x")] == [-1.0, -2.0, -3.0]
+    assert [m.step for m in setup.client.get_metric_history(run.info.run_id, "score")] == [1, 2, 3]
+    assert json.loads(run.data.tags["hpsearch.renamed_metrics"]) == {"../../x": "__/__/x", "acc(%)": "acc___"}
+
+
+def test_a_write_mlflow_refuses_is_kept_as_lost_and_the_study_is_told_all_the_same(setup):
+    trial = ray_trial(setup, "a")
+    setup.callback.on_trial_start(0, [], trial)
+    report(setup, trial, 1, 0.4)
+    setup.callback.writes.log("a", metrics=[Metric("bad(%)", 1.0, 1_700_000_000, 1)])  # past the renaming
+    setup.bridge.complete("a", None, error=False)
+    assert setup.study.trials[0].state == TrialState.COMPLETE and setup.study.trials[0].value == 0.4
+    assert len(setup.callback.lost) == 1 and "bad(%)" in setup.callback.lost[0]

@@ -40,7 +40,14 @@ from search.driver.summary import SweepOutcome, opening_line, parent_metrics, pa
 from search.driver.tracking import MlflowTrialCallback, Tracking
 from search.driver.trial_budget import TrialBudgetStopper
 from search.driver.tune_glue import OptunaSearcher
-from search.errors import SpecError, StoreFullError, UnreachableError, UserError, WriterLostError
+from search.errors import (
+    SpecError,
+    StoreFullError,
+    TrackingRefusedError,
+    UnreachableError,
+    UserError,
+    WriterLostError,
+)
 from search.names import PARENT_ATTR
 from search.readback.sweeps import latest_parent_run
 from search.space import samplers
@@ -384,6 +391,11 @@ def _drive(
         )
     console.print(progress.status_line(), highlight=False)
     print_summary(sweep, store, outcome, bridge, console)
+    if outcome.lost:
+        raise TrackingRefusedError(
+            f"MLflow refused {len(outcome.lost)} write(s) of this sweep's trial runs (the first: {outcome.lost[0]}): "
+            f"the study holds every trial, their MLflow runs lack what was refused"
+        )
     return outcome
 
 
@@ -411,15 +423,16 @@ def _end(
     stopped = bridge.finish_open(reason, as_pruned=by_budget)
     mlflow_cb.finish_open(reason)
     mlflow_cb.writes.flush_all()  # what runs closed earlier still held (nothing, as a rule)
-    writer.sync()  # every trial run written before the parent run ends
+    mlflow_cb.written()  # every trial run written before the parent run ends (what MLflow refused: lost)
     interrupted = (
         not by_budget and not failing and (bool(stopped) or len(bridge.views()) < sweep.n_trials * spec.repeats)
     )
     if interrupted and status == "FINISHED":
         status = "KILLED"
-    if failing and status == "FINISHED":
+    if (failing or mlflow_cb.lost) and status == "FINISHED":
         status = "FAILED"
     outcome = summarize(bridge, parent_run_id, interrupted)
+    outcome.renamed, outcome.lost = dict(mlflow_cb.renamed), list(mlflow_cb.lost)
     outcome.signal = signals[0] if signals else signal.SIGINT
     outcome.stopped = sorted({v.number for v in bridge.views() if v.ray_trial_id in stopped})
     outcome.failed_fast = f"its first {spec.fail_fast} trials all raised {failing}" if failing else None

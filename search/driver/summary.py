@@ -13,7 +13,8 @@ from rich.console import Console
 
 from search.driver.optuna_bridge import OptunaBridge
 from search.driver.progress import front_table, objectives_text, rank, results_table
-from search.names import RUN_ID_ATTR
+from search.errors import shorten
+from search.names import RENAMED_TAG, RUN_ID_ATTR, mlflow_name_problem
 from search.readback.scored import weights_notice
 from search.readback.shown import fmt
 from search.space.constraints import all_hold
@@ -41,6 +42,8 @@ class SweepOutcome:
     signal: int = 2  # what interrupted it (SIGINT unless SIGTERM came): the exit code is 128 + this
     stopped: list[int] = field(default_factory=list)  # the trials an interrupt stopped (FAIL): resume reruns them
     failed_fast: str | None = None  # why it stopped, when its first trials all raised one error (fail_fast)
+    renamed: dict[str, str] = field(default_factory=dict)  # metrics logged to MLflow under another name
+    lost: list[str] = field(default_factory=list)  # writes MLflow refused (the sweep exits 1)
 
     @property
     def nothing_completed(self) -> bool:
@@ -144,6 +147,14 @@ def print_summary(sweep: Sweep, store: Store, outcome: SweepOutcome, bridge: Opt
         notice = weights_notice(outcome.best_trial, sweep.metrics) if outcome.best_trial is not None else None
         if notice:
             console.print(f"note: {notice}", highlight=False, soft_wrap=True)
+    for reported, logged in outcome.renamed.items():
+        console.print(
+            f"note: metric {shorten(reported)} is logged to MLflow as {logged!r} ({mlflow_name_problem(reported)}; "
+            f"the runs' tag {RENAMED_TAG} says so); the study keeps its own name",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if outcome.ray_dir:
         logs = f"{outcome.ray_dir}/trial-<number>-*/"
         console.print(f"trial logs (stdout, stderr, error): {logs}", highlight=False, soft_wrap=True)

@@ -29,6 +29,7 @@ from search.names import (
     ERROR_TAG,
     MEMBERS_KEY,
     RAY_TRIAL_TAG,
+    RENAMED_TAG,
     REPEAT_TAG,
     ROLE_TAG,
     STATE_TAG,
@@ -36,14 +37,16 @@ from search.names import (
     TRIAL_NUMBER_TAG,
     VALUE_STEP_TAG,
     VALUE_TAG,
+    flatten,
     member_checkpoint_file,
+    mlflow_name,
     member_results,
     ray_trial_of,
     run_id_attr,
 )
 from search.readback.sweeps import SPACE_ARTIFACT
 from search.stores import trial_logs
-from search.stores.mlflow_writer import InlineWriter, MlflowWriter
+from search.stores.mlflow_writer import InlineWriter, MlflowWriter, WriterError
 from search.stores.trial_logs import error_line
 from search.stores.write_behind import Metric, Param, RunTag, RunWrites
 
@@ -51,17 +54,6 @@ from search.stores.write_behind import Metric, Param, RunTag, RunWrites
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 PARENT = "hpsearch.parent"  # the parent run's key with the writer (a trial's key is its Ray trial id)
 _RAY_KEYS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "step", "node_id"}
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out |= flatten(v, f"{key}.")
-        else:
-            out[key] = v
-    return out
 
 
 def params(config: dict[str, Any]) -> list[Param]:
@@ -123,6 +115,11 @@ class MlflowTrialCallback(Callback):
         self._id_attr: dict[str, str] = {}  # key -> the study's user attribute for its run id, until set
         self.open: set[str] = set()
         self.placed: set[str] = set()
+        # A metric a trainable reports under a name MLflow refuses (``acc(%)``) is logged under a name it takes
+        # (``acc___``): MLflow refuses a whole batch for one bad key, and the trial's every step with it.
+        self.renamed: dict[str, str] = {}  # reported name -> the name its run logs it under
+        self._renamed_in: dict[str, set[str]] = {}  # run key -> the reported names its run logs renamed
+        self.lost: list[str] = []  # writes MLflow refused (one line each): the sweep then does not end well
         bridge.tell_hooks.append(self)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -137,12 +134,24 @@ class MlflowTrialCallback(Callback):
         (``written`` waits for them); its run id goes to the study's trial with it."""
         if key not in self.runs:
             return {}
-        self.writes.flush(key)
+        try:
+            self.writes.flush(key)
+        except Exception as e:  # noqa: BLE001 - an inline writer's refusal comes here: kept, as written()'s
+            if getattr(self.writer, "dead", None) is not None:
+                raise
+            self.lost.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
         attr = self._id_attr.pop(key, None)
         return {attr: self.writer.run_id(key)} if attr else {}
 
     def written(self) -> None:
-        self.writer.sync()
+        """The trial's run is written. A write MLflow refused is kept in ``lost`` (the sweep ends with it,
+        exit 1), not raised: the study is told how the trial ended all the same, never left RUNNING."""
+        try:
+            self.writer.sync()
+        except WriterError as e:
+            if getattr(self.writer, "dead", None) is not None:  # the writer died: the runner stops the sweep
+                raise
+            self.lost.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         self.writes.flush_due()
@@ -230,8 +239,20 @@ class MlflowTrialCallback(Callback):
             self.bridge.set_attr(key, "ray_node_id", placement["ray.node_id"])
         step = int(result.get("step", result.get("training_iteration", 0)))
         ts = int(result.get("timestamp", time.time()) * 1000)
-        metrics = [Metric(k, float(v), ts, step) for k, v in result.items() if k not in _RAY_KEYS and is_number(v)]
+        metrics = [
+            Metric(self._name(k), float(v), ts, step) for k, v in result.items() if k not in _RAY_KEYS and is_number(v)
+        ]
+        if renamed := [k for k in result if k in self.renamed]:
+            self._renamed_in.setdefault(key, set()).update(renamed)
         self.writes.log(key, metrics=metrics)
+
+    def _name(self, metric: str) -> str:
+        """The name a reported metric is logged under: its own, or one MLflow takes (``self.renamed``)."""
+        if (name := self.renamed.get(metric)) is None:
+            name = mlflow_name(metric)
+            if name != metric:
+                self.renamed[metric] = name
+        return name
 
     def _ending(self, view: TrialView | None) -> tuple[str, dict[str, str]]:
         """How a run ends, the way its study trial did: status and tags."""
@@ -315,6 +336,8 @@ class MlflowTrialCallback(Callback):
             tags = {**tags, VALUE_TAG: repr(value) if isinstance(value, float) else value}
             if view.value_step is not None:
                 tags[VALUE_STEP_TAG] = str(view.value_step)
+        if renamed := self._renamed_in.pop(key, None):
+            tags = {**tags, RENAMED_TAG: json.dumps({k: self.renamed[k] for k in sorted(renamed)})}
         if view is not None and view.checkpoint_step is not None:  # the step whose weights checkpoint/ holds
             tags = {**tags, CHECKPOINT_STEP_TAG: str(view.checkpoint_step)}
         self.writes.log(key, tags={k: v[:5000] for k, v in tags.items()})

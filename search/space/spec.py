@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from search.errors import shorten
+from search.names import flatten, mlflow_name_problem
 from search.space import conditions
 from search.space.constraints import Constraint
 from search.space.params import Count, Param, Strict
@@ -199,6 +200,7 @@ class SweepSpec(Strict):
                 "(only an ofat sweep starts from a config value)"
             )
         self._check_objectives()
+        self._check_mlflow_names()
         if self.scheduler.name == "asha" and self.pruner.name != "none":
             raise ValueError(
                 f"scheduler asha and pruner {self.pruner.name} both stop trials: choose one (pruner: {{name: none}})"
@@ -258,6 +260,24 @@ class SweepSpec(Strict):
                 f"pruner.name: the {self.pruner.name} pruner judges one value; a trade-off sweep "
                 f"({len(metrics)} metrics) prunes with pruner: {{name: pareto}} (or none)"
             )
+
+    def _check_mlflow_names(self) -> None:
+        """Every name that becomes an MLflow key is one MLflow takes: the metrics (a trial's steps), the
+        searched parameters and the config's keys (a trial run's parameters), and the space file's keys as the
+        parent run records them (dotted: ``config.a.b``). MLflow refuses a whole batch for one bad key: a
+        sweep that ran would lose every trial's steps, so it is refused here, before anything runs."""
+        metrics = self.metric if isinstance(self.metric, list) else [] if self.metric is None else [self.metric]
+        for metric in metrics:
+            if why := mlflow_name_problem(metric):
+                raise ValueError(f"metric: {shorten(metric)} cannot name a metric: {why}")
+        for name in self.space:
+            if why := mlflow_name_problem(name):
+                raise ValueError(f"space: {shorten(name)} cannot name a parameter: {why}")
+        recorded = self.model_dump(mode="json", include={"config", "space"})
+        for key in flatten(recorded):
+            if why := mlflow_name_problem(key):
+                section = key.partition(".")[0]
+                raise ValueError(f"{section}: {shorten(key)} cannot name a parameter in MLflow: {why}")
 
     @property
     def conditional(self) -> bool:

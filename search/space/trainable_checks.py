@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from search.errors import SpecError, shorten
+from search.names import mlflow_name_problem
 from search.space import conditions
 from search.space.params import CategoricalParam, FloatParam, IntParam
 from trainables import registry
@@ -32,6 +33,9 @@ def resolve_trainable(spec: SweepSpec, source: str) -> registry.TrainableSpec:
 def check_against_trainable(spec: SweepSpec, trainable: registry.TrainableSpec, source: str) -> None:
     """Every configured or searched name must be a hyperparameter of the trainable, of the right type."""
     _check_abilities(spec, trainable, source)
+    if spec.metric is None and trainable.metric is not None and (why := mlflow_name_problem(trainable.metric)):
+        raise SpecError(f"it declares metric {shorten(trainable.metric)}, which cannot name a metric: {why} (rename it "
+                        "where the trainable is declared)", source, "trainable")
     if trainable.plain:
         for key in ("metric", "mode"):
             if getattr(spec, key) is None:
