@@ -1,9 +1,12 @@
 """hpsearch up / down: a warm Ray that sweeps attach to, and that outlives them until down stops it."""
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -66,3 +69,89 @@ def test_sweeps_attach_to_the_warm_ray_which_outlives_them_until_down(flaky_spac
         if state_file.exists():
             hpsearch("down")
         os.environ["HPSEARCH_CACHE"] = cache
+
+
+def ray_groups(cache: Path) -> set[int]:
+    """The process groups of Ray's processes started with this cache (their log is the cache's)."""
+    groups = set()
+    for p in psutil.process_iter(["pid", "name", "cmdline"]):
+        try:
+            if p.info["name"] in ("gcs_server", "raylet") or "ray.scripts.scripts" in " ".join(p.info["cmdline"] or []):
+                pgid = os.getpgid(p.info["pid"])
+                if (Path(f"/proc/{pgid}/environ").read_bytes().find(str(cache).encode())) >= 0:
+                    groups.add(pgid)
+        except (ProcessLookupError, PermissionError, psutil.Error, OSError):
+            pass
+    return groups
+
+
+@pytest.fixture
+def own_cache(tmp_path):
+    """HPSEARCH_CACHE of the test's own, for the commands it runs; every Ray they left is stopped after."""
+    cache = tmp_path / "cache"
+    before, os.environ["HPSEARCH_CACHE"] = os.environ["HPSEARCH_CACHE"], str(cache)
+    try:
+        yield cache
+    finally:
+        hpsearch("down")
+        for pgid in ray_groups(cache):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        os.environ["HPSEARCH_CACHE"] = before
+
+
+@pytest.mark.slow
+def test_two_ups_at_once_start_one_warm_ray_and_its_log_never_follows_a_link(own_cache, tmp_path):
+    own_cache.mkdir()
+    victim = tmp_path / "victim.conf"
+    victim.write_text("a file of the user's\n")
+    (own_cache / "warm-ray.log").symlink_to(victim)
+    cmd = [sys.executable, "-m", "search.commands.cli", "up", "--cpus", "1"]
+    both = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = sorted((p.wait(timeout=200), p.stderr.read()) for p in both)
+    assert [code for code, _ in results] == [0, 2], results
+    assert "up already" in results[1][1] and results[1][1].count("error:") == 1
+    assert len(ray_groups(own_cache)) == 1
+    assert victim.read_text() == "a file of the user's\n"
+    assert not (own_cache / "warm-ray.log").is_symlink()
+    assert "is stopped" in hpsearch("down").stdout
+    assert ray_groups(own_cache) == set()
+    assert "no warm Ray was up" in hpsearch("down").stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_an_up_interrupted_as_ray_starts_leaves_nothing_down_cannot_stop(own_cache, sig):
+    cmd = [sys.executable, "-m", "search.commands.cli", "up", "--cpus", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state_file = own_cache / "warm-ray.json"
+    deadline = time.monotonic() + 120
+    while not state_file.exists() and time.monotonic() < deadline:  # Ray's processes are starting now
+        time.sleep(0.05)
+    assert state_file.exists(), proc.communicate(timeout=60)
+    proc.send_signal(sig)
+    code = proc.wait(timeout=120)
+    if sig == signal.SIGINT:
+        assert code == 130 and "interrupted: the warm Ray was not started" in proc.stderr.read()
+        assert ray_groups(own_cache) == set() and not state_file.exists()
+    else:
+        assert ray_groups(own_cache), "a SIGKILL leaves Ray starting: down must find it"
+        hpsearch("down")
+        deadline = time.monotonic() + 30
+        while ray_groups(own_cache) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ray_groups(own_cache) == set()
+
+
+@pytest.mark.parametrize("command", ["up", "down"])
+def test_up_and_down_with_a_cache_that_cannot_be_used_are_one_line(command, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from search.commands.cli import app
+
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("HPSEARCH_CACHE", str(tmp_path / "a-file"))
+    result = CliRunner().invoke(app, [command])
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith("error: HPSEARCH_CACHE: the cache folder") and "cannot be used" in lines[0]

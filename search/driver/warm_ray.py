@@ -15,13 +15,16 @@ brings the sweep's folder, its import paths and its trainables (``ray_session.tr
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Iterator
 
 from search.driver.head_watch import answers
 from search.errors import UserError
@@ -46,14 +49,27 @@ def address() -> str | None:
 
 
 def start(num_cpus: int | None = None, num_gpus: int | None = None) -> str:
-    """Start the warm Ray and return its address; refused if one is up already."""
-    if (running := address()) is not None:
-        raise UserError(f"a warm Ray is up already at {running} (hpsearch down stops it)")
+    """Start the warm Ray and return its address; refused if one is up already.
+
+    One ``up`` at a time (a lock in the cache folder): a second one waits, then finds the first one's Ray.
+    The state file names Ray's process group as soon as it is started, so ``down`` stops a Ray whose ``up``
+    was killed while it waited; an ``up`` interrupted (Ctrl-C, SIGTERM) stops what it started itself."""
+    folder = _usable_cache()
+    with _locked(folder / "warm-ray.lock"):
+        if (running := address()) is not None:
+            raise UserError(f"a warm Ray is up already at {running} (hpsearch down stops it)")
+        if (state := _read()) is not None and _alive(state["pid"]):  # an up killed as its Ray started
+            raise UserError(
+                f"a warm Ray started at {state['address']} (process group {state['pid']}) is not answering yet: "
+                "hpsearch down stops it"
+            )
+        return _start(folder, num_cpus, num_gpus)
+
+
+def _start(folder: Path, num_cpus: int | None, num_gpus: int | None) -> str:
     from search.driver import ray_patches
 
     port = free_port()
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     log = folder / "warm-ray.log"
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
     command = [
@@ -68,22 +84,28 @@ def start(num_cpus: int | None = None, num_gpus: int | None = None) -> str:
     # none: other users of the machine reach the port, not the token.
     env = {**os.environ, **ray_patches.local_env(), "RAY_AUTH_MODE": "token"}
     subprocess.run([*ray_cli, "get-auth-token", "--generate"], capture_output=True, env=env, check=True)
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not (answers(("127.0.0.1", port), timeout=0.5) and "raylet" in _names_in_group(process.pid)):
-        if process.poll() is not None or time.monotonic() > deadline:
-            _stop_group(process.pid)
-            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise UserError(f"the warm Ray did not start ({tail[0]}); its log: {log}")
-        time.sleep(0.2)
     where = f"127.0.0.1:{port}"
-    _write({"address": where, "pid": process.pid, "log": str(log)})
+    with _new_file(log) as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    _write({"address": where, "pid": process.pid, "log": str(log)})  # down finds it from now on
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while not (answers(("127.0.0.1", port), timeout=0.5) and "raylet" in _names_in_group(process.pid)):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                raise UserError(f"the warm Ray did not start ({tail[0]}); its log: {log}")
+            time.sleep(0.2)
+    except BaseException:  # it failed, or a Ctrl-C or SIGTERM came: what it started goes with it
+        _stop_group(process.pid)
+        if (_read() or {}).get("pid") == process.pid:
+            state_file().unlink(missing_ok=True)
+        raise
     return where
 
 
 def stop() -> str | None:
     """Stop the warm Ray (its whole process group); the address it had, or None if none was up."""
+    _usable_cache()
     state = _read()
     state_file().unlink(missing_ok=True)
     if state is None or not _alive(state["pid"]):
@@ -177,8 +199,44 @@ def _read() -> dict | None:
         return None
 
 
+def _usable_cache() -> Path:
+    """The cache folder, made if need be; one line where it cannot be (a file, immutable, not the user's)."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe.{os.getpid()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        probe.unlink()
+    except OSError as e:
+        raise UserError(
+            f"the cache folder {folder} cannot be used ({e.strerror or e}): the warm Ray's state lives there; "
+            "set HPSEARCH_CACHE to a folder you can write",
+            "HPSEARCH_CACHE" if os.environ.get("HPSEARCH_CACHE") else None,
+        ) from None
+    return folder
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (made, never followed as a link) for as long as the block runs."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _new_file(path: Path) -> IO[bytes]:
+    """``path`` made anew for writing: what was there goes (a link is removed, never followed), and a link
+    put there meanwhile is refused (``O_EXCL``): a link to another file never gets it overwritten."""
+    path.unlink(missing_ok=True)
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb")
+
+
 def _write(state: dict) -> None:
     path = state_file()
     partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(state))
+    with _new_file(partial) as out:
+        out.write(json.dumps(state).encode())
     os.replace(partial, path)
