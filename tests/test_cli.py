@@ -1,5 +1,7 @@
 """The CLI's cheap commands: list and train (one trial in-process, no Ray)."""
 
+import os
+
 import pytest
 from typer.testing import CliRunner
 
@@ -147,3 +149,27 @@ def test_ctrl_c_in_a_command_that_does_not_handle_it_is_one_line_and_exit_130(tm
     result = CliRunner().invoke(app, ["sweeps", "--store", str(tmp_path)])
     assert result.exit_code == 130
     assert result.stderr.strip() == "interrupted: hpsearch sweeps stopped before it finished"
+
+
+@pytest.mark.parametrize("where", ["a file", "below a file", "an immutable folder"])
+def test_export_to_a_path_that_cannot_take_a_model_is_one_line_and_writes_nothing(where, tmp_path):
+    """A rich traceback before; the path is judged before the store is opened or the checkpoint read."""
+    import subprocess
+
+    (tmp_path / "afile").write_text("the user's\n")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    target = {"a file": "afile", "below a file": "afile/sub", "an immutable folder": "locked/out"}[where]
+    if where == "an immutable folder":
+        if os.getuid() != 0 or subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode:
+            locked.chmod(0o500)
+    try:
+        result = CliRunner().invoke(app, ["export", "any", str(tmp_path / target), "--store", str(tmp_path / "s")])
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], capture_output=True)
+        locked.chmod(0o700)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith("error: DIR: ") and target in lines[0]
+    assert (tmp_path / "afile").read_text() == "the user's\n" and list(locked.iterdir()) == []
+    assert not (tmp_path / "s").exists()

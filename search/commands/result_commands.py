@@ -149,9 +149,12 @@ def export(
     """Write the best trial's model where it loads without hpsearch: model.pt (+ save_pretrained for text)."""
     from pathlib import Path
 
+    from search.errors import SpecError
     from search.readback.results import best as best_of
-    from search.readback.results import load_checkpoint, write_model
+    from search.readback.results import export_folder_problem, load_checkpoint, write_model
 
+    if why := export_folder_problem(Path(folder)):
+        raise SpecError(f"{folder} {why}: name a folder to write the model into", "DIR")
     s = open_store(store, storage, tracking_uri)
     result = best_of(s, sweep, trial)
     checkpoint = load_checkpoint(s, result)
@@ -165,7 +168,10 @@ def export(
         "step": result.checkpoint_step,
         "metrics": result.checkpoint_metrics,
     }
-    files = write_model(result.trainable, checkpoint, result.config, Path(folder), about)
+    try:
+        files = write_model(result.trainable, checkpoint, result.config, Path(folder), about)
+    except OSError as e:  # what no check could see beforehand: an immutable folder, a full disk
+        raise SpecError(f"{folder}: the model could not be written ({e.strerror or e})", "DIR") from None
     at = f", weights of step {result.checkpoint_step}" if result.checkpoint_step is not None else ""
     out.print(f"trial {result.trial} of {sweep} ({result.metric} = {result.value:.6g}{at}):", highlight=False)
     for path in files:

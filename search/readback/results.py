@@ -9,6 +9,8 @@ run logged; ``export`` writes it in a form that loads without hpsearch.
 
 from __future__ import annotations
 
+import os
+
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -163,6 +165,19 @@ def load_checkpoint(store: Store, b: Best) -> dict[str, Any]:
         import torch  # here, not at the top: best, compare and the rest of this module need no torch
 
         return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def export_folder_problem(out: Path) -> str | None:
+    """Why ``out`` cannot take an export (a file, below a file, a folder that cannot be written), or None;
+    read before the checkpoint is loaded, so a bad path costs nothing and writes nothing."""
+    if out.exists() and not out.is_dir():
+        return "is a file, not a folder"
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"is below {existing}, a file"
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot be written ({existing} is not writable)"
+    return None
 
 
 def write_model(
