@@ -139,6 +139,8 @@ INTERRUPT_POINTS: list[tuple[str, int, Callable[[Snapshot], bool] | float]] = [
     ("SIGTERM with 1 trial finished", signal.SIGTERM, KILL_POINTS[2][2]),
     # not a signal to the driver: its MLflow writer process killed; the driver must stop in one line (exit 1)
     (WRITER := "the MLflow writer killed at the first report", signal.SIGKILL, KILL_POINTS[1][2]),
+    # the same as the sweep is set up: the study exists, no parent run yet
+    (EARLY_WRITER := "the MLflow writer killed at set-up, as the study appears", signal.SIGKILL, lambda s: True),
     # Ray's head (its GCS server) killed: the driver must stop in one line (exit 1), the stores left for resume
     (GCS := "Ray's GCS killed at the first report", signal.SIGKILL, KILL_POINTS[1][2]),
     # SIGSTOP of the driver at the first report, SIGCONT STOP_FOR_S later: the sweep must finish by itself
@@ -147,6 +149,7 @@ INTERRUPT_POINTS: list[tuple[str, int, Callable[[Snapshot], bool] | float]] = [
 # A process of the sweep killed, not the driver: what its command line holds, and the driver's one line
 CHILD_KILLS = {
     WRITER: ("search.stores.mlflow_writer", "error: the MLflow writer process ended"),
+    EARLY_WRITER: ("search.stores.mlflow_writer", "error: the MLflow writer process ended"),
     GCS: ("gcs_server", "error: Ray's head"),
 }
 QUICK = {

@@ -533,3 +533,52 @@ def test_rays_head_killed_mid_sweep_stops_the_driver_in_one_line_and_resume_fini
     assert "Ray's head died" in error and "hpsearch resume headless" in error
     assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "raylet" in p.name()]
     resume_finishes(store, "headless", trials=3)
+
+
+@pytest.mark.slow
+def test_a_writer_killed_as_the_store_is_made_stops_the_sweep_in_one_line_and_a_rerun_finishes_it(flaky_space, tmp_path):
+    """A WriterError traceback before: the writer died during the sweep's set-up, before the head watch."""
+    import psutil
+
+    store = Store.at(tmp_path / "store")
+    space = flaky_space("early-writer", {"steps": 3, "sleep": 0.05}, trials=2)
+    proc = start_driver(space, store)
+    try:
+        assert wait_for(lambda: (store.root / "mlflow.db").exists(), timeout=150), driver_log(space)
+        writers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                   if "search.stores.mlflow_writer" in " ".join(p.cmdline())]  # fmt: skip
+        assert len(writers) == 1
+        writers[0].kill()
+        proc.wait(timeout=120)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+    error = one_error_line(proc.returncode, driver_log(space))
+    assert "the MLflow writer process ended" in error  # as the sweep was set up, or as its loop began
+    follow = ["resume", "early-writer"] if "hpsearch resume early-writer" in error else ["run", str(space)]
+    assert follow[0] == "run" or "as the sweep was set up" not in error
+    done = hpsearch(*follow, "--store", str(store.root))
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = optuna.load_study(study_name="early-writer", storage=store.optuna_url)
+    assert TrialState.RUNNING not in {t.state for t in study.trials}
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 2
+    client = MlflowClient(store.mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name("early-writer").experiment_id])
+    assert "RUNNING" not in {r.info.status for r in runs}
+
+
+@pytest.mark.slow
+def test_a_writer_dead_before_the_store_is_opened_is_one_line_that_says_to_run_again(
+    ray_local, flaky_space, tmp_path, quiet_console
+):
+    from search.driver import plan, runner
+    from search.errors import WriterLostError
+    from search.stores.mlflow_writer import MlflowWriter
+
+    writer = MlflowWriter()
+    writer._proc.kill()
+    writer._proc.wait()
+    store = Store.at(tmp_path / "store")
+    sweep = plan.prepare(str(flaky_space("dead-writer", {"steps": 2}, trials=1)))
+    with pytest.raises(WriterLostError, match=r"ended \(exit -9\) as the sweep was set up, .*: run it again") as e:
+        runner.run(sweep, store, console=quiet_console, writer=writer)
+    assert e.value.exit_code == 1

@@ -57,7 +57,7 @@ from search.space.definition import (
 from search.space.spec import SweepSpec
 from search.stores.driver_lock import sole_driver
 from search.stores.infra import check_reachable
-from search.stores.mlflow_writer import MlflowWriter
+from search.stores.mlflow_writer import MlflowWriter, WriterError
 from search.stores.store import Store, out_of_space
 from trainables.registry import TrainableSpec
 
@@ -321,16 +321,21 @@ def _run_on_ray(
             with sole_driver(store, sweep.spec.name), closing(writer):  # every run written before the lock goes
                 return _drive(sweep, store, storage, new, console, callbacks, parent_run_id, writer, held)
     except Exception as e:
+        if isinstance(e, WriterError) and writer.dead is not None:  # died as the sweep was set up (a kill, OOM)
+            then = _how_to_go_on(store, sweep.spec.name)
+            raise WriterLostError(f"{writer.dead} as the sweep was set up, so it stopped before any trial: {then}") from None
         # A full disk fails every write that follows (closing trials included): stop with one line.
         if isinstance(e, UserError) or not out_of_space(e):
             raise
-        then = (
-            f"`hpsearch resume {sweep.spec.name}` finishes it" if _resumable(store, sweep.spec.name) else "run it again"
-        )
+        then = _how_to_go_on(store, sweep.spec.name)
         raise StoreFullError(
             f"no space left on the disk of the store ({store.describe()}): the sweep stopped, and what "
             f"finished is kept; free some space, then {then}"
         ) from e
+
+
+def _how_to_go_on(store: Store, name: str) -> str:
+    return f"`hpsearch resume {name}` finishes it" if _resumable(store, name) else "run it again"
 
 
 def _resumable(store: Store, name: str) -> bool:
