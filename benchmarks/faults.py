@@ -18,7 +18,8 @@ until the driver stops, then space freed: the store is on a small tmpfs, so this
 
 An interrupt must also end the driver by itself, with exit 130 (Ctrl-C) or 143 (SIGTERM), one
 ``interrupted:`` line and no traceback (column ``clean``); its stopped trials are FAIL in the study with
-``stopped: interrupted`` and KILLED in MLflow, which the audit counts as agreeing.
+``stopped: interrupted`` (or ``Ray's head lost``, closed by the driver as its Ray went away) and KILLED in
+MLflow, which the audit counts as agreeing.
 """
 
 from __future__ import annotations
@@ -143,6 +144,8 @@ INTERRUPT_POINTS: list[tuple[str, int, Callable[[Snapshot], bool] | float]] = [
     (EARLY_WRITER := "the MLflow writer killed at set-up, as the study appears", signal.SIGKILL, lambda s: True),
     # Ray's head (its GCS server) killed: the driver must stop in one line (exit 1), the stores left for resume
     (GCS := "Ray's GCS killed at the first report", signal.SIGKILL, KILL_POINTS[1][2]),
+    # the sweep on a warm Ray (hpsearch up), which `hpsearch down` stops: one line within seconds (exit 1)
+    (WARM := "the warm Ray stopped by hpsearch down at the first report", signal.SIGKILL, KILL_POINTS[1][2]),
     # SIGSTOP of the driver at the first report, SIGCONT STOP_FOR_S later: the sweep must finish by itself
     (STOPPED := "the driver stopped (SIGSTOP) at the first report, then continued", signal.SIGSTOP, KILL_POINTS[1][2]),
 ]
@@ -151,6 +154,7 @@ CHILD_KILLS = {
     WRITER: ("search.stores.mlflow_writer", "error: the MLflow writer process ended"),
     EARLY_WRITER: ("search.stores.mlflow_writer", "error: the MLflow writer process ended"),
     GCS: ("gcs_server", "error: Ray's head"),
+    WARM: ("", "error: Ray's head died mid-sweep (the warm Ray at"),
 }
 QUICK = {
     "first report",
@@ -191,6 +195,9 @@ def campaign_point(
     path.write_text(yaml.safe_dump(spec))
     env = {**os.environ, "HPSEARCH_TRAINABLES": str(ROOT / "tests" / "plugins" / "flaky.py")}
     cmd = [sys.executable, "-m", "search.commands.cli"]
+    if name == WARM:  # a warm Ray of the point's own
+        env["HPSEARCH_CACHE"] = str(work / "cache")
+        subprocess.run([*cmd, "up", "--cpus", "2"], env=env, cwd=ROOT, capture_output=True, check=True)
     output = work / "driver.log"
     with output.open("wb") as log:
         proc = subprocess.Popen(
@@ -215,6 +222,8 @@ def campaign_point(
             os.kill(proc.pid, signal.SIGSTOP)
             time.sleep(STOP_FOR_S)
             os.kill(proc.pid, signal.SIGCONT)
+        elif name == WARM:
+            subprocess.run([*cmd, "down"], env=env, cwd=ROOT, capture_output=True)
         elif name in CHILD_KILLS:
             import psutil
 
@@ -289,7 +298,7 @@ def campaign_point(
     parents = {t.user_attrs.get("mlflow_parent_run_id") for t in after.trials}
     ours = [r for r in children(after) if r.data.tags.get("mlflow.parentRunId") in parents]
     keys = collections.Counter((r.data.tags.get("optuna.trial_number"), r.data.tags.get("repeat")) for r in ours)
-    stopped = {str(t.number) for t in after.trials if t.user_attrs.get("stopped") == "interrupted"}
+    stopped = {str(t.number) for t in after.trials if t.user_attrs.get("stopped") in ("interrupted", "Ray's head lost")}
     rerun = sum(1 for t in after.trials if "rerun_of" in t.user_attrs)
     disagree = sum(
         1
@@ -318,6 +327,50 @@ def campaign_point(
     }
 
 
+UP = "`hpsearch up` interrupted (Ctrl-C) as its Ray starts"
+
+
+def up_interrupted(work: Path) -> dict:
+    """Not a sweep: `hpsearch up` gets Ctrl-C once its state file names Ray's process group; it must end in one
+    line (exit 130) with none of Ray's processes left, and a later `up` and `down` must work."""
+    import psutil
+
+    env = {**os.environ, "HPSEARCH_CACHE": str(work / "cache")}
+    cmd = [sys.executable, "-m", "search.commands.cli"]
+    proc = subprocess.Popen([*cmd, "up", "--cpus", "1"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (work / "cache" / "warm-ray.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    hit = proc.poll() is None
+    os.killpg(proc.pid, signal.SIGINT)
+    rc = proc.wait(timeout=120)
+    text = proc.stdout.read()
+
+    def left() -> int:
+        found = 0
+        for p in psutil.process_iter(["pid", "name"]):
+            try:
+                if p.info["name"] in ("gcs_server", "raylet") and str(work / "cache") in open(
+                    f"/proc/{p.info['pid']}/environ", errors="replace"
+                ).read():
+                    found += 1
+            except OSError:
+                pass
+        return found
+
+    running = left()
+    again = subprocess.run([*cmd, "up", "--cpus", "1"], env=env, cwd=ROOT, capture_output=True)
+    down = subprocess.run([*cmd, "down"], env=env, cwd=ROOT, capture_output=True, text=True)
+    one_line = text.count("interrupted:") == 1 and "Traceback" not in text
+    return {
+        "fault point": UP, "hit": "yes" if hit else "no (up ended first)",
+        "clean": "yes" if rc == 130 and one_line else f"no (exit {rc})", "run rc": rc, "then": "up, down",
+        "resume rc": max(again.returncode, down.returncode), "lost": 0, "running": running + left(),
+        "duplicates": 0, "disagree": 0, "short": 0 if "is stopped" in down.stdout else 1, "rerun": 0,
+    }  # fmt: skip
+
+
 def mount_small_disk(folder: Path) -> bool:
     return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(folder)]).returncode == 0
 
@@ -330,6 +383,7 @@ def main() -> None:
     rows = []
     points = [(name, overrides, predicate, None) for name, overrides, predicate in KILL_POINTS]
     points += [(name, {}, predicate, sig) for name, sig, predicate in INTERRUPT_POINTS]
+    points += [(UP, {}, None, None)]
     for name, overrides, predicate, sig in points:
         if (args.quick and name not in QUICK) or (args.only and args.only not in name):
             continue
@@ -339,7 +393,7 @@ def main() -> None:
                 print(f"{name}: skipped (mounting a small tmpfs needs root)", flush=True)
                 continue
             try:
-                row = campaign_point(Path(tmp), name, overrides, predicate, sig)
+                row = up_interrupted(Path(tmp)) if name == UP else campaign_point(Path(tmp), name, overrides, predicate, sig)
             finally:
                 if name == DISK_FULL:
                     subprocess.run(["umount", "-l", tmp])

@@ -70,6 +70,7 @@ RUN_ID_ATTR = "mlflow_run_id"  # its MLflow run; with repeats one per seed: mlfl
 PARENT_ATTR = "mlflow_parent_run_id"  # the parent run of the `hpsearch run` that asked it
 RAY_TRIAL_ATTR = "ray_trial_id"
 STOPPED_ATTR = "stopped"  # why it ended early: interrupted, driver lost, sweep budget, trial budget, ...
+HEAD_LOST = "Ray's head lost"  # (a STOPPED_ATTR) the sweep's Ray went away under it: run again on resume
 FAIL_REASON_ATTR = "fail_reason"
 REASON_ATTR = "reason"  # why a trial that did not fail ended as it did (pruned, ...)
 RERUN_OF_ATTR = "rerun_of"  # resume ran this trial's configuration again as this one

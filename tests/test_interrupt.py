@@ -531,8 +531,19 @@ def test_rays_head_killed_mid_sweep_stops_the_driver_in_one_line_and_resume_fini
     )
     error = one_error_line(code, output)
     assert "Ray's head died" in error and "hpsearch resume headless" in error
+    assert "the Ray head this sweep started" in error and "closed (FAIL, stopped: Ray's head lost)" in error
     assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "raylet" in p.name()]
+    nothing_running(store, "headless")  # the driver closed what was open before it ended
     resume_finishes(store, "headless", trials=3)
+
+
+def nothing_running(store: Store, name: str) -> None:
+    study = optuna.load_study(study_name=name, storage=store.optuna_url)
+    assert TrialState.RUNNING not in {t.state for t in study.trials}
+    assert any(t.user_attrs.get("stopped") == "Ray's head lost" for t in study.trials)
+    client = MlflowClient(store.mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    assert "RUNNING" not in {r.info.status for r in runs}, [(r.info.run_name, r.info.status) for r in runs]
 
 
 @pytest.mark.slow
@@ -582,3 +593,28 @@ def test_a_writer_dead_before_the_store_is_opened_is_one_line_that_says_to_run_a
     with pytest.raises(WriterLostError, match=r"ended \(exit -9\) as the sweep was set up, .*: run it again") as e:
         runner.run(sweep, store, console=quiet_console, writer=writer)
     assert e.value.exit_code == 1
+
+
+@pytest.mark.slow
+def test_the_warm_ray_stopped_mid_sweep_closes_the_sweep_in_seconds_and_says_down_did_it(flaky_space, tmp_path):
+    """It waited 45 s (a cluster's patience), left the trials and runs RUNNING, and called the local warm Ray
+    the Ray cluster's head."""
+    before, os.environ["HPSEARCH_CACHE"] = os.environ["HPSEARCH_CACHE"], str(tmp_path / "cache")
+    try:
+        assert hpsearch("up", "--cpus", "2").returncode == 0
+        store = Store.at(tmp_path / "store")
+        space = flaky_space("warm-lost", {"steps": 200, "sleep": 0.1}, trials=3, concurrency=2)
+        proc = start_driver(space, store)
+        try:
+            assert wait_for(lambda: running_trials(store, "warm-lost") >= 1, timeout=150), driver_log(space)
+            assert hpsearch("down").returncode == 0
+            proc.wait(timeout=40)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+        error = one_error_line(proc.returncode, driver_log(space))
+        assert "the warm Ray at 127.0.0.1:" in error and "which hpsearch down stopped" in error, error
+        assert "not answering for 2 s" in error and "cluster" not in error
+        nothing_running(store, "warm-lost")
+    finally:
+        hpsearch("down")
+        os.environ["HPSEARCH_CACHE"] = before

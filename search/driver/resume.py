@@ -10,7 +10,7 @@ rest of the sweep under the same parent run:
 2. what the dead driver left RUNNING is closed (``reconcile``): study trials FAIL, each MLflow run the
    way its study trial ended; nothing that finished is touched or run again;
 3. the parameters of the trials it did not finish, lost with the driver or stopped by Ctrl-C / SIGTERM
-   (FAIL, ``stopped: driver lost | interrupted``), are enqueued, so they run again first, each as a new
+   (FAIL, ``stopped: driver lost | interrupted | Ray's head lost``), are enqueued, so they run again first, each as a new
    trial with its own MLflow run and user attribute ``rerun_of`` (a trial already run again is not run a
    third time); a trial the driver lost while its parameters were being sampled never ran, and is only
    closed; then the sweep goes on until its trial count is reached.
@@ -25,7 +25,7 @@ from rich.console import Console
 from search.driver import plan, runner
 from search.driver.summary import SweepOutcome
 from search.errors import SweepError
-from search.names import PARENT_ATTR, RERUN_OF_ATTR, STOPPED_ATTR, TRIAL_NUMBER_TAG
+from search.names import HEAD_LOST, PARENT_ATTR, RERUN_OF_ATTR, STOPPED_ATTR, TRIAL_NUMBER_TAG
 from search.readback.sweeps import latest_parent_run, load_study, recorded_space, require_sweeps
 from search.space import conditions
 from search.space.loading import validate
@@ -91,7 +91,7 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
     return runner.run(sweep, store, address=address, console=console, parent_run_id=parent.info.run_id)
 
 
-RERUN = (LOST, "interrupted")  # why a trial did not finish, when it is to run again
+RERUN = (LOST, "interrupted", HEAD_LOST)  # why a trial did not finish, when it is to run again
 
 
 def unfinished(study, of_this_run: set[int], space: dict[str, Param]) -> list:

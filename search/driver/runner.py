@@ -48,7 +48,7 @@ from search.errors import (
     UserError,
     WriterLostError,
 )
-from search.names import PARENT_ATTR
+from search.names import PARENT_ATTR, STOPPED_TAG
 from search.readback.sweeps import latest_parent_run
 from search.space import samplers
 from search.space.definition import (
@@ -375,7 +375,7 @@ def _drive(
     started = time.monotonic()
     try:
         if not held:
-            with sigterm_stops_tune(signals), HeadWatch(spec.name):
+            with sigterm_stops_tune(signals), HeadWatch(spec.name, on_lost=closer(bridge, mlflow_cb, tracking)):
                 tuner.fit()
     except KeyboardInterrupt:  # out of Ray Tune's loop (a second Ctrl-C is held, listed): closed below all the same
         status = "KILLED"
@@ -402,6 +402,21 @@ def _drive(
             f"the study holds every trial, their MLflow runs lack what was refused"
         )
     return outcome
+
+
+def closer(bridge: OptunaBridge, mlflow_cb: MlflowTrialCallback, tracking: Tracking) -> Callable[[str], None]:
+    """What a sweep whose Ray went away holds open, closed as an interrupt closes it (``HeadWatch``'s
+    ``on_lost``): its running trials FAIL with the reason (``hpsearch resume`` runs them again), their runs
+    and the parent run KILLED. The stores still answer; only Ray does not."""
+
+    def close(reason: str) -> None:
+        bridge.finish_open(reason, as_pruned=False)
+        mlflow_cb.finish_open(reason)
+        mlflow_cb.writes.flush_all()
+        mlflow_cb.written()
+        tracking.end_parent("KILLED", {}, {STOPPED_TAG: reason})
+
+    return close
 
 
 def _end(

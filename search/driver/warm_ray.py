@@ -191,6 +191,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def recorded() -> dict | None:
+    """What ``hpsearch up`` recorded of the warm Ray (its address, process group, log), whether it lives."""
+    return _read()
+
+
 def _read() -> dict | None:
     try:
         state = json.loads(state_file().read_text())
