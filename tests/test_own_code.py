@@ -251,3 +251,20 @@ def test_torch_is_imported_in_a_trial_only_when_its_trainable_asks_for_the_devic
     assert done.returncode == 0, done.stderr[-3000:]
     (trial,) = optuna.load_study(study_name="lazy", storage=Store.at("store").optuna_url).trials
     assert trial.intermediate_values == {1: 0.0, 2: 1.0, 3: 1.0}
+
+
+def test_a_trainable_that_writes_bytes_to_stdout_runs_under_run_as_under_train(ray_local, user_dir, quiet_console):
+    """Every trial failed under run ('Tee' object has no attribute 'buffer') and worked under train."""
+    (user_dir / "raw.py").write_text(
+        "import sys\n\ndef train(config):\n    sys.stdout.buffer.write(b'raw bytes \\xc3\\xa9\\n')\n"
+        "    sys.stdout.buffer.flush()\n    sys.stderr.buffer.write(b'to stderr\\n')\n    return {'score': config['x']}\n"
+    )
+    space = {"name": "raw", "trainable": "./raw.py:train", "metric": "score", "mode": "max",
+             "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}, "trials": 2}  # fmt: skip
+    (user_dir / "raw.yaml").write_text(yaml.safe_dump(space))
+    assert run_cli("train", "raw.yaml").exit_code == 0
+    store = Store.at(user_dir / "store")
+    outcome = runner.run(plan.prepare("raw.yaml"), store, console=quiet_console)
+    assert outcome.counts["complete"] == 2 and not outcome.failures, outcome.failures
+    logs = sorted((store.root / "ray").glob("raw-*/trial-*/stdout.txt"))
+    assert len(logs) == 2 and all("raw bytes é" in p.read_text() for p in logs)

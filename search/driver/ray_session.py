@@ -15,7 +15,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import ray
 from ray import tune
@@ -162,6 +163,56 @@ class RayGroupSession(_DeviceOnDemand):
         return None
 
 
+class _BytesTo:
+    """A text stream's ``buffer``: bytes written here go to the text stream, decoded as it encodes them."""
+
+    def __init__(self, text: Any) -> None:
+        self.text = text
+
+    def write(self, data: bytes) -> int:
+        self.text.write(bytes(data).decode(getattr(self.text, "encoding", None) or "utf-8", errors="replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        self.text.flush()
+
+
+class _WithBuffer:
+    """A trial's stdout or stderr (Ray Tune's ``Tee`` of the terminal and the trial's log file), with the
+    ``buffer`` a text stream has: a trainable that writes bytes (``sys.stdout.buffer.write``) works under
+    ``run`` as it does under ``train``, its bytes landing in the same log."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.buffer = _BytesTo(stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def write(self, text: str) -> int:
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextmanager
+def binary_streams() -> Iterator[None]:
+    """``sys.stdout`` and ``sys.stderr`` with a ``buffer`` while the trainable runs, where they lack one."""
+    saved = sys.stdout, sys.stderr
+    if not hasattr(sys.stdout, "buffer"):
+        sys.stdout = _WithBuffer(sys.stdout)
+    if not hasattr(sys.stderr, "buffer"):
+        sys.stderr = _WithBuffer(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
 def trial_function(
     trainable_name: str,
     metric: str,
@@ -201,12 +252,13 @@ def trial_function(
             return CheckpointKeeper(metric, mode, value_rule)
 
         try:
-            if MEMBERS_KEY in config:  # a fused group: several configurations trained as one
-                session = RayGroupSession(device, board, keeper)
-                registry.get(trainable_name).run_group(config[MEMBERS_KEY], session)
-                return
-            session = RaySession(device, budget_s, report_interval_s, keeper())
-            registry.get(trainable_name).run(config, session, metric)
+            with binary_streams():
+                if MEMBERS_KEY in config:  # a fused group: several configurations trained as one
+                    session = RayGroupSession(device, board, keeper)
+                    registry.get(trainable_name).run_group(config[MEMBERS_KEY], session)
+                    return
+                session = RaySession(device, budget_s, report_interval_s, keeper())
+                registry.get(trainable_name).run(config, session, metric)
         finally:  # the driver copies the trial's stdout/stderr files when it ends: they must be complete
             sys.stdout.flush()
             sys.stderr.flush()
