@@ -58,6 +58,38 @@ def test_a_first_checkpoint_is_kept_without_its_metric_and_nan_never_replaces_a_
     assert keeper.wants(5, {"m": 0.6}) and keeper.kept_step == 5
 
 
+@pytest.mark.parametrize("first", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_first_step_is_kept_only_until_a_real_score_comes(first):
+    """A NaN or inf kept first and never beaten made the export step 1's weights."""
+    keeper = CheckpointKeeper("m", "max", "best")
+    assert kept_steps(keeper, [first, 0.5, 0.4, 0.7]) == [1, 2, 4] and keeper.kept_step == 4 and keeper.kept == 0.7
+
+
+def test_min_mode_keeps_the_first_of_tied_steps_as_the_value_does():
+    keeper = CheckpointKeeper("m", "min", "best")
+    assert kept_steps(keeper, [0.5, 0.3, 0.4, 0.3]) == [1, 2] and keeper.kept_step == 2
+
+
+@pytest.mark.parametrize("last", [float("nan"), float("inf")])
+def test_last_rule_keeps_the_last_finite_steps_checkpoint_as_the_value_is(last):
+    """``value: last`` with a NaN last report: the value is step 2's, and so are the weights kept."""
+    keeper = CheckpointKeeper("m", "max", "last")
+    assert kept_steps(keeper, [0.9, 0.1, last]) == [1, 2] and keeper.kept_step == 2
+
+
+def test_a_trade_off_sweeps_trials_keep_the_last_checkpoint_not_the_best_by_its_first_metric(write_space):
+    from search.space.loading import validate
+
+    spec = validate(
+        {"name": "t", "trainable": "flaky", "metric": ["score", "cost"], "mode": ["max", "min"],
+         "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}},  # fmt: skip
+        "t.yaml",
+    )
+    assert spec.value_rule == "last"
+    keeper = CheckpointKeeper("m", "max", spec.value_rule)  # its first metric, as the worker is given it
+    assert kept_steps(keeper, [0.9, 0.1, 0.5]) == [1, 2, 3]
+
+
 def test_a_checkpoint_function_is_called_only_when_it_is_kept():
     made = []
     session = LocalSession(keeper=CheckpointKeeper("m", "max", "best"))
@@ -111,6 +143,15 @@ def test_value_last_is_the_last_report(study):
     trial = drive(study, "last", [0.3, 0.8, 0.5, 0.6], kept_at={1, 2, 3, 4})
     assert trial.value == 0.6 and trial.user_attrs["value_step"] == 4
     assert trial.user_attrs["checkpoint_step"] == 4 and weights_notice(trial, ["m"]) is None
+
+
+def test_value_last_with_a_nan_last_report_is_the_last_finite_steps_with_its_weights(study):
+    keeper = CheckpointKeeper("m", "max", "last")
+    reports = [0.3, 0.8, float("nan")]
+    kept = {step for step, v in enumerate(reports, 1) if keeper.wants(step, {"m": v})}
+    trial = drive(study, "last", reports, kept_at=kept)
+    assert trial.value == 0.8 and trial.user_attrs["value_step"] == 2
+    assert trial.user_attrs["checkpoint_step"] == 2 and weights_notice(trial, ["m"]) is None
 
 
 def test_a_checkpoint_from_another_step_is_said_in_one_line(study):

@@ -23,10 +23,12 @@ class CheckpointKeeper:
     """Which checkpoint a trial keeps: the one whose step gave the trial's value.
 
     ``value: best`` (one objective's default): a checkpoint is kept when the metric at its step beats every
-    kept one's, the way the trial's value is its best step (ties keep the first, as the value does); the
-    first checkpoint is kept whatever its metric, so a trial never ends with none. ``value: last`` (a
-    trade-off's rule): every checkpoint replaces the one before, since the value is the last report's.
-    As Ray's ``CheckpointConfig(checkpoint_score_attribute=...)`` and Keras' ``save_best_only`` do.
+    kept one's, the way the trial's value is its best step (ties keep the first, as the value does). ``value:
+    last`` (a trade-off's rule): every checkpoint whose metric is a number replaces the one before, since the
+    value is the last finite report's (a NaN step's weights are not what scored it). Either way the first
+    checkpoint is kept whatever its metric, so a trial never ends with none, and the first finite one
+    replaces a NaN or infinite one. As Ray's ``CheckpointConfig(checkpoint_score_attribute=...)`` and Keras'
+    ``save_best_only`` do.
     """
 
     def __init__(self, metric: str | None, mode: str | None, rule: str = "best") -> None:
@@ -39,8 +41,8 @@ class CheckpointKeeper:
         value = metrics.get(self.metric) if self.metric else None
         finite = isinstance(value, (int, float)) and math.isfinite(value)
         better = (
-            self.rule == "last"
-            or self.kept_step is None
+            self.kept_step is None
+            or (finite and self.rule == "last")
             or (finite and (self.kept is None or (value > self.kept if self.mode == "max" else value < self.kept)))
         )
         if better:
