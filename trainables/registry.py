@@ -30,9 +30,10 @@ from trainables.session import Session
 
 
 class Hyperparameters(BaseModel):
-    """Base of every trainable's hyperparameters: unknown names are an error, not silently dropped."""
+    """Base of every trainable's hyperparameters: unknown names are an error, not silently dropped, and so is
+    a NaN or infinite number (``warmup_epochs: .inf``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     seed: int = 0
 

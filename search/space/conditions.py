@@ -147,6 +147,16 @@ def requires(space: dict[str, Param], name: str) -> dict[str, Any]:
     return out
 
 
+def each_requirement(space: dict[str, Param], name: str) -> list[dict[str, Any]]:
+    """``requires``, then each other value of each of ``name``'s conditions in its turn (the rest at their
+    first): ``step_size`` under ``when: {lr_schedule: [step, cosine]}`` is checked with cosine too."""
+    first = requires(space, name)
+    out = [first]
+    for parent, values in (space[name].when or {}).items():
+        out += [first | requires(space, parent) | {parent: value} for value in values[1:]]
+    return out
+
+
 def complete(space: dict[str, Param], point: dict[str, Any], fill: dict[str, Any]) -> dict[str, Any]:
     """``point`` made a whole point of the space: inactive parameters dropped, newly active ones set from
     ``fill``; in sampling order."""

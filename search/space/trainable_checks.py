@@ -8,6 +8,7 @@ declaration (``trainables/registry.py``); a problem is one ``SpecError`` naming 
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,9 +92,9 @@ def _check_names_and_values(spec: SweepSpec, trainable: registry.TrainableSpec, 
                 )
     # One representative trial: catches wrong types and out-of-range values in config and space bounds.
     for name, param in spec.space.items():
-        for value in _extremes(param):
-            try:  # a branch's parameter with its branch chosen
-                trainable.params.model_validate({**spec.config, **conditions.requires(spec.space, name), name: value})
+        for value, required in itertools.product(_extremes(param), conditions.each_requirement(spec.space, name)):
+            try:  # a branch's parameter with each value of its branch that sets it
+                trainable.params.model_validate({**spec.config, **required, name: value})
             except ValidationError as e:
                 err = e.errors()[0]
                 key = ".".join(map(str, err["loc"])) or name

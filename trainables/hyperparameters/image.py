@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from trainables.hyperparameters.optim import LrScheduleParams
+from trainables.hyperparameters.optim import LrScheduleParams, check_knobs
 from trainables.registry import LOCAL_PATH, Hyperparameters, declare
 
 AUGMENT_PRESETS = ("none", "basic", "extra", "glyph")  # trainables/augment.py
@@ -111,6 +111,7 @@ class ImageParams(Hyperparameters, LrScheduleParams):
     @model_validator(mode="after")
     def _model_takes_its_options(self) -> "ImageParams":
         check_options(self.model, self.arch_options())
+        check_knobs(self, "optimizer", {"sgd": ("momentum",)})  # adam takes none: a momentum would be ignored
         return self
 
     def arch_options(self) -> dict:

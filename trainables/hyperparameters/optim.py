@@ -18,7 +18,7 @@ SCHEDULE_KNOBS = {"step": ("step_size", "gamma"), "cosine": ("warmup_epochs",), 
 OPTIMIZER_KNOBS = {"sgd": ("momentum",), "adamw": ("beta1", "beta2")}
 
 
-def _check_knobs(p: BaseModel, choice_field: str, knobs: dict[str, tuple[str, ...]]) -> None:
+def check_knobs(p: BaseModel, choice_field: str, knobs: dict[str, tuple[str, ...]]) -> None:
     choice = getattr(p, choice_field)
     for other, names in knobs.items():
         for name in names:
@@ -35,7 +35,7 @@ class LrScheduleParams(BaseModel):
 
     @model_validator(mode="after")
     def _knobs_of_their_schedule(self) -> "LrScheduleParams":
-        _check_knobs(self, "lr_schedule", SCHEDULE_KNOBS)
+        check_knobs(self, "lr_schedule", SCHEDULE_KNOBS)
         return self
 
 
@@ -47,5 +47,5 @@ class OptimizerParams(BaseModel):
 
     @model_validator(mode="after")
     def _knobs_of_their_optimizer(self) -> "OptimizerParams":
-        _check_knobs(self, "optimizer", OPTIMIZER_KNOBS)
+        check_knobs(self, "optimizer", OPTIMIZER_KNOBS)
         return self
