@@ -111,3 +111,31 @@ def test_a_grid_trade_off_with_repeats_enumerates_the_tree(ray_local, write_spac
     front = {(t.params["optimizer"], t.params["model"]) for t in study.best_trials}
     assert ("adam", "alexnet") in front  # fewest keys
     assert any(m == "resnet" for _, m in front)  # best score
+
+
+def test_a_branch_mappings_keys_reordered_are_the_same_search_and_a_new_choice_is_refused_up_front(
+    ray_local, write_space, tmp_path, quiet_console
+):
+    """Reordered keys were refused as another search; --accept-change of a new choice was recorded, then the
+    sweep stopped at its first sample and each resume added a FAIL trial."""
+    store = Store.at(tmp_path / "store")
+    raw = {"name": "reorder", "trainable": BRANCHY, "metric": "score", "mode": "max", "config": {"steps": 1},
+           "space": SPACE, "sampler": {"name": "random", "seed": 3}, "trials": 3}  # fmt: skip
+    runner.run(plan.prepare(str(write_space(raw))), store, console=quiet_console)
+
+    reordered = {**SPACE, "model": {"type": "categorical", "choices": dict(reversed(SPACE["model"]["choices"].items()))}}
+    again = runner.run(plan.prepare(str(write_space({**raw, "space": reordered}))), store, console=quiet_console)
+    assert again.counts["complete"] == 3
+    study = optuna.load_study(study_name="reorder", storage=store.optuna_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    assert "definition_changes" not in study.user_attrs
+
+    widened = {**SPACE, "optimizer": {"type": "categorical", "choices": ["adam", "sgd", "rmsprop"]}}
+    result = CliRunner().invoke(
+        app, ["run", str(write_space({**raw, "space": widened})), "--store", str(store.root), "--accept-change"]
+    )
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "space.optimizer: --accept-change cannot go on in study 'reorder'" in lines[0] and "--new" in lines[0]
+    study = optuna.load_study(study_name="reorder", storage=store.optuna_url)
+    assert len(study.trials) == 6 and "definition_changes" not in study.user_attrs  # nothing recorded

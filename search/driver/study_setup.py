@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import sqlalchemy
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 from rich.console import Console
 
@@ -20,6 +21,8 @@ from search.errors import SpecError, StoreError
 from search.names import RERUN_OF_ATTR, ROLE_TAG
 from search.readback.sweeps import latest_parent_run
 from search.space import samplers
+from search.space.conditions import same
+from search.space.params import CategoricalParam
 from search.space.definition import (
     CHANGES_ATTR,
     DEFINITION_ATTR,
@@ -64,8 +67,12 @@ def check_store(sweep: Sweep, store: Store, new: bool, accept_change: bool = Fal
         return
     finally:
         storage.engine.dispose()
+    used = used_distributions(study)
+    align_choices(sweep, used)
     old = study_definition(study)
     changed = differences(old, sweep_definition(sweep)) if old is not None else []
+    if changed and accept_change:
+        refuse_what_optuna_cannot_change(sweep, used)
     if changed and not accept_change and study.directions == sweep.directions:
         raise SpecError(
             f"the study {sweep.spec.name!r} in {store.shown_storage} is another search: {'; '.join(changed)}. "
@@ -84,6 +91,61 @@ def check_store(sweep: Sweep, store: Store, new: bool, accept_change: bool = Fal
             sweep.source,
             "mode",
         )
+
+
+def used_distributions(study: optuna.Study) -> dict[str, BaseDistribution]:
+    """Each parameter's distribution as the study's trials were sampled from it."""
+    used: dict[str, BaseDistribution] = {}
+    for trial in study.get_trials(deepcopy=False):
+        used.update(trial.distributions)
+    return used
+
+
+def align_choices(sweep: Sweep, used: dict[str, BaseDistribution]) -> None:
+    """A categorical whose choices are the study's in another order (a branch mapping's keys reordered) is the
+    same search: it keeps the study's order, which Optuna needs (it stores a choice by its place)."""
+    for name, param in sweep.spec.space.items():
+        old = used.get(name)
+        if not isinstance(param, CategoricalParam) or not isinstance(old, CategoricalDistribution):
+            continue
+        new, before = param.values(), list(old.choices)
+        if new != before and _same_set(new, before):
+            sweep.spec.space[name] = param.model_copy(update={"choices": before})
+
+
+def _same_set(a: list[Any], b: list[Any]) -> bool:
+    return len(a) == len(b) and all(any(same(x, y) for y in b) for x in a) and all(any(same(y, x) for x in a) for y in b)
+
+
+def refuse_what_optuna_cannot_change(sweep: Sweep, used: dict[str, BaseDistribution]) -> None:
+    """``--accept-change`` goes on in the same study, so each parameter its trials used must keep what Optuna
+    holds fixed: a categorical's choices, a range's kind, its log scale and its step. Refused here, before
+    anything is written: past this the change was recorded, then the sweep failed at its first sample."""
+    for name, dist in samplers.distributions(sweep.spec).items():
+        old = used.get(name)
+        if old is None:
+            continue
+        try:
+            optuna.distributions.check_distribution_compatibility(old, dist)
+        except ValueError:
+            if isinstance(old, CategoricalDistribution) and isinstance(dist, CategoricalDistribution):
+                what = f"its choices {list(old.choices)} -> {list(dist.choices)}"
+            else:
+                what = f"{_kind(old)} -> {_kind(dist)}"
+            raise SpecError(
+                f"--accept-change cannot go on in study {sweep.spec.name!r}: {what}, and Optuna keeps that fixed "
+                "within a study (a range's bounds may change, not its kind, log scale or step, nor a categorical's "
+                "choices); name this sweep differently, or pass --new to archive the study and start afresh",
+                sweep.source,
+                f"space.{name}",
+            ) from None
+
+
+def _kind(dist: BaseDistribution) -> str:
+    kind = type(dist).__name__.removesuffix("Distribution").lower()
+    log = " log" if getattr(dist, "log", False) else ""
+    step = f" step {dist.step}" if getattr(dist, "step", None) is not None else ""
+    return f"{kind}{log}{step}"
 
 
 def create_store(

@@ -27,7 +27,7 @@ from search.space.params import CategoricalParam, Param
 Conditions = dict[str, list[Any]]  # parameter -> the values under which a dependent is set
 
 
-def _same(a: Any, b: Any) -> bool:
+def same(a: Any, b: Any) -> bool:
     """One value as a sampler sees it: 16 and 16.0 are one; True and 1 are not."""
     return a == b and isinstance(a, bool) == isinstance(b, bool)
 
@@ -35,7 +35,7 @@ def _same(a: Any, b: Any) -> bool:
 def holds(when: Conditions | None, values: dict[str, Any]) -> bool:
     """Whether a parameter with these conditions is set, given the values sampled so far (a parent that is
     not set itself sets none of its dependents)."""
-    return not when or all(k in values and any(_same(values[k], v) for v in vs) for k, vs in when.items())
+    return not when or all(k in values and any(same(values[k], v) for v in vs) for k, vs in when.items())
 
 
 def is_conditional(space: dict[str, Param]) -> bool:
@@ -96,7 +96,7 @@ def check(space: dict[str, Param]) -> None:
             if not isinstance(parent, CategoricalParam):
                 raise ValueError(f"{at}: {key} is a {parent.type} range; when: names a categorical parameter")
             for v in values:
-                if not any(_same(v, c) for c in parent.values()):
+                if not any(same(v, c) for c in parent.values()):
                     shown = ", ".join(map(str, parent.values()))
                     raise ValueError(f"{at}: {v!r} is not one of {key}'s choices ({shown})")
     order(space)
