@@ -194,6 +194,42 @@ def test_ui_command_serves_the_runs_and_stops_on_ctrl_c_with_its_server(swept_st
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
 
 
+def test_ui_command_stopped_by_sigterm_leaves_no_mlflow_uvicorn_or_worker(swept_store):
+    """SIGTERM reaches hpsearch alone (Ctrl-C reaches the terminal's whole group): mlflow ui's uvicorn and
+    its workers outlived it, serving the port."""
+    import psutil
+
+    port = free_port()
+    log = swept_store.root.parent / "ui-sigterm.txt"
+    with log.open("wb") as out:  # as a service manager or a script's `&` starts it: no terminal, Ctrl-C ignored
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "search.commands.cli", "ui", "--store", str(swept_store.root), "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )  # fmt: skip
+    url_printed(port, proc, log)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+        assert r.status == 200
+    me = psutil.Process(proc.pid)
+
+    def job_workers() -> bool:  # MLflow's job runner starts its huey workers some seconds after the server answers
+        return any("huey" in " ".join(p.cmdline()) for p in me.children(recursive=True) if p.is_running())
+
+    wait_until(job_workers, proc, log, "mlflow ui's job workers started", timeout=60)
+    seen, steady_since = 0, time.monotonic()
+    while time.monotonic() - steady_since < 8 and proc.poll() is None:  # until no new process for 8 s
+        if (now := len(me.children(recursive=True))) != seen:
+            seen, steady_since = now, time.monotonic()
+        time.sleep(0.2)
+    started = me.children(recursive=True)
+    assert len(started) >= 2, started  # mlflow ui, and the server it runs
+    stop_leaving_nothing(proc, signal.SIGTERM, log, started)
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(swept_store.root) in " ".join(p.info["cmdline"] or [])]
+    assert left == [], left
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
 @pytest.mark.parametrize("when", ["while starting", "while serving"])
 def test_dashboard_command_stopped_by_sigterm_leaves_no_server(swept_store, when, command):
     """A service manager stops with SIGTERM: optuna-dashboard must not outlive the command, even mid-start."""

@@ -35,12 +35,29 @@ class Server:
 
 
 def _terminate(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
+    """The server and every process it started (``mlflow ui`` runs uvicorn and its workers): its whole
+    process group, SIGTERM then, after 10 s, SIGKILL."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _group_alive(process):
+            time.sleep(0.1)
+        if not _group_alive(process):
+            break
+    if process.poll() is None:
+        process.wait()
+
+
+def _group_alive(process: subprocess.Popen) -> bool:
+    process.poll()  # reaps the leader once it has ended
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -85,8 +102,13 @@ def _spawn(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
     """Popen, with a SIGTERM that lands while it forks held back until the child can be stopped."""
     _Signals.deferred, _Signals.pending = True, False
     try:
-        process = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+        process = subprocess.Popen(  # a process group of its own, stopped whole (``_terminate``)
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
     finally:
         _Signals.deferred = False
