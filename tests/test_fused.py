@@ -292,6 +292,8 @@ def test_fused_sweep_members_are_trials_runs_and_checkpoints_of_their_own(
 
     from search.commands.cli import app
 
+    assert len(list((store.root / "artifacts").rglob("checkpoint.pt"))) == 6  # one a member, in its run
+    assert list((store.root / "ray").rglob("*.pt")) == []  # not again in Ray's folder
     best = study.best_trial
     out = tmp_path / "export"
     result = CliRunner().invoke(app, ["export", "fused", str(out), "--store", str(store.root)])

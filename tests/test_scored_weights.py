@@ -234,6 +234,9 @@ def test_exported_addition_models_score_their_recorded_exact_match(
     sweep_and_export(write_space, tmp_path, quiet_console, space)
     store = tmp_path / "store"
     trials = optuna.load_study(study_name=space["name"], storage=f"sqlite:///{store / 'optuna.db'}").trials
+    # each kept checkpoint is stored once: in its MLflow run, which export reads, not in Ray's folder too
+    assert len(list((store / "artifacts").rglob("checkpoint.pt"))) == len(trials)
+    assert list((store / "ray").rglob("checkpoint.pt")) == []
     digits, totals = addition_pairs()
     for trial in trials:  # every trial's export, not only the best's
         out = tmp_path / f"out-{trial.number}"
