@@ -155,3 +155,56 @@ def test_up_and_down_with_a_cache_that_cannot_be_used_are_one_line(command, tmp_
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert lines[0].startswith("error: HPSEARCH_CACHE: the cache folder") and "cannot be used" in lines[0]
+
+
+@pytest.fixture
+def not_ray():
+    """A web server on a port of its own: something that listens, and is not Ray."""
+    import http.server
+    import threading
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_a_state_file_naming_another_process_and_port_is_not_a_warm_ray(tmp_path, monkeypatch, not_ray):
+    """It made run hang for minutes on a port where Ray was not; and down would have stopped the named
+    process's group (here, this test's own)."""
+    from typer.testing import CliRunner
+
+    from search.commands.cli import app
+    from search.driver import warm_ray
+
+    monkeypatch.setenv("HPSEARCH_CACHE", str(tmp_path))
+    (tmp_path / "warm-ray.json").write_text(json.dumps({"address": f"127.0.0.1:{not_ray}", "pid": os.getpid()}))
+    assert warm_ray.address() is None
+    result = CliRunner().invoke(app, ["down"])
+    assert result.exit_code == 0 and "no warm Ray was up" in result.stdout
+
+
+@pytest.mark.parametrize("listener", ["a web server", "a silent socket"])
+def test_an_address_where_something_else_listens_is_one_line_before_anything_starts(listener, tmp_path, not_ray):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from search.commands.cli import app
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    port = not_ray if listener == "a web server" else silent.getsockname()[1]
+    space = tmp_path / "s.yaml"
+    space.write_text("name: s\ntrainable: flaky\nspace: {x: {type: float, low: 0.0, high: 1.0}}\n")
+    store = tmp_path / "store"
+    result = CliRunner().invoke(app, ["run", str(space), "--store", str(store), "--address", f"127.0.0.1:{port}"])
+    silent.close()
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "but not Ray" in lines[0] and not store.exists()

@@ -29,7 +29,7 @@ from typing import IO, Iterator
 from search.driver.head_watch import answers
 from search.errors import UserError
 from search.stores.empty_databases import cache_dir
-from search.stores.infra import free_port
+from search.stores.infra import free_port, speaks_grpc
 
 STATE = "warm-ray.json"
 START_TIMEOUT_S = 90.0
@@ -45,7 +45,7 @@ def address() -> str | None:
     if state is None or not _alive(state["pid"]):
         return None
     host, _, port = state["address"].rpartition(":")
-    return state["address"] if answers((host, int(port)), timeout=0.5) else None
+    return state["address"] if speaks_grpc((host, int(port)), timeout=1.0) else None
 
 
 def start(num_cpus: int | None = None, num_gpus: int | None = None) -> str:
@@ -182,13 +182,13 @@ def _names_in_group(pgid: int) -> set[str]:
 
 
 def _alive(pid: int) -> bool:
+    """``pid`` lives and is the warm Ray's ``ray start`` (a state file naming another process is not
+    trusted: ``down`` would stop that process's group)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return b"ray.scripts.scripts" in cmdline and b"start" in cmdline and b"--head" in cmdline
 
 
 def recorded() -> dict | None:

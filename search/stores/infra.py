@@ -184,6 +184,28 @@ def check_tracking(uri: str) -> None:
         )
 
 
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
+
+
+def speaks_grpc(address: tuple[str, int], timeout: float = 2.0) -> bool:
+    """Whether what listens at ``address`` is a gRPC server, as Ray's GCS is: it answers HTTP/2's preface with
+    a SETTINGS frame. Something else on the port (a web server, a silent socket) would leave ``ray.init``
+    waiting for minutes."""
+    try:
+        with socket.create_connection(address, timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(_HTTP2_PREFACE)
+            frame = b""
+            while len(frame) < 9:
+                chunk = conn.recv(9 - len(frame))
+                if not chunk:
+                    return False
+                frame += chunk
+            return frame[3] == 0x04  # a SETTINGS frame
+    except OSError:
+        return False
+
+
 def check_ray_address(address: str | None) -> None:
     """``host:port`` (the head's GCS) or ``ray://host:port`` (Ray Client) must accept a connection."""
     if address in (None, "", "auto", "local"):
@@ -196,6 +218,14 @@ def check_ray_address(address: str | None) -> None:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as e:
         raise UnreachableError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}", "--address") from None
+    if address.startswith(("http://", "https://")):
+        return
+    if not speaks_grpc((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+        raise UnreachableError(
+            f"something listens at {address}, but not Ray: it does not answer as a Ray head's GCS (gRPC) does; "
+            "give the head's GCS address (ray start --head prints it; port 6379 by default)",
+            "--address",
+        )
 
 
 def check_storage_path(path: str) -> None:
