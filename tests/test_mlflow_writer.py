@@ -3,6 +3,7 @@
 import logging
 import os
 import signal
+import time
 
 import pytest
 from mlflow.entities import Metric, Param, RunTag
@@ -118,3 +119,17 @@ def test_the_backlog_line_gives_what_is_left_and_the_rate(monkeypatch):
         "writing to MLflow: 30,000 metric values of 50,000 still to go, 4,000 a second",
         "writing to MLflow: 30,000 metric values of 60,000 still to go, 5,000 a second",
     ]
+
+
+def test_once_its_driver_is_gone_sigterm_ends_a_writer_still_writing_its_backlog(store):
+    """An orphan writer ignored SIGTERM and wrote a backlog no one waited for, for minutes."""
+    client, experiment, writer = store
+    writer.create_run("e", experiment, "trial-0004", {})
+    writer.sync()
+    writer.log_batch("e", [Metric("score", 0.5, 0, s) for s in range(300_000)], [], [])
+    writer._proc.stdin.flush()
+    writer._proc.stdin.close()  # the driver is gone (as a SIGKILL leaves it): the writer goes on writing
+    time.sleep(1.0)
+    assert writer._proc.poll() is None  # still writing what it was given
+    writer._proc.send_signal(signal.SIGTERM)
+    assert writer._proc.wait(timeout=10) == 128 + signal.SIGTERM

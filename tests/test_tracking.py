@@ -195,3 +195,20 @@ def test_a_write_mlflow_refuses_is_kept_as_lost_and_the_study_is_told_all_the_sa
     setup.bridge.complete("a", None, error=False)
     assert setup.study.trials[0].state == TrialState.COMPLETE and setup.study.trials[0].value == 0.4
     assert len(setup.callback.lost) == 1 and "bad(%)" in setup.callback.lost[0]
+
+
+@pytest.mark.parametrize("choices", [3, 120, 10_000])
+def test_a_parent_runs_parameters_hold_a_small_space_whole_and_a_huge_one_as_one(choices):
+    """10,000 branch choices made 40,000 parent parameters: MLflow wrote them for minutes before the first trial."""
+    from search.driver.tracking import MAX_SPACE_PARAMS, parent_params
+
+    space = {"branch": {"type": "categorical", "choices": [f"c{i}" for i in range(choices)]}} | {
+        f"p{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(choices)
+    }
+    shown = {p.key: p.value for p in parent_params({"name": "s", "config": {"epochs": 3}, "space": space})}
+    assert shown["name"] == "s" and shown["config.epochs"] == "3"
+    if 3 * choices + 1 <= MAX_SPACE_PARAMS:
+        assert shown["space.p1.high"] == "1.0" and "space" not in shown
+    else:
+        assert len(shown) == 3 and shown["space"].startswith(f"{choices + 1} hyperparameters (")
+        assert len(shown["space"]) <= 6000

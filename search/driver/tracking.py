@@ -62,6 +62,22 @@ def params(config: dict[str, Any]) -> list[Param]:
     return [Param(k, str(v)[:6000]) for k, v in flatten(config).items()]
 
 
+MAX_SPACE_PARAMS = 300  # a parent run's parameters for its space, at most; the whole space is its space.yaml
+
+
+def parent_params(spec: dict[str, Any]) -> list[Param]:
+    """The parent run's parameters: the space file flattened, as ``params``; a space that would make more than
+    MAX_SPACE_PARAMS of them (10,000 branch choices) is one parameter naming its hyperparameters, since MLflow
+    writes a run's parameters ever slower as they grow (minutes for 10,000) and space.yaml holds it whole."""
+    space = flatten({"space": spec.get("space") or {}})
+    rest = params({k: v for k, v in spec.items() if k != "space"})
+    if len(space) <= MAX_SPACE_PARAMS:
+        return rest + params({"space": spec.get("space") or {}})
+    names = list(spec.get("space") or {})
+    shown = f"{len(names)} hyperparameters ({len(space)} settings; all in space.yaml): " + ", ".join(names)
+    return rest + [Param("space", shown[:6000])]
+
+
 def drop_ray_copy(checkpoint: Any) -> None:
     """A finished trial's checkpoint, once in its MLflow run (``checkpoint/``, which ``best``, ``export`` and
     ``train --from`` read), leaves Ray's trial folder on a local disk: each kept checkpoint is stored once,
@@ -87,7 +103,7 @@ class Tracking:
     def start_parent(self, experiment_id: str, spec: dict[str, Any], study_name: str, run_name: str) -> str:
         tags = {ROLE_TAG: "sweep", "optuna.study": study_name, "hpsearch.trainable": spec["trainable"]}
         self.writer.create_run(PARENT, experiment_id, run_name, tags)
-        self.writer.log_batch(PARENT, [], params(spec), [])
+        self.writer.log_batch(PARENT, [], parent_params(spec), [])
         self.writer.sync()  # made, with its parameters (or what failed, raised)
         self.writer.log_text(PARENT, yaml.safe_dump(spec, sort_keys=False), SPACE_ARTIFACT)
         return self.writer.run_id(PARENT)

@@ -348,6 +348,7 @@ class _Writer(_Calls):
             try:
                 self.inbox.put(pickle.load(self.commands))
             except (EOFError, OSError, pickle.UnpicklingError):
+                DRIVER_GONE.set()
                 self.inbox.put(None)
                 return
 
@@ -425,11 +426,21 @@ def _describe(error: BaseException) -> str:
     return " <- ".join(parts)
 
 
+DRIVER_GONE = threading.Event()  # the driver closed its end of the commands, or died
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM while the driver lives reaches the whole group, and the driver closes the sweep through here:
+    ignored. Once the driver is gone, SIGTERM ends the writer (an orphan writing a backlog no one waits for)."""
+    if DRIVER_GONE.is_set():
+        os._exit(128 + signal.SIGTERM)
+
+
 def main() -> None:
     # Ctrl-C and SIGTERM reach the whole process group: the driver stops the sweep and closes its runs
-    # through here, so the writer stays until its input ends.
+    # through here, so the writer stays until its input ends (a SIGTERM after that ends it: _on_sigterm).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a library's print must not corrupt the answers
     import logging
