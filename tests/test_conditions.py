@@ -6,6 +6,7 @@ import statistics
 import warnings
 
 import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 import pytest
 
 from search.space import conditions, samplers
@@ -170,3 +171,21 @@ def test_tpe_settles_on_the_best_branch_in_fewer_trials_than_random_search():
     # random search hits resnet/101 one trial in 12: 3 of 5 in a row almost never happens in 40 trials
     assert statistics.median(tpe) < statistics.median(rand), (tpe, rand)
     assert sum(t <= 40 for t in tpe) >= 4, tpe
+
+
+def test_a_child_written_before_its_parent_is_asked_after_it():
+    """Asked in the file's order, momentum (written first) found no optimizer yet and was never set."""
+    space = spec_of(
+        {
+            "momentum": {"type": "float", "low": 0.5, "high": 0.9, "when": {"optimizer": "sgd"}},
+            "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+        }
+    ).space
+    assert conditions.order(space) == ["optimizer", "momentum"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    distributions = {n: FloatDistribution(0.5, 0.9) if n == "momentum" else CategoricalDistribution(["adam", "sgd"])
+                     for n in space}  # fmt: skip
+    trials = [conditions.ask(study, distributions, space) for _ in range(12)]
+    sgd = [t for t in trials if t.params["optimizer"] == "sgd"]
+    assert sgd and all("momentum" in t.params for t in sgd)
+    assert all("momentum" not in t.params for t in trials if t.params["optimizer"] == "adam")

@@ -123,3 +123,13 @@ def test_the_baseline_is_a_point_of_the_space_and_says_where_a_default_was_left(
     decay = {"weight_decay": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
     point, _ = baseline_notes(load(str(write_space({**space, "space": decay})))[0])
     assert point["weight_decay"] == pytest.approx(1e-3)  # default 0.0 is outside: the geometric middle
+
+
+@pytest.mark.parametrize(("value", "inside"), [(4, False), (5, True), (1, True), (9, True), (10, False), (4.0, False)])
+def test_a_value_off_an_int_ranges_step_is_not_in_the_space(value, inside):
+    """OFAT's baseline takes a trainable's default only where the sampler could draw it: 4 is not on
+    low 1, step 2 (1, 3, 5, 7, 9)."""
+    from search.space.params import IntParam
+    from search.space.samplers import in_space
+
+    assert in_space(IntParam(type="int", low=1, high=9, step=2), value) is inside

@@ -44,6 +44,13 @@ def test_onecycle_is_torchs_one_cycle():
     assert max(ours) == pytest.approx(peak, rel=1e-3) and ours[0] == pytest.approx(peak / 25, rel=1e-2)
 
 
+@pytest.mark.parametrize("lr", [0.003, 0.01, 0.2])
+def test_onecycle_without_max_lr_peaks_at_the_lr_itself(lr):
+    """The documented default: the peak is lr (a mutant peaking at 10x lr passed every test)."""
+    c = curve({"lr_schedule": "onecycle"}, 1000, per_epoch=100, epochs=10, lr=lr)
+    assert max(c) == pytest.approx(1.0, rel=1e-3) and c[0] == pytest.approx(1 / 25, rel=1e-2)
+
+
 def test_the_scheduler_sets_the_optimizers_learning_rate_per_batch():
     w = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([w], lr=0.1)

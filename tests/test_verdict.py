@@ -87,3 +87,8 @@ def test_fail_fast_stops_once_the_first_trials_all_raised_alike_and_not_once_one
     for line in ("ValueError: a", "ValueError: a", "KeyError: 'b'", "ValueError: a"):
         unlike.saw(F, seeds(F, failures=[line], raised=True))
     assert unlike.failing is None  # judged on the first three only
+
+    late = FailFast(first=3)
+    for line in ("KeyError: 'b'", "ValueError: a", "ValueError: a", "ValueError: a"):
+        late.saw(F, seeds(F, failures=[line], raised=True))
+    assert late.failing is None  # the last three agree, the first three do not: a broken set-up fails at once
