@@ -365,3 +365,25 @@ def test_a_plain_function_that_saves_at_its_end_is_told_in_one_line(ray_local, t
     result = run_cli("export", "plain-end", "out")
     assert result.exit_code == 0 and f"note: {line}" in result.stderr
     assert torch.load(tmp_path / "out" / "model.pt", weights_only=True)["state_dict"] == {"w": 3}
+
+
+def fake_trial(values, **attrs):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(values=values, user_attrs={"value_step": 2, "checkpoint_step": 3, **attrs})
+
+
+@pytest.mark.parametrize(("kept", "said"), [(0.8, False), (0.6, True), (0.7, True)])
+def test_with_repeats_the_notice_compares_the_first_seeds_weights_with_the_first_seeds_value(kept, said):
+    """The run and checkpoint `best` takes are the first seed's (0.8); the last seed's (0.6) or the mean (0.7)
+    is another seed's value."""
+    trial = fake_trial([0.7], repeat_values=[0.8, 0.6], checkpoint_metrics={"m": kept})
+    notice = weights_notice(trial, ["m"])
+    assert (notice is not None) is said, notice
+    if said:
+        assert notice.startswith(f"weights from step 3: m {kept:.4g}; the trial's value 0.8 is from step 2")
+
+
+def test_weights_from_a_step_that_did_not_report_the_metric_are_said_not_to_match():
+    notice = weights_notice(fake_trial([0.8], checkpoint_metrics={"loss": 0.1}), ["m"])
+    assert notice is not None and notice.startswith("weights from step 3: m not reported; the trial's value 0.8")

@@ -35,6 +35,14 @@ def test_welch_tells_apart_only_what_the_seeds_can():
     assert welch_p([0.5, 0.5], [0.5, 0.5]) == 1.0 and welch_p([0.5, 0.5], [0.4, 0.4]) == 0.0
 
 
+def test_a_best_whose_seeds_all_agree_does_not_make_every_other_configuration_distinct():
+    """One side without spread is still Welch's test on the other side's spread, not a comparison of means."""
+    best = [0.9, 0.9, 0.9]
+    spread = [0.8, 0.9, 0.95]  # mean 0.883, well within its own spread of the best's 0.9
+    assert distinct(welch_p(best, spread)) == "no" and distinct(welch_p(spread, best)) == "no"
+    assert distinct(welch_p(best, [0.70, 0.71, 0.72])) == "yes"
+
+
 def test_compare_marks_the_best_and_what_is_distinct_from_it():
     def row(trial, seeds):
         mean = statistics.fmean(seeds)
