@@ -5,7 +5,9 @@ import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from search.driver.resume import unfinished
+from search.driver.resume import finished_of, unfinished
+from search.driver.runner import FAILED_FAST
+from search.names import HEAD_LOST
 from search.space.params import CategoricalParam, FloatParam, IntParam
 
 SPACE = {"x": FloatDistribution(0.0, 1.0), "n": IntDistribution(1, 8)}
@@ -32,11 +34,23 @@ def test_resume_runs_again_what_the_driver_lost_or_an_interrupt_stopped_once_and
     rerun_already = trial(study, "driver lost")
     trial(study, state=TrialState.COMPLETE, rerun_of=rerun_already)
     other_run = trial(study, "driver lost")  # lost by another hpsearch run of the sweep
-    this_run = {lost, stopped, done, raised, half, rerun_already}
-    assert [t.number for t in unfinished(study, this_run, PARAMS)] == [lost, stopped]
+    # stopped for what they did, not for what befell the driver: run again, they would end the same way
+    budget = trial(study, "trial budget (no report in time)")
+    fast = trial(study, FAILED_FAST)
+    headless = trial(study, HEAD_LOST)  # its Ray went away under it: run again, as a lost driver's
+    this_run = {lost, stopped, done, raised, half, rerun_already, budget, fast, headless}
+    assert [t.number for t in unfinished(study, this_run, PARAMS)] == [lost, stopped, headless]
     assert other_run not in this_run
     # a flat space of one parameter: the trial with x alone is whole there
-    assert [t.number for t in unfinished(study, this_run, {"x": PARAMS["x"]})] == [lost, stopped, half]
+    assert [t.number for t in unfinished(study, this_run, {"x": PARAMS["x"]})] == [lost, stopped, half, headless]
+
+
+def test_pruned_trials_count_as_finished_so_resume_runs_no_more_than_the_sweep_asked():
+    study = optuna.create_study()
+    numbers = [trial(study, state=state) for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED)]
+    numbers.append(trial(study, "interrupted"))
+    assert finished_of(study, set(numbers)) == set(numbers[:3])  # 4 asked: one left, not three
+    assert finished_of(study, set(numbers[1:])) == set(numbers[1:3])
 
 
 def test_a_conditional_trial_is_whole_with_the_parameters_its_own_choices_set():

@@ -67,11 +67,7 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
     of_this_run |= {
         t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(PARENT_ATTR) == parent.info.run_id
     }
-    finished = {
-        t.number
-        for t in study.get_trials(deepcopy=False)
-        if t.number in of_this_run and t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-    }
+    finished = finished_of(study, of_this_run)
     remaining = sweep.n_trials - len(finished)
     # a lost trial may have had no MLflow run yet (killed as it started): it is this run's all the same
     redo = unfinished(study, of_this_run | {t.number for t in lost}, sweep.spec.space)
@@ -92,6 +88,16 @@ def _resume(store: Store, name: str, console: Console | None, address: str | Non
 
 
 RERUN = (LOST, "interrupted", HEAD_LOST)  # why a trial did not finish, when it is to run again
+
+
+def finished_of(study, of_this_run: set[int]) -> set[int]:
+    """The trials of this run that count toward its trial count: complete or pruned (a pruned trial ran as
+    far as the pruner let it; it is done, not to run again)."""
+    return {
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.number in of_this_run and t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    }
 
 
 def unfinished(study, of_this_run: set[int], space: dict[str, Param]) -> list:
