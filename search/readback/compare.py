@@ -80,18 +80,24 @@ def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[
     figures = run_metrics.latest(store, [r for ids in runs for r in ids], EXTRA_METRICS)
     for row, run_ids in zip(rows, runs):
         row.extra = _extra([figures.get(run_id, {}) for run_id in run_ids])
-    # one metric for all: one ranking; different metrics cannot be ranked together: each sweep's rows apart
+    return ranked(rows, signs, order), metrics, directions
+
+
+def ranked(rows: list[Row], signs: dict[str, int], order: dict[str, int]) -> list[Row]:
+    """Best first, each sweep by its own direction (``signs``: -1 where larger is better): sweeps on one metric
+    in one ranking; sweeps on different metrics, which cannot be ranked together, each apart (in ``order``).
+    A trade-off's front first, infeasible trials after feasible ones, trials without a value last."""
     shared = len({tuple(r.names or ()) for r in rows}) <= 1
-    rows.sort(
+    return sorted(
+        rows,
         key=lambda r: (
             0 if shared else order[r.sweep],
             not r.front,
             r.feasible is False,
             r.value is None,
             signs[r.sweep] * (r.value or 0.0),
-        )
+        ),
     )
-    return rows, metrics, directions
 
 
 def group_by(rows: list[Row], param: str) -> tuple[list[Row], list[tuple[str, int, float | None, float | None]]]:
