@@ -46,3 +46,12 @@ def test_each_branch_ranks_its_own_parameters_on_its_own_trials(tmp_path):
     assert "model" not in by_branch["model=vgg"]  # one value in its own branch: nothing to rank
     assert {p.name for p in files} == {"slice_model-vgg.png", "slice_model-vgg.html", "slice_model-resnet.png",
                                        "slice_model-resnet.html"}  # fmt: skip
+
+
+def test_a_parameter_two_branches_share_is_ranked_in_each():
+    """``width`` under ``when: {model: [vgg, resnet]}`` belongs to both branches, not to the first only."""
+    study = optuna.create_study(direction="maximize")
+    shared = {**SPACE, "width": {"type": "float", "low": 0.25, "high": 1.0, "when": {"model": ["vgg", "resnet"]}}}
+    study.set_user_attr("space", {"space": shared})
+    found = {b.label: b.params for b in branches(study)}
+    assert found["model=vgg"] == ["kernel_size", "width"] and found["model=resnet"] == ["depth", "width"]
