@@ -42,6 +42,13 @@ WRITES = {  # each a list of the batches one run is given, in order
     "later steps after earlier": [steps(10, 3), [Metric("m0", 99.0, 5, 50), Metric("m2", -1.0, 1, 3)]],
     "an older step after newer: latest stays": [steps(20, 2), [Metric("m0", 1e9, 9999, 2)]],
     "a batch repeated whole": [steps(10, 2), steps(10, 2)],
+    "one step logged four times in one batch: the later timestamp, then the larger value": [
+        [Metric("a", 1.0, 10, 1), Metric("a", 5.0, 11, 1), Metric("a", 0.0, 11, 1), Metric("a", 7.0, 9, 1)],
+    ],
+    "the latest value turns NaN in a later batch": [
+        [Metric("a", 0.5, 10, 1), Metric("b", 2.0, 10, 1)],
+        [Metric("a", math.nan, 11, 2), Metric("b", math.inf, 11, 2)],
+    ],
     "same step, later timestamp, and a larger value": [
         [Metric("a", 1.0, 10, 1)],
         [Metric("a", 0.0, 11, 1)],
