@@ -37,6 +37,16 @@ def test_a_log_over_the_cap_is_cut_to_its_head_and_tail_with_a_line_that_says_so
     assert path.read_bytes() == lines(n)  # the whole log is untouched
 
 
+def test_a_large_stdout_beside_a_small_stderr_is_cut_and_the_stderr_kept_whole(tmp_path):
+    """One small log beside a large one let the large one go to MLflow whole."""
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    out.write_bytes(lines(5000))
+    err.write_bytes(lines(3))
+    with for_artifacts([out, err], cap=1000) as (logged_out, logged_err):
+        assert logged_out != out and logged_out.stat().st_size < 1200 and b"bytes cut here" in logged_out.read_bytes()
+        assert logged_err == err
+
+
 PRINTER = """
 def printer(config):
     for i in range(config["lines"]):
