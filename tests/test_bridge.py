@@ -437,3 +437,39 @@ def test_a_pruned_repeated_configuration_s_value_is_the_mean_of_its_seeds_with_o
     (trial,) = stored(study)
     assert trial.state == TrialState.PRUNED and trial.value == pytest.approx(0.5)
     assert trial.user_attrs["repeat_values"] == [0.2, 0.8, None]
+
+
+def test_the_trial_budget_stops_a_trial_only_past_its_own_last_report_s_interval():
+    """A trainable watching time_left() makes its last report within one report interval past the budget;
+    stopped at its first report past the budget, it lost that last report (its summary)."""
+    from search.driver.trial_budget import TrialBudgetStopper
+
+    stop = TrialBudgetStopper(budget_s=10.0, grace_s=2.0)
+    assert [stop("t", {"elapsed_s": s}) for s in (9.9, 10.0, 10.5, 11.99, 12.0, 15.0)] == [False] * 4 + [True] * 2
+
+
+def test_a_trial_s_budget_clock_starts_when_it_runs_not_while_it_waits_and_from_its_own_start(monkeypatch):
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+
+    from search.driver import trial_budget
+
+    now = [1000.0]
+    monkeypatch.setattr(trial_budget.time, "monotonic", lambda: now[0])
+    watch = trial_budget.BudgetWatch(limit_s=3.0, startup_s=2.0)
+    waiting = SimpleNamespace(trial_id="w", status=Trial.PENDING)
+    assert watch.overdue([waiting]) == []
+    now[0] += 100.0  # it waited for a free slot far longer than its budget
+    waiting.status = Trial.RUNNING
+    assert watch.overdue([waiting]) == []  # first seen running now: its clock starts after the allowance
+    now[0] += 2.0 + 3.0 + watch.LATENESS_S - 0.1
+    assert watch.overdue([waiting]) == []
+
+    hung = SimpleNamespace(trial_id="h", status=Trial.RUNNING)
+    watch.overdue([hung])
+    watch.saw_result("h", {"elapsed_s": 2.5})  # its first report came 2.5 s into its own clock, then it hung
+    now[0] += 3.0 - 2.5 + watch.LATENESS_S - 0.1
+    assert watch.overdue([hung]) == []
+    now[0] += 0.2
+    assert watch.overdue([hung]) == [hung]  # 3 s (+ lateness) of its own clock, not from its first report
