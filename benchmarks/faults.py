@@ -393,7 +393,10 @@ def main() -> None:
                 print(f"{name}: skipped (mounting a small tmpfs needs root)", flush=True)
                 continue
             try:
-                row = up_interrupted(Path(tmp)) if name == UP else campaign_point(Path(tmp), name, overrides, predicate, sig)
+                if name == UP:
+                    row = up_interrupted(Path(tmp))
+                else:
+                    row = campaign_point(Path(tmp), name, overrides, predicate, sig)
             finally:
                 if name == DISK_FULL:
                     subprocess.run(["umount", "-l", tmp])

@@ -123,7 +123,8 @@ def test_a_branch_mappings_keys_reordered_are_the_same_search_and_a_new_choice_i
            "space": SPACE, "sampler": {"name": "random", "seed": 3}, "trials": 3}  # fmt: skip
     runner.run(plan.prepare(str(write_space(raw))), store, console=quiet_console)
 
-    reordered = {**SPACE, "model": {"type": "categorical", "choices": dict(reversed(SPACE["model"]["choices"].items()))}}
+    choices = dict(reversed(SPACE["model"]["choices"].items()))
+    reordered = {**SPACE, "model": {"type": "categorical", "choices": choices}}
     again = runner.run(plan.prepare(str(write_space({**raw, "space": reordered}))), store, console=quiet_console)
     assert again.counts["complete"] == 3
     study = optuna.load_study(study_name="reorder", storage=store.optuna_url)

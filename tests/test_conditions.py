@@ -6,8 +6,8 @@ import statistics
 import warnings
 
 import optuna
-from optuna.distributions import CategoricalDistribution, FloatDistribution
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from search.space import conditions, samplers
 from search.space.loading import validate

@@ -547,7 +547,9 @@ def nothing_running(store: Store, name: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_writer_killed_as_the_store_is_made_stops_the_sweep_in_one_line_and_a_rerun_finishes_it(flaky_space, tmp_path):
+def test_a_writer_killed_as_the_store_is_made_stops_the_sweep_in_one_line_and_a_rerun_finishes_it(
+    flaky_space, tmp_path
+):
     """A WriterError traceback before: the writer died during the sweep's set-up, before the head watch."""
     import psutil
 

@@ -37,7 +37,9 @@ def test_a_name_mlflow_refuses_is_said_why_and_mapped_to_one_it_takes(name, prob
     import mlflow.utils.validation as validation
 
     assert problem in mlflow_name_problem(name)
-    with pytest.raises(Exception):  # MLflow's own rule agrees: it refuses the name
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException):  # MLflow's own rule agrees: it refuses the name
         validation._validate_metric_name(name)
         validation._validate_length_limit("key", validation.MAX_ENTITY_KEY_LENGTH, name)
     mapped = mlflow_name(name)

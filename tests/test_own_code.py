@@ -257,7 +257,8 @@ def test_a_trainable_that_writes_bytes_to_stdout_runs_under_run_as_under_train(r
     """Every trial failed under run ('Tee' object has no attribute 'buffer') and worked under train."""
     (user_dir / "raw.py").write_text(
         "import sys\n\ndef train(config):\n    sys.stdout.buffer.write(b'raw bytes \\xc3\\xa9\\n')\n"
-        "    sys.stdout.buffer.flush()\n    sys.stderr.buffer.write(b'to stderr\\n')\n    return {'score': config['x']}\n"
+        "    sys.stdout.buffer.flush()\n    sys.stderr.buffer.write(b'to stderr\\n')\n"
+        "    return {'score': config['x']}\n"
     )
     space = {"name": "raw", "trainable": "./raw.py:train", "metric": "score", "mode": "max",
              "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}, "trials": 2}  # fmt: skip

@@ -39,12 +39,14 @@ class CheckpointKeeper:
     def wants(self, step: int, metrics: dict[str, float]) -> bool:
         """Whether a checkpoint offered with these metrics replaces the kept one (and is then kept)."""
         value = metrics.get(self.metric) if self.metric else None
-        finite = isinstance(value, (int, float)) and math.isfinite(value)
-        better = (
-            self.kept_step is None
-            or (finite and self.rule == "last")
-            or (finite and (self.kept is None or (value > self.kept if self.mode == "max" else value < self.kept)))
-        )
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        finite = number and math.isfinite(value)
+        if self.rule == "last":  # each replaces the one before, but for a step whose metric is NaN or infinite
+            better = self.kept_step is None or not number or finite
+        else:
+            better = self.kept_step is None or (
+                finite and (self.kept is None or (value > self.kept if self.mode == "max" else value < self.kept))
+            )
         if better:
             self.kept, self.kept_step = (float(value) if finite else None), step
         return better

@@ -323,7 +323,8 @@ def _run_on_ray(
     except Exception as e:
         if isinstance(e, WriterError) and writer.dead is not None:  # died as the sweep was set up (a kill, OOM)
             then = _how_to_go_on(store, sweep.spec.name)
-            raise WriterLostError(f"{writer.dead} as the sweep was set up, so it stopped before any trial: {then}") from None
+            said = f"{writer.dead} as the sweep was set up, so it stopped before any trial: {then}"
+            raise WriterLostError(said) from None
         # A full disk fails every write that follows (closing trials included): stop with one line.
         if isinstance(e, UserError) or not out_of_space(e):
             raise

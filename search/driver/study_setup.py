@@ -22,7 +22,6 @@ from search.names import RERUN_OF_ATTR, ROLE_TAG
 from search.readback.sweeps import latest_parent_run
 from search.space import samplers
 from search.space.conditions import same
-from search.space.params import CategoricalParam
 from search.space.definition import (
     CHANGES_ATTR,
     DEFINITION_ATTR,
@@ -32,6 +31,7 @@ from search.space.definition import (
     differences,
     recorded,
 )
+from search.space.params import CategoricalParam
 from search.stores import empty_databases
 from search.stores.driver_lock import setting_up
 from search.stores.infra import check_reachable, is_sql, rdb_storage, select
@@ -114,7 +114,10 @@ def align_choices(sweep: Sweep, used: dict[str, BaseDistribution]) -> None:
 
 
 def _same_set(a: list[Any], b: list[Any]) -> bool:
-    return len(a) == len(b) and all(any(same(x, y) for y in b) for x in a) and all(any(same(y, x) for x in a) for y in b)
+    def within(xs: list[Any], ys: list[Any]) -> bool:
+        return all(any(same(x, y) for y in ys) for x in xs)
+
+    return len(a) == len(b) and within(a, b) and within(b, a)
 
 
 def refuse_what_optuna_cannot_change(sweep: Sweep, used: dict[str, BaseDistribution]) -> None:

@@ -39,8 +39,8 @@ from search.names import (
     VALUE_TAG,
     flatten,
     member_checkpoint_file,
-    mlflow_name,
     member_results,
+    mlflow_name,
     ray_trial_of,
     run_id_attr,
 )

@@ -10,7 +10,6 @@ run logged; ``export`` writes it in a form that loads without hpsearch.
 from __future__ import annotations
 
 import os
-
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
