@@ -147,6 +147,14 @@ def ofat_points(spec: SweepSpec, source: str) -> list[dict[str, Any]]:
     conditional space each branch has its own baseline (its choice, its parameters at their baseline), and
     its parameters vary around that one."""
     grid = _grid_values(spec, source, "ofat")
+    for name, value in spec.config.items():  # a config value it starts from must be a point of the space
+        if name in spec.space and not in_space(spec.space[name], value):
+            raise SpecError(
+                f"{shorten(value)} is not in space.{name}, so an ofat sweep cannot start from it: put it in the "
+                "space or leave it out of config (the baseline is then the trainable's default or the space's middle)",
+                source,
+                f"config.{name}",
+            )
     if not spec.conditional:
         base = baseline(spec)
         return [base] + [{**base, name: v} for name, values in grid.items() for v in values if v != base[name]]
