@@ -41,6 +41,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from search.names import HEAD_LOST
+
 ROOT = Path(__file__).resolve().parent.parent
 AGREES = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
 
@@ -298,7 +300,7 @@ def campaign_point(
     parents = {t.user_attrs.get("mlflow_parent_run_id") for t in after.trials}
     ours = [r for r in children(after) if r.data.tags.get("mlflow.parentRunId") in parents]
     keys = collections.Counter((r.data.tags.get("optuna.trial_number"), r.data.tags.get("repeat")) for r in ours)
-    stopped = {str(t.number) for t in after.trials if t.user_attrs.get("stopped") in ("interrupted", "Ray's head lost")}
+    stopped = {str(t.number) for t in after.trials if t.user_attrs.get("stopped") in ("interrupted", HEAD_LOST)}
     rerun = sum(1 for t in after.trials if "rerun_of" in t.user_attrs)
     disagree = sum(
         1

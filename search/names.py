@@ -102,6 +102,9 @@ RENAMED_TAG = "hpsearch.renamed_metrics"
 
 # -- names MLflow takes for a metric, a parameter or a tag -------------------------------------------------
 
+MLFLOW_NAME_CHARS = 250  # MLflow's longest key
+_NOT_MLFLOW_CHAR = re.compile(r"[^/\w.\- :]")  # MLflow's own rule (mlflow.utils.validation), on POSIX
+
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """A nested mapping as dotted keys: a run's parameter names (the parent's of the space file, a trial's
@@ -116,13 +119,6 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-# -- -------------------------------------------------
-
-MLFLOW_NAME_CHARS = 250  # MLflow's longest key
-_MLFLOW_CHARS = re.compile(r"[/\w.\- :]*\Z")  # MLflow's own rule (mlflow.utils.validation), on POSIX
-_NOT_MLFLOW_CHAR = re.compile(r"[^/\w.\- :]")
-
-
 def mlflow_name_problem(name: str) -> str | None:
     """Why MLflow would refuse ``name`` as a metric, parameter or tag key (it refuses the whole batch the
     name is in), or None when it takes it. The rule is MLflow's, written here so that the driver, which
@@ -131,10 +127,9 @@ def mlflow_name_problem(name: str) -> str | None:
         return "it is empty"
     if len(name) > MLFLOW_NAME_CHARS:
         return f"it is {len(name):,} characters long; MLflow takes at most {MLFLOW_NAME_CHARS}"
-    if not _MLFLOW_CHARS.match(name):
-        bad = _NOT_MLFLOW_CHAR.search(name).group()  # type: ignore[union-attr]
+    if bad := _NOT_MLFLOW_CHAR.search(name):
         return (
-            f"MLflow takes no {bad!r} in a name (only letters, digits, underscores, dashes, periods, spaces, "
+            f"MLflow takes no {bad.group()!r} in a name (only letters, digits, underscores, dashes, periods, spaces, "
             "colons and slashes)"
         )
     norm = posixpath.normpath(name)

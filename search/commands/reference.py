@@ -13,8 +13,9 @@ EXIT_CODES = [
     (
         "1",
         "a sweep in which no trial completed (the first reasons are printed); a sweep stopped by its MLflow writer "
-        "dying, by Ray's head dying, by a sampler raising, or by a full disk mid-sweep (`hpsearch resume` finishes it); "
-        "a sweep that ran to its end but whose MLflow runs lack writes MLflow refused (the study holds every trial)",
+        "dying, by Ray's head dying, by a sampler raising, or by a full disk mid-sweep (`hpsearch resume` finishes "
+        "it); a sweep that ran to its end but whose MLflow runs lack writes MLflow refused (the study holds every "
+        "trial)",
     ),
     (
         "2",

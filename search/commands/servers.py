@@ -36,28 +36,11 @@ class Server:
 
 def _terminate(process: subprocess.Popen) -> None:
     """The server and every process it started (``mlflow ui`` runs uvicorn and its workers): its whole
-    process group, SIGTERM then, after 10 s, SIGKILL."""
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _group_alive(process):
-            time.sleep(0.1)
-        if not _group_alive(process):
-            break
-    if process.poll() is None:
-        process.wait()
+    process group (``_spawn`` gave it one), SIGTERM then, after 10 s, SIGKILL."""
+    from search.driver.interrupts import stop_group
 
-
-def _group_alive(process: subprocess.Popen) -> bool:
-    process.poll()  # reaps the leader once it has ended
-    try:
-        os.killpg(process.pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    stop_group(process.pid, patience=10.0)
+    process.poll()
 
 
 def check_port_free(host: str, port: int) -> None:

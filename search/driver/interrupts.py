@@ -15,8 +15,10 @@ A command that writes (``run``, ``resume``) goes through three phases:
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -65,6 +67,34 @@ def children(pid: int | str = "self", strict: bool = False) -> set[int]:
             if strict:
                 raise
     return found
+
+
+def stop_group(pgid: int, patience: float = 20.0) -> None:
+    """SIGTERM to a process group (a server and what it started, the warm Ray's ``ray start`` and its GCS,
+    raylet and workers), then SIGKILL to what is left after ``patience`` seconds; returns once it is gone (or
+    5 s after the SIGKILL)."""
+    for sig, wait in ((signal.SIGTERM, patience), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.1)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:  # reap the group's leader, should it be this process's child
+        os.waitpid(pgid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def descendants(pids: set[int]) -> set[int]:

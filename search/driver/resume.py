@@ -10,9 +10,8 @@ rest of the sweep under the same parent run:
 2. what the dead driver left RUNNING is closed (``reconcile``): study trials FAIL, each MLflow run the
    way its study trial ended; nothing that finished is touched or run again;
 3. the parameters of the trials it did not finish, lost with the driver or stopped by Ctrl-C / SIGTERM
-   (FAIL, ``stopped: driver lost | interrupted | Ray's head lost``), are enqueued, so they run again first, each
-   as a new
-   trial with its own MLflow run and user attribute ``rerun_of`` (a trial already run again is not run a
+   (FAIL, ``stopped: driver lost | interrupted | Ray's head lost``), are enqueued, so they run again first,
+   each as a new trial with its own MLflow run and user attribute ``rerun_of`` (a trial already run again is not run a
    third time); a trial the driver lost while its parameters were being sampled never ran, and is only
    closed; then the sweep goes on until its trial count is reached.
 """

@@ -405,16 +405,24 @@ def _drive(
     return outcome
 
 
+def close_open(bridge: OptunaBridge, mlflow_cb: MlflowTrialCallback, reason: str, as_pruned: bool) -> list[str]:
+    """Every trial Ray stopped without telling us (the budget, a signal, failing fast, its head lost), ended in
+    the study and in MLflow with the reason, and every trial run written (what MLflow refused: lost). The Ray
+    trial ids it ended."""
+    stopped = bridge.finish_open(reason, as_pruned=as_pruned)
+    mlflow_cb.finish_open(reason)
+    mlflow_cb.writes.flush_all()  # what runs closed earlier still held (nothing, as a rule)
+    mlflow_cb.written()
+    return stopped
+
+
 def closer(bridge: OptunaBridge, mlflow_cb: MlflowTrialCallback, tracking: Tracking) -> Callable[[str], None]:
     """What a sweep whose Ray went away holds open, closed as an interrupt closes it (``HeadWatch``'s
     ``on_lost``): its running trials FAIL with the reason (``hpsearch resume`` runs them again), their runs
     and the parent run KILLED. The stores still answer; only Ray does not."""
 
     def close(reason: str) -> None:
-        bridge.finish_open(reason, as_pruned=False)
-        mlflow_cb.finish_open(reason)
-        mlflow_cb.writes.flush_all()
-        mlflow_cb.written()
+        close_open(bridge, mlflow_cb, reason, as_pruned=False)
         tracking.end_parent("KILLED", {}, {STOPPED_TAG: reason})
 
     return close
@@ -440,11 +448,9 @@ def _end(
     by_budget = budget.sweep is not None and wall >= budget.sweep - 1.0
     failing = bridge.failing_fast
     reason = "sweep budget" if by_budget else FAILED_FAST if failing else "interrupted"
-    # With the disk full these writes fail too: what stays RUNNING is what `hpsearch resume` closes.
-    stopped = bridge.finish_open(reason, as_pruned=by_budget)
-    mlflow_cb.finish_open(reason)
-    mlflow_cb.writes.flush_all()  # what runs closed earlier still held (nothing, as a rule)
-    mlflow_cb.written()  # every trial run written before the parent run ends (what MLflow refused: lost)
+    # Every trial run is written before the parent run ends. With the disk full these writes fail too: what
+    # stays RUNNING is what `hpsearch resume` closes.
+    stopped = close_open(bridge, mlflow_cb, reason, as_pruned=by_budget)
     interrupted = (
         not by_budget and not failing and (bool(stopped) or len(bridge.views()) < sweep.n_trials * spec.repeats)
     )

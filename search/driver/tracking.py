@@ -72,7 +72,7 @@ def parent_params(spec: dict[str, Any]) -> list[Param]:
     space = flatten({"space": spec.get("space") or {}})
     rest = params({k: v for k, v in spec.items() if k != "space"})
     if len(space) <= MAX_SPACE_PARAMS:
-        return rest + params({"space": spec.get("space") or {}})
+        return rest + [Param(k, str(v)[:6000]) for k, v in space.items()]
     names = list(spec.get("space") or {})
     shown = f"{len(names)} hyperparameters ({len(space)} settings; all in space.yaml): " + ", ".join(names)
     return rest + [Param("space", shown[:6000])]
@@ -161,10 +161,8 @@ class MlflowTrialCallback(Callback):
             return {}
         try:
             self.writes.flush(key)
-        except Exception as e:  # noqa: BLE001 - an inline writer's refusal comes here: kept, as written()'s
-            if getattr(self.writer, "dead", None) is not None:
-                raise
-            self.lost.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        except Exception as e:  # noqa: BLE001 - an inline writer's refusal comes here
+            self._keep_refused(e)
         attr = self._id_attr.pop(key, None)
         return {attr: self.writer.run_id(key)} if attr else {}
 
@@ -174,9 +172,14 @@ class MlflowTrialCallback(Callback):
         try:
             self.writer.sync()
         except WriterError as e:
-            if getattr(self.writer, "dead", None) is not None:  # the writer died: the runner stops the sweep
-                raise
-            self.lost.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
+            self._keep_refused(e)
+
+    def _keep_refused(self, error: Exception) -> None:
+        """A write MLflow refused, kept in ``lost`` as one line; raised again where the writer died (the runner
+        then stops the sweep)."""
+        if getattr(self.writer, "dead", None) is not None:
+            raise error
+        self.lost.append(str(error).splitlines()[0] if str(error) else type(error).__name__)
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         self.writes.flush_due()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from search.driver.head_watch import answers
+from search.driver.interrupts import stop_group
 from search.errors import UserError
 from search.stores.empty_databases import cache_dir
 from search.stores.infra import free_port, speaks_grpc
@@ -96,7 +96,7 @@ def _start(folder: Path, num_cpus: int | None, num_gpus: int | None) -> str:
                 raise UserError(f"the warm Ray did not start ({tail[0]}); its log: {log}")
             time.sleep(0.2)
     except BaseException:  # it failed, or a Ctrl-C or SIGTERM came: what it started goes with it
-        _stop_group(process.pid)
+        stop_group(process.pid)
         if (_read() or {}).get("pid") == process.pid:
             state_file().unlink(missing_ok=True)
         raise
@@ -110,7 +110,7 @@ def stop() -> str | None:
     state_file().unlink(missing_ok=True)
     if state is None or not _alive(state["pid"]):
         return None
-    _stop_group(state["pid"])
+    stop_group(state["pid"])
     _forget_address(state["address"])
     return state["address"]
 
@@ -140,33 +140,6 @@ def join_with_its_token() -> None:
     except ImportError:  # pragma: no cover - another Ray
         return
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-
-
-def _stop_group(pid: int, patience: float = 20.0) -> None:
-    """SIGTERM to ``ray start`` and every Ray process in its session (GCS, raylet, workers), then SIGKILL to
-    what is left after ``patience`` seconds."""
-    for sig, wait in ((signal.SIGTERM, patience), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _group_alive(pid):
-                return
-            time.sleep(0.2)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:  # reap ray start itself, should it be this process's child (a start that failed)
-        os.waitpid(pgid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _names_in_group(pgid: int) -> set[str]:
