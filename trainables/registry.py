@@ -12,6 +12,7 @@ Optuna's objectives do; what it returns (a number or a dict of metrics) is repor
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import importlib
 import importlib.util
@@ -72,10 +73,22 @@ class TrainableSpec:
     fused: Callable[[list[Any], Any], None] | None = None
     fuse_key: Callable[[Any], tuple] | None = None
     cannot_fuse: Callable[[Any], str | None] | None = None
+    # Every metric it may report, as names or shell patterns (``grad_norm.*``), some only at a trial's end
+    # (``test_accuracy``): a space file's metric or constraint naming another is refused before anything
+    # runs. Empty: not declared, and any name is taken (a user's own code).
+    reports: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.metric is not None and not self.may_report(self.metric):
+            raise ValueError(f"trainable {self.name!r}: its metric {self.metric!r} is not among what it reports")
 
     @property
     def plain(self) -> bool:
         return self.params is None
+
+    def may_report(self, metric: str) -> bool:
+        """Whether ``metric`` is one it declares it reports (always, when it declares none)."""
+        return not self.reports or any(fnmatch.fnmatchcase(metric, pattern) for pattern in self.reports)
 
     def defaults(self) -> dict[str, Any]:
         return {} if self.params is None else self.params().model_dump()
@@ -140,6 +153,7 @@ def declare(
     mode: Literal["min", "max"],
     description: str,
     trains: str,
+    reports: tuple[str, ...],
     reports_by_time: bool = False,
     preflight: str | None = None,
     export: str | None = None,
@@ -158,7 +172,7 @@ def declare(
 
     _REGISTRY[name] = TrainableSpec(
         name, Deferred(trains), params, metric, mode, description, reports_by_time, later(preflight),
-        later(export), later(fused), later(fuse_key), later(cannot_fuse),
+        later(export), later(fused), later(fuse_key), later(cannot_fuse), reports,
     )  # fmt: skip
 
 
@@ -200,14 +214,16 @@ def trainable(
     reports_by_time: bool = False,
     preflight: Callable[[Any], None] | None = None,
     export: Callable[[dict[str, Any], Any, Path], list[Path]] | None = None,
+    reports: tuple[str, ...] = (),
 ) -> Callable[[TrainFn], TrainFn]:
-    """Register ``fn`` under ``name``; its docstring's first line becomes the description."""
+    """Register ``fn`` under ``name``; its docstring's first line becomes the description. ``reports``, when
+    given, lists every metric it may report (names or patterns), so a space file naming another is refused."""
 
     def register(fn: TrainFn) -> TrainFn:
         if name in _REGISTRY:
             raise ValueError(f"trainable {name!r} is registered twice")
         _REGISTRY[name] = TrainableSpec(
-            name, fn, params, metric, mode, _first_line(fn), reports_by_time, preflight, export
+            name, fn, params, metric, mode, _first_line(fn), reports_by_time, preflight, export, reports=tuple(reports)
         )
         return fn
 

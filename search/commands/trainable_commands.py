@@ -32,7 +32,8 @@ def list_() -> None:
     for t in all_trainables():
         out.print(f"\n[bold]{t.name}[/bold]  {t.metric} ({t.mode})", highlight=False)
         params = ", ".join(f"{k}={v}" for k, v in t.defaults().items())
-        out.print(Padding(f"{t.description}\n{params}", (0, 0, 0, 2)), highlight=False)
+        reports = f"\nreports: {', '.join(t.reports)}" if t.reports else ""
+        out.print(Padding(f"{t.description}\n{params}{reports}", (0, 0, 0, 2)), highlight=False)
     spaces = Table(title=f"\nspace files ({SPACES_DIR})", title_justify="left")
     for col in ("name", "trainable", "what"):
         spaces.add_column(col, overflow="fold")

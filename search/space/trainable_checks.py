@@ -37,6 +37,7 @@ def check_against_trainable(spec: SweepSpec, trainable: registry.TrainableSpec, 
     if spec.metric is None and trainable.metric is not None and (why := mlflow_name_problem(trainable.metric)):
         raise SpecError(f"it declares metric {shorten(trainable.metric)}, which cannot name a metric: {why} (rename it "
                         "where the trainable is declared)", source, "trainable")
+    _check_metrics_reported(spec, trainable, source)
     if trainable.plain:
         for key in ("metric", "mode"):
             if getattr(spec, key) is None:
@@ -77,6 +78,20 @@ def _check_abilities(spec: SweepSpec, trainable: registry.TrainableSpec, source:
             source,
             "fuse",
         )
+
+
+def _check_metrics_reported(spec: SweepSpec, trainable: registry.TrainableSpec, source: str) -> None:
+    """Each metric the sweep names (its objectives, its constraints) is one the trainable reports, when it
+    declares what it reports: a misspelled one would otherwise fail every trial at its first report."""
+    named = [("metric", m) for m in (spec.metric if isinstance(spec.metric, list) else [spec.metric]) if m]
+    named += [(f"constraints.{i}", c.metric) for i, c in enumerate(spec.constraint_list)]
+    for key, metric in named:
+        if not trainable.may_report(metric):
+            raise SpecError(
+                f"{spec.trainable} does not report {shorten(metric)} (it reports: {', '.join(trainable.reports)})",
+                source,
+                key,
+            )
 
 
 def _check_names_and_values(spec: SweepSpec, trainable: registry.TrainableSpec, source: str) -> None:

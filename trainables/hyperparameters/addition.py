@@ -45,6 +45,12 @@ class AdditionTransformerParams(AdditionParams):
         return self
 
 
+# What an addition trial reports at each step; the deviation figures and speed at its end (trainables/addition.py).
+ADDITION_METRICS = (
+    "loss", "exact_match", "train_exact_match", "heldout_exact_match", "epoch", "param_count", "checkpoint_bytes",
+    "deviation_mean", "deviation_std", "zero_deviation", "deviation_top*", "seconds_per_epoch",
+)  # fmt: skip
+
 declare(
     "addition-cnn",
     params=AdditionCNNParams,
@@ -52,6 +58,7 @@ declare(
     mode="max",
     description="CNN over the 2x2 digit grid learning two-digit addition (seed A).",
     reports_by_time=True,
+    reports=ADDITION_METRICS,
     trains="trainables.addition:addition_cnn",
     fused="trainables.addition:addition_cnn_fused",
     fuse_key="trainables.addition:fuse_key",
@@ -63,6 +70,7 @@ declare(
     mode="max",
     description="Transformer encoder over the 4 digit tokens learning two-digit addition (seed A).",
     reports_by_time=True,
+    reports=ADDITION_METRICS,
     trains="trainables.addition:addition_transformer",
     fused="trainables.addition:addition_transformer_fused",
     fuse_key="trainables.addition:fuse_key",

@@ -118,6 +118,12 @@ class ImageParams(Hyperparameters, LrScheduleParams):
         return {k: getattr(self, k) for k in ARCH_OPTIONS if getattr(self, k) is not None}
 
 
+# What an image trial reports at each step; grad_norm.LAYER with grad_norms: true, test_accuracy at its end.
+IMAGE_METRICS = (
+    "train_loss", "valid_loss", "valid_accuracy", "epoch", "seconds_per_epoch", "param_count", "grad_norm.*",
+    "test_accuracy",
+)  # fmt: skip
+
 declare(
     "image-classifier",
     params=ImageParams,
@@ -125,6 +131,7 @@ declare(
     mode="max",
     description="CNN zoo on CIFAR-10, MNIST, digits, glyphs or your own image folder (seeds B, C, E).",
     reports_by_time=True,
+    reports=IMAGE_METRICS,
     trains="trainables.image_classify:image_classifier",
     preflight="trainables.image_classify:preflight",
     fused="trainables.image_classify:image_classifier_fused",

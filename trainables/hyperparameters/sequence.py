@@ -33,12 +33,19 @@ class SeqParams(Hyperparameters, OptimizerParams):
         return self
 
 
+# What a sequence trial reports at each step; the test split, speed and size at its end (blocks.run_figures).
+SEQUENCE_METRICS = (
+    "train_loss", "valid_loss", "valid_accuracy", "epoch", "test_loss", "test_accuracy", "epochs_run",
+    "seconds_per_epoch", "param_count",
+)  # fmt: skip
+
 declare(
     "seq-transformer",
     params=SeqParams,
     metric="valid_accuracy",
     mode="max",
     description="Small Transformer classifying generated 10-class sequences (seed D).",
+    reports=SEQUENCE_METRICS,
     trains="trainables.seq_transformer:seq_transformer",
     fused="trainables.seq_transformer:seq_transformer_fused",
     fuse_key="trainables.seq_transformer:fuse_key",

@@ -60,12 +60,19 @@ class TextParams(Hyperparameters):
         return self
 
 
+# What a fine-tuning trial reports at each step; the test split, speed and size at its end (blocks.run_figures).
+TEXT_METRICS = (
+    "train_loss", "valid_loss", "valid_accuracy", "epoch", "best_valid_accuracy", "best_epoch",
+    "valid_loss_min_epoch", "test_loss", "test_accuracy", "epochs_run", "seconds_per_epoch", "param_count",
+)  # fmt: skip
+
 declare(
     "text-finetune",
     params=TextParams,
     metric="valid_accuracy",
     mode="max",
     description="Fine-tune a BERT-family classifier on CSV/TSV/JSONL text, or a scratch BERT offline (seed D).",
+    reports=TEXT_METRICS,
     trains="trainables.text_finetune:text_finetune",
     preflight="trainables.text_finetune:preflight",
     export="trainables.text_finetune:export_pretrained",
