@@ -80,3 +80,44 @@ def test_a_trial_that_prints_megabytes_keeps_them_once_in_the_store(ray_local, t
     assert len(text) < 1.01 * (1 << 20)
     assert "\nline 0000000\n" in text[:100] and text.endswith("line 0099999\n")
     assert f"the whole log is {whole}]" in text
+
+
+CHATTY = """
+import logging, os, sys
+
+# As Lightning and most libraries do: a handler made at import holds the sys.stderr of that moment.
+log = logging.getLogger("chatty")
+log.addHandler(logging.StreamHandler())
+log.setLevel(logging.INFO)
+OUT = sys.stdout
+
+
+def chatty(config):
+    log.info("logged by x=%s in pid %s", config["x"], os.getpid())
+    OUT.write(f"printed by x={config['x']}\\n")
+    return {"x": config["x"]}
+"""
+
+
+@pytest.mark.slow
+def test_a_reused_worker_writes_each_trials_lines_to_that_trials_log(ray_local, tmp_path, monkeypatch, quiet_console):
+    """Frameworks' log lines landed in the first trial's closed stream (a Ray warning in another trial's log)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "chatty.py").write_text(CHATTY)
+    space = {"name": "chatty", "trainable": "chatty.py:chatty", "metric": "x", "mode": "max",
+             "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}, "trials": 3}  # fmt: skip
+    (tmp_path / "chatty.yaml").write_text(yaml.safe_dump(space))
+    store = Store.at(tmp_path / "store")
+    runner.run(plan.prepare("chatty.yaml"), store, console=quiet_console)
+    trials = optuna.load_study(study_name="chatty", storage=store.optuna_url).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    pids = set()
+    for t in trials:
+        folder = next((store.root / "ray").glob(f"chatty-*/trial-{t.number}-*"))
+        err, out = ((folder / f).read_text() if (folder / f).exists() else "" for f in ("stderr.txt", "stdout.txt"))
+        logged = [line for line in err.splitlines() if line.startswith("logged by")]
+        assert len(logged) == 1 and logged[0].startswith(f"logged by x={t.params['x']} in pid "), err
+        assert [line for line in out.splitlines() if line.startswith("printed by")] == [f"printed by x={t.params['x']}"]
+        assert "ValueError" not in err + out
+        pids.add(logged[0].rsplit(" ", 1)[1])
+    assert len(pids) == 1  # one worker ran the three trials one after the other: the case that went wrong

@@ -177,39 +177,65 @@ class _BytesTo:
         self.text.flush()
 
 
-class _WithBuffer:
-    """A trial's stdout or stderr (Ray Tune's ``Tee`` of the terminal and the trial's log file), with the
-    ``buffer`` a text stream has: a trainable that writes bytes (``sys.stdout.buffer.write``) works under
-    ``run`` as it does under ``train``, its bytes landing in the same log."""
+class TrialStream:
+    """A worker's ``sys.stdout`` or ``sys.stderr`` while trials run: one object for the worker's life, writing
+    to the trial that runs now. Ray Tune gives each trial its own stream (a ``Tee`` of the worker's output and
+    the trial's log file) and closes it when the trial ends; a worker it reuses runs the next trial. A
+    logging handler or a library that took ``sys.stderr`` when a trial first imported it (Lightning's "Seed
+    set to ...") holds this object, so its lines land in the log of the trial that runs when it writes, not
+    in a closed stream of the first one. Between trials it writes to the worker's own output. It has the
+    ``buffer`` a text stream has, so a trainable that writes bytes works under ``run`` as under ``train``."""
 
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self.buffer = _BytesTo(stream)
+    def __init__(self, idle: Any) -> None:
+        self._idle = idle  # the worker's own stream, written between trials
+        self.target = idle
+        self.buffer = _BytesTo(self)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
+        return getattr(self.target, name)
 
     def write(self, text: str) -> int:
-        return self._stream.write(text)
+        return self.target.write(text)
 
     def flush(self) -> None:
-        self._stream.flush()
+        self.target.flush()
 
     def isatty(self) -> bool:
         return False
 
+    @property
+    def encoding(self) -> str:
+        return getattr(self.target, "encoding", None) or "utf-8"
+
+    def attach(self, stream: Any) -> None:
+        self.target = self._idle if stream is self or stream is None else stream
+
+    def detach(self) -> None:
+        try:
+            self.target.flush()
+        except ValueError:  # closed already
+            pass
+        self.target = self._idle
+
+
+_STREAMS: dict[str, TrialStream] = {}
+
 
 @contextmanager
-def binary_streams() -> Iterator[None]:
-    """``sys.stdout`` and ``sys.stderr`` with a ``buffer`` while the trainable runs, where they lack one."""
+def trial_streams() -> Iterator[None]:
+    """``sys.stdout`` and ``sys.stderr`` are this worker's ``TrialStream``s while the trial runs, pointed at
+    the trial's own streams; afterwards at the worker's own output, and ``sys`` as Ray Tune left it."""
     saved = sys.stdout, sys.stderr
-    if not hasattr(sys.stdout, "buffer"):
-        sys.stdout = _WithBuffer(sys.stdout)
-    if not hasattr(sys.stderr, "buffer"):
-        sys.stderr = _WithBuffer(sys.stderr)
+    out = _STREAMS.setdefault("stdout", TrialStream(sys.__stdout__))
+    err = _STREAMS.setdefault("stderr", TrialStream(sys.__stderr__))
+    out.attach(sys.stdout)
+    err.attach(sys.stderr)
+    sys.stdout, sys.stderr = out, err
     try:
         yield
     finally:
+        out.detach()
+        err.detach()
         sys.stdout, sys.stderr = saved
 
 
@@ -252,7 +278,7 @@ def trial_function(
             return CheckpointKeeper(metric, mode, value_rule)
 
         try:
-            with binary_streams():
+            with trial_streams():
                 if MEMBERS_KEY in config:  # a fused group: several configurations trained as one
                     session = RayGroupSession(device, board, keeper)
                     registry.get(trainable_name).run_group(config[MEMBERS_KEY], session)
