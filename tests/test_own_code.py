@@ -153,6 +153,68 @@ def test_a_sweep_where_no_trial_completes_exits_non_zero_with_the_reasons(ray_lo
     assert 'failing.py", line 5, in train' in error and "ValueError: bad x" in error  # the trace, in the store
 
 
+def test_a_module_that_fails_as_it_runs_stops_the_sweep_at_fail_fast_with_its_line(ray_local, user_dir):
+    """A plain function's file is read, not run, by the driver (trainables/plain_source.py): an error its
+    module raises as it runs shows in the first trials, and fail-fast stops the sweep with the module's line."""
+    (user_dir / "broken.py").write_text("import math\n\nundefined_name + 1\n\n\ndef train(config):\n    return 0.0\n")
+    space = {"name": "broken", "trainable": "./broken.py:train", "metric": "score", "mode": "max",
+             "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}, "trials": 12}  # fmt: skip
+    (user_dir / "broken.yaml").write_text(yaml.safe_dump(space))
+    result = run_cli("run", "broken.yaml")
+    assert result.exit_code == 1, result.output
+    assert "its first 3 trials all raised" in result.stderr
+    assert "broken.py failed: line 3: NameError: name 'undefined_name' is not defined" in result.stderr
+    study = optuna.load_study(study_name="broken", storage=Store.at("mlruns").optuna_url)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 3
+
+
+READ_NOT_RUN = """
+import sys
+
+import json  # a module the driver has not imported: reading the file must not import it
+sys.modules["ran_the_file"] = sys
+
+
+def train(config, session):
+    \"\"\"Scores x.\"\"\"
+    session.report(1, {"score": config["x"]}, final=True)
+"""
+
+
+def test_a_plain_functions_file_is_read_not_run_until_a_trial_runs_it(user_dir):
+    from trainables.registry import get
+    from trainables.session import LocalSession
+
+    (user_dir / "read.py").write_text(READ_NOT_RUN)
+    spec = get("./read.py:train")
+    assert "ran_the_file" not in sys.modules and spec.plain and spec.description == "Scores x."
+    session = LocalSession()
+    spec.run({"x": 0.25}, session)
+    assert "ran_the_file" in sys.modules and session.history == [(1, {"score": 0.25})]
+    del sys.modules["ran_the_file"]
+
+
+@pytest.mark.parametrize(
+    "source, imported",
+    [
+        ("from trainables.registry import Hyperparameters, trainable\n\n\n"
+         "@trainable('read-registered', params=Hyperparameters, metric='s', mode='max')\n"
+         "def train(p, session):\n    pass\n", True),  # it registers: only an import can say what
+        ("def make():\n    return lambda config: 0.0\n\n\ntrain = make()\n", True),  # made as it runs
+        ("import functools\n\n\n@functools.lru_cache\ndef train(config):\n    return 0.0\n", True),
+        ("try:\n    import no_such_optional_package\nexcept ImportError:\n    pass\n\n\n"
+         "def train(config):\n    return 0.0\n", False),  # an optional import is the trial's business
+    ],
+)  # fmt: skip
+def test_what_reading_cannot_tell_is_imported_as_before(user_dir, source, imported):
+    from trainables import registry
+
+    path = user_dir / f"case_{abs(hash(source))}.py"
+    path.write_text(source)
+    registry.get(f"./{path.name}:train")
+    assert (path.resolve() in registry._files) is imported
+
+
 def test_plain_function_runs_in_process_and_its_return_is_the_last_step(user_dir):
     from trainables.registry import get
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from trainables import plain_source
 from trainables.errors import TrainableError
 from trainables.session import Session
 
@@ -99,8 +100,9 @@ class TrainableSpec:
             self.fn(self.params(**config), session)
             return
         tracked = _StepTracking(session)
-        takes_session = len(inspect.signature(self.fn).parameters) >= 2
-        returned = self.fn(dict(config), tracked) if takes_session else self.fn(dict(config))
+        fn = self.fn.resolve() if isinstance(self.fn, Deferred) else self.fn  # a file read, imported now
+        takes_session = len(inspect.signature(fn).parameters) >= 2
+        returned = fn(dict(config), tracked) if takes_session else fn(dict(config))
         if returned is not None:
             tracked.report(tracked.last_step + 1, _as_metrics(returned, metric or self.metric), final=True)
 
@@ -143,6 +145,20 @@ class Deferred:
 
     def __repr__(self) -> str:
         return f"Deferred({self.target!r})"
+
+
+class DeferredFile(Deferred):
+    """A function in a user's ``.py`` file, imported when it is first called (``plain_source``: the driver
+    reads the file, the trial's worker runs it)."""
+
+    def __init__(self, path: Path, attr: str) -> None:
+        super().__init__(f"{path}:{attr}")
+        self.path, self.attr = path, attr
+
+    def resolve(self) -> Callable:
+        if self._fn is None:
+            self._fn = getattr(import_file(self.path), self.attr)
+        return self._fn
 
 
 def declare(
@@ -325,13 +341,25 @@ def _same(registered: Any, fn: Callable) -> bool:
 
 
 def from_reference(ref: str) -> TrainableSpec:
-    """The trainable a reference names. A file path must already be absolute or relative to the cwd."""
+    """The trainable a reference names. A file path must already be absolute or relative to the cwd. A plain
+    function is read from its file, not imported, where reading can tell (``plain_source``): the import
+    happens in the trial's worker, which runs it."""
     target, attr = split_reference(ref)
     if target.endswith(".py"):
-        if not Path(target).is_file():
+        path = Path(target)
+        if not path.is_file():
             raise TrainableError(f"no such file {target!r} (from {ref!r})")
-        module = import_file(Path(target))
+        path = path.resolve()
+        found = plain_source.read(path, attr) if path not in _files else None
+        if found is not None:
+            add_import_dir(path.parent)
+            return _plain(ref, DeferredFile(path, attr), found.n_args, found.description)
+        module = import_file(path)
     else:
+        origin = _source_of(target)
+        found = plain_source.read(origin, attr) if origin is not None else None
+        if found is not None:
+            return _plain(ref, Deferred(f"{target}:{attr}"), found.n_args, found.description)
         try:
             module = importlib.import_module(target)
         except ImportError as e:
@@ -345,10 +373,25 @@ def from_reference(ref: str) -> TrainableSpec:
     registered = next((s for s in _REGISTRY.values() if _same(s.fn, fn)), None)
     if registered is not None:  # decorated with @trainable: checked like a built-in
         return registered
-    n_args = len(inspect.signature(fn).parameters)
+    return _plain(ref, fn, len(inspect.signature(fn).parameters), _first_line(fn))
+
+
+def _plain(ref: str, fn: Callable, n_args: int, description: str) -> TrainableSpec:
     if n_args not in (1, 2):
         raise TrainableError(f"{ref}: a plain trainable takes (config) or (config, session), not {n_args} arguments")
-    return TrainableSpec(ref, fn, None, None, None, _first_line(fn))
+    return TrainableSpec(ref, fn, None, None, None, description)
+
+
+def _source_of(module: str) -> Path | None:
+    """The ``.py`` file of a module not yet imported, found without running it (its parent packages are)."""
+    if module in sys.modules:
+        return None
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None)
+    return Path(origin) if origin and origin.endswith(".py") else None
 
 
 # Where each built-in trainable is declared: its hyperparameters' module, which imports no torch (a space
