@@ -82,6 +82,26 @@ def test_the_budget_ends_a_trial_at_the_first_epoch_end_past_it(clock):
     assert len(epochs) == 3  # the report due at 3 s saw the budget spent
 
 
+@pytest.mark.parametrize("setup_s", [0.0, 2.5, 40.0])
+def test_the_budget_and_time_steps_count_from_training_not_from_the_set_up_before(clock, setup_s):
+    """A busy machine's slow imports and data set-up ate the budget: one time report where there were two."""
+    session = LocalSession(budget_s=6.0, report_interval_s=2.0)
+    clock.now += setup_s  # torch imported, data generated, model built
+    loop = FitLoop(session, examples_per_epoch=10)
+    steps = []
+
+    def train_batch(batch):
+        clock.now += 0.5
+
+    def report(step, epoch, last):
+        steps.append(step)
+        return last or loop.out_of_time()
+
+    loop.run(100, lambda epoch: iter(range(4)), train_batch, report)
+    assert steps == [2, 4, 6]  # the report due at 6 s saw the budget spent, whatever the set-up took
+    assert session.time_left() == 0.0 and clock.now - session.started == 6.0
+
+
 def test_optimizer_step_clips_the_gradient_to_max_norm():
     layer = nn.Linear(4, 1)
     opt = torch.optim.SGD(layer.parameters(), lr=0.0)

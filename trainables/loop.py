@@ -70,6 +70,7 @@ class FitLoop:
     epochs; ``run`` returns when a report says the trial is over or the epochs are done."""
 
     def __init__(self, session: Session, examples_per_epoch: int) -> None:
+        session.start_clock()  # made once the data and model are ready: the budget counts training time
         self.clock = ReportClock(session)
         self.examples_per_epoch = max(examples_per_epoch, 1)
         self.seen = 0  # training examples since this run started

@@ -89,6 +89,10 @@ class Session(Protocol):
     def time_left(self) -> float | None:
         """Seconds left in the trial's budget, or None when the trial has no budget."""
 
+    def start_clock(self) -> None:
+        """Training starts now: the trial budget, ``time_left`` and time steps count from here, not from
+        the imports and data set-up before (``FitLoop`` calls it; a trainable of its own may)."""
+
 
 class LocalSession:
     """Runs a trainable in this process: keeps every report, optionally prints it."""
@@ -111,7 +115,7 @@ class LocalSession:
         self.last_checkpoint: dict[str, Any] | None = None
         self.checkpoint_step: int | None = None
         self.keeper = keeper or CheckpointKeeper(None, None, "last")
-        self._deadline = None if budget_s is None else self.started + budget_s
+        self._budget_s = budget_s
         self._echo = echo
 
     def report(
@@ -129,7 +133,10 @@ class LocalSession:
         return None
 
     def time_left(self) -> float | None:
-        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+        return None if self._budget_s is None else max(0.0, self.started + self._budget_s - time.monotonic())
+
+    def start_clock(self) -> None:
+        self.started = time.monotonic()
 
     @property
     def last(self) -> dict[str, float]:

@@ -75,14 +75,14 @@ class RaySession(_DeviceOnDemand):
         self.keeper = keeper or CheckpointKeeper(None, None, "last")
         self.report_interval_s = report_interval_s
         self.started = time.monotonic()
-        self._deadline = None if budget_s is None else self.started + budget_s
+        self._budget_s = budget_s
         self.node_id = ray.get_runtime_context().get_node_id()
 
     def report(
         self, step: int, metrics: dict[str, float], checkpoint: Checkpoint | None = None, final: bool = False
     ) -> None:
-        # elapsed_s is the trial's own clock (from the session's start, after imports and data setup):
-        # the trial budget is enforced on it.
+        # elapsed_s is the trial's own clock (from ``start_clock``, after imports and data set-up, or from
+        # the session's start for a trainable that never calls it): the trial budget is enforced on it.
         metrics = plain(metrics)
         payload = {**metrics, "step": step, "elapsed_s": time.monotonic() - self.started, "node_id": self.node_id}
         if final:
@@ -108,7 +108,10 @@ class RaySession(_DeviceOnDemand):
             return torch.load(Path(d) / CHECKPOINT_FILE, map_location=self.device, weights_only=False)
 
     def time_left(self) -> float | None:
-        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+        return None if self._budget_s is None else max(0.0, self.started + self._budget_s - time.monotonic())
+
+    def start_clock(self) -> None:
+        self.started = time.monotonic()
 
 
 class RayGroupSession(_DeviceOnDemand):
