@@ -10,6 +10,7 @@ the worker which members it pruned through a ``StopBoard`` actor; they leave the
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
 import tempfile
@@ -242,6 +243,17 @@ def trial_streams() -> Iterator[None]:
         sys.stdout, sys.stderr = saved
 
 
+def free_gpu_memory() -> None:
+    """Ray Tune may run the next trial in this worker: the finished trial's tensors are unreachable now, and
+    the GPU memory PyTorch cached for them goes back to the device (for the next trial, or another process
+    sharing the GPU under fractional ``resources.gpu``). Nothing when torch never touched CUDA here."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
 def trial_function(
     trainable_name: str,
     metric: str,
@@ -291,6 +303,7 @@ def trial_function(
         finally:  # the driver copies the trial's stdout/stderr files when it ends: they must be complete
             sys.stdout.flush()
             sys.stderr.flush()
+            free_gpu_memory()
 
     run_trial.__name__ = registry.short_name(trainable_name)
     return run_trial
