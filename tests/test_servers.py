@@ -222,6 +222,28 @@ def test_a_server_is_stopped_whole_even_when_it_and_its_children_ignore_sigterm(
     assert alive == []
 
 
+def test_an_interrupt_while_the_ui_lists_its_experiments_still_stops_the_server(swept_store):
+    """Under load, SIGTERM landed while `hpsearch ui` imported MLflow to list the experiments, after the server
+    had started but before the command held it: the command exited 0 and left mlflow ui serving."""
+    import psutil
+
+    from search.commands import servers
+    from search.commands.watch_commands import serve_store
+
+    started = []
+
+    def start(store):
+        process = servers._spawn([sys.executable, "-c", "import time; time.sleep(600)"])
+        started.append(psutil.Process(process.pid))
+        return servers.Server("stub", "http://127.0.0.1:1", process)
+
+    def announce(store, server):
+        raise KeyboardInterrupt  # what sigterm_interrupts raises for a SIGTERM at this point
+
+    serve_store(swept_store, start, announce)
+    assert psutil.wait_procs(started, timeout=15)[1] == []
+
+
 @pytest.mark.parametrize("when", ["while its job workers start", "while serving"])
 def test_ui_command_stopped_by_sigterm_leaves_no_mlflow_uvicorn_or_worker(swept_store, when):
     """SIGTERM reaches hpsearch alone (Ctrl-C reaches the terminal's whole group): mlflow ui's uvicorn and

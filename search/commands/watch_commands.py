@@ -39,20 +39,20 @@ def ui(
     """The MLflow UI on the store's runs: one experiment per sweep, a child run per trial."""
     from search.commands.servers import start_mlflow_ui
 
-    def start(s):
-        server = start_mlflow_ui(s, host, port)
+    def announce(s, server) -> None:  # seconds to import MLflow: the server is ours to stop meanwhile
         from mlflow.tracking import MlflowClient
 
         for exp in MlflowClient(s.mlflow_url).search_experiments():
             if exp.name != "Default":
                 out.print(f"  {exp.name}: {server.url}/#/experiments/{exp.experiment_id}/runs", highlight=False)
-        return server
 
-    serve_store(open_store(store), start)
+    serve_store(open_store(store), lambda s: start_mlflow_ui(s, host, port), announce)
 
 
-def serve_store(s, start) -> None:
-    """Start a watch server on an existing store and keep it up until Ctrl-C or SIGTERM."""
+def serve_store(s, start, announce=None) -> None:
+    """Start a watch server on an existing store and keep it up until Ctrl-C or SIGTERM; ``announce(store,
+    server)`` says more once it is up. The server is held from the moment ``start`` returns it, so an
+    interrupt at any later point stops it."""
     from search.commands.servers import sigterm_interrupts
     from search.readback.sweeps import require_store
 
@@ -61,6 +61,8 @@ def serve_store(s, start) -> None:
         with sigterm_interrupts():  # also while the server starts: it must not outlive us
             require_store(s)
             server = start(s)
+            if announce is not None:
+                announce(s, server)
             serve_until_interrupted(server)
     except KeyboardInterrupt:
         pass
