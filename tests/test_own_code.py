@@ -250,6 +250,35 @@ def test_train_on_a_plain_functions_space_file_gives_it_every_searched_parameter
     assert "score=0.8" in result.stdout and "epochs=2" in result.stdout
 
 
+@pytest.mark.parametrize(
+    "override, shown, error",
+    [
+        ("config.epochs=5", "epochs=5", None),  # run --set's spelling, taken by train as well
+        ("epochs=5", "epochs=5", None),
+        ("lr=0.5", "score=4  epochs=2", None),  # a searched parameter, fixed for this one trial
+        ("config.epoch=5", None,
+         "--set config.epoch: no parameter 'epoch' to set (the configuration has: epochs, lr, width)"),
+        ("space.lr.low=0.5", None,
+         "--set space.lr.low: train runs one configuration: set a hyperparameter by its name"),
+    ],
+)  # fmt: skip
+def test_train_set_takes_a_parameter_by_name_or_as_config_and_refuses_any_other(user_dir, override, shown, error):
+    """`train fit.yaml --set config.epochs=2` was accepted silently: a key named 'config.epochs', all epochs run."""
+    (user_dir / "fit.py").write_text(
+        "def train(config):\n    return {'score': config['lr'] * config['width'], 'epochs': config['epochs']}\n"
+    )
+    (user_dir / "fit.yaml").write_text(
+        "name: fit\ntrainable: ./fit.py:train\nmetric: score\nmode: max\nconfig: {epochs: 2}\n"
+        "space: {lr: {type: float, low: 0.01, high: 1.0, log: true}, width: {type: categorical, choices: [8, 16]}}\n"
+    )
+    result = run_cli("train", "fit.yaml", "--set", override)
+    if error is None:
+        assert result.exit_code == 0 and shown in result.stdout, result.output
+    else:
+        # after the note of where the searched parameters are, the one error line
+        assert result.exit_code == 2 and result.stderr.strip().splitlines()[-1].startswith(f"error: {error}")
+
+
 def test_unknown_trainable_says_how_to_name_your_own(tmp_path):
     space = tmp_path / "s.yaml"
     space.write_text("name: s\ntrainable: my-net\nspace: {x: {type: float, low: 0, high: 1}}\n")

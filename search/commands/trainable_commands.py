@@ -92,6 +92,24 @@ def _train_target(target: str | None, from_: str | None, store: str, trial: int 
     return target, {}
 
 
+def _train_override(override: tuple[str, Any], known: set[str] | None) -> tuple[str, Any]:
+    """``--set KEY=VALUE`` for ``train``, which runs one configuration: a hyperparameter by its name, or as
+    ``config.KEY`` (the spelling ``run --set`` takes). A space file's or a sweep's configuration names every
+    parameter a plain function takes: another name is refused, not passed on as a new key."""
+    key, value = override
+    name = key.removeprefix("config.")
+    if "." in name:
+        raise SpecError(
+            f"train runs one configuration: set a hyperparameter by its name (--set epochs=2 or config.epochs=2), "
+            f"not {key!r}",
+            f"--set {key}",
+        )
+    if known is not None and name not in known:
+        has = ", ".join(sorted(known))
+        raise SpecError(f"no parameter {name!r} to set (the configuration has: {has})", f"--set {key}")
+    return name, value
+
+
 @app.command()
 def train(
     target: Optional[str] = typer.Argument(
@@ -116,8 +134,10 @@ def train(
     from trainables.session import CheckpointKeeper, LocalSession
 
     trainable, config = _train_target(target, from_, store, trial)
-    config |= dict(parse_override(s) for s in set_ or [])
     spec = get(trainable)
+    # a plain function's space file or sweep names every parameter it takes; a declared one checks its own
+    known = set(config) if spec.plain and config else None
+    config |= dict(_train_override(parse_override(s), known) for s in set_ or [])
     if spec.params is not None:
         try:
             shown = spec.params(**config).model_dump()
