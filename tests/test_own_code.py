@@ -194,6 +194,26 @@ def test_a_plain_functions_file_is_read_not_run_until_a_trial_runs_it(user_dir):
     del sys.modules["ran_the_file"]
 
 
+def test_a_file_read_not_run_still_finds_its_neighbours_from_any_directory(tmp_path, monkeypatch):
+    """Reading checked the file's imports before its folder was on the import path: `from model import ...`
+    of a file beside it was refused as not installed when the sweep ran from another directory."""
+    from trainables.registry import get
+    from trainables.session import LocalSession
+
+    code, elsewhere = tmp_path / "code", tmp_path / "elsewhere"
+    code.mkdir(), elsewhere.mkdir()
+    (code / "neighbour_of_fit.py").write_text("def helper(x):\n    return 2 * x\n")
+    (code / "fit.py").write_text(
+        "from neighbour_of_fit import helper\n\n\ndef train(config):\n    return helper(config['x'])\n"
+    )
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(code))])
+    spec = get(f"{code / 'fit.py'}:train")
+    session = LocalSession()
+    spec.run({"x": 0.25}, session, metric="score")
+    assert session.history == [(1, {"score": 0.5})]
+
+
 @pytest.mark.parametrize(
     "source, imported",
     [

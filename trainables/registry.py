@@ -350,9 +350,9 @@ def from_reference(ref: str) -> TrainableSpec:
         if not path.is_file():
             raise TrainableError(f"no such file {target!r} (from {ref!r})")
         path = path.resolve()
+        add_import_dir(path.parent)  # its neighbours are found (by reading) and imported (by running) from here
         found = plain_source.read(path, attr) if path not in _files else None
         if found is not None:
-            add_import_dir(path.parent)
             return _plain(ref, DeferredFile(path, attr), found.n_args, found.description)
         module = import_file(path)
     else:
