@@ -93,11 +93,12 @@ def _check_imports(tree: ast.Module, path: Path) -> None:
     """Each unconditional top-level import names an installed module (its top-level package, found not run);
     an import inside ``try`` or ``if`` may be optional and is left to the trial."""
     for node in tree.body:
-        names = (
-            [a.name for a in node.names]
-            if isinstance(node, ast.Import)
-            else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
-        )
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
         for name in names:
             top = name.split(".")[0]
             try:

@@ -94,7 +94,22 @@ class Session(Protocol):
         the imports and data set-up before (``FitLoop`` calls it; a trainable of its own may)."""
 
 
-class LocalSession:
+class TrialClock:
+    """A session's clock and budget (one for every session): ``started`` is when training started, as
+    ``start_clock`` sets it once the imports and data set-up are done; ``time_left`` counts from there."""
+
+    def __init__(self, budget_s: float | None) -> None:
+        self.started = time.monotonic()
+        self._budget_s = budget_s
+
+    def time_left(self) -> float | None:
+        return None if self._budget_s is None else max(0.0, self.started + self._budget_s - time.monotonic())
+
+    def start_clock(self) -> None:
+        self.started = time.monotonic()
+
+
+class LocalSession(TrialClock):
     """Runs a trainable in this process: keeps every report, optionally prints it."""
 
     def __init__(
@@ -107,15 +122,14 @@ class LocalSession:
     ) -> None:
         import torch
 
+        super().__init__(budget_s)
         self.device = torch.device(device)
         self.report_interval_s = report_interval_s
-        self.started = time.monotonic()
         self.history: list[tuple[int, dict[str, float]]] = []
         # The kept checkpoint (by ``keeper``'s rule; without one, the last offered) and its step.
         self.last_checkpoint: dict[str, Any] | None = None
         self.checkpoint_step: int | None = None
         self.keeper = keeper or CheckpointKeeper(None, None, "last")
-        self._budget_s = budget_s
         self._echo = echo
 
     def report(
@@ -131,12 +145,6 @@ class LocalSession:
 
     def restore(self) -> dict[str, Any] | None:
         return None
-
-    def time_left(self) -> float | None:
-        return None if self._budget_s is None else max(0.0, self.started + self._budget_s - time.monotonic())
-
-    def start_clock(self) -> None:
-        self.started = time.monotonic()
 
     @property
     def last(self) -> dict[str, float]:

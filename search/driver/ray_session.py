@@ -33,7 +33,7 @@ from search.names import (
     member_checkpoint_file,
 )
 from trainables import registry
-from trainables.session import Checkpoint, CheckpointKeeper, materialize, plain
+from trainables.session import Checkpoint, CheckpointKeeper, TrialClock, materialize, plain
 
 if TYPE_CHECKING:  # torch is imported where a trial runs: the driver never needs it for a plain trainable
     import torch
@@ -64,7 +64,7 @@ class _DeviceOnDemand:
         return self._make_device()
 
 
-class RaySession(_DeviceOnDemand):
+class RaySession(_DeviceOnDemand, TrialClock):
     def __init__(
         self,
         device: Callable[[], torch.device],
@@ -72,11 +72,10 @@ class RaySession(_DeviceOnDemand):
         report_interval_s: float | None,
         keeper: CheckpointKeeper | None = None,
     ) -> None:
+        TrialClock.__init__(self, budget_s)
         self._make_device = device
         self.keeper = keeper or CheckpointKeeper(None, None, "last")
         self.report_interval_s = report_interval_s
-        self.started = time.monotonic()
-        self._budget_s = budget_s
         self.node_id = ray.get_runtime_context().get_node_id()
 
     def report(
@@ -107,12 +106,6 @@ class RaySession(_DeviceOnDemand):
             import torch
 
             return torch.load(Path(d) / CHECKPOINT_FILE, map_location=self.device, weights_only=False)
-
-    def time_left(self) -> float | None:
-        return None if self._budget_s is None else max(0.0, self.started + self._budget_s - time.monotonic())
-
-    def start_clock(self) -> None:
-        self.started = time.monotonic()
 
 
 class RayGroupSession(_DeviceOnDemand):

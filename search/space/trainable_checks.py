@@ -83,7 +83,7 @@ def _check_abilities(spec: SweepSpec, trainable: registry.TrainableSpec, source:
 def _check_metrics_reported(spec: SweepSpec, trainable: registry.TrainableSpec, source: str) -> None:
     """Each metric the sweep names (its objectives, its constraints) is one the trainable reports, when it
     declares what it reports: a misspelled one would otherwise fail every trial at its first report."""
-    named = [("metric", m) for m in (spec.metric if isinstance(spec.metric, list) else [spec.metric]) if m]
+    named = [("metric", m) for m in objectives(spec, trainable)[0]]
     named += [(f"constraints.{i}", c.metric) for i, c in enumerate(spec.constraint_list)]
     for key, metric in named:
         if not trainable.may_report(metric):
