@@ -124,6 +124,38 @@ def test_file_and_module_trainables_run_in_ray_workers_with_relative_paths(ray_l
     assert outcome.counts["complete"] == 1
 
 
+def test_a_file_and_its_neighbour_changed_between_two_sweeps_run_as_changed(ray_local, user_dir, quiet_console):
+    # Ray Tune reuses a trial's worker for the next trial of the same sweep only: a sweep's workers end with
+    # it, so the next sweep in this process (the same Ray) imports the user's files again, as they are now.
+    def write(scale: int) -> None:
+        (user_dir / "helper.py").write_text(f"SCALE = {scale}\n")
+        (user_dir / "objective.py").write_text(
+            f"import helper\n\ndef objective(config):\n    return helper.SCALE * config['x'] + {scale * 100}\n"
+        )
+
+    space = {
+        "name": "changing",
+        "trainable": "objective.py:objective",
+        "metric": "score",
+        "mode": "max",
+        "space": {"x": {"type": "categorical", "choices": [1.0, 2.0, 3.0]}},
+        "sampler": {"name": "grid"},
+        "concurrency": 1,  # one worker, reused for the sweep's three trials
+    }
+    (user_dir / "changing.yaml").write_text(yaml.safe_dump(space))
+    store = Store.at(user_dir / "store")
+    values = []
+    for scale in (1, 2, 5):
+        write(scale)
+        space["name"] = f"changing-{scale}"
+        (user_dir / "changing.yaml").write_text(yaml.safe_dump(space))
+        outcome = runner.run(plan.prepare("changing.yaml"), store, console=quiet_console)
+        assert outcome.counts["complete"] == 3
+        study = optuna.load_study(study_name=f"changing-{scale}", storage=store.optuna_url)
+        values.append(sorted(t.value for t in study.trials))
+    assert values == [[101, 102, 103], [202, 204, 206], [505, 510, 515]]
+
+
 FAILING = """
 def train(config, session):
     print("about to fail")
