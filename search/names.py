@@ -19,7 +19,10 @@ from typing import Any
 
 # -- a trial's result, as a worker reports it ------------------------------------------------------------
 
-CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FILE = "checkpoint.pt"  # a kept checkpoint's file, in Ray's checkpoint and in the MLflow run
+STEP_KEY = "step"  # the trainable's own step number (1 is its first report)
+ELAPSED_KEY = "elapsed_s"  # the trial's own clock at this report (session.start_clock)
+NODE_KEY = "node_id"  # the Ray node the trial ran on
 FINAL_KEY = "final_report"  # the trainable's last report (never pruned there)
 MEMBERS_KEY = "members"  # a fused group's config: {"members": [config, ...]}
 MEMBERS_PREFIX = "members/"  # a group's result: members/<i>/<metric>
@@ -28,6 +31,9 @@ FAILED_PREFIX = "failed_members/"
 # This step's checkpoint was kept (it replaced the trial's or member's kept one). A bool, so MLflow logs it
 # as no metric; the bridge records the step and its metrics as the checkpoint's.
 KEPT_KEY = "checkpoint_kept"
+# What the session adds to every report beside the trainable's metrics. The driver adds Ray Tune's own keys
+# to these (trial_records.NOT_METRICS); elapsed_s alone is also logged to MLflow, as each step's time.
+SESSION_KEYS = frozenset({STEP_KEY, ELAPSED_KEY, NODE_KEY, FINAL_KEY, KEPT_KEY})
 
 
 def member_checkpoint_file(member: int) -> str:
@@ -77,6 +83,10 @@ RERUN_OF_ATTR = "rerun_of"  # resume ran this trial's configuration again as thi
 VALUE_STEP_ATTR = "value_step"  # the step whose report gave its value
 CHECKPOINT_STEP_ATTR = "checkpoint_step"  # the step whose weights its checkpoint holds
 CHECKPOINT_METRICS_ATTR = "checkpoint_metrics"  # what that step reported
+PRUNED_AT_ATTR = "pruned_at_step"  # the step at which the pruner stopped it
+FEASIBLE_ATTR = "feasible"  # a trial with constraints: whether all held on its final values
+REPEAT_VALUES_ATTR = "repeat_values"  # with repeats: each seed's value, in seed order (None: it failed)
+VALUE_STD_ATTR = "value_std"  # with repeats: the standard deviation of its seeds' values
 
 
 def run_id_attr(repeat: int | None) -> str:
@@ -86,6 +96,10 @@ def run_id_attr(repeat: int | None) -> str:
 # -- tags of MLflow runs -----------------------------------------------------------------------------------
 
 ROLE_TAG = "hpsearch.role"  # "sweep" on a parent run
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: a trial run's parent (the sweep's run)
+PRUNED_TAG = "pruned"  # "true" on a pruned trial's run
+PRUNED_AT_TAG = PRUNED_AT_ATTR
+FEASIBLE_TAG = FEASIBLE_ATTR
 TRIAL_NUMBER_TAG = "optuna.trial_number"
 STATE_TAG = "optuna.state"
 RAY_TRIAL_TAG = "ray.trial_id"
@@ -93,6 +107,8 @@ REPEAT_TAG = "repeat"
 ERROR_TAG = "error"
 STOPPED_TAG = "stopped"
 CHECKPOINT_STEP_TAG = "checkpoint_step"
+CHECKPOINT_DIR = "checkpoint"  # a trial run's artifact folder for its kept checkpoint (CHECKPOINT_FILE)
+CHECKPOINT_ARTIFACT = posixpath.join(CHECKPOINT_DIR, CHECKPOINT_FILE)  # what best and export read back
 # The trial's value (the study's, for this seed): a number, or a JSON list of a trade-off's; and its step.
 VALUE_TAG = "hpsearch.value"
 VALUE_STEP_TAG = "hpsearch.value_step"

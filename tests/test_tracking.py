@@ -47,6 +47,9 @@ def ray_trial(setup, ray_id: str, error: str | None = None) -> SimpleNamespace:
 
 def report(setup, trial, step: int, score: float) -> None:
     result = {"score": score, "step": step, "loss": 1.0 - score, "timestamp": 1_700_000_000 + step}
+    # what the session and Ray Tune add to every report
+    result |= {"elapsed_s": 0.5 * step, "node_id": "n1", "final_report": False, "checkpoint_kept": False}
+    result |= {"training_iteration": step, "time_this_iter_s": 0.01, "time_total_s": 0.01 * step, "pid": 7}
     setup.bridge.report(trial.trial_id, result)
     setup.callback.on_trial_result(0, [], trial, result)
 
@@ -71,7 +74,9 @@ def test_a_completed_trial_is_one_finished_child_run_with_params_and_each_step(s
     assert float(run.data.params["x"]) == pytest.approx(trial.config["x"])
     history = setup.client.get_metric_history(run.info.run_id, "score")
     assert [(m.step, m.value) for m in history] == [(1, 0.2), (2, 0.5), (3, 0.7)]
-    assert "timestamp" not in run.data.metrics  # Ray's bookkeeping is not a metric
+    # Ray's bookkeeping and the session's are not metrics; the trial's clock is logged, as each step's time
+    assert set(run.data.metrics) == {"score", "loss", "elapsed_s"}
+    assert [m.value for m in setup.client.get_metric_history(run.info.run_id, "elapsed_s")] == [0.5, 1.0, 1.5]
     assert setup.study.trials[0].user_attrs["mlflow_run_id"] == run.info.run_id
 
 

@@ -40,11 +40,16 @@ from search.names import (
     CHECKPOINT_METRICS_ATTR,
     CHECKPOINT_STEP_ATTR,
     FAIL_REASON_ATTR,
+    FEASIBLE_ATTR,
     FINAL_KEY,
     KEPT_KEY,
+    PRUNED_AT_ATTR,
     RAY_TRIAL_ATTR,
     REASON_ATTR,
+    REPEAT_VALUES_ATTR,
+    STEP_KEY,
     STOPPED_ATTR,
+    VALUE_STD_ATTR,
     VALUE_STEP_ATTR,
 )
 from search.space import conditions
@@ -233,7 +238,7 @@ class OptunaBridge(FusedRouting):
             value = result[wrong[0]]
             rec.failure = f"metric {wrong[0]!r} is not a number (got {value!r}, a {type(value).__name__})"
             return False
-        step = int(result.get("step", result.get("training_iteration", 0)))
+        step = int(result.get(STEP_KEY, result.get("training_iteration", 0)))
         if rec.last_step is not None and step <= rec.last_step:
             return True
         vector = tuple(float(result[m]) for m in self.metrics)
@@ -309,7 +314,7 @@ class OptunaBridge(FusedRouting):
         if error or rec.failure:
             self._tell(rec, TrialState.FAIL, reason=rec.failure or "the trial raised an error")
         elif rec.pruned_at is not None:
-            self._writes.set_attr(rec.optuna_trial, "pruned_at_step", rec.pruned_at)
+            self._writes.set_attr(rec.optuna_trial, PRUNED_AT_ATTR, rec.pruned_at)
             self._tell(rec, TrialState.PRUNED)
         elif rec.values is None:
             what = " and ".join(repr(m) for m in self.metrics)
@@ -353,7 +358,7 @@ class OptunaBridge(FusedRouting):
             if unknown is None:
                 for text, amount in amounts.items():
                     trial.set_constraint(text, amount)
-                self._writes.set_attr(trial, "feasible", all_hold(amounts))
+                self._writes.set_attr(trial, FEASIBLE_ATTR, all_hold(amounts))
                 for r in seeds:
                     r.violations = dict(amounts)
             elif final == TrialState.COMPLETE:
@@ -370,7 +375,7 @@ class OptunaBridge(FusedRouting):
             self._writes.set_attr(trial, CHECKPOINT_METRICS_ATTR, first.checkpoint_metrics)
         if len(seeds) > 1:
             shown = [None if r.values is None else (list(r.values) if self.multi else r.values[0]) for r in seeds]
-            self._writes.set_attr(trial, "repeat_values", shown)
+            self._writes.set_attr(trial, REPEAT_VALUES_ATTR, shown)
         # One value a trial, whatever its state: the value rule's (best or last) over its reports, the mean
         # over its seeds; a PRUNED (or stopped) trial's too, not Optuna's last step. A FAIL has none.
         values = None
@@ -379,7 +384,7 @@ class OptunaBridge(FusedRouting):
             values = mean_values(valued) if valued else None
             if final == TrialState.COMPLETE and len(seeds) > 1:
                 stds = std_values(seeds)
-                self._writes.set_attr(trial, "value_std", stds if self.multi else stds[0])
+                self._writes.set_attr(trial, VALUE_STD_ATTR, stds if self.multi else stds[0])
         # Every step in both stores before the study holds the trial finished: the other stores start
         # writing, the study's own writes go meanwhile, then they are waited for.
         for rec in seeds:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from search.driver.optuna_bridge import OptunaBridge
 from search.driver.trial_records import TrialView
+from search.names import REPEAT_VALUES_ATTR
 from search.readback.seed_stats import distinct, half_width, welch_p
 from search.readback.shown import fmt
 from search.space.pareto import front_of, signed
@@ -158,7 +159,7 @@ def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
     repeated = ["± 95% CI", "distinct", "seeds"] if bridge.repeats > 1 else ["steps"]
     columns = ["trial", "state", value_col, *figures, *repeated, *names]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best_seeds = [v for v in complete[0].user_attrs.get("repeat_values", []) if v is not None] if complete else []
+    best_seeds = [v for v in complete[0].user_attrs.get(REPEAT_VALUES_ATTR, []) if v is not None] if complete else []
     for col in columns:
         # at 80 columns long names fold onto two lines rather than lose their ends
         table.add_column(col, justify="left" if col == "state" else "right", overflow="fold", no_wrap=col == "state")
@@ -167,7 +168,7 @@ def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
         if bridge.repeats > 1:
             if t.value is not None:
                 value = f"{t.value:.4f} ± {t.user_attrs.get('value_std', 0.0):.4f}"
-            seeds = t.user_attrs.get("repeat_values", [])
+            seeds = t.user_attrs.get(REPEAT_VALUES_ATTR, [])
             known = [v for v in seeds if v is not None]
             ci = half_width(known) if t.state == TrialState.COMPLETE else None
             tell = "best" if complete and t is complete[0] else distinct(welch_p(known, best_seeds) if ci else None)

@@ -24,12 +24,15 @@ from ray import tune
 
 from search.names import (
     CHECKPOINT_FILE,
+    ELAPSED_KEY,
     FAILED_PREFIX,
     FINAL_KEY,
     FINAL_MEMBERS_KEY,
     KEPT_KEY,
     MEMBERS_KEY,
     MEMBERS_PREFIX,
+    NODE_KEY,
+    STEP_KEY,
     member_checkpoint_file,
 )
 from trainables import registry
@@ -84,7 +87,7 @@ class RaySession(_DeviceOnDemand, TrialClock):
         # elapsed_s is the trial's own clock (from ``start_clock``, after imports and data set-up, or from
         # the session's start for a trainable that never calls it): the trial budget is enforced on it.
         metrics = plain(metrics)
-        payload = {**metrics, "step": step, "elapsed_s": time.monotonic() - self.started, "node_id": self.node_id}
+        payload = {**metrics, STEP_KEY: step, ELAPSED_KEY: time.monotonic() - self.started, NODE_KEY: self.node_id}
         if final:
             payload[FINAL_KEY] = True
         # Ray keeps one checkpoint a trial (num_to_keep=1): the last one sent, so only a kept one is sent.
@@ -131,7 +134,7 @@ class RayGroupSession(_DeviceOnDemand):
         final: set[int] = frozenset(),
         failed: dict[int, str] | None = None,
     ) -> None:
-        payload: dict[str, Any] = {"step": step, "elapsed_s": time.monotonic() - self.started, "node_id": self.node_id}
+        payload: dict[str, Any] = {STEP_KEY: step, ELAPSED_KEY: time.monotonic() - self.started, NODE_KEY: self.node_id}
         metrics = {member: plain(values) for member, values in metrics.items()}
         for member, values in metrics.items():
             payload |= {f"{MEMBERS_PREFIX}{member}/{k}": v for k, v in values.items()}

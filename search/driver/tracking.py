@@ -19,20 +19,27 @@ import yaml
 from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.experiment import Trial
-from ray.tune.result import AUTO_RESULT_KEYS
 
 from search.driver.optuna_bridge import OptunaBridge
-from search.driver.trial_records import TrialView, is_number
+from search.driver.trial_records import NOT_METRICS, TrialView, is_number
 from search.names import (
+    CHECKPOINT_DIR,
     CHECKPOINT_FILE,
     CHECKPOINT_STEP_TAG,
+    ELAPSED_KEY,
     ERROR_TAG,
+    FEASIBLE_TAG,
     MEMBERS_KEY,
+    NODE_KEY,
+    PARENT_TAG,
+    PRUNED_AT_TAG,
+    PRUNED_TAG,
     RAY_TRIAL_TAG,
     RENAMED_TAG,
     REPEAT_TAG,
     ROLE_TAG,
     STATE_TAG,
+    STEP_KEY,
     STOPPED_TAG,
     TRIAL_NUMBER_TAG,
     VALUE_STEP_TAG,
@@ -53,7 +60,8 @@ from search.stores.write_behind import Metric, Param, RunTag, RunWrites
 # MLflow 3's UI opens an experiment on its GenAI overview unless told it holds training runs.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 PARENT = "hpsearch.parent"  # the parent run's key with the writer (a trial's key is its Ray trial id)
-_RAY_KEYS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "step", "node_id"}
+# What a step logs to MLflow: every number the trainable reported, and the trial's clock (each step's time).
+_NOT_LOGGED = NOT_METRICS - {ELAPSED_KEY}
 
 
 def params(config: dict[str, Any]) -> list[Param]:
@@ -203,7 +211,7 @@ class MlflowTrialCallback(Callback):
         repeat = view.repeat if view is not None and self.bridge.repeats > 1 else None
         name = f"trial-{number:04d}" if number is not None else trial_id
         tags = {
-            "mlflow.parentRunId": self.parent_run_id,
+            PARENT_TAG: self.parent_run_id,
             "optuna.study": self.bridge.study.study_name,
             TRIAL_NUMBER_TAG: str(number),
             RAY_TRIAL_TAG: trial_id,
@@ -253,23 +261,22 @@ class MlflowTrialCallback(Callback):
                     continue
                 with tempfile.TemporaryDirectory() as tmp:  # the member's run holds it as a single model's
                     shutil.copy(path, Path(tmp) / CHECKPOINT_FILE)
-                    self.writer.log_artifacts(key, tmp, "checkpoint")
+                    self.writer.log_artifacts(key, tmp, CHECKPOINT_DIR)
                 view = self.bridge.view(key)
                 if view is not None and view.state is not None:
                     self._close(key, *self._ending(view))
 
     def _log_result(self, key: str, result: dict) -> None:
-        if key not in self.placed and result.get("node_id"):
+        if key not in self.placed and result.get(NODE_KEY):
             # Where Ray placed the trial: on a cluster, the node (and host) that ran it.
             self.placed.add(key)
-            placement = {"ray.node_id": str(result["node_id"]), "ray.hostname": str(result.get("hostname", ""))}
+            placement = {"ray.node_id": str(result[NODE_KEY]), "ray.hostname": str(result.get("hostname", ""))}
             self.writes.log(key, tags=placement)
             self.bridge.set_attr(key, "ray_node_id", placement["ray.node_id"])
-        step = int(result.get("step", result.get("training_iteration", 0)))
+        step = int(result.get(STEP_KEY, result.get("training_iteration", 0)))
         ts = int(result.get("timestamp", time.time()) * 1000)
-        metrics = [
-            Metric(self._name(k), float(v), ts, step) for k, v in result.items() if k not in _RAY_KEYS and is_number(v)
-        ]
+        logged = {k: float(v) for k, v in result.items() if k not in _NOT_LOGGED and is_number(v)}
+        metrics = [Metric(self._name(k), v, ts, step) for k, v in logged.items()]
         if renamed := [k for k in result if k in self.renamed]:
             self._renamed_in.setdefault(key, set()).update(renamed)
         self.writes.log(key, metrics=metrics)
@@ -288,13 +295,13 @@ class MlflowTrialCallback(Callback):
         status = "FINISHED"
         if view is not None and view.state == TrialState.PRUNED:
             status = "KILLED"
-            tags = {"pruned": "true", "pruned_at_step": str(view.pruned_at)}
+            tags = {PRUNED_TAG: "true", PRUNED_AT_TAG: str(view.pruned_at)}
         elif view is not None and view.state == TrialState.FAIL:
             status = "FAILED"
             tags = {ERROR_TAG: view.failure or "failed"}
         if view is not None and view.violations is not None:
             # feasible when every constraint holds: each constraint's violation (<= 0 holds) beside it
-            tags["feasible"] = str(view.feasible).lower()
+            tags[FEASIBLE_TAG] = str(view.feasible).lower()
             tags["constraints"] = "; ".join(f"{k}: {v:.6g}" for k, v in view.violations.items())
         return status, tags
 
@@ -341,7 +348,7 @@ class MlflowTrialCallback(Callback):
         if trial.checkpoint is not None and status == "FINISHED":
             # A local directory as it is; on an object store (--storage-path s3://...) a downloaded copy.
             with trial.checkpoint.as_directory() as path:
-                self.writer.log_artifacts(trial.trial_id, path, "checkpoint")
+                self.writer.log_artifacts(trial.trial_id, path, CHECKPOINT_DIR)
             drop_ray_copy(trial.checkpoint)
         self._close(trial.trial_id, status, tags)
 

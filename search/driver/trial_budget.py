@@ -13,6 +13,8 @@ import time
 from ray import tune
 from ray.tune.experiment import Trial
 
+from search.names import ELAPSED_KEY
+
 
 class TrialBudgetStopper(tune.Stopper):
     """The trial budget for every trainable: a trial is stopped at its first report past the budget.
@@ -28,7 +30,7 @@ class TrialBudgetStopper(tune.Stopper):
         self.limit_s = budget_s + grace_s
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        return result.get("elapsed_s", 0.0) >= self.limit_s
+        return result.get(ELAPSED_KEY, 0.0) >= self.limit_s
 
     def stop_all(self) -> bool:
         return False
@@ -54,8 +56,8 @@ class BudgetWatch:
         self.measured: set[str] = set()  # trials whose zero came from a report, not from a first sighting
 
     def saw_result(self, trial_id: str, result: dict) -> None:
-        if self.limit_s is not None and trial_id not in self.measured and "elapsed_s" in result:
-            self.zero[trial_id] = time.monotonic() - float(result["elapsed_s"])
+        if self.limit_s is not None and trial_id not in self.measured and ELAPSED_KEY in result:
+            self.zero[trial_id] = time.monotonic() - float(result[ELAPSED_KEY])
             self.measured.add(trial_id)
 
     def overdue(self, trials: list[Trial]) -> list[Trial]:

@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from search.names import FINAL_KEY, KEPT_KEY
+from search.names import SESSION_KEYS
 from search.space.constraints import all_hold
 
 
@@ -45,8 +45,11 @@ class TrialRecord:
     checkpoint_metrics: dict[str, float] | None = None  # what that step reported: what its weights scored
 
 
-# Keys of a result that are Ray's or the session's bookkeeping, not something the trainable measured.
-BOOKKEEPING = set(AUTO_RESULT_KEYS) | {"step", "elapsed_s", "node_id", "done", "trial_id", FINAL_KEY, KEPT_KEY}
+# Keys of a result that Ray Tune adds to every report.
+RAY_KEYS = frozenset(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint"}
+# Keys of a result that are Ray's or the session's bookkeeping, not something the trainable measured: the one
+# list every room of the driver filters metrics with (tracking.py also logs names.ELAPSED_KEY to MLflow).
+NOT_METRICS = RAY_KEYS | SESSION_KEYS
 
 
 def is_number(value: Any) -> bool:
@@ -59,7 +62,7 @@ def measured(result: dict[str, Any]) -> dict[str, float]:
     return {
         k: float(v)
         for k, v in result.items()
-        if k not in BOOKKEEPING
+        if k not in NOT_METRICS
         and not k.startswith("config/")  # Ray adds the trial's config to each result
         and is_number(v)
     }

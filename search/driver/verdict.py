@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 from optuna.trial import TrialState
 
-from search.driver.trial_records import TrialRecord
+from search.driver.trial_records import NOT_METRICS, TrialRecord
 from search.space.constraints import Constraint, violations
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
-_NOT_METRICS = ("step", "elapsed_s", "node_id")
 
 
 def final_state(
@@ -58,7 +57,7 @@ def constraint_amounts(constraints: list[Constraint], seeds: list[TrialRecord]) 
     except KeyError as e:
         metric = e.args[0]
         text = next(c.text for c in constraints if c.metric == metric)
-        shown = ", ".join(sorted(k for k in finals if k not in _NOT_METRICS))
+        shown = ", ".join(sorted(k for k in finals if k not in NOT_METRICS))
         return {}, f"constraint {text!r}: metric {metric!r} was not reported (reported: {shown or 'nothing'})"
 
 

@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.errors import SpecError
-from search.names import RUN_ID_ATTR
+from search.names import REPEAT_VALUES_ATTR, RUN_ID_ATTR, VALUE_STD_ATTR
 from search.readback import run_metrics
 from search.readback.seed_stats import distinct, half_width, welch_p
 from search.readback.sweeps import load_study, objective_names, require_sweeps
@@ -66,8 +66,8 @@ def collect(store: Store, names: list[str]) -> tuple[list[Row], list[str], list[
         metrics += [m for m in own if m not in metrics]
         on_front = {t.number for t in study.best_trials} if multi else set()
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
-            seeds = [v for v in t.user_attrs.get("repeat_values", []) if v is not None and not multi]
-            std = t.user_attrs.get("value_std") if seeds else None
+            seeds = [v for v in t.user_attrs.get(REPEAT_VALUES_ATTR, []) if v is not None and not multi]
+            std = t.user_attrs.get(VALUE_STD_ATTR) if seeds else None
             run_ids = [v for k, v in t.user_attrs.items() if k.startswith(RUN_ID_ATTR)]
             value = t.values[0] if t.values else None
             row = Row(name, t.number, t.state.name, value, std, seeds, dict(t.params))

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from optuna.visualization import matplotlib as vis_mpl
 
 from search.errors import SweepError
+from search.names import REPEAT_VALUES_ATTR
 from search.readback.branches import branches, study_of
 from search.readback.sweeps import latest_parent_run, load_study, objective_names, require_sweeps
 from search.stores.store import Store
@@ -209,7 +210,7 @@ def seed_errorbars(study: optuna.Study, out_dir: Path) -> list[Path]:
 
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        seeds = [v for v in t.user_attrs.get("repeat_values", []) if isinstance(v, (int, float))]
+        seeds = [v for v in t.user_attrs.get(REPEAT_VALUES_ATTR, []) if isinstance(v, (int, float))]
         if len(seeds) >= 2 and t.value is not None:
             rows.append((t.number, t.value, half_width(seeds), seeds))
     if not rows:

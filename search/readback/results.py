@@ -20,13 +20,18 @@ import yaml
 from optuna.trial import TrialState
 
 from search.errors import SweepError
-from search.names import CHECKPOINT_METRICS_ATTR, CHECKPOINT_STEP_ATTR, RUN_ID_ATTR, VALUE_STEP_ATTR
+from search.names import (
+    CHECKPOINT_ARTIFACT,
+    CHECKPOINT_METRICS_ATTR,
+    CHECKPOINT_STEP_ATTR,
+    RUN_ID_ATTR,
+    VALUE_STEP_ATTR,
+)
 from search.readback import run_files
 from search.readback.scored import weights_notice
 from search.readback.sweeps import load_study, objective_names, recorded_space, require_sweeps
 from search.stores.store import Store
 
-CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.pt"
 MODEL_FILE = "model.pt"
 
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from search.names import PARENT_TAG
 from search.stores.infra import is_sql, select
 from search.stores.store import Store
 
 log = logging.getLogger(__name__)
-PARENT_TAG = "mlflow.parentRunId"
 
 
 @dataclass(frozen=True)

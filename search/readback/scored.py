@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from search.names import CHECKPOINT_METRICS_ATTR, CHECKPOINT_STEP_ATTR, VALUE_STEP_ATTR
+from search.names import CHECKPOINT_METRICS_ATTR, CHECKPOINT_STEP_ATTR, REPEAT_VALUES_ATTR, VALUE_STEP_ATTR
 
 
 def seed_values(trial: Any, names: list[str]) -> list[float] | None:
     """The values of the seed whose weights a trial keeps: the trial's own, or with repeats its first seed's."""
-    per_seed = trial.user_attrs.get("repeat_values")
+    per_seed = trial.user_attrs.get(REPEAT_VALUES_ATTR)
     if per_seed:
         first = per_seed[0]
         if first is None:
