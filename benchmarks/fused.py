@@ -34,7 +34,7 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
-from search.driver import plan, runner
+from search.driver import plan, ray_start, runner
 from search.space import loading
 from search.stores.store import Store
 
@@ -121,12 +121,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=32, help="trials per sweep (--rounds)")
     args = parser.parse_args()
     if args.rounds:
-        runner.ensure_ray()
+        ray_start.ensure_ray()
         compare_rounds(args.rounds, args.seeds, args.trials, 3 if args.quick else args.epochs)
         return
     if args.quick:
         args.configs, args.epochs, args.fuse = 16, 3, 8
-    runner.ensure_ray()
+    ray_start.ensure_ray()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, fuse in (("today (1 trial per configuration)", 1), (f"fused (groups of {args.fuse})", args.fuse)):

@@ -166,7 +166,7 @@ def main() -> None:
     small, large = (20, 60) if args.quick else (100, 300)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from search.driver.runner import ensure_ray
+    from search.driver.ray_start import ensure_ray
 
     ensure_ray()  # one Ray for both Ray-based drivers; its start-up is not a trial's
     meter = CpuMeter(ignore={p.pid for p in busy})

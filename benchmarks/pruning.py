@@ -29,7 +29,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 from rich.console import Console
 
-from search.driver import plan, runner
+from search.driver import plan, ray_start, runner
 from search.driver.ray_session import trial_function
 from search.space import samplers
 from search.space import spec as spec_mod
@@ -165,7 +165,7 @@ def main() -> None:
     trials = args.trials or (8 if args.quick else 16)
     epochs = args.epochs or (20 if args.quick else 30)
 
-    runner.ensure_ray()
+    ray_start.ensure_ray()
     results: dict[str, list[Figures]] = {name: [] for name in VARIANTS}
     for seed in range(seeds):
         for name, fn in VARIANTS.items():

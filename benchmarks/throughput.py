@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from search.driver.runner import ensure_ray
+    from search.driver.ray_start import ensure_ray
 
     ensure_ray()
     rows = {}

@@ -8,6 +8,9 @@ The trainables' own ``TrainableError`` (trainables/ cannot import search/) is ha
 
 from typing import Any
 
+# Ctrl-C before a command began its work (modules loading, options parsed): said by cli.main and app.Commands
+NOT_STARTED = "interrupted: the command had not started; nothing was recorded"
+
 SHOWN_CHARS = 80  # an offending value is shown this long at most: the message stays one readable line
 
 

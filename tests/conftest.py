@@ -33,7 +33,7 @@ def ray_local():
     """One local Ray for the whole test session (starting Ray costs seconds)."""
     import ray
 
-    from search.driver.runner import ensure_ray
+    from search.driver.ray_start import ensure_ray
 
     ensure_ray()
     yield ray

@@ -69,7 +69,7 @@ def test_tunes_usage_tag_of_the_callbacks_imports_mlflow_unless_patched(patched)
 
 LISTENS = r"""
 import json, psutil, ray, sys
-from search.driver.runner import ensure_ray
+from search.driver.ray_start import ensure_ray
 ensure_ray()
 import os
 niceness = ray.get(ray.remote(lambda: os.nice(0)).remote())  # a worker too

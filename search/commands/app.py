@@ -16,8 +16,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from search.commands.cli import NOT_STARTED
-from search.errors import UserError
+from search.errors import NOT_STARTED, UserError
 from trainables.errors import TrainableError
 
 

@@ -11,11 +11,9 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from search.errors import NOT_STARTED
+
 __all__ = ["main"]  # and, loaded on first use: app, Commands
-
-
-# Ctrl-C before a command began its work (modules loading, options parsed): said here and by app.Commands
-NOT_STARTED = "interrupted: the command had not started; nothing was recorded"
 
 
 def _commands() -> ModuleType:

@@ -16,7 +16,6 @@ enough. A cluster's head may be restarted (GCS fault tolerance) within Ray's own
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import threading
 import time
@@ -25,7 +24,9 @@ from typing import Callable
 
 import ray
 
+from search.driver import warm_ray
 from search.names import HEAD_LOST
+from search.stores.infra import answers
 
 # How long the GCS may not answer before the sweep is given up. A head this driver started (or the warm
 # Ray) cannot come back; a cluster's head may be restarted (GCS fault tolerance) within Ray's 60 s window.
@@ -50,14 +51,6 @@ def gcs_address() -> tuple[str, int] | None:
         return host, int(port)
     except Exception:  # noqa: BLE001 - no address, nothing to watch
         return None
-
-
-def answers(address: tuple[str, int], timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection(address, timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 class HeadWatch:
@@ -151,6 +144,4 @@ class HeadWatch:
 
 def _warm_address() -> str | None:
     """The warm Ray's address as ``hpsearch up`` recorded it (None when there is none, or down stopped it)."""
-    from search.driver import warm_ray  # it imports ``answers`` from here
-
     return (warm_ray.recorded() or {}).get("address")

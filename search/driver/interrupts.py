@@ -35,10 +35,6 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where nothing else handles it: ends a command as Ctrl-C does (exit 143, not 130)."""
 
 
-def exit_code(signum: int) -> int:
-    return 128 + signum
-
-
 def has_children() -> bool:
     """Whether this process started others (Ray's, a writer): they must be shut down, not abandoned. Where
     /proc cannot tell, assume so."""

@@ -25,11 +25,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
-from search.driver.head_watch import answers
 from search.driver.interrupts import stop_group
 from search.errors import UserError
 from search.stores.empty_databases import cache_dir
-from search.stores.infra import free_port, speaks_grpc
+from search.stores.infra import answers, free_port, speaks_grpc
 
 STATE = "warm-ray.json"
 START_TIMEOUT_S = 90.0

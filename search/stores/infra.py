@@ -36,6 +36,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def answers(address: tuple[str, int], timeout: float = 1.0) -> bool:
+    """Something accepts a TCP connection at ``address`` now (a Ray GCS, a server)."""
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def engine_kwargs(url: str) -> dict[str, Any]:
     """SQLite waits for the driver's lock; a database server gets a short connect timeout."""
     if url.startswith("sqlite"):
