@@ -9,6 +9,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from search.driver.bridge_settings import BridgeSettings
 from search.driver.optuna_bridge import OptunaBridge
 from search.errors import SamplerError
 
@@ -44,7 +45,7 @@ def stored(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def test_a_sampler_that_raises_leaves_no_trial_running():
     study = optuna.create_study(sampler=BrokenSampler(seed=0), storage=STORAGE["url"])
-    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], n_trials=3)
+    bridge = OptunaBridge(study, BridgeSettings({"x": FloatDistribution(0, 1)}, ["score"], ["max"], n_trials=3))
     assert "x" in bridge.ask("ray-0")
     said = r"the BrokenSampler failed to sample trial 1 \(RuntimeError: the sampler broke\)"
     with pytest.raises(SamplerError, match=said):
@@ -61,7 +62,9 @@ def make_bridge(n_trials=3, repeats=1, mode="max", pruner=None, seed=0):
         storage=STORAGE["url"],
         study_name=f"bridge-{next(NAMES)}",
     )
-    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {"epochs": 4}, ["score"], [mode], n_trials, repeats)
+    bridge = OptunaBridge(
+        study, BridgeSettings({"x": FloatDistribution(0, 1)}, ["score"], [mode], n_trials, {"epochs": 4}, repeats)
+    )
     return study, bridge
 
 
@@ -209,9 +212,15 @@ def constrained_bridge(repeats: int, constraint: str = "cost <= 120"):
     from search.space.constraints import Constraint
 
     study = optuna.create_study(direction="maximize", storage=STORAGE["url"], study_name=f"c-{next(NAMES)}")
-    bridge = OptunaBridge(
-        study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], 4, repeats, [Constraint.parse(constraint)]
+    settings = BridgeSettings(
+        {"x": FloatDistribution(0, 1)},
+        ["score"],
+        ["max"],
+        4,
+        repeats=repeats,
+        constraints=[Constraint.parse(constraint)],
     )
+    bridge = OptunaBridge(study, settings)
     return study, bridge
 
 
@@ -342,10 +351,8 @@ def test_fused_groups_in_rounds_are_asked_once_the_round_before_was_told(
     from search.driver.fused_routing import NOT_YET
 
     study = optuna.create_study(direction="maximize", storage=STORAGE["url"], study_name=f"r-{next(NAMES)}")
-    bridge = OptunaBridge(
-        study,
+    settings = BridgeSettings(
         {"x": FloatDistribution(0, 1)},
-        {},
         ["score"],
         ["max"],
         n_trials,
@@ -353,6 +360,7 @@ def test_fused_groups_in_rounds_are_asked_once_the_round_before_was_told(
         round_size=round_size,
         concurrency=concurrency,
     )
+    bridge = OptunaBridge(study, settings)
     ids, seen, told = itertools.count(), [], 0
     while True:
         groups = []  # this round's: (Ray trial id, members)
@@ -400,9 +408,13 @@ class PruneAtStep(optuna.pruners.BasePruner):
 def test_a_pruned_trial_s_value_is_its_value_rule_s_not_its_last_step_s(mode, rule, curve, value, step):
     """Optuna gives a pruned trial its last step's value; the trial's value is the value rule's, as for a
     complete one, so the live line, the table, the study and MLflow show one number."""
-    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize", pruner=PruneAtStep(3),
-                                storage=STORAGE["url"], study_name=f"bridge-{next(NAMES)}")
-    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], [mode], 1, value_rule=rule)
+    study = optuna.create_study(
+        direction="maximize" if mode == "max" else "minimize",
+        pruner=PruneAtStep(3),
+        storage=STORAGE["url"],
+        study_name=f"bridge-{next(NAMES)}",
+    )
+    bridge = OptunaBridge(study, BridgeSettings({"x": FloatDistribution(0, 1)}, ["score"], [mode], 1, value_rule=rule))
     bridge.ask("a")
     run(bridge, "a", curve + [0.4], final=False)
     (trial,) = stored(study)
@@ -427,9 +439,10 @@ def test_a_trial_the_sweep_stopped_has_its_best_value_and_an_interrupted_one_non
 
 
 def test_a_pruned_repeated_configuration_s_value_is_the_mean_of_its_seeds_with_one():
-    study = optuna.create_study(direction="maximize", pruner=PruneAtStep(2), storage=STORAGE["url"],
-                                study_name=f"bridge-{next(NAMES)}")
-    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], 1, repeats=3)
+    study = optuna.create_study(
+        direction="maximize", pruner=PruneAtStep(2), storage=STORAGE["url"], study_name=f"bridge-{next(NAMES)}"
+    )
+    bridge = OptunaBridge(study, BridgeSettings({"x": FloatDistribution(0, 1)}, ["score"], ["max"], 1, repeats=3))
     bridge.ask("a"), bridge.ask("b"), bridge.ask("c")
     run(bridge, "a", [0.2, 0.1, 0.1], final=False)  # seed 0, pruned at step 2 with a best of 0.2
     run(bridge, "b", [0.8, 0.6])  # seed 1 ends on its own: 0.8

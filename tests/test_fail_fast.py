@@ -11,14 +11,16 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from search.driver.bridge_settings import BridgeSettings
 from search.driver.optuna_bridge import OptunaBridge
 from search.stores.store import Store
 
 
 def bridge_on_sqlite(tmp_path, fail_fast: int) -> OptunaBridge:
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}", direction="maximize")
-    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], n_trials=20)
-    bridge.fail_fast = fail_fast
+    bridge = OptunaBridge(
+        study, BridgeSettings({"x": FloatDistribution(0, 1)}, ["score"], ["max"], n_trials=20, fail_fast=fail_fast)
+    )
     return bridge
 
 

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from search.commands.cli import app
 from search.commands.servers import free_port, start_dashboard
 from search.driver import plan, runner
+from search.driver.bridge_settings import BridgeSettings
 from search.driver.optuna_bridge import OptunaBridge
 from search.space.constraints import Constraint
 from search.space.pareto import ParetoPruner
@@ -35,9 +36,10 @@ def make_bridge(n_trials=4, constraints=(), front_pruner=None, repeats=1, study=
     study = study or optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(0))
     distributions = {"x": FloatDistribution(0, 1), "y": FloatDistribution(0, 1)}
     cons = [Constraint.parse(c) for c in constraints]
-    bridge = OptunaBridge(
-        study, distributions, {}, ["accuracy", "cost"], ["max", "min"], n_trials, repeats, cons, front_pruner
+    settings = BridgeSettings(
+        distributions, ["accuracy", "cost"], ["max", "min"], n_trials, repeats=repeats, constraints=cons
     )
+    bridge = OptunaBridge(study, settings, front_pruner)
     return study, bridge
 
 
@@ -100,9 +102,10 @@ def test_a_constraint_whose_metric_never_came_fails_a_finished_trial():
 
 def test_constraints_work_for_a_single_objective_too():
     study = optuna.create_study(direction="maximize")
-    bridge = OptunaBridge(
-        study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], 3, 1, [Constraint.parse("size <= 5")]
+    settings = BridgeSettings(
+        {"x": FloatDistribution(0, 1)}, ["score"], ["max"], 3, constraints=[Constraint.parse("size <= 5")]
     )
+    bridge = OptunaBridge(study, settings)
     for ray_id, score, size in (("a", 0.9, 9), ("b", 0.5, 4), ("c", 0.1, 1)):
         bridge.ask(ray_id)
         bridge.report(ray_id, {"score": score, "size": size, "step": 1, "final_report": True})

@@ -5,6 +5,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from search.driver.bridge_settings import BridgeSettings
 from search.driver.optuna_bridge import OptunaBridge
 from search.space import samplers
 from search.space.loading import validate
@@ -60,7 +61,7 @@ def test_building_leaves_the_space_as_it_was_given():
 def test_a_patient_pruner_prunes_a_trial_that_stopped_improving():
     pruner = samplers.build_pruner(spec_with(pruner={"name": "patient", "patience": 1}), "unit.yaml")
     study = optuna.create_study(direction="maximize", pruner=pruner)
-    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], n_trials=1)
+    bridge = OptunaBridge(study, BridgeSettings({"x": FloatDistribution(0, 1)}, ["score"], ["max"], n_trials=1))
     bridge.ask("a")
     pruned_at = None
     for step, score in enumerate([0.5, 0.6, 0.6, 0.55, 0.5], start=1):
@@ -76,7 +77,7 @@ def test_a_patient_pruner_prunes_a_trial_that_stopped_improving():
 
 def test_a_minimizing_sweep_keeps_its_lowest_value_as_best():
     study = optuna.create_study(direction="minimize")
-    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["loss"], ["min"], n_trials=2)
+    bridge = OptunaBridge(study, BridgeSettings({"x": FloatDistribution(0, 1)}, ["loss"], ["min"], n_trials=2))
     for ray_id, losses in (("a", [0.9, 0.4, 0.6]), ("b", [0.8, 0.7])):
         bridge.ask(ray_id)
         for step, loss in enumerate(losses, start=1):
@@ -92,7 +93,9 @@ def test_the_scheduler_is_built_once_with_its_options_and_attached_when_the_swee
     asha = build_scheduler(spec, "unit.yaml", "exact_match", "max")
     assert isinstance(asha, ReportingASHA) and (asha._max_t, asha._metric, asha._mode) == (30, "exact_match", "max")
     assert isinstance(build_scheduler(spec_with(), "unit.yaml", "exact_match", "max"), PruningScheduler)
-    bridge = OptunaBridge(optuna.create_study(), {"x": FloatDistribution(0, 1)}, {}, ["exact_match"], ["max"], 1)
+    bridge = OptunaBridge(
+        optuna.create_study(), BridgeSettings({"x": FloatDistribution(0, 1)}, ["exact_match"], ["max"], 1)
+    )
     asha.attach(bridge, 10.0)
     assert asha.bridge is bridge and asha.watch.limit_s == 10.0
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from search.commands.cli import app
 from search.driver import plan, runner
+from search.driver.bridge_settings import BridgeSettings
 from search.driver.optuna_bridge import OptunaBridge
 from search.names import KEPT_KEY
 from search.readback.scored import weights_notice
@@ -81,8 +82,13 @@ def test_a_trade_off_sweeps_trials_keep_the_last_checkpoint_not_the_best_by_its_
     from search.space.loading import validate
 
     spec = validate(
-        {"name": "t", "trainable": "flaky", "metric": ["score", "cost"], "mode": ["max", "min"],
-         "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}},  # fmt: skip
+        {
+            "name": "t",
+            "trainable": "flaky",
+            "metric": ["score", "cost"],
+            "mode": ["max", "min"],
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        },  # fmt: skip
         "t.yaml",
     )
     assert spec.value_rule == "last"
@@ -121,7 +127,9 @@ def reloaded(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def drive(study, value_rule, reports, kept_at):
-    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["m"], ["max"], 1, value_rule=value_rule)
+    bridge = OptunaBridge(
+        study, BridgeSettings({"x": FloatDistribution(0, 1)}, ["m"], ["max"], 1, value_rule=value_rule)
+    )
     bridge.ask("t0")
     for step, value in enumerate(reports, 1):
         result = {"m": value, "step": step, **({KEPT_KEY: True} if step in kept_at else {})}

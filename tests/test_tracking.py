@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from search.driver.bridge_settings import BridgeSettings
 from search.driver.optuna_bridge import OptunaBridge
 from search.driver.tracking import MlflowTrialCallback, Tracking
 from search.stores.mlflow_writer import InlineWriter, MlflowWriter
@@ -25,7 +26,7 @@ def setup(request, tmp_path):
     parent = tracking.start_parent(experiment, {"name": "unit", "trainable": "flaky"}, "unit", "unit-run")
     pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     study = optuna.create_study(study_name="unit", direction="maximize", pruner=pruner)
-    bridge = OptunaBridge(study, {"x": FloatDistribution(0, 1)}, {}, ["score"], ["max"], n_trials=3)
+    bridge = OptunaBridge(study, BridgeSettings({"x": FloatDistribution(0, 1)}, ["score"], ["max"], n_trials=3))
     callback = MlflowTrialCallback(tracking, experiment, parent, bridge)
     yield SimpleNamespace(tracking=tracking, client=MlflowClient(uri), parent=parent, study=study, bridge=bridge,
                            callback=callback, tmp=tmp_path)  # fmt: skip

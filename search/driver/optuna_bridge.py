@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable
+from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 from ray.tune.experiment import Trial
 
+from search.driver.bridge_settings import BridgeSettings
 from search.driver.fused_routing import FusedRouting
 from search.driver.trial_records import TellHook, TrialRecord, TrialView, is_number, measured, view_of
 from search.driver.verdict import FailFast, constraint_amounts, final_state, mean_values, std_values
@@ -53,8 +53,7 @@ from search.names import (
     VALUE_STEP_ATTR,
 )
 from search.space import conditions
-from search.space.constraints import Constraint, all_hold
-from search.space.params import Param
+from search.space.constraints import all_hold
 from search.space.pareto import INTERMEDIATE_ATTR, ParetoPruner, history, signed
 from search.stores.trial_logs import error_line
 from search.stores.write_behind import StudyWrites, tell
@@ -66,51 +65,39 @@ class OptunaBridge(FusedRouting):
     def __init__(
         self,
         study: optuna.Study,
-        distributions: dict[str, BaseDistribution],
-        fixed_config: dict[str, Any],
-        metrics: list[str],
-        modes: list[str],
-        n_trials: int,
-        repeats: int = 1,
-        constraints: list[Constraint] = (),
+        settings: BridgeSettings,
         front_pruner: ParetoPruner | None = None,
-        fuse: int = 1,
-        fuse_key: Callable[[dict[str, Any]], Any] | None = None,
-        value_rule: str | None = None,
         trial_attrs: dict[str, Any] | None = None,
-        space: dict[str, Param] | None = None,
-        round_size: int | None = None,
-        concurrency: int = 1,
     ) -> None:
+        """``front_pruner``: a trade-off's Pareto pruner (seeded here with the study's finished trials);
+        ``trial_attrs``: user attributes every trial this run asks gets."""
         self.study = study
-        self.trial_attrs = dict(trial_attrs or {})  # user attributes every trial this run asks gets
-        self.repeats = repeats
+        self.settings = settings
+        self.trial_attrs = dict(trial_attrs or {})
+        self.repeats = settings.repeats
         self._open_seeds: list[TrialRecord] = []
         self._told: set[int] = set()  # Optuna trial numbers already told
-        self.distributions = distributions
-        self.space = space  # a conditional space: each trial sets only its active parameters (conditions.py)
-        self.fixed_config = fixed_config
-        if isinstance(metrics, str) or isinstance(modes, str):
-            raise TypeError("metrics and modes are lists: one entry per objective")
-        self.metrics, self.modes = list(metrics), list(modes)
+        self.distributions = settings.distributions
+        self.space = settings.space  # a conditional space: each trial sets only its active parameters
+        self.fixed_config = settings.fixed_config
+        self.metrics, self.modes = list(settings.metrics), list(settings.modes)
         self.metric, self.mode = self.metrics[0], self.modes[0]  # the first (the only one, mostly)
         self.multi = len(self.metrics) > 1
         # best: a trial's value is its best step's metric; last: its last report's (always, for a trade-off)
-        self.value_rule = "last" if self.multi else (value_rule or "best")
-        if self.value_rule not in ("best", "last"):
-            raise ValueError(f"value_rule is best or last (got {value_rule!r})")
-        self.constraints = list(constraints)
-        self.n_trials = n_trials
+        self.value_rule = "last" if self.multi else (settings.value_rule or "best")
+        self.constraints = list(settings.constraints)
+        self.n_trials = settings.n_trials
         self._records: dict[str, TrialRecord] = {}
         # Fused trials: a Ray trial carries a group of Optuna trials (members), each keyed "<ray id>#<member>".
-        self.fuse, self.fuse_key = fuse, fuse_key
-        self.round_size, self.concurrency = round_size, concurrency  # fused groups asked in rounds of this many
+        self.fuse, self.fuse_key = settings.fuse, settings.fuse_key
+        self.round_size, self.concurrency = settings.round_size, settings.concurrency  # fused groups' rounds
         self._fused: dict[str, list[str]] = {}  # Ray trial id -> its members' keys
         self._pending: list[list[optuna.Trial]] = []  # groups asked, not yet given to a Ray trial
         self._asked = 0
         self._stops: dict[str, list[int]] = {}  # Ray trial id -> members pruned since the worker was told
         self.front_pruner = front_pruner
-        self._fail_fast = FailFast()  # the error every one of the first trials raised, once it is so
+        # the error every one of the first settings.fail_fast trials raised, once it is so
+        self._fail_fast = FailFast(first=settings.fail_fast)
         # A running trial's steps and attributes reach the study in one write a second (write_behind.py);
         # the other stores finish writing a trial before it is told (tracking: its MLflow run).
         self._writes = StudyWrites()
@@ -399,16 +386,7 @@ class OptunaBridge(FusedRouting):
             self.front_pruner.completed(trial.number)
         self._fail_fast.saw(final, seeds)
 
-    # The fail-fast watch (verdict.FailFast): the runner sets how many first trials it watches and reads
-    # the error they all raised.
-    @property
-    def fail_fast(self) -> int:
-        return self._fail_fast.first
-
-    @fail_fast.setter
-    def fail_fast(self, first: int) -> None:
-        self._fail_fast.first = first
-
     @property
     def failing_fast(self) -> str | None:
+        """The error the first ``settings.fail_fast`` trials all raised, once they have (verdict.FailFast)."""
         return self._fail_fast.failing

@@ -21,6 +21,7 @@ from ray import tune
 from rich.console import Console
 
 from search.driver import interrupts, ray_patches
+from search.driver.bridge_settings import BridgeSettings
 from search.driver.head_watch import HeadWatch
 from search.driver.optuna_bridge import OptunaBridge
 from search.driver.plan import Sweep
@@ -125,7 +126,6 @@ def build_tuner(
     ``signals`` lists one (it came before Tune's own handler was there), no trial is asked."""
     ray_patches.apply()  # a trial killed for the host's memory fails alone, not the sweep
     spec = sweep.spec
-    bridge.fail_fast = spec.fail_fast
     interval = spec.report_interval_s
     budget = spec.budget
     limit = budget.trial + (interval or 0.0) if budget.trial else None  # as TrialBudgetStopper's
@@ -395,23 +395,27 @@ def _open(
 
 
 def make_bridge(sweep: Sweep, study: optuna.Study, parent_run_id: str) -> OptunaBridge:
+    # every trial knows the run that asked it (resume finds it even if its own MLflow run was never made)
+    attrs = {PARENT_ATTR: parent_run_id} | ({VERSION_ATTR: version} if (version := definition_version(study)) else {})
+    return OptunaBridge(study, bridge_settings(sweep), sweep.front_pruner, attrs)
+
+
+def bridge_settings(sweep: Sweep) -> BridgeSettings:
+    """What the sweep's bridge asks, judges and tells by, read off its plan."""
     spec = sweep.spec
-    return OptunaBridge(
-        study,
-        samplers.distributions(spec),
-        spec.config,
-        sweep.metrics,
-        sweep.modes,
-        sweep.n_trials,
-        spec.repeats,
-        spec.constraint_list,
-        sweep.front_pruner,
-        spec.fuse,
-        fuse_key(sweep.trainable) if spec.fuse > 1 else None,
-        spec.value_rule,
-        # every trial knows the run that asked it (resume finds it even if its own MLflow run was never made)
-        {PARENT_ATTR: parent_run_id} | ({VERSION_ATTR: version} if (version := definition_version(study)) else {}),
+    return BridgeSettings(
+        distributions=samplers.distributions(spec),
+        metrics=list(sweep.metrics),
+        modes=list(sweep.modes),
+        n_trials=sweep.n_trials,
+        fixed_config=spec.config,
+        repeats=spec.repeats,
+        constraints=list(spec.constraint_list),
+        value_rule=spec.value_rule,
         space=spec.space if spec.conditional else None,
+        fail_fast=spec.fail_fast,
+        fuse=spec.fuse,
+        fuse_key=fuse_key(sweep.trainable) if spec.fuse > 1 else None,
         round_size=sweep.round_size,
         concurrency=spec.concurrency,
     )
