@@ -486,3 +486,18 @@ def test_a_trial_s_budget_clock_starts_when_it_runs_not_while_it_waits_and_from_
     assert watch.overdue([hung]) == []
     now[0] += 0.2
     assert watch.overdue([hung]) == [hung]  # 3 s (+ lateness) of its own clock, not from its first report
+
+
+@pytest.mark.parametrize(
+    "changed, error",
+    [
+        ({"metrics": "score"}, "metrics and modes are lists"),
+        ({"modes": ["max", "min"]}, "1 metrics and 2 modes"),
+        ({"metrics": ["a", "b", "c"], "modes": ["max"]}, "3 metrics and 1 modes"),
+        ({"value_rule": "mean"}, "value_rule is best or last"),
+    ],
+)
+def test_bridge_settings_refuse_what_no_sweep_could_mean(changed, error):
+    given = {"distributions": {"x": FloatDistribution(0, 1)}, "metrics": ["score"], "modes": ["max"], "n_trials": 1}
+    with pytest.raises((TypeError, ValueError), match=error):
+        BridgeSettings(**(given | changed))
