@@ -4,7 +4,6 @@ take, and opening a store."""
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from contextlib import contextmanager
@@ -111,13 +110,11 @@ def interrupts_end_in_one_line(said: str) -> Iterator[None]:
     except KeyboardInterrupt as e:
         err.print(f"interrupted: {said}", highlight=False, soft_wrap=True)
         code = 143 if isinstance(e, interrupts.Terminated) else 130
-        if interrupts.abandoned or not interrupts.has_children():
+        if interrupts.abandoned() or not interrupts.has_children():
             # Interrupted mid-import (Ray, gRPC, torch), a library left half made can still take the process
             # down with the signal while Python shuts down; nothing was written and nothing was started, so
             # the process ends here, with its code.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            interrupts.exit_now(code)
         raise typer.Exit(code) from None
 
 

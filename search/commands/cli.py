@@ -44,14 +44,13 @@ def main() -> None:
         raise
     except KeyboardInterrupt:  # before a command's own handling (loading, parsing): one line all the same
         sys.stderr.write(f"{NOT_STARTED}\n")
-        from search.driver.interrupts import has_children
+        from search.driver.interrupts import exit_now, has_children
 
         if has_children():  # a server a command started: Python's own exit stops it
             sys.exit(130)
         # A library interrupted mid-import can take the process down with the signal while Python shuts
         # down; nothing was started, so the process ends here, with the shell's code for Ctrl-C.
-        sys.stderr.flush()
-        os._exit(130)
+        exit_now(130)
 
 
 def _leave_ray_behind(code: int) -> None:
@@ -65,7 +64,7 @@ def _leave_ray_behind(code: int) -> None:
         return
     import ray
 
-    from search.driver.interrupts import has_children
+    from search.driver.interrupts import exit_now, has_children
 
     if ray.is_initialized():
         ray.shutdown()
@@ -74,9 +73,7 @@ def _leave_ray_behind(code: int) -> None:
     import logging
 
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_now(code)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ enough. A cluster's head may be restarted (GCS fault tolerance) within Ray's own
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -24,7 +23,7 @@ from typing import Callable
 
 import ray
 
-from search.driver import warm_ray
+from search.driver import interrupts, warm_ray
 from search.names import HEAD_LOST
 from search.stores.infra import answers
 
@@ -123,7 +122,7 @@ class HeadWatch:
                 worker._global_node.kill_all_processes(check_alive=False, allow_graceful=False)
             except Exception:  # noqa: BLE001 - they end by themselves, later
                 pass
-        os._exit(1)
+        interrupts.exit_now(1)
 
     def _close(self) -> bool:
         """``on_lost``, in a thread of its own and for ``CLOSE_S`` at most: whether it closed the sweep."""

@@ -11,24 +11,50 @@ A command that writes (``run``, ``resume``) goes through three phases:
 * Ray Tune's loop in between, which stops its trials gracefully on SIGINT (and on SIGTERM, through
   ``runner.sigterm_stops_tune``), after which the sweep closes them. A signal that lands as Tune sets its
   loop up, before its own handler is there, is still held and listed: the searcher then asks no trial.
+
+This room owns the signal state of the process (``received``, and whether a start was ``abandoned``):
+other rooms tell it what they saw (``saw``, ``abandon``) and read it, never write its lists. A command
+process that must end at once, Python's own exit skipped, ends through ``exit_now``, the one place of
+the driver's process that calls ``os._exit`` (the MLflow writer, a process of its own, has its own).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-received: list[int] = []  # every signal the handlers below saw, in order
+received: list[int] = []  # every signal this command saw, in order (the handlers below, and ``saw``)
+_abandoned: list[bool] = []  # a start-up abandoned half made (``abandon``)
 
 
-# Set once a start-up was abandoned half made (Ray's start, interrupted): the process must end at once
-# (os._exit), Python's own exit would tear down what is half made.
-abandoned: list[bool] = []
+def saw(signum: int) -> None:
+    """A signal another room caught before these handlers could (Ray's own SIGTERM handler as it starts)."""
+    received.append(signum)
+
+
+def abandon() -> None:
+    """A start-up was abandoned half made (Ray's start, interrupted): the process must end at once
+    (``exit_now``); Python's own exit would tear down what is half made."""
+    _abandoned.append(True)
+
+
+def abandoned() -> bool:
+    return bool(_abandoned)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` at once, every output flushed, Python's exit hooks skipped: for a process
+    whose libraries were left half made (interrupted mid-import, a Ray start abandoned, a Ray head lost), or
+    whose teardown would only wait for what the command already closed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class Terminated(KeyboardInterrupt):

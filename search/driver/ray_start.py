@@ -80,7 +80,7 @@ def ensure_ray(address: str | None = None) -> str | None:
     except SystemExit as e:  # Ray's own SIGTERM handler while it starts: sys.exit(15)
         if e.code != signal.SIGTERM:
             raise
-        interrupts.received.append(signal.SIGTERM)
+        interrupts.saw(signal.SIGTERM)
         _abandon_start(before)
         raise interrupts.Terminated() from None
     except KeyboardInterrupt:
@@ -117,4 +117,4 @@ def _abandon_start(before: set[int]) -> None:
             os.waitpid(pid, 0)
     ray._private.worker._global_node = None  # its processes are gone: nothing for Ray to stop
     atexit.unregister(ray.shutdown)
-    interrupts.abandoned.append(True)
+    interrupts.abandon()
