@@ -41,10 +41,11 @@ def test_steps_wait_for_the_flush_and_then_all_arrive_with_the_attributes(study,
     writes.flush(trial)
     assert stored(study).intermediate_values == {1: 0.9, 2: 0.8, 3: 0.7}
     assert stored(study).user_attrs == {"ray_trial_id": "abc"}
-    assert len(made) == 1  # one write for all three steps and the attribute
+    behind = study._storage.__class__.__name__ != "InMemoryStorage"
+    assert len(made) == (1 if behind else 0)  # one write for all three steps and the attribute (in memory: none)
     writes.flush(trial)  # nothing left: a second flush writes nothing twice
     writes.flush_all()
-    assert len(made) == 1
+    assert len(made) == (1 if behind else 0)
     study.tell(trial, 0.7)
     assert stored(study).state == optuna.trial.TrialState.COMPLETE
 
@@ -138,3 +139,27 @@ def test_run_writes_split_a_long_trial_within_log_batch_limits(tmp_path):
     assert len(run.data.params) == 150 and sum(k.startswith("t") for k in run.data.tags) == 120
     history = client.get_metric_history(run_id, "loss")
     assert sorted(m.step for m in history) == list(range(1, 2501))
+
+
+
+def test_an_optuna_whose_internals_moved_gets_each_write_at_once_through_its_public_calls(tmp_path, monkeypatch):
+    from optuna.storages import RDBStorage
+
+    from search import private_parts
+    from search.stores import write_behind
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
+    trial = study.ask()
+    assert write_behind._behind(trial) is not None
+    with monkeypatch.context() as m:  # as if a release renamed it (Optuna's own writes use it: put back below)
+        m.delattr(RDBStorage, "_set_trial_attr_without_commit")
+        assert write_behind._behind(trial) is None
+        moved = [r.what for r in private_parts.missing()]
+        assert moved == ["optuna.storages:RDBStorage._set_trial_attr_without_commit"]
+    monkeypatch.setattr(write_behind, "_behind", lambda trial: None)
+    writes = StudyWrites(flush_s=3600)
+    for step, value in ((1, 0.9), (2, 0.8), (3, 0.7)):
+        writes.report(trial, value, step)
+    writes.set_attr(trial, "ray_trial_id", "abc")
+    assert stored(study).intermediate_values == {1: 0.9, 2: 0.8, 3: 0.7}  # written at once, no flush
+    assert stored(study).user_attrs == {"ray_trial_id": "abc"}

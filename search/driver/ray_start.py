@@ -115,6 +115,8 @@ def _abandon_start(before: set[int]) -> None:
     for pid in started:
         with suppress(ChildProcessError):
             os.waitpid(pid, 0)
-    ray._private.worker._global_node = None  # its processes are gone: nothing for Ray to stop
+    worker = getattr(getattr(ray, "_private", None), "worker", None)  # private (search/private_parts.py)
+    if worker is not None and hasattr(worker, "_global_node"):
+        worker._global_node = None  # its processes are gone: nothing for Ray to stop
     atexit.unregister(ray.shutdown)
     interrupts.abandon()

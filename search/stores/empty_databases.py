@@ -149,6 +149,11 @@ def point_default_experiment(path: Path, artifacts: Path | None) -> None:
     now = int(time.time() * 1000)
     location = str((artifacts or path.parent / "artifacts") / "0")
     with closing(sqlite3.connect(path)) as db, db:
+        # MLflow's own table (search/private_parts.py): where its columns moved, the experiment stays as made
+        columns = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
+        if not {"artifact_location", "creation_time", "last_update_time"} <= columns:
+            log.warning("MLflow's experiments table is not the known one: its Default experiment is left as made")
+            return
         db.execute(
             "UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
             "WHERE experiment_id = 0",

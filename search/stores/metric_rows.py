@@ -45,7 +45,8 @@ def bulk_writer(
     if not isinstance(store, SqlAlchemyStore):
         return None
     tables = (SqlMetric.__table__, SqlLatestMetric.__table__)
-    if any(set(t.c.keys()) != COLUMNS for t in tables) or not hasattr(store, "ManagedSessionMaker"):
+    private = ("ManagedSessionMaker", "_check_run_is_active", "_get_run")  # search/private_parts.py
+    if any(set(t.c.keys()) != COLUMNS for t in tables) or not all(hasattr(store, name) for name in private):
         log.info("metric rows go through MlflowClient.log_batch: MLflow's metric tables are not the known ones")
         return None
 

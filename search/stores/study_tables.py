@@ -28,7 +28,11 @@ from typing import Any
 from optuna.distributions import json_to_distribution
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
-from optuna.study._frozen import FrozenStudy
+
+try:  # private (search/private_parts.py); an Optuna where it moved reads through its own RDBStorage
+    from optuna.study._frozen import FrozenStudy
+except ImportError:  # pragma: no cover - another Optuna
+    FrozenStudy = None
 from optuna.trial import FrozenTrial, TrialState
 
 from search.stores.infra import rdb_storage, read_only, readable_sqlite
@@ -41,7 +45,7 @@ def open_for_reading(url: str) -> BaseStorage:
     """A storage to read the study database at ``url``: this module's for an Optuna SQLite file at the known
     revision, else Optuna's own ``RDBStorage`` (``infra.rdb_storage``)."""
     path = readable_sqlite(url)
-    if path is not None and revision(path) == REVISION:
+    if path is not None and revision(path) == REVISION and FrozenStudy is not None:
         return StudyTables(path)
     return rdb_storage(url)
 
@@ -115,7 +119,7 @@ class StudyTables(BaseStorage):
         with self._db() as db:
             return self._attrs(db, "study_system_attributes", "study_id").get(study_id, {})
 
-    def get_all_studies(self) -> list[FrozenStudy]:
+    def get_all_studies(self) -> list[Any]:
         with self._db() as db:
             directions = self._directions(db)
             user = self._attrs(db, "study_user_attributes", "study_id")

@@ -14,8 +14,9 @@ and written together:
 Pruning is unchanged: the pruner judges a trial on every value it reported, written or not.
 
 ``StudyWrites`` writes one trial's intermediate values and user attributes in a single RDB transaction.
-Optuna has no public call for that, so it uses ``RDBStorage``'s own helpers; with another storage, or
-an Optuna whose internals moved, it writes through the public calls one by one (same result, slower).
+Optuna has no public call for that, so it uses ``RDBStorage``'s own helpers (search/private_parts.py); with
+another storage, or an Optuna whose internals moved, each is written at once through ``Trial.report`` and
+``Trial.set_user_attr`` (same result, slower).
 ``RunWrites`` does the same for MLflow runs: it hands a run's pending steps, parameters and tags to the
 MLflow writer (mlflow_writer.py) in one call, and the writer splits them to ``log_batch``'s limits
 (``batches``) or, on a SQL store, writes the steps in bulk (metric_rows.py).
@@ -74,30 +75,33 @@ class StudyWrites:
 
     def __init__(self, flush_s: float = FLUSH_S) -> None:
         self.flush_s = flush_s
-        self._pending: dict[int, tuple[optuna.Trial, _Pending]] = {}  # Optuna trial id -> what it waits for
+        self._pending: dict[int, tuple[optuna.Trial, _Pending]] = {}  # trial number -> what it waits for
 
     def _entry(self, trial: optuna.Trial) -> _Pending:
-        if trial._trial_id not in self._pending:
-            self._pending[trial._trial_id] = (trial, _Pending(time.monotonic()))
-        return self._pending[trial._trial_id][1]
+        if trial.number not in self._pending:
+            self._pending[trial.number] = (trial, _Pending(time.monotonic()))
+        return self._pending[trial.number][1]
 
     def report(self, trial: optuna.Trial, value: float, step: int) -> None:
         """``trial.report``, written later. The trial's own view has the value now, as ``Trial.report``
         leaves it, so ``trial.should_prune()`` judges it."""
-        cached = getattr(trial, "_cached_frozen_trial", None)
-        if cached is None:  # an Optuna without the cache: nothing to judge from but the storage
+        if _behind(trial) is None:
             trial.report(value, step)
             return
+        cached = trial._cached_frozen_trial
         if step in cached.intermediate_values:
             return  # Optuna keeps a step's first value
         cached.intermediate_values[step] = float(value)
         self._entry(trial).values[step] = float(value)
 
     def set_attr(self, trial: optuna.Trial, key: str, value: Any) -> None:
+        if _behind(trial) is None:
+            trial.set_user_attr(key, value)
+            return
         self._entry(trial).attrs[key] = value
 
     def flush(self, trial: optuna.Trial) -> None:
-        item = self._pending.pop(trial._trial_id, None)
+        item = self._pending.pop(trial.number, None)
         if item is not None:
             _write(trial, item[1])
 
@@ -112,25 +116,36 @@ class StudyWrites:
             self.flush(trial)
 
 
-def _write(trial: optuna.Trial, pending: _Pending) -> None:
-    """One transaction on an RDB storage; the public calls one by one elsewhere."""
-    backend = getattr(trial.storage, "_backend", trial.storage)
+def _behind(trial: optuna.Trial) -> Any:
+    """The trial's ``RDBStorage`` where its writes can wait: the internals this module uses are where Optuna
+    5.0 has them (search/private_parts.py). None: each write goes through Optuna's public calls, at once."""
     try:
         from optuna.storages import RDBStorage
         from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-        from sqlalchemy import insert
+        from optuna.storages._rdb.storage import _create_scoped_session  # noqa: F401 - used by _write
+    except ImportError:  # pragma: no cover - another Optuna
+        return None
+    backend = getattr(trial.storage, "_backend", trial.storage)
+    known = (
+        isinstance(backend, RDBStorage)
+        and hasattr(backend, "_set_trial_attr_without_commit")
+        and hasattr(models.TrialModel, "find_or_raise_by_id")
+        and hasattr(models.TrialIntermediateValueModel, "intermediate_value_to_stored_repr")
+        and hasattr(trial, "_trial_id")
+        and getattr(trial, "_cached_frozen_trial", None) is not None
+    )
+    return backend if known else None
 
-        if not isinstance(backend, RDBStorage):
-            raise TypeError(type(backend).__name__)
-        to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
-        set_attr = backend._set_trial_attr_without_commit
-    except (ImportError, AttributeError, TypeError):
-        for step, value in sorted(pending.values.items()):
-            trial.storage.set_trial_intermediate_value(trial._trial_id, step, value)
-        for key, value in pending.attrs.items():
-            trial.storage.set_trial_user_attr(trial._trial_id, key, value)
-        return
+
+def _write(trial: optuna.Trial, pending: _Pending) -> None:
+    """One transaction on the trial's RDB storage (``_behind``)."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import insert
+
+    backend = _behind(trial)
+    to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
+    set_attr = backend._set_trial_attr_without_commit
     with _create_scoped_session(backend.scoped_session) as session:
         row = models.TrialModel.find_or_raise_by_id(trial._trial_id, session)
         backend.check_trial_is_updatable(trial._trial_id, row.state)
@@ -174,6 +189,9 @@ def tell(study: optuna.Study, trial: optuna.Trial, values: float | Sequence[floa
 
 
 def _tell_pruned(study: optuna.Study, trial: optuna.Trial, values: list[float]) -> None:
+    if not hasattr(trial, "_trial_id"):  # private (search/private_parts.py): Optuna's own tell, its value
+        study.tell(trial, state=TrialState.PRUNED)
+        return
     storage, trial_id = trial.storage, trial._trial_id
     frozen = storage.get_trial(trial_id)
     if frozen.state != TrialState.RUNNING:
