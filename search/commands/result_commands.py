@@ -181,5 +181,7 @@ def export(
         highlight=False,
         soft_wrap=True,
     )
+    if any(path.suffix == ".ckpt" for path in files):
+        out.print('or, with Lightning:  YourModule.load_from_checkpoint("model.ckpt")', highlight=False)
     if result.notice:
         err.print(f"note: {result.notice}", highlight=False, soft_wrap=True)

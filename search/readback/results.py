@@ -33,6 +33,8 @@ from search.readback.sweeps import load_study, objective_names, recorded_space, 
 from search.stores.store import Store
 
 MODEL_FILE = "model.pt"
+LIGHTNING_FILE = "model.ckpt"  # a Lightning checkpoint (trainables/lightning.py), as Lightning loads it
+LIGHTNING_KEY = "pytorch-lightning_version"  # what every Lightning checkpoint holds
 
 
 @dataclass
@@ -189,7 +191,8 @@ def write_model(
 ) -> list[Path]:
     """``model.pt`` (the state dict, the configuration and where it came from; ``torch.load`` reads it
     with no hpsearch installed) and ``config.yaml``; plus what the trainable's own exporter writes
-    (``save_pretrained`` for text models)."""
+    (``save_pretrained`` for text models), and a Lightning checkpoint as it was kept, ``model.ckpt``, for
+    ``LightningModule.load_from_checkpoint``."""
     import torch
 
     from trainables import registry
@@ -204,6 +207,11 @@ def write_model(
     # What the trainable put beside the weights to use them (class names, input size, normalisation, the
     # epoch); the optimizer's state and a tokenizer's files (written by its exporter) are not the model.
     usage = {k: v for k, v in checkpoint.items() if k not in ("model", "optimizer", "tokenizer", "config")}
+    if LIGHTNING_KEY in checkpoint:
+        torch.save(checkpoint, out / LIGHTNING_FILE)
+        written.append(out / LIGHTNING_FILE)
+        state = checkpoint.get("state_dict")
+        usage = {"hyper_parameters": checkpoint.get("hyper_parameters", {})}
     payload = {
         "state_dict" if state is not None else "checkpoint": state if state is not None else checkpoint,
         "config": config,
