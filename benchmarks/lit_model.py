@@ -2,8 +2,8 @@
 generated data (ten Gaussian clusters in 32 dimensions; no download), trained by a ``Trainer``.
 
 ``fit(config, callbacks)`` is the whole of it; the two ways to sweep it add only what each tool asks of
-them: plain Optuna's ``objective`` (its ``PyTorchLightningPruningCallback``) and hpsearch's ``train``
-(a callback that hands each epoch's validation accuracy to the session).
+them: plain Optuna's ``objective`` (its ``PyTorchLightningPruningCallback``) and hpsearch's ``train`` (its
+shipped ``trainables.lightning.ReportCallback``, which also keeps the best epoch's Lightning checkpoint).
 """
 
 from __future__ import annotations
@@ -84,19 +84,7 @@ def objective(trial) -> float:  # noqa: ANN001 - plain Optuna's objective (an op
     return fit(config, [PyTorchLightningPruningCallback(trial, monitor="valid_accuracy")])
 
 
-class ReportEpochs(L.Callback):
-    """hpsearch's side: each epoch's validation accuracy, as step 1, 2, ...; the last one final."""
-
-    def __init__(self, session) -> None:  # noqa: ANN001 - hpsearch's Session
-        self.session = session
-
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        epoch = trainer.current_epoch + 1
-        accuracy = float(trainer.callback_metrics["valid_accuracy"])
-        self.session.report(epoch, {"valid_accuracy": accuracy}, final=epoch == trainer.max_epochs)
-
-
 def train(config: dict, session) -> None:  # noqa: ANN001 - hpsearch's Session
-    fit(config, [ReportEpochs(session)])
+    from trainables.lightning import ReportCallback
+
+    fit(config, [ReportCallback(session)])
