@@ -34,4 +34,5 @@ def test_a_groups_best_and_mean_are_over_its_complete_trials_best_first():
     ]
     ordered, summary = group_by(ranked(rows, {"s": -1}, {"s": 0}), "model")
     assert [r.trial for r in ordered] == [0, 1, 3, 4, 2, 5]
-    assert summary == [("cnn", 4, 0.9, (0.9 + 0.6 + 0.3) / 3), ("mlp", 2, 0.8, 0.8)]
+    # trials, then complete: the mean is over the complete ones, and says how many those are
+    assert summary == [("cnn", 4, 3, 0.9, (0.9 + 0.6 + 0.3) / 3), ("mlp", 2, 1, 0.8, 0.8)]

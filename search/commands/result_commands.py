@@ -79,11 +79,12 @@ def compare(
         table.add_row(*row)
     out.print(table)
     if groups:
-        summary = Table(title=f"by {by}: {metrics[0]} of the complete trials")
-        for col in (by, "trials", "best", "mean"):
+        summary = Table(title=f"by {by}: best and mean {metrics[0]} of the complete trials")
+        for col in (by, "trials", "complete", "best", "mean"):
             summary.add_column(col, justify="left" if col == by else "right")
-        for value, n, best_value, mean in groups:
-            summary.add_row(value, str(n), *("-" if v is None else fmt(v) for v in (best_value, mean)))
+        for value, n, complete, best_value, mean in groups:
+            cells = ("-" if v is None else fmt(v) for v in (best_value, mean))
+            summary.add_row(value, str(n), str(complete), *cells)
         out.print(summary)
 
 

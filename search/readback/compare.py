@@ -100,10 +100,15 @@ def ranked(rows: list[Row], signs: dict[str, int], order: dict[str, int]) -> lis
     )
 
 
-def group_by(rows: list[Row], param: str) -> tuple[list[Row], list[tuple[str, int, float | None, float | None]]]:
+Group = tuple[str, int, int, float | None, float | None]  # value, trials, complete, best, mean
+
+
+def group_by(rows: list[Row], param: str) -> tuple[list[Row], list[Group]]:
     """The rows grouped by their value of ``param`` (a branch: ``--by model``), the groups in the order of
-    their best row and each best first; and per group (its value, its trials, its best and mean value of the
-    first metric over its complete trials). A trial that does not set ``param`` is in the group ``-``."""
+    their best row and each best first; and per group: its value, how many trials it has, how many of them
+    completed, and the best and mean value of the first metric over those complete ones (each count says
+    what it counts: a mean is never shown beside a count of other trials). A trial that does not set
+    ``param`` is in the group ``-``."""
     if not any(param in r.params for r in rows):
         known = ", ".join(sorted({p for r in rows for p in r.params})) or "none"
         raise SpecError(f"no trial sets {param!r} (the trials' parameters: {known})", "--by")
@@ -113,7 +118,8 @@ def group_by(rows: list[Row], param: str) -> tuple[list[Row], list[tuple[str, in
     summary = []
     for value, members in groups.items():
         done = [r.value for r in members if r.state == "COMPLETE" and r.value is not None]
-        summary.append((value, len(members), done[0] if done else None, statistics.fmean(done) if done else None))
+        best, mean = (done[0], statistics.fmean(done)) if done else (None, None)
+        summary.append((value, len(members), len(done), best, mean))
     return [r for members in groups.values() for r in members], summary
 
 
