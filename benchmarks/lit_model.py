@@ -74,7 +74,7 @@ def fit(config: dict, callbacks: list[L.Callback]) -> float:
 
 
 def objective(trial) -> float:  # noqa: ANN001 - plain Optuna's objective (an optuna.Trial)
-    from optuna_integration import PyTorchLightningPruningCallback
+    from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
     config = {
         "lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True),
