@@ -2,13 +2,13 @@
 
 Two scripts. ``lightning`` is benchmarks/lit_model.py (a LightningModule and a DataModule on generated data;
 space lr, hidden, dropout); plain Optuna prunes it with ``PyTorchLightningPruningCallback``, hpsearch runs
-the file's ``train`` (the shipped ``trainables.lightning.ReportCallback``). ``pytorch`` is the built-in addition CNN in plain PyTorch (space lr, weight_decay);
-plain Optuna calls it as a function whose session reports to the Optuna trial, hpsearch runs
-``addition-cnn``. Both sweeps: 12 trials of 8 epochs, 2 at a time, TPE with seed 0, median pruning
-(Optuna's defaults). Plain Optuna runs ``study.optimize(objective, n_trials=12, n_jobs=2)`` on SQLite;
-hpsearch runs ``hpsearch run`` on a space file. Each is a fresh process from the shell, its imports
-included, as a user would run it; the wall time is the ratio's. The Lightning script needs
-``pip install lightning optuna-integration`` (the ``bench`` extra).
+the file's ``train`` (the shipped ``trainables.lightning.ReportCallback``). ``pytorch`` is the built-in
+addition CNN in plain PyTorch (space lr, weight_decay); plain Optuna calls it as a function whose session
+reports to the Optuna trial, hpsearch runs ``addition-cnn``. Both sweeps: 12 trials of 8 epochs, 2 at a
+time, TPE with seed 0, median pruning (Optuna's defaults). Plain Optuna runs
+``study.optimize(objective, n_trials=12, n_jobs=2)`` on SQLite; hpsearch runs ``hpsearch run`` on a space
+file. Each is a fresh process from the shell, its imports included, as a user would run it; the wall time is
+the ratio's. The Lightning script needs ``pip install lightning optuna-integration`` (the ``bench`` extra).
 
     python benchmarks/framework.py                    # the Lightning script, each once, plain Optuna first
     python benchmarks/framework.py --script pytorch   # the addition CNN
