@@ -76,7 +76,7 @@ def test_inactive_parameters_are_absent_everywhere(ray_local, write_space, tmp_p
     models = [dict(zip(header, line.split(",")))["model"] for line in by.stdout.strip().splitlines()[1:]]
     assert sorted(models, key=models.index) == models and len(models) == 6  # each branch's rows together
     table = CliRunner().invoke(app, ["compare", "cond", "--store", str(store.root), "--by", "model"])
-    assert "by model: best and mean score of the complete trials" in table.stdout
+    assert "by model: score of the complete trials" in table.stdout
     assert "complete" in table.stdout.split("by model:")[1]  # the count the mean is over, beside all trials
     assert all(f" {m} " in table.stdout for m in set(models))
     for row in body:  # piped, a table writes each number whole on its line (not folded at 80 columns)

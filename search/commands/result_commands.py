@@ -79,7 +79,7 @@ def compare(
         table.add_row(*row)
     out.print(table)
     if groups:
-        summary = Table(title=f"by {by}: best and mean {metrics[0]} of the complete trials")
+        summary = Table(title=f"by {by}: {metrics[0]} of the complete trials")
         for col in (by, "trials", "complete", "best", "mean"):
             summary.add_column(col, justify="left" if col == by else "right")
         for value, n, complete, best_value, mean in groups:
