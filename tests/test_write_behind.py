@@ -141,7 +141,6 @@ def test_run_writes_split_a_long_trial_within_log_batch_limits(tmp_path):
     assert sorted(m.step for m in history) == list(range(1, 2501))
 
 
-
 def test_an_optuna_whose_internals_moved_gets_each_write_at_once_through_its_public_calls(tmp_path, monkeypatch):
     from optuna.storages import RDBStorage
 
@@ -153,9 +152,12 @@ def test_an_optuna_whose_internals_moved_gets_each_write_at_once_through_its_pub
     assert write_behind._behind(trial) is not None
     with monkeypatch.context() as m:  # as if a release renamed it (Optuna's own writes use it: put back below)
         m.delattr(RDBStorage, "_set_trial_attr_without_commit")
+        write_behind._rdb_storage_class.cache_clear()  # looked up once a process: again, for this Optuna
         assert write_behind._behind(trial) is None
         moved = [r.what for r in private_parts.missing()]
         assert moved == ["optuna.storages:RDBStorage._set_trial_attr_without_commit"]
+    write_behind._rdb_storage_class.cache_clear()
+    assert write_behind._behind(trial) is not None
     monkeypatch.setattr(write_behind, "_behind", lambda trial: None)
     writes = StudyWrites(flush_s=3600)
     for step, value in ((1, 0.9), (2, 0.8), (3, 0.7)):

@@ -38,21 +38,15 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from trainables.session import Session, out_of_time
+from trainables.session import Session, out_of_time, plain
 
 
 def scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    """The metrics that are one number each (a 0-d tensor, a Python number), as floats."""
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                continue
-            value = value.detach().item()
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = float(value)
-    return out
+    """The metrics that are one number each (a 0-d tensor as the session takes it, ``plain``), as floats."""
+    numbers = plain(dict(metrics)).items()
+    return {k: float(v) for k, v in numbers if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 class ReportCallback(L.Callback):
@@ -83,8 +77,6 @@ class ReportCallback(L.Callback):
 
 def validates(trainer: L.Trainer, module: L.LightningModule) -> bool:
     """Whether this fit runs a validation loop at all (a ``validation_step``, and batches for it)."""
-    from lightning.pytorch.utilities.model_helpers import is_overridden
-
     return trainer.limit_val_batches != 0 and is_overridden("validation_step", module)
 
 

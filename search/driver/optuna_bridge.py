@@ -72,7 +72,6 @@ class OptunaBridge(FusedRouting):
         """``front_pruner``: a trade-off's Pareto pruner (seeded here with the study's finished trials);
         ``trial_attrs``: user attributes every trial this run asks gets."""
         self.study = study
-        self.settings = settings
         self.trial_attrs = dict(trial_attrs or {})
         self.repeats = settings.repeats
         self._open_seeds: list[TrialRecord] = []

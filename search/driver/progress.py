@@ -13,7 +13,7 @@ from rich.table import Table
 
 from search.driver.optuna_bridge import OptunaBridge
 from search.driver.trial_records import TrialView
-from search.names import REPEAT_VALUES_ATTR
+from search.names import REPEAT_VALUES_ATTR, VALUE_STD_ATTR
 from search.readback.seed_stats import distinct, half_width, welch_p
 from search.readback.shown import fmt
 from search.space.pareto import front_of, signed
@@ -167,7 +167,7 @@ def results_table(bridge: OptunaBridge, limit: int = 10) -> Table:
         value = fmt(t.value) if t.value is not None else "-"
         if bridge.repeats > 1:
             if t.value is not None:
-                value = f"{t.value:.4f} ± {t.user_attrs.get('value_std', 0.0):.4f}"
+                value = f"{t.value:.4f} ± {t.user_attrs.get(VALUE_STD_ATTR, 0.0):.4f}"
             seeds = t.user_attrs.get(REPEAT_VALUES_ATTR, [])
             known = [v for v in seeds if v is not None]
             ci = half_width(known) if t.state == TrialState.COMPLETE else None

@@ -27,6 +27,7 @@ MLflow writer (mlflow_writer.py) in one call, and the writer splits them to ``lo
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -116,21 +117,32 @@ class StudyWrites:
             self.flush(trial)
 
 
-def _behind(trial: optuna.Trial) -> Any:
-    """The trial's ``RDBStorage`` where its writes can wait: the internals this module uses are where Optuna
-    5.0 has them (search/private_parts.py). None: each write goes through Optuna's public calls, at once."""
+@functools.cache
+def _rdb_storage_class() -> type | None:
+    """Optuna's ``RDBStorage``, where the internals this module uses are where Optuna 5.0 has them
+    (search/private_parts.py); None in an Optuna where they moved. Looked up once a process."""
     try:
         from optuna.storages import RDBStorage
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session  # noqa: F401 - used by _write
     except ImportError:  # pragma: no cover - another Optuna
         return None
-    backend = getattr(trial.storage, "_backend", trial.storage)
     known = (
-        isinstance(backend, RDBStorage)
-        and hasattr(backend, "_set_trial_attr_without_commit")
+        hasattr(RDBStorage, "_set_trial_attr_without_commit")
         and hasattr(models.TrialModel, "find_or_raise_by_id")
         and hasattr(models.TrialIntermediateValueModel, "intermediate_value_to_stored_repr")
+    )
+    return RDBStorage if known else None
+
+
+def _behind(trial: optuna.Trial) -> Any:
+    """The trial's ``RDBStorage`` where its writes can wait (``_rdb_storage_class``, and the trial's own
+    cached view for the pruner to judge). None: each write goes through Optuna's public calls, at once."""
+    rdb = _rdb_storage_class()
+    backend = getattr(trial.storage, "_backend", trial.storage)
+    known = (
+        rdb is not None
+        and isinstance(backend, rdb)
         and hasattr(trial, "_trial_id")
         and getattr(trial, "_cached_frozen_trial", None) is not None
     )
